@@ -1,0 +1,141 @@
+"""``python -m atbsn_edge.denoise``: denoise images of any size with a checkpoint, tiled.
+
+Outputs keep the input's name, format, bit depth, grayscale and alpha. They are written
+atomically, never over an input, and over an existing file only with ``--overwrite``. A bad
+image is reported in one line and the rest of the batch is still processed; the exit code
+is 1 when any image failed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cli import hole_size_arg, run_cli
+from .errors import AtbsnError, ImageError
+from .imageio import WRITE_SUFFIXES, read_image, write_image
+from .inputs import expand_inputs
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TileSpec, denoise_tiled
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m atbsn_edge.denoise", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("-o", "--output", required=True, type=Path,
+                   help="output folder (or an image file name when there is one input)")
+    p.add_argument("--checkpoint", type=Path,
+                   help="AT-BSN or student checkpoint (default: the bundled demo model)")
+    p.add_argument("--part", choices=("student", "teacher"),
+                   help="network of a distillation checkpoint (default: student)")
+    p.add_argument("--hole", type=hole_size_arg,
+                   help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                   help=f"tile side, multiple of 32; 0 = whole image at once (default {DEFAULT_TILE})")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+                   help=f"tile overlap, multiple of 32 (default {DEFAULT_OVERLAP})")
+    p.add_argument("--batch", type=int, default=1, help="tiles per network call (default 1)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch default)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+@dataclass
+class Job:
+    """One input and where its result goes."""
+
+    source: Path
+    target: Path
+
+
+def plan_outputs(inputs: list[Path], output: Path) -> list[Job]:
+    """Map inputs to outputs: a file name for a single input, else a folder of same names."""
+    single_file = len(inputs) == 1 and output.suffix.lower() in WRITE_SUFFIXES and not output.is_dir()
+    if single_file:
+        return [Job(inputs[0], output)]
+    if output.exists() and not output.is_dir():
+        raise AtbsnError(f"-o {output} is a file; give a folder for {len(inputs)} inputs")
+    jobs = []
+    for source in inputs:
+        suffix = source.suffix.lower()
+        name = source.name if suffix in WRITE_SUFFIXES else source.stem + ".png"
+        jobs.append(Job(source, output / name))
+    return jobs
+
+
+def check_job(job: Job, inputs: set[str], taken: set[str], overwrite: bool) -> None:
+    """Refuse to write over an input, twice to one file, or over a file without --overwrite."""
+    target = os.path.realpath(job.target)
+    if target in inputs:
+        raise ImageError(f"{job.source}: output {job.target} is an input; choose another -o")
+    if target in taken:
+        raise ImageError(f"{job.source}: another input already writes {job.target} "
+                         "(same file name); denoise them into separate folders")
+    if job.target.exists() and not overwrite:
+        raise ImageError(f"{job.source}: {job.target} exists; pass --overwrite to replace it")
+    taken.add(target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def job() -> int:
+        from tqdm import tqdm
+
+        from .assets import default_checkpoint
+        from .runtimes.torch_runtime import TorchRuntime
+
+        spec = TileSpec(tile_h=args.tile, tile_w=args.tile, overlap=args.overlap, batch=args.batch)
+        try:
+            spec.validate()
+        except ValueError as exc:
+            raise AtbsnError(str(exc)) from None
+        checkpoint = args.checkpoint or default_checkpoint()
+        if checkpoint is None:
+            raise AtbsnError("no --checkpoint given and this install has no bundled demo model")
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        inputs = expand_inputs(args.inputs)
+        jobs = plan_outputs(inputs, args.output)
+        try:
+            runtime = TorchRuntime.from_checkpoint(checkpoint, part=args.part, hole_size=args.hole,
+                                                   device=args.device)
+        except ValueError as exc:
+            raise AtbsnError(str(exc)) from None
+        info = runtime.info
+        log.info("%s%s on %s, tiles %s, overlap %d, batch %d", info.model,
+                 f" (hole {info.hole_size})" if info.hole_size is not None else "", args.device,
+                 args.tile or "whole image", args.overlap, args.batch)
+        input_paths = {os.path.realpath(p) for p in inputs}
+        taken: set[str] = set()
+        failures = 0
+        with runtime, tqdm(total=len(jobs), desc="images", unit="img") as images_bar:
+            for item in jobs:
+                try:
+                    check_job(item, input_paths, taken, args.overwrite)
+                    picture = read_image(item.source)
+                    with tqdm(desc=item.source.name, unit="tile", leave=False) as tiles_bar:
+                        result = denoise_tiled(picture.rgb, runtime.infer, spec, tiles_bar.update)
+                    write_image(item.target, picture, result, overwrite=args.overwrite)
+                    log.debug("%s -> %s", item.source, item.target)
+                except ImageError as exc:
+                    failures += 1
+                    tqdm.write(f"error: {exc}")
+                images_bar.update(1)
+        done = len(jobs) - failures
+        log.info("denoised %d of %d image(s) into %s", done, len(jobs), args.output)
+        return 1 if failures else 0
+
+    return run_cli(job, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

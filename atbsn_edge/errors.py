@@ -1,0 +1,30 @@
+"""Exceptions that mean "the user gave something unusable": CLIs print them as one line."""
+from __future__ import annotations
+
+
+class AtbsnError(Exception):
+    """Base class: a problem with what the user gave, reported without a traceback."""
+
+
+class CheckpointError(AtbsnError):
+    """A checkpoint file that is missing, damaged or of an unknown layout."""
+
+
+class ImageError(AtbsnError):
+    """An image that cannot be read, written or denoised as given."""
+
+
+class MissingDependencyError(AtbsnError, ImportError):
+    """An optional library is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import ``module`` or raise an error that says which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"'{module}' is not installed ({exc}); install it with "
+            f"pip install 'atbsn-edge[{extra}]'") from exc

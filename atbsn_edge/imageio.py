@@ -1,0 +1,168 @@
+"""Image reading and writing: PNG, JPEG, TIFF; 8 and 16 bit; gray, RGB, RGBA; EXIF orientation.
+
+Images travel through the toolkit as :class:`Picture`: an H x W x 3 float32 RGB array on
+the 0..255 scale (16-bit images are scaled by 255/65535), plus what is needed to write the
+result back the way it came (bit depth, grayscale, an untouched alpha channel).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import ImageError
+
+log = logging.getLogger(__name__)
+
+READ_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+WRITE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+MAX_PIXELS = 200_000_000  # 200 MP: beyond this the float32 buffers alone exceed ~5 GB
+_ORIENTATION_TAG = 0x0112
+
+
+def _cv2():
+    import cv2  # core dependency (opencv-python-headless); imported here to keep start-up light
+
+    return cv2
+
+
+@dataclass
+class Picture:
+    """An RGB float32 image on 0..255 plus how to write it back."""
+
+    rgb: np.ndarray
+    bit_depth: int = 8
+    grayscale: bool = False
+    alpha: np.ndarray | None = None
+    source: str = ""
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def _exif_orientation(data: bytes) -> int:
+    """EXIF orientation (1..8) read by Pillow from the header only; 1 when absent."""
+    try:
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
+    except Exception:  # no EXIF support for this file: keep it as stored
+        return 1
+
+
+def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a stored image upright according to its EXIF orientation value."""
+    ops = {
+        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1], 8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+    }
+    op = ops.get(orientation)
+    return np.ascontiguousarray(op(array)) if op else array
+
+
+def _normalise_dtype(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
+    if array.dtype == np.uint8:
+        return array.astype(np.float32), 8
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) * np.float32(255.0 / 65535.0), 16
+    raise ImageError(f"{path}: {array.dtype} pixels are not supported; give an 8- or 16-bit "
+                     "integer image")
+
+
+def read_image(path: str | os.PathLike) -> Picture:
+    """Read an image file as a :class:`Picture`, or raise :class:`ImageError` saying why not."""
+    path = str(path)
+    cv2 = _cv2()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageError(f"{path}: file is empty")
+    buffer = np.frombuffer(data, np.uint8)
+    array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if array is None or array.size == 0:
+        raise ImageError(f"{path}: not a readable image (corrupt, truncated or unsupported "
+                         f"format; supported: {', '.join(READ_SUFFIXES)})")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    if channels not in (1, 3, 4):
+        raise ImageError(f"{path}: {channels} channels; supported are 1 (gray), 3 (RGB) "
+                         "and 4 (RGBA)")
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise ImageError(f"{path}: {array.shape[1]}x{array.shape[0]} exceeds the "
+                         f"{MAX_PIXELS // 1_000_000} MP limit; split the image first")
+    array = apply_orientation(array, _exif_orientation(data))
+    values, depth = _normalise_dtype(array, path)
+    if not np.isfinite(values).all():
+        raise ImageError(f"{path}: contains NaN or infinite values")
+    alpha = None
+    if channels == 1:
+        rgb = np.repeat(values[:, :, None], 3, axis=2)
+    else:
+        rgb = np.ascontiguousarray(values[:, :, 2::-1])  # BGR(A) -> RGB
+        if channels == 4:
+            alpha = array[:, :, 3].copy()
+    return Picture(rgb=rgb, bit_depth=depth, grayscale=channels == 1, alpha=alpha, source=path)
+
+
+def to_storage(picture: Picture, rgb: np.ndarray) -> np.ndarray:
+    """Denoised RGB (float 0..255) as the integer array to store, in the picture's own form."""
+    if not np.isfinite(rgb).all():
+        raise ImageError(f"{picture.source or 'image'}: the network produced NaN or infinite "
+                         "values; the checkpoint may be damaged")
+    if picture.grayscale:
+        values = rgb.mean(axis=2, keepdims=True)
+    else:
+        values = rgb[:, :, ::-1]  # RGB -> BGR for OpenCV
+    if picture.bit_depth == 16:
+        out = np.clip(np.rint(values * (65535.0 / 255.0)), 0, 65535).astype(np.uint16)
+    else:
+        out = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    if picture.alpha is not None:
+        out = np.concatenate([out, picture.alpha.astype(out.dtype)[:, :, None]], axis=2)
+    return out[:, :, 0] if out.shape[2] == 1 else out
+
+
+def write_image(path: str | os.PathLike, picture: Picture, rgb: np.ndarray, *,
+                overwrite: bool = False, jpeg_quality: int = 95) -> Path:
+    """Encode ``rgb`` like ``picture`` (depth, gray, alpha) and write it atomically to ``path``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise ImageError(f"{path}: cannot write '{suffix}'; use one of {', '.join(WRITE_SUFFIXES)}")
+    stored = to_storage(picture, rgb)
+    cv2 = _cv2()
+    if suffix in (".jpg", ".jpeg"):
+        if stored.dtype != np.uint8:
+            log.warning("%s: JPEG holds 8 bits; writing the 16-bit result as 8 bits", path)
+            stored = (stored.astype(np.float32) * (255.0 / 65535.0)).round().astype(np.uint8)
+        if stored.ndim == 3 and stored.shape[2] == 4:
+            log.warning("%s: JPEG has no alpha channel; alpha dropped", path)
+            stored = stored[:, :, :3]
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    else:
+        params = []
+    ok, encoded = cv2.imencode(suffix, stored, params)
+    if not ok:
+        raise ImageError(f"{path}: encoding as {suffix} failed")
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            tmp.write_bytes(encoded.tobytes())
+    except FileExistsError as exc:
+        raise ImageError(str(exc)) from None
+    return path

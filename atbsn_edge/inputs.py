@@ -1,0 +1,38 @@
+"""Turn command-line inputs (files, folders, globs) into a sorted list of image files."""
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Iterable
+
+from .errors import AtbsnError
+from .imageio import READ_SUFFIXES
+
+
+def expand_inputs(items: Iterable[str], suffixes: tuple[str, ...] = READ_SUFFIXES) -> list[Path]:
+    """Files as given, image files inside folders (not recursive), and glob matches.
+
+    Raises :class:`AtbsnError` naming every item that matched nothing.
+    """
+    found: list[Path] = []
+    unmatched: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+        elif path.is_file():
+            matches = [path]
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
+        else:
+            matches = []
+        if not matches:
+            unmatched.append(item)
+        found.extend(matches)
+    if unmatched:
+        raise AtbsnError(f"no image files found for: {', '.join(unmatched)} (give image files "
+                         f"{'/'.join(READ_SUFFIXES)}, folders holding them, or glob patterns)")
+    unique: dict[Path, None] = {}
+    for p in found:
+        unique.setdefault(p, None)
+    return list(unique)

@@ -1,0 +1,89 @@
+"""AT-BSN: the asymmetric, tunable blind-spot meta-teacher."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import NEGATIVE_SLOPE, shift_down
+from .unet import UNet
+
+DEFAULT_INFER_HOLE = 3
+DEFAULT_TRAIN_HOLE = 9
+
+
+def hole_to_shift(hole_size: int) -> int:
+    """Rows of shift ``k = (b + 1) // 2`` for hole size ``b``; the blind square is 2k - 1 wide."""
+    if isinstance(hole_size, bool) or not isinstance(hole_size, int) or hole_size < 0:
+        raise ValueError(f"hole size must be a non-negative integer, got {hole_size!r}")
+    return (hole_size + 1) // 2
+
+
+def _rot90(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(2, 3).flip(3)
+
+
+def _rot270(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(2, 3).flip(2)
+
+
+def _rot180(x: torch.Tensor) -> torch.Tensor:
+    return x.flip(2).flip(3)
+
+
+class ATBSN(nn.Module):
+    """Blind unet over four orientations, a per-call shift of ``(b + 1) // 2`` rows, a 1x1 head.
+
+    ``forward(x, hole_size=b)`` picks the blind-spot size per call (default: ``hole_size``
+    given at construction). Non-square inputs are handled by running the 0/180 and 90/270
+    orientation pairs separately, which equals the authors' four-in-one batch for squares.
+    """
+
+    stride = 32
+
+    def __init__(self, hole_size: int = DEFAULT_INFER_HOLE, width: int = 48) -> None:
+        super().__init__()
+        hole_to_shift(hole_size)
+        self.hole_size = hole_size
+        self.unet = UNet(3, 2 * width, blind=True, width=width)
+        channels = 8 * width
+        self.nin_A = nn.Conv2d(channels, channels, 1)
+        self.nin_B = nn.Conv2d(channels, 2 * width, 1)
+        self.nin_C = nn.Conv2d(2 * width, 3, 1)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Blind unet outputs in the four rotated frames (0, 90, 180, 270 degrees).
+
+        They do not depend on the hole size: multi-teacher distillation computes them once.
+        """
+        upright = self.unet(torch.cat((x, _rot180(x)), dim=0))
+        sideways = self.unet(torch.cat((_rot90(x), _rot270(x)), dim=0))
+        f0, f180 = upright.chunk(2, dim=0)
+        f90, f270 = sideways.chunk(2, dim=0)
+        return f0, f90, f180, f270
+
+    def head(self, features: tuple[torch.Tensor, ...], hole_size: int) -> torch.Tensor:
+        """Shift each rotated feature map by the hole size, rotate back, apply the 1x1 head."""
+        k = hole_to_shift(hole_size)
+        f0, f90, f180, f270 = (shift_down(f, k) for f in features)
+        x = torch.cat((f0, _rot270(f90), _rot180(f180), _rot90(f270)), dim=1)
+        x = F.leaky_relu(self.nin_A(x), NEGATIVE_SLOPE)
+        x = F.leaky_relu(self.nin_B(x), NEGATIVE_SLOPE)
+        return self.nin_C(x)
+
+    def forward(self, x: torch.Tensor, hole_size: int | None = None) -> torch.Tensor:
+        return self.head(self.features(x), self.hole_size if hole_size is None else hole_size)
+
+
+class FixedHole(nn.Module):
+    """AT-BSN with its hole size frozen, so that ``forward(x)`` is a plain function to export."""
+
+    def __init__(self, network: ATBSN, hole_size: int) -> None:
+        super().__init__()
+        hole_to_shift(hole_size)
+        self.network = network
+        self.hole_size = hole_size
+        self.stride = network.stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x, hole_size=self.hole_size)

@@ -1,0 +1,194 @@
+"""Checkpoint loading (the authors' layouts and our own) and saving (our own, atomically).
+
+Layouts read:
+- a plain ``torch.save(state_dict)`` of AT-BSN or student A/B/C, keys optionally prefixed
+  ``module.`` (DataParallel) and optionally wrapped in a dict (``state_dict``, ``model_weight``...);
+- the authors' distillation checkpoint: ``nbsn.*`` (student C) and ``bsn.*`` (AT-BSN);
+- this project's format: ``{"format": "atbsn-edge-checkpoint", "architecture", "state_dict",
+  "metadata", ["training"]}``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_path
+from ..errors import CheckpointError
+from .atbsn import DEFAULT_INFER_HOLE, DEFAULT_TRAIN_HOLE
+from .denoiser import Denoiser
+from .registry import ARCHITECTURES, Architecture, architecture_of, detect_architecture, get_architecture
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "atbsn-edge-checkpoint"
+FORMAT_VERSION = 1
+PARTS = ("student", "teacher")
+_CONTAINER_KEYS = ("state_dict", "model_weight", "model", "params", "net", "network", "denoiser")
+_DISTILL_PREFIXES = {"student": "nbsn.", "teacher": "bsn."}
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with one-line errors for missing or damaged files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: damaged, truncated or not a "
+                              f"PyTorch file ({reason[:200]})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of "
+                              "tensors; save a state_dict (torch.save(model.state_dict(), path))")
+    return obj
+
+
+def _is_state_dict(obj: Mapping[str, Any]) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _unwrap(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Descend through common training-script containers down to a dict of tensors."""
+    seen = 0
+    while not _is_state_dict(obj) and seen < 4:
+        seen += 1
+        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            dicts = [v for v in obj.values() if isinstance(v, dict)]
+            inner = dicts[0] if len(dicts) == 1 else None
+        if inner is None:
+            break
+        obj = inner
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError("no tensors found in the checkpoint (looked inside "
+                              f"{', '.join(_CONTAINER_KEYS)}); top-level keys: {list(obj)[:8]}")
+    return tensors
+
+
+def _strip_module(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {re.sub(r"(^|\.)module\.", r"\1", k): v for k, v in state.items()}
+
+
+def _select_part(state: dict[str, torch.Tensor], part: str | None) -> tuple[dict, str | None]:
+    """For the distillation layout, the keys of the chosen part without their prefix."""
+    if part is not None and part not in PARTS:
+        raise CheckpointError(f"part must be one of {', '.join(PARTS)} (or None), got {part!r}")
+    if not any(k.startswith(p) for p in _DISTILL_PREFIXES.values() for k in state):
+        return state, None
+    chosen = part or "student"
+    prefix = _DISTILL_PREFIXES[chosen]
+    selected = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not selected:
+        raise CheckpointError(f"this distillation checkpoint has no {chosen} ({prefix}*) keys")
+    return selected, chosen
+
+
+def _layout_report(state: Mapping[str, torch.Tensor]) -> str:
+    lines = []
+    for arch in ARCHITECTURES.values():
+        missing, unexpected, wrong = arch.mismatch(state)
+        detail = []
+        if missing:
+            detail.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            detail.append(f"{len(wrong)} with wrong shapes (e.g. {', '.join(wrong[:3])})")
+        lines.append(f"{arch.name}: " + "; ".join(detail))
+    return " | ".join(lines)
+
+
+def _build(arch: Architecture, state: Mapping[str, torch.Tensor], path: Path) -> nn.Module:
+    missing, unexpected, wrong = arch.mismatch(state)
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{path} says it is {arch.name} but its keys do not match: "
+                              f"{_layout_report({**state})}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path} has NaN or infinite weights in {', '.join(bad[:3])}; "
+                              "the file is damaged or training diverged")
+    network = arch.build()
+    network.load_state_dict({k: v.float() for k, v in state.items()})
+    return network.eval()
+
+
+def load_checkpoint(path: str | Path, part: str | None = None) -> Denoiser:
+    """Load any supported checkpoint as an eval-mode :class:`Denoiser`.
+
+    ``part`` selects the network of a distillation checkpoint: ``"student"`` (default) or
+    ``"teacher"`` (its AT-BSN). The architecture is detected from the keys.
+    """
+    path = Path(path)
+    obj = read_checkpoint_file(path)
+    if obj.get("format") == FORMAT_NAME:
+        arch = get_architecture(str(obj.get("architecture")))
+        metadata = dict(obj.get("metadata") or {})
+        if part == "teacher" and arch.name != "atbsn":
+            raise CheckpointError(f"{path} holds only {arch.name}; it has no teacher part")
+        state = _unwrap(obj["state_dict"])
+        network = _build(arch, state, path)
+    else:
+        state, chosen = _select_part(_strip_module(_unwrap(obj)), part)
+        arch = detect_architecture(state)
+        if arch is None:
+            raise CheckpointError(f"{path} matches no known layout (tried the authors' AT-BSN, "
+                                  f"students A/B/C, distillation nbsn/bsn and {FORMAT_NAME}): "
+                                  f"{_layout_report(state)}")
+        if part == "teacher" and chosen is None and arch.name != "atbsn":
+            raise CheckpointError(f"{path} holds only {arch.name}; it has no teacher part")
+        network = _build(arch, state, path)
+        metadata = {"source": "authors-layout" + (f" ({chosen})" if chosen else "")}
+        if arch.tunable_hole:
+            metadata.update(train_hole=DEFAULT_TRAIN_HOLE, infer_hole=DEFAULT_INFER_HOLE)
+    metadata.setdefault("value_range", [0.0, 255.0])
+    metadata["checkpoint"] = str(path)
+    metadata["checkpoint_sha256"] = file_sha256(path)
+    if arch.tunable_hole:
+        network.hole_size = int(metadata.get("infer_hole", DEFAULT_INFER_HOLE))
+    log.debug("loaded %s from %s", arch.name, path)
+    return Denoiser(network, arch, metadata)
+
+
+def checkpoint_payload(network: nn.Module, metadata: Mapping[str, Any] | None = None,
+                       training: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The dict this project saves: tensors, architecture and metadata (and training state)."""
+    if isinstance(network, Denoiser):
+        network = network.network
+    arch = architecture_of(network)
+    meta = {"value_range": [0.0, 255.0], **dict(metadata or {})}
+    if arch.tunable_hole:
+        meta.setdefault("train_hole", DEFAULT_TRAIN_HOLE)
+        meta.setdefault("infer_hole", DEFAULT_INFER_HOLE)
+    payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+               "architecture": arch.name, "metadata": meta,
+               "state_dict": {k: v.detach().float().cpu().contiguous()
+                              for k, v in network.state_dict().items()}}
+    if training is not None:
+        payload["training"] = dict(training)
+    return payload
+
+
+def save_checkpoint(path: str | Path, network: nn.Module, metadata: Mapping[str, Any] | None = None,
+                    training: Mapping[str, Any] | None = None) -> Path:
+    """Write ``network`` in this project's format, atomically (a crash leaves the old file)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint_payload(network, metadata, training), tmp)
+    return path

@@ -1,0 +1,102 @@
+"""One interface over every inference backend (Polygraphy-style: public method, ``_impl`` hook).
+
+A runtime takes float32 N x 3 x H x W batches on the 0..255 scale and returns the same shape.
+Its :class:`InputSpec` says which shapes it accepts (static tiles, or any multiple of the
+stride), and the tiler reads the tile shape from there.
+"""
+from __future__ import annotations
+
+import abc
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import AtbsnError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Accepted input: ``batch``, ``height``, ``width`` are fixed ints or None for dynamic."""
+
+    batch: int | None
+    height: int | None
+    width: int | None
+    channels: int = 3
+    stride: int = 32
+    name: str = "input"
+
+    def check(self, array: np.ndarray) -> None:
+        """Raise :class:`AtbsnError` when ``array`` is not a batch this runtime can take."""
+        if array.ndim != 4:
+            raise AtbsnError(f"expected an N x C x H x W batch, got shape {array.shape}")
+        n, c, h, w = array.shape
+        if c != self.channels:
+            raise AtbsnError(f"the model takes {self.channels} channels, the input has {c}")
+        for label, got, want in (("batch", n, self.batch), ("height", h, self.height),
+                                 ("width", w, self.width)):
+            if want is not None and got != want:
+                raise AtbsnError(f"input {label} {got} does not match the model's fixed {label} "
+                                 f"{want}; tile the image (atbsn_edge.tiling) or re-export")
+        if self.height is None and h % self.stride or self.width is None and w % self.stride:
+            raise AtbsnError(f"input {h}x{w} is not a multiple of the stride {self.stride}")
+
+
+@dataclass
+class RuntimeInfo:
+    """What a runtime knows about the model it runs (read from the artifact's metadata)."""
+
+    backend: str
+    model: str
+    precision: str
+    hole_size: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Runtime(abc.ABC):
+    """Base class: ``infer`` validates and delegates to ``_infer_impl``; usable as a context."""
+
+    backend: str = ""
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    @property
+    @abc.abstractmethod
+    def input_spec(self) -> InputSpec:
+        """The shapes this runtime accepts."""
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> RuntimeInfo:
+        """Model, precision and metadata of what is loaded."""
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run one float32 N x 3 x H x W batch (0..255) and return the denoised batch."""
+        if self._closed:
+            raise AtbsnError(f"{self.backend} runtime is closed")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self.input_spec.check(batch)
+        return self._infer_impl(batch)
+
+    @abc.abstractmethod
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        """Backend-specific inference on a validated batch."""
+
+    def close(self) -> None:
+        """Release the backend's resources; idempotent."""
+        if not self._closed:
+            self._close_impl()
+            self._closed = True
+
+    def _close_impl(self) -> None:
+        """Backend-specific clean-up (default: nothing)."""
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,55 @@
+"""The PyTorch reference runtime: a loaded checkpoint run eagerly (CPU or CUDA)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..errors import AtbsnError, require
+from .base import InputSpec, Runtime, RuntimeInfo
+
+log = logging.getLogger(__name__)
+
+
+class TorchRuntime(Runtime):
+    """Runs a :class:`~atbsn_edge.models.Denoiser` on fixed- or any-shape batches."""
+
+    backend = "torch"
+
+    def __init__(self, denoiser, *, hole_size: int | None = None, device: str = "cpu",
+                 tile: tuple[int, int] | None = None, batch: int | None = None) -> None:
+        super().__init__()
+        torch = require("torch", "torch")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise AtbsnError("--device cuda was given but PyTorch sees no CUDA GPU; "
+                             "use --device cpu or install a CUDA build of PyTorch")
+        self._torch = torch
+        self.device = torch.device(device)
+        self.denoiser = denoiser
+        self.hole_size = denoiser.resolve_hole(hole_size)
+        self.module = denoiser.core(self.hole_size).to(self.device).eval()
+        th, tw = tile if tile else (None, None)
+        self._spec = InputSpec(batch=batch, height=th, width=tw, stride=denoiser.stride)
+
+    @classmethod
+    def from_checkpoint(cls, path, *, part: str | None = None, **kwargs) -> "TorchRuntime":
+        """Load a checkpoint (any supported layout) and wrap it."""
+        from ..models.checkpoint import load_checkpoint
+
+        return cls(load_checkpoint(path, part=part), **kwargs)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self._spec
+
+    @property
+    def info(self) -> RuntimeInfo:
+        return RuntimeInfo(backend=self.backend, model=self.denoiser.architecture.name,
+                           precision="fp32", hole_size=self.hole_size,
+                           metadata=dict(self.denoiser.metadata))
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device)
+            return self.module(x).float().cpu().numpy()

@@ -1,0 +1,168 @@
+"""Tiled denoising of images of any size through any fixed-shape network call.
+
+The image is (virtually) reflect-padded at the bottom and right to the 32-pixel pooling grid,
+exactly as the whole-image path pads it, and to at least one tile. Tiles of a fixed shape
+start on that grid (the last one shifted back inside), overlap by at least the network's
+effective receptive field, go through the network in batches and are blended with
+separable linear feathers that sum to one. Because all tiles are aligned to the pooling grid
+of the whole padded image, tiled output equals whole-image output up to the influence of
+pixels farther away than half the overlap. Memory: the output array plus one batch of tiles.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+GRID = 32
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 128
+InferFn = Callable[[np.ndarray], np.ndarray]
+
+
+def reflect_indices(length: int, total: int) -> np.ndarray:
+    """Indices ``0..total-1`` folded into ``0..length-1`` by repeated reflection (no edge repeat)."""
+    idx = np.arange(total)
+    if length == 1:
+        return np.zeros(total, dtype=np.int64)
+    period = 2 * (length - 1)
+    idx = idx % period
+    return np.where(idx < length, idx, period - idx).astype(np.int64)
+
+
+def round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    """Tile starts along one padded axis of ``length``: every ``tile - overlap``, last flush."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    origins = list(range(0, length - tile, step))
+    origins.append(length - tile)
+    return origins
+
+
+def feather_weights(origins: list[int], tile: int, length: int) -> list[np.ndarray]:
+    """Per-tile 1-D blending weights: linear ramps across each overlap, summing to one."""
+    raw = []
+    for i, o in enumerate(origins):
+        t = np.arange(tile, dtype=np.float64) + 0.5
+        w = np.ones(tile)
+        if i > 0:
+            w = np.minimum(w, t / (origins[i - 1] + tile - o))
+        if i < len(origins) - 1:
+            w = np.minimum(w, (tile - t) / (o + tile - origins[i + 1]))
+        raw.append(np.clip(w, 0.0, 1.0))
+    total = np.zeros(max(length, origins[-1] + tile))
+    for o, w in zip(origins, raw):
+        total[o:o + tile] += w
+    return [(w / total[o:o + tile]).astype(np.float32) for o, w in zip(origins, raw)]
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """How to cut an image: fixed tile shape (0 = whole padded image), overlap, grid, batch."""
+
+    tile_h: int = DEFAULT_TILE
+    tile_w: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
+    grid: int = GRID
+    batch: int = 1
+
+    def validate(self) -> None:
+        for name, tile in (("tile height", self.tile_h), ("tile width", self.tile_w)):
+            if tile < 0 or tile % self.grid:
+                raise ValueError(f"{name} must be 0 (whole image) or a positive multiple of "
+                                 f"{self.grid}; got {tile}")
+            if tile and self.overlap >= tile:
+                raise ValueError(f"overlap {self.overlap} must be smaller than the tile ({tile})")
+        if self.overlap < 0 or self.overlap % self.grid:
+            raise ValueError(f"overlap must be a non-negative multiple of {self.grid} so that "
+                             f"every tile starts on the pooling grid; got {self.overlap}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be at least 1; got {self.batch}")
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The tiles of one image: padded size, origins along each axis and blending weights."""
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    ys: list[int]
+    xs: list[int]
+    wy: list[np.ndarray]
+    wx: list[np.ndarray]
+
+    @property
+    def count(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def tiles(self) -> Iterator[tuple[int, int]]:
+        """(row index, column index) of every tile, row-major."""
+        for i in range(len(self.ys)):
+            for j in range(len(self.xs)):
+                yield i, j
+
+
+def plan_tiles(height: int, width: int, spec: TileSpec) -> TilePlan:
+    """Lay out the tiles for an image of ``height`` x ``width``."""
+    spec.validate()
+    padded_h, padded_w = round_up(height, spec.grid), round_up(width, spec.grid)
+    tile_h = spec.tile_h or padded_h
+    tile_w = spec.tile_w or padded_w
+    padded_h, padded_w = max(padded_h, tile_h), max(padded_w, tile_w)
+    ys = tile_origins(padded_h, tile_h, spec.overlap)
+    xs = tile_origins(padded_w, tile_w, spec.overlap)
+    return TilePlan(height, width, tile_h, tile_w, ys, xs,
+                    feather_weights(ys, tile_h, padded_h), feather_weights(xs, tile_w, padded_w))
+
+
+def denoise_tiled(image: np.ndarray, infer: InferFn, spec: TileSpec = TileSpec(),
+                  progress: Callable[[int], object] | None = None) -> np.ndarray:
+    """Denoise an H x W x 3 float32 image (0..255) with ``infer`` on N x 3 x th x tw batches.
+
+    ``progress`` is called with the number of tiles finished after each batch.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
+    height, width = image.shape[:2]
+    plan = plan_tiles(height, width, spec)
+    rows = [reflect_indices(height, y + plan.tile_h)[y:] for y in plan.ys]
+    cols = [reflect_indices(width, x + plan.tile_w)[x:] for x in plan.xs]
+    output = np.zeros((height, width, 3), dtype=np.float32)
+    pending: list[tuple[int, int]] = []
+
+    def flush() -> None:
+        batch = np.stack([image[np.ix_(rows[i], cols[j])].transpose(2, 0, 1) for i, j in pending])
+        result = np.asarray(infer(np.ascontiguousarray(batch, dtype=np.float32)))
+        expected = (len(pending), 3, plan.tile_h, plan.tile_w)
+        if result.shape != expected:
+            raise ValueError(f"network returned shape {result.shape}, expected {expected}")
+        for (i, j), tile in zip(pending, result):
+            y, x = plan.ys[i], plan.xs[j]
+            h, w = min(plan.tile_h, height - y), min(plan.tile_w, width - x)
+            if h <= 0 or w <= 0:
+                continue
+            weight = plan.wy[i][:h, None] * plan.wx[j][None, :w]
+            output[y:y + h, x:x + w] += tile[:, :h, :w].transpose(1, 2, 0) * weight[:, :, None]
+        if progress is not None:
+            progress(len(pending))
+        pending.clear()
+
+    for index in plan.tiles():
+        pending.append(index)
+        if len(pending) == spec.batch:
+            flush()
+    if pending:
+        flush()
+    return output
