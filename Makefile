@@ -9,7 +9,6 @@ DEMO_OUT ?= demo_output
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[torch]'
 	touch $@
 
