@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     log.debug("%s -> %s", item.source, item.target)
                 except ImageError as exc:
                     failures += 1
-                    tqdm.write(f"error: {exc}")
+                    tqdm.write(f"error: {exc}", file=sys.stderr)
                 images_bar.update(1)
         done = len(jobs) - failures
         log.info("denoised %d of %d image(s) into %s", done, len(jobs), args.output)

@@ -1,8 +1,9 @@
 """Tiled denoising of images of any size through any fixed-shape network call.
 
-The image is (virtually) reflect-padded at the bottom and right to the 32-pixel pooling grid,
+The image is (virtually) reflect-padded at the bottom and right to the network's stride,
 exactly as the whole-image path pads it, and to at least one tile. Tiles of a fixed shape
-start on that grid (the last one shifted back inside), overlap by at least the network's
+start on the 32-pixel pooling grid (the last one shifted back flush with the padded image,
+which keeps it on the network's own grid), overlap by at least the network's
 effective receptive field, go through the network in batches and are blended with
 separable linear feathers that sum to one. Because all tiles are aligned to the pooling grid
 of the whole padded image, tiled output equals whole-image output up to the influence of
@@ -49,17 +50,25 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
     return origins
 
 
+def _ramp(distance: np.ndarray, overlap: int) -> np.ndarray:
+    """0 in the outer quarter of an overlap, linear across its middle half, 1 beyond.
+
+    A tile's own border pixels (padding effects) get no weight at all; the seam is smooth.
+    """
+    return np.clip((distance - overlap / 4) / (overlap / 2), 0.0, 1.0)
+
+
 def feather_weights(origins: list[int], tile: int, length: int) -> list[np.ndarray]:
-    """Per-tile 1-D blending weights: linear ramps across each overlap, summing to one."""
+    """Per-tile 1-D blending weights across each overlap, normalised to sum to one."""
     raw = []
     for i, o in enumerate(origins):
         t = np.arange(tile, dtype=np.float64) + 0.5
         w = np.ones(tile)
         if i > 0:
-            w = np.minimum(w, t / (origins[i - 1] + tile - o))
+            w = np.minimum(w, _ramp(t, origins[i - 1] + tile - o))
         if i < len(origins) - 1:
-            w = np.minimum(w, (tile - t) / (o + tile - origins[i + 1]))
-        raw.append(np.clip(w, 0.0, 1.0))
+            w = np.minimum(w, _ramp(tile - t, o + tile - origins[i + 1]))
+        raw.append(w)
     total = np.zeros(max(length, origins[-1] + tile))
     for o, w in zip(origins, raw):
         total[o:o + tile] += w
@@ -68,13 +77,19 @@ def feather_weights(origins: list[int], tile: int, length: int) -> list[np.ndarr
 
 @dataclass(frozen=True)
 class TileSpec:
-    """How to cut an image: fixed tile shape (0 = whole padded image), overlap, grid, batch."""
+    """How to cut an image: fixed tile shape (0 = whole padded image), overlap, batch.
+
+    ``stride`` is the network's own size multiple (32 for AT-BSN and student C, 4 for
+    students A and B): the image is padded to it exactly as the whole-image path pads it.
+    Tile sizes, the overlap and so every tile origin stay on the 32-pixel ``grid``.
+    """
 
     tile_h: int = DEFAULT_TILE
     tile_w: int = DEFAULT_TILE
     overlap: int = DEFAULT_OVERLAP
-    grid: int = GRID
     batch: int = 1
+    stride: int = GRID
+    grid: int = GRID
 
     def validate(self) -> None:
         for name, tile in (("tile height", self.tile_h), ("tile width", self.tile_w)):
@@ -88,6 +103,8 @@ class TileSpec:
                              f"every tile starts on the pooling grid; got {self.overlap}")
         if self.batch < 1:
             raise ValueError(f"batch must be at least 1; got {self.batch}")
+        if self.stride < 1 or self.grid % self.stride:
+            raise ValueError(f"the network stride {self.stride} must divide the grid {self.grid}")
 
 
 @dataclass(frozen=True)
@@ -117,7 +134,7 @@ class TilePlan:
 def plan_tiles(height: int, width: int, spec: TileSpec) -> TilePlan:
     """Lay out the tiles for an image of ``height`` x ``width``."""
     spec.validate()
-    padded_h, padded_w = round_up(height, spec.grid), round_up(width, spec.grid)
+    padded_h, padded_w = round_up(height, spec.stride), round_up(width, spec.stride)
     tile_h = spec.tile_h or padded_h
     tile_w = spec.tile_w or padded_w
     padded_h, padded_w = max(padded_h, tile_h), max(padded_w, tile_w)

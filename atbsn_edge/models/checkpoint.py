@@ -163,7 +163,7 @@ def load_checkpoint(path: str | Path, part: str | None = None) -> Denoiser:
     if arch.tunable_hole:
         network.hole_size = int(metadata.get("infer_hole", DEFAULT_INFER_HOLE))
     log.debug("loaded %s from %s", arch.name, path)
-    return Denoiser(network, arch, metadata)
+    return Denoiser(network, arch, metadata).eval()
 
 
 def checkpoint_payload(network: nn.Module, metadata: Mapping[str, Any] | None = None,

@@ -1,0 +1,72 @@
+"""Tiled denoising: layout rules, exact blending, and agreement with whole-image output."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atbsn_edge.tiling import (TileSpec, denoise_tiled, feather_weights, plan_tiles,
+                               reflect_indices, tile_origins)
+from conftest import textured_image
+
+
+def test_reflect_indices_match_numpy_reflect():
+    for length in (1, 2, 5, 17):
+        for total in (1, 7, 40, 100):
+            expected = np.pad(np.arange(length), (0, max(0, total - length)), mode="reflect")[:total] \
+                if length > 1 else np.zeros(total, int)
+            assert np.array_equal(reflect_indices(length, total), expected)
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(1024, 512, 128), (704, 512, 128),
+                                                 (2048, 256, 64), (512, 512, 128)])
+def test_origins_on_grid_cover_everything(length, tile, overlap):
+    origins = tile_origins(length, tile, overlap)
+    assert origins[0] == 0 and origins[-1] == length - tile
+    assert all(o % 32 == 0 for o in origins)
+    assert all(b - a <= tile - overlap for a, b in zip(origins, origins[1:]))
+    total = np.zeros(length)
+    for o, w in zip(origins, feather_weights(origins, tile, length)):
+        total[o:o + tile] += w
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_tile_borders_get_no_weight_inside_the_image():
+    origins = tile_origins(1024, 512, 128)
+    weights = feather_weights(origins, 512, 1024)
+    assert weights[1][:32].max() == 0 and weights[0][-32:].max() == 0
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (31, 33), (100, 45), (300, 700)])
+def test_identity_network_reproduces_image_exactly(shape):
+    image = textured_image(*shape)
+    out = denoise_tiled(image, lambda batch: batch, TileSpec(128, 128, 64, batch=3))
+    np.testing.assert_allclose(out, image, atol=1e-3)
+
+
+def test_small_image_is_padded_to_one_tile():
+    plan = plan_tiles(20, 50, TileSpec(64, 96, 32))
+    assert (plan.ys, plan.xs, plan.tile_h, plan.tile_w) == ([0], [0], 64, 96)
+
+
+def test_whole_image_plan_pads_to_the_stride_only():
+    plan = plan_tiles(70, 90, TileSpec(0, 0, 32, stride=4))
+    assert (plan.tile_h, plan.tile_w, plan.count) == (72, 92, 1)
+
+
+def test_tiles_are_batched():
+    sizes = []
+    denoise_tiled(textured_image(300, 300), lambda b: sizes.append(len(b)) or b,
+                  TileSpec(128, 128, 32, batch=4))
+    assert sizes == [4, 4, 1]
+
+
+@pytest.mark.parametrize("bad", [dict(tile_h=100), dict(overlap=48), dict(overlap=512),
+                                 dict(batch=0), dict(stride=5)])
+def test_invalid_specs(bad):
+    with pytest.raises(ValueError):
+        plan_tiles(100, 100, TileSpec(**bad))
+
+
+def test_wrong_network_output_shape_is_reported():
+    with pytest.raises(ValueError, match="expected"):
+        denoise_tiled(textured_image(64, 64), lambda b: b[:, :, :32], TileSpec(64, 64, 32))
