@@ -25,8 +25,15 @@ _ORIENTATION_TAG = 0x0112
 
 
 def _cv2():
-    import cv2  # core dependency (opencv-python-headless); imported here to keep start-up light
+    """OpenCV (a core dependency), imported on first use with its own logging silenced:
+    decoding failures are reported by this module, in one line."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+    import cv2
 
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # older OpenCV builds without the logging module
+        pass
     return cv2
 
 
@@ -49,17 +56,27 @@ class Picture:
         return int(self.rgb.shape[1])
 
 
-def _exif_orientation(data: bytes) -> int:
-    """EXIF orientation (1..8) read by Pillow from the header only; 1 when absent."""
+def _pillow_header(data: bytes) -> tuple[int, str]:
+    """EXIF orientation (1..8; 1 when absent) and Pillow's mode, from the header only."""
     try:
         import io
 
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
-            return int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    except Exception:  # no EXIF support for this file: keep it as stored
-        return 1
+            return int(im.getexif().get(_ORIENTATION_TAG, 1) or 1), im.mode
+    except Exception:  # Pillow cannot parse this header: keep the image as stored
+        return 1, ""
+
+
+def _decode_gray_alpha(data: bytes) -> np.ndarray:
+    """Gray + alpha (Pillow mode LA), which OpenCV decodes as plain gray, as H x W x 2."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("LA"))
 
 
 def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -99,25 +116,31 @@ def read_image(path: str | os.PathLike) -> Picture:
                          f"format; supported: {', '.join(READ_SUFFIXES)})")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
+    orientation, mode = _pillow_header(data)
+    if mode in ("LA", "La"):  # OpenCV expands gray + alpha to BGRA (PNG) or drops alpha (TIFF)
+        array = array[:, :, [0, 3]] if array.ndim == 3 else _decode_gray_alpha(data)
     channels = 1 if array.ndim == 2 else array.shape[2]
-    if channels not in (1, 3, 4):
-        raise ImageError(f"{path}: {channels} channels; supported are 1 (gray), 3 (RGB) "
-                         "and 4 (RGBA)")
+    if channels not in (1, 2, 3, 4):
+        raise ImageError(f"{path}: {channels} channels; supported are 1 (gray), 2 (gray + "
+                         "alpha), 3 (RGB) and 4 (RGBA)")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
         raise ImageError(f"{path}: {array.shape[1]}x{array.shape[0]} exceeds the "
                          f"{MAX_PIXELS // 1_000_000} MP limit; split the image first")
-    array = apply_orientation(array, _exif_orientation(data))
+    array = apply_orientation(array, orientation)
     values, depth = _normalise_dtype(array, path)
     if not np.isfinite(values).all():
         raise ImageError(f"{path}: contains NaN or infinite values")
     alpha = None
-    if channels == 1:
-        rgb = np.repeat(values[:, :, None], 3, axis=2)
+    if channels <= 2:
+        gray = values if channels == 1 else values[:, :, 0]
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+        if channels == 2:
+            alpha = array[:, :, 1].copy()
     else:
         rgb = np.ascontiguousarray(values[:, :, 2::-1])  # BGR(A) -> RGB
         if channels == 4:
             alpha = array[:, :, 3].copy()
-    return Picture(rgb=rgb, bit_depth=depth, grayscale=channels == 1, alpha=alpha, source=path)
+    return Picture(rgb=rgb, bit_depth=depth, grayscale=channels <= 2, alpha=alpha, source=path)
 
 
 def to_storage(picture: Picture, rgb: np.ndarray) -> np.ndarray:
@@ -136,6 +159,23 @@ def to_storage(picture: Picture, rgb: np.ndarray) -> np.ndarray:
     if picture.alpha is not None:
         out = np.concatenate([out, picture.alpha.astype(out.dtype)[:, :, None]], axis=2)
     return out[:, :, 0] if out.shape[2] == 1 else out
+
+
+def _encode_gray_alpha(stored: np.ndarray, suffix: str, path: Path) -> bytes:
+    """Gray + alpha through Pillow (OpenCV writes no 2-channel images); 16 bit becomes RGBA."""
+    import io
+
+    from PIL import Image
+
+    if stored.dtype != np.uint8:
+        log.warning("%s: 16-bit gray + alpha is written as 16-bit RGBA", path)
+        ok, array = _cv2().imencode(suffix, stored[:, :, [0, 0, 0, 1]])
+        if not ok:
+            raise ImageError(f"{path}: encoding as {suffix} failed")
+        return array.tobytes()
+    buffer = io.BytesIO()
+    Image.fromarray(stored, "LA").save(buffer, format="PNG" if suffix == ".png" else "TIFF")
+    return buffer.getvalue()
 
 
 def write_image(path: str | os.PathLike, picture: Picture, rgb: np.ndarray, *,
@@ -157,12 +197,16 @@ def write_image(path: str | os.PathLike, picture: Picture, rgb: np.ndarray, *,
         params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
     else:
         params = []
-    ok, encoded = cv2.imencode(suffix, stored, params)
-    if not ok:
-        raise ImageError(f"{path}: encoding as {suffix} failed")
+    if stored.ndim == 3 and stored.shape[2] == 2:
+        encoded = _encode_gray_alpha(stored, suffix, path)
+    else:
+        ok, array = cv2.imencode(suffix, stored, params)
+        if not ok:
+            raise ImageError(f"{path}: encoding as {suffix} failed")
+        encoded = array.tobytes()
     try:
         with atomic_path(path, overwrite=overwrite) as tmp:
-            tmp.write_bytes(encoded.tobytes())
+            tmp.write_bytes(encoded)
     except FileExistsError as exc:
         raise ImageError(str(exc)) from None
     return path

@@ -284,25 +284,32 @@ def test_unreadable_files_raise_image_error_naming_the_file(tmp_path, case, reas
     assert "\n" not in message
 
 
-def test_two_channel_image_is_refused(tmp_path):
-    two = np.dstack([rgb_u8()[:, :, 0], rgb_u8()[:, :, 1]])
-    written = None
-    for suffix in (".tif", ".png"):
-        path = tmp_path / f"two{suffix}"
-        try:
-            ok = cv2.imwrite(str(path), two)
-        except cv2.error:
-            continue
-        back = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if ok else None
-        if back is not None and back.ndim == 3 and back.shape[2] == 2:
-            written = path
-            break
-    if written is None:
-        pytest.skip(f"OpenCV {cv2.__version__} cannot write or decode a 2-channel PNG/TIFF "
-                    "(imencode asserts channels 1, 3 or 4), so read_image never sees one")
-    with pytest.raises(ImageError, match="2 channels") as info:
-        read_image(written)
-    assert str(written) in str(info.value)
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_gray_alpha_round_trip_keeps_gray_and_alpha(tmp_path, suffix):
+    """Gray + alpha (Pillow 'LA'): OpenCV alone would expand PNGs to BGRA and drop TIFF alpha."""
+    from PIL import Image
+
+    gray, alpha = rgb_u8()[:, :, 0], rgb_u8()[:, :, 2]
+    source = tmp_path / f"la{suffix}"
+    Image.fromarray(np.dstack([gray, alpha]), mode="LA").save(source)
+    picture = read_image(source)
+    assert picture.grayscale and np.array_equal(picture.alpha, alpha)
+    np.testing.assert_array_equal(picture.rgb[:, :, 1], gray.astype(np.float32))
+    target = write_image(tmp_path / f"out{suffix}", picture, picture.rgb)
+    with Image.open(target) as back:
+        assert back.mode == "LA"
+        np.testing.assert_array_equal(np.asarray(back), np.dstack([gray, alpha]))
+
+
+def test_five_channel_image_is_refused(tmp_path):
+    path = tmp_path / "five.tif"
+    import tifffile
+
+    tifffile.imwrite(path, np.dstack([rgb_u8()[:, :, 0]] * 5), photometric="minisblack",
+                     planarconfig="contig", extrasamples=["unspecified"] * 4)
+    with pytest.raises(ImageError, match="5 channels|not a readable image") as info:
+        read_image(path)
+    assert str(path) in str(info.value)
 
 
 def test_float_tiff_is_refused(tmp_path):
