@@ -160,43 +160,40 @@ def autocast_context(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def validate_pairs(model: ATBSN, pairs: Sequence[tuple[np.ndarray, np.ndarray]], hole: int,
-                   device: torch.device) -> float:
-    """Mean PSNR against clean references at ``hole``, whole images, float32."""
-    from .models.denoiser import Denoiser
-    from .models.registry import get_architecture
-
-    wrapper = Denoiser(model, get_architecture("atbsn"))
-    model.eval()
+def validate_pairs(denoise: Callable[[torch.Tensor], torch.Tensor],
+                   pairs: Sequence[tuple[np.ndarray, np.ndarray]], device: torch.device) -> float:
+    """Mean PSNR against clean references of ``denoise`` on whole images, float32."""
     scores = []
     for noisy, clean in pairs:
         x = torch.from_numpy(noisy.transpose(2, 0, 1).copy())[None].to(device)
-        out = wrapper(x, hole_size=hole)[0].float().cpu().numpy().transpose(1, 2, 0)
+        out = denoise(x)[0].float().cpu().numpy().transpose(1, 2, 0)
         scores.append(psnr(out, clean))
-    model.train()
     return float(np.mean(scores))
 
 
 @dataclass
 class TrainState:
-    """What a checkpoint carries to resume: step, optimizer and sampler state, history."""
+    """What a checkpoint carries to resume: step and the loss / validation history."""
 
     step: int = 0
     history: list = field(default_factory=list)
 
 
-def train(config: TrainConfig, images: Sequence[np.ndarray], out: Path, *,
-          resume: Path | None = None,
-          val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
-          description: str = "",
-          progress: Callable[[int], object] | None = None) -> Path:
-    """Train AT-BSN on noisy ``images`` and write checkpoints to ``out``; returns ``out``."""
-    config.validate()
+def optimise(model: nn.Module, compute_loss: Callable[[torch.Tensor], torch.Tensor],
+             config: TrainConfig, sampler: CropSampler, out: Path, *,
+             metadata: Callable[[TrainState], dict],
+             resume: Path | None = None,
+             validate: Callable[[], float] | None = None,
+             desc: str = "train") -> Path:
+    """The loop shared by training and distillation: Adam, cosine decay, bf16 autocast,
+    channels-last, atomic checkpoints with optimizer and sampler state, resume, progress bar.
+
+    ``compute_loss(batch)`` runs under autocast and returns a scalar; ``validate()`` returns a
+    PSNR logged every ``config.validate_every`` iterations.
+    """
+    from tqdm import tqdm
+
     device = torch.device(config.device)
-    torch.manual_seed(config.seed)
-    model = ATBSN(hole_size=config.infer_hole)
-    init_neighbour_average(model)
-    sampler = CropSampler(images, config.crop, config.seed)
     state = TrainState()
     optimizer_state = None
     if resume is not None:
@@ -214,17 +211,18 @@ def train(config: TrainConfig, images: Sequence[np.ndarray], out: Path, *,
         optimizer.load_state_dict(optimizer_state)
 
     def checkpoint() -> None:
-        metadata = {"train_hole": config.train_hole, "infer_hole": config.infer_hole,
-                    "description": description or "AT-BSN trained with atbsn-edge",
-                    "iterations": state.step, "config": asdict(config)}
         training = {"step": state.step, "optimizer": optimizer.state_dict(),
                     "sampler": sampler.rng.bit_generator.state, "history": state.history}
-        save_checkpoint(out, model, metadata, training)
+        save_checkpoint(out, model, metadata(state), training)
 
-    from tqdm import tqdm
+    def run_validation() -> float:
+        model.eval()
+        try:
+            return validate()
+        finally:
+            model.train()
 
-    bar = tqdm(total=config.iterations, initial=state.step, desc="train", unit="it",
-               disable=progress is False)
+    bar = tqdm(total=config.iterations, initial=state.step, desc=desc, unit="it")
     started, start_step = time.perf_counter(), state.step
     try:
         while state.step < config.iterations:
@@ -232,8 +230,7 @@ def train(config: TrainConfig, images: Sequence[np.ndarray], out: Path, *,
                 group["lr"] = cosine_lr(state.step, config.iterations, config.lr, config.lr_min)
             batch = sampler.sample(config.batch).to(device).contiguous(memory_format=torch.channels_last)
             with autocast_context(device, config.bf16):
-                output = model(batch, hole_size=config.train_hole)
-            loss = F.l1_loss(output.float(), batch)
+                loss = compute_loss(batch)
             if not torch.isfinite(loss):
                 raise AtbsnError(f"loss became {loss.item()} at iteration {state.step}; "
                                  "lower --lr or resume from the last checkpoint")
@@ -245,11 +242,10 @@ def train(config: TrainConfig, images: Sequence[np.ndarray], out: Path, *,
             bar.set_postfix(loss=f"{loss.item():.3f}", it_s=f"{rate:.2f}")
             bar.update(1)
             record = {"step": state.step, "loss": round(loss.item(), 5)}
-            if val_pairs and (state.step % config.validate_every == 0
-                              or state.step == config.iterations):
-                record["val_psnr"] = round(validate_pairs(model, val_pairs, config.infer_hole, device), 4)
-                log.info("iteration %d: validation PSNR %.3f dB at hole %d", state.step,
-                         record["val_psnr"], config.infer_hole)
+            if validate is not None and (state.step % config.validate_every == 0
+                                         or state.step == config.iterations):
+                record["val_psnr"] = round(run_validation(), 4)
+                log.info("iteration %d: validation PSNR %.3f dB", state.step, record["val_psnr"])
             if state.step % 10 == 0 or "val_psnr" in record:
                 state.history.append(record)
             if state.step % config.checkpoint_every == 0 or state.step == config.iterations:
@@ -261,3 +257,35 @@ def train(config: TrainConfig, images: Sequence[np.ndarray], out: Path, *,
     finally:
         bar.close()
     return out
+
+
+def train(config: TrainConfig, images: Sequence[np.ndarray], out: Path, *,
+          resume: Path | None = None,
+          val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+          description: str = "") -> Path:
+    """Train AT-BSN on noisy ``images`` (L1 to the input at the training hole) into ``out``."""
+    config.validate()
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    model = ATBSN(hole_size=config.infer_hole)
+    init_neighbour_average(model)
+    sampler = CropSampler(images, config.crop, config.seed)
+
+    def compute_loss(batch: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(model(batch, hole_size=config.train_hole).float(), batch)
+
+    def metadata(state: TrainState) -> dict:
+        return {"train_hole": config.train_hole, "infer_hole": config.infer_hole,
+                "description": description or "AT-BSN trained with atbsn-edge",
+                "iterations": state.step, "config": asdict(config)}
+
+    validate = None
+    if val_pairs:
+        from .models.denoiser import Denoiser
+        from .models.registry import get_architecture
+
+        wrapper = Denoiser(model, get_architecture("atbsn"))
+        validate = lambda: validate_pairs(  # noqa: E731
+            lambda x: wrapper(x, hole_size=config.infer_hole), val_pairs, device)
+    return optimise(model, compute_loss, config, sampler, out, metadata=metadata,
+                    resume=resume, validate=validate)

@@ -1,0 +1,64 @@
+"""``python -m atbsn_edge.distill``: distil a student from AT-BSN at several hole sizes at once."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .cli import run_cli
+from .errors import AtbsnError
+from .inputs import expand_inputs
+from .train import add_optimisation_args, config_from_args, read_pairs
+
+log = logging.getLogger(__name__)
+
+
+def parse_holes(text: str) -> list[int]:
+    """``"0,1,3"`` -> [0, 1, 3], with an error naming a bad entry."""
+    try:
+        holes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--holes takes comma-separated non-negative integers, "
+                                         f"got {text!r}") from None
+    if not holes or min(holes) < 0:
+        raise argparse.ArgumentTypeError(f"--holes takes comma-separated non-negative integers, "
+                                         f"got {text!r}")
+    return holes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m atbsn_edge.distill", description=__doc__)
+    p.add_argument("--teacher", required=True, type=Path, help="AT-BSN checkpoint (any layout)")
+    p.add_argument("--student", required=True, choices=("a", "b", "c"))
+    p.add_argument("--holes", type=parse_holes, default=[0, 1, 3, 5, 7, 9, 11],
+                   help="teacher hole sizes (default 0,1,3,5,7,9,11)")
+    p.add_argument("--data", nargs="+", required=True, help="noisy images: files, folders, globs")
+    p.add_argument("--out", required=True, type=Path)
+    add_optimisation_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def job() -> int:
+        from .models.checkpoint import load_checkpoint
+        from .distillation import distill
+        from .training import load_noisy_images
+
+        config = config_from_args(args)
+        teacher = load_checkpoint(args.teacher, part="teacher")
+        if teacher.architecture.name != "atbsn":
+            raise AtbsnError(f"--teacher {args.teacher} is {teacher.architecture.name}, not AT-BSN")
+        images = load_noisy_images(expand_inputs(args.data), config.crop)
+        pairs = read_pairs(args.val_noisy, args.val_clean)
+        distill(config, teacher.network, f"student_{args.student}", args.holes, images, args.out,
+                resume=args.resume, val_pairs=pairs, teacher_source=str(args.teacher),
+                description=args.description)
+        return 0
+
+    return run_cli(job)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
