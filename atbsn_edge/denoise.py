@@ -18,7 +18,7 @@ from .cli import hole_size_arg, run_cli
 from .errors import AtbsnError, ImageError
 from .imageio import WRITE_SUFFIXES, read_image, write_image
 from .inputs import expand_inputs
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TileSpec, denoise_tiled
+from .tiling import DEFAULT_TILE, TileSpec, denoise_tiled
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help=f"tile side, multiple of 32; 0 = whole image at once (default {DEFAULT_TILE})")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
-                   help=f"tile overlap, multiple of 32 (default {DEFAULT_OVERLAP})")
+    p.add_argument("--overlap", type=int,
+                   help="tile overlap, multiple of 32 (default: the network's measured need, "
+                        "128 for AT-BSN and students B/C, 64 for student A)")
     p.add_argument("--batch", type=int, default=1, help="tiles per network call (default 1)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch default)")
@@ -92,11 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         from .assets import default_checkpoint
         from .runtimes.torch_runtime import TorchRuntime
 
-        spec = TileSpec(tile_h=args.tile, tile_w=args.tile, overlap=args.overlap, batch=args.batch)
-        try:
-            spec.validate()
-        except ValueError as exc:
-            raise AtbsnError(str(exc)) from None
         checkpoint = args.checkpoint or default_checkpoint()
         if checkpoint is None:
             raise AtbsnError("no --checkpoint given and this install has no bundled demo model")
@@ -112,9 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             raise AtbsnError(str(exc)) from None
         info = runtime.info
+        overlap = args.overlap if args.overlap is not None else runtime.denoiser.architecture.default_overlap
+        spec = TileSpec(tile_h=args.tile, tile_w=args.tile, overlap=overlap, batch=args.batch,
+                        stride=runtime.input_spec.stride)
+        try:
+            spec.validate()
+        except ValueError as exc:
+            raise AtbsnError(str(exc)) from None
         log.info("%s%s on %s, tiles %s, overlap %d, batch %d", info.model,
                  f" (hole {info.hole_size})" if info.hole_size is not None else "", args.device,
-                 args.tile or "whole image", args.overlap, args.batch)
+                 args.tile or "whole image", overlap, args.batch)
         input_paths = {os.path.realpath(p) for p in inputs}
         taken: set[str] = set()
         failures = 0

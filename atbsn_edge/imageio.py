@@ -90,11 +90,14 @@ def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(array)) if op else array
 
 
-def _normalise_dtype(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
+def _to_float(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
+    """Integer pixels as float32 on 0..255 (one allocation) and their bit depth."""
     if array.dtype == np.uint8:
         return array.astype(np.float32), 8
     if array.dtype == np.uint16:
-        return array.astype(np.float32) * np.float32(255.0 / 65535.0), 16
+        values = array.astype(np.float32)
+        values *= np.float32(255.0 / 65535.0)
+        return values, 16
     raise ImageError(f"{path}: {array.dtype} pixels are not supported; give an 8- or 16-bit "
                      "integer image")
 
@@ -127,38 +130,42 @@ def read_image(path: str | os.PathLike) -> Picture:
         raise ImageError(f"{path}: {array.shape[1]}x{array.shape[0]} exceeds the "
                          f"{MAX_PIXELS // 1_000_000} MP limit; split the image first")
     array = apply_orientation(array, orientation)
-    values, depth = _normalise_dtype(array, path)
-    if not np.isfinite(values).all():
-        raise ImageError(f"{path}: contains NaN or infinite values")
     alpha = None
     if channels <= 2:
-        gray = values if channels == 1 else values[:, :, 0]
-        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+        gray = array if channels == 1 else array[:, :, 0]
         if channels == 2:
             alpha = array[:, :, 1].copy()
+        values, depth = _to_float(gray, path)
+        rgb = np.repeat(values[:, :, None], 3, axis=2)
     else:
-        rgb = np.ascontiguousarray(values[:, :, 2::-1])  # BGR(A) -> RGB
         if channels == 4:
             alpha = array[:, :, 3].copy()
+        # BGR(A) -> RGB on the integer array, so that only one float array is ever allocated
+        rgb, depth = _to_float(np.ascontiguousarray(array[:, :, 2::-1]), path)
     return Picture(rgb=rgb, bit_depth=depth, grayscale=channels <= 2, alpha=alpha, source=path)
 
 
-def to_storage(picture: Picture, rgb: np.ndarray) -> np.ndarray:
-    """Denoised RGB (float 0..255) as the integer array to store, in the picture's own form."""
-    if not np.isfinite(rgb).all():
-        raise ImageError(f"{picture.source or 'image'}: the network produced NaN or infinite "
-                         "values; the checkpoint may be damaged")
-    if picture.grayscale:
-        values = rgb.mean(axis=2, keepdims=True)
-    else:
-        values = rgb[:, :, ::-1]  # RGB -> BGR for OpenCV
-    if picture.bit_depth == 16:
-        out = np.clip(np.rint(values * (65535.0 / 255.0)), 0, 65535).astype(np.uint16)
-    else:
-        out = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+def to_storage(picture: Picture, rgb: np.ndarray, rows_per_chunk: int = 256) -> np.ndarray:
+    """Denoised RGB (float 0..255) as the integer array to store, in the picture's own form.
+
+    Converted in bands of rows, so no full-size float temporary is allocated.
+    """
+    height, width = rgb.shape[:2]
+    dtype, top = (np.uint16, 65535.0) if picture.bit_depth == 16 else (np.uint8, 255.0)
+    channels = (1 if picture.grayscale else 3) + (picture.alpha is not None)
+    out = np.empty((height, width, channels), dtype=dtype)
+    for y in range(0, height, rows_per_chunk):
+        band = rgb[y:y + rows_per_chunk]
+        if not np.isfinite(band).all():
+            raise ImageError(f"{picture.source or 'image'}: the network produced NaN or "
+                             "infinite values; the checkpoint may be damaged")
+        band = band.mean(axis=2, keepdims=True) if picture.grayscale else band[:, :, ::-1]
+        scaled = np.rint(band * np.float32(top / 255.0))
+        color = 1 if picture.grayscale else 3
+        out[y:y + rows_per_chunk, :, :color] = np.clip(scaled, 0, top)
     if picture.alpha is not None:
-        out = np.concatenate([out, picture.alpha.astype(out.dtype)[:, :, None]], axis=2)
-    return out[:, :, 0] if out.shape[2] == 1 else out
+        out[:, :, -1] = picture.alpha
+    return out[:, :, 0] if channels == 1 else out
 
 
 def _encode_gray_alpha(stored: np.ndarray, suffix: str, path: Path) -> bytes:

@@ -17,12 +17,17 @@ from .students import StudentA, StudentB, StudentC
 
 @dataclass(frozen=True)
 class Architecture:
-    """One network family: its name, constructor and the facts tiling and export need."""
+    """One network family: its name, constructor and the facts tiling and export need.
+
+    ``default_overlap`` is the tile overlap (a multiple of 32) that keeps tiled output within
+    0.5 of whole-image output; it comes from ``benchmarks/receptive_field.py`` (docs/tiling.md).
+    """
 
     name: str
     build: Callable[[], nn.Module]
     stride: int
     tunable_hole: bool
+    default_overlap: int
     description: str
 
     def expected_keys(self) -> dict[str, tuple[int, ...]]:
@@ -44,13 +49,13 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch for arch in (
-        Architecture("atbsn", ATBSN, ATBSN.stride, True,
+        Architecture("atbsn", ATBSN, ATBSN.stride, True, 128,
                      "AT-BSN meta-teacher, blind spot tunable per call (~1.27 M parameters)"),
-        Architecture("student_a", StudentA, StudentA.stride, False,
+        Architecture("student_a", StudentA, StudentA.stride, False, 64,
                      "student A, 2-pooling UNet (~0.13 M parameters)"),
-        Architecture("student_b", StudentB, StudentB.stride, False,
+        Architecture("student_b", StudentB, StudentB.stride, False, 128,
                      "student B, 2-pooling UNet (~0.86 M parameters)"),
-        Architecture("student_c", StudentC, StudentC.stride, False,
+        Architecture("student_c", StudentC, StudentC.stride, False, 128,
                      "student C, the AT-BSN unet without blind spots (~1.00 M parameters)"),
     )
 }
