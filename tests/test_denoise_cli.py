@@ -322,3 +322,19 @@ def test_whole_image_and_tiled_agree_within_half_a_level(tmp_path, ckpt):
     the overlap, 3e-4 with the ramp over its central quarter."""
     whole, tiled = _tile_vs_whole(tmp_path, ckpt, 70, 90)
     assert np.abs(whole - tiled).max() <= 0.5
+
+
+def test_bundled_defaults_denoise_the_example_image(tmp_path):
+    """What `make demo` runs: no flags but input and output; the result is a denoised image."""
+    import cv2
+
+    from atbsn_edge.assets import EXAMPLE_IMAGE, default_checkpoint
+
+    assert default_checkpoint() is not None, "the demo model is missing from atbsn_edge/assets"
+    assert main([str(EXAMPLE_IMAGE), "-o", str(tmp_path)]) == 0
+    noisy = cv2.imread(str(EXAMPLE_IMAGE)).astype(np.float32)
+    out = cv2.imread(str(tmp_path / EXAMPLE_IMAGE.name)).astype(np.float32)
+    assert out.shape == noisy.shape
+    assert np.abs(out - noisy).mean() < 8  # the picture is kept ...
+    high_freq = lambda im: cv2.Laplacian(im, cv2.CV_32F).var()  # noqa: E731
+    assert high_freq(out) < 0.8 * high_freq(noisy)  # ... and its pixel noise reduced

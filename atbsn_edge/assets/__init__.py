@@ -1,13 +1,17 @@
-"""Files shipped with the package: the demo model(s) and the example image."""
+"""Files shipped with the package: the demo models and the example image (see MODEL_CARD.md)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent
-DEMO_CHECKPOINT = ASSETS / "demo_atbsn.pt"
+DEMO_STUDENT_C = ASSETS / "demo_student_c.pt"
+DEMO_ATBSN = ASSETS / "demo_atbsn.pt"
 EXAMPLE_IMAGE = ASSETS / "example_noisy.png"
 
 
 def default_checkpoint() -> Path | None:
-    """The bundled demo checkpoint, or None where this install has none."""
-    return DEMO_CHECKPOINT if DEMO_CHECKPOINT.is_file() else None
+    """The bundled demo model (student C, else AT-BSN), or None where none is installed."""
+    for path in (DEMO_STUDENT_C, DEMO_ATBSN):
+        if path.is_file():
+            return path
+    return None
