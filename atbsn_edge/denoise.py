@@ -18,7 +18,8 @@ from .cli import hole_size_arg, run_cli
 from .errors import AtbsnError, ImageError
 from .imageio import WRITE_SUFFIXES, read_image, write_image
 from .inputs import expand_inputs
-from .tiling import DEFAULT_TILE, TileSpec, denoise_tiled
+from .pipeline import open_tiled
+from .tiling import DEFAULT_TILE
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm import tqdm
 
         from .assets import default_checkpoint
-        from .runtimes.torch_runtime import TorchRuntime
 
         checkpoint = args.checkpoint or default_checkpoint()
         if checkpoint is None:
@@ -102,32 +102,18 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         inputs = expand_inputs(args.inputs)
         jobs = plan_outputs(inputs, args.output)
-        try:
-            runtime = TorchRuntime.from_checkpoint(checkpoint, part=args.part, hole_size=args.hole,
-                                                   device=args.device)
-        except ValueError as exc:
-            raise AtbsnError(str(exc)) from None
-        info = runtime.info
-        overlap = args.overlap if args.overlap is not None else runtime.denoiser.architecture.default_overlap
-        spec = TileSpec(tile_h=args.tile, tile_w=args.tile, overlap=overlap, batch=args.batch,
-                        stride=runtime.input_spec.stride)
-        try:
-            spec.validate()
-        except ValueError as exc:
-            raise AtbsnError(str(exc)) from None
-        log.info("%s%s on %s, tiles %s, overlap %d, batch %d", info.model,
-                 f" (hole {info.hole_size})" if info.hole_size is not None else "", args.device,
-                 args.tile or "whole image", overlap, args.batch)
+        tiled = open_tiled(checkpoint, part=args.part, hole_size=args.hole, device=args.device,
+                           tile=args.tile, overlap=args.overlap, batch=args.batch)
         input_paths = {os.path.realpath(p) for p in inputs}
         taken: set[str] = set()
         failures = 0
-        with runtime, tqdm(total=len(jobs), desc="images", unit="img") as images_bar:
+        with tiled, tqdm(total=len(jobs), desc="images", unit="img") as images_bar:
             for item in jobs:
                 try:
                     check_job(item, input_paths, taken, args.overwrite)
                     picture = read_image(item.source)
                     with tqdm(desc=item.source.name, unit="tile", leave=False) as tiles_bar:
-                        result = denoise_tiled(picture.rgb, runtime.infer, spec, tiles_bar.update)
+                        result = tiled.denoise(picture.rgb, tiles_bar.update)
                     write_image(item.target, picture, result, overwrite=args.overwrite)
                     log.debug("%s -> %s", item.source, item.target)
                 except ImageError as exc:

@@ -20,6 +20,7 @@ from torch import nn
 
 from .errors import AtbsnError, ImageError
 from .imageio import read_image
+from .metrics import psnr
 from .models.atbsn import ATBSN, hole_to_shift
 from .models.checkpoint import read_checkpoint_file, save_checkpoint
 
@@ -144,12 +145,6 @@ def init_neighbour_average(model: ATBSN, random_scale: float = 0.1) -> None:
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
     """Cosine decay from ``lr`` to ``lr_min`` over ``total`` steps."""
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(step, total) / total))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB on the 0..255 scale (outputs clipped to 0..255 first)."""
-    mse = float(np.mean((np.clip(a, 0, 255).astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
 def autocast_context(device: torch.device, enabled: bool):

@@ -71,6 +71,33 @@ class ATBSN(nn.Module):
         x = F.leaky_relu(self.nin_B(x), NEGATIVE_SLOPE)
         return self.nin_C(x)
 
+    def upright(self, features: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The four rotated feature maps rotated back and stacked: B x 4C x H x W.
+
+        Shifting a rotated map down equals shifting the rotated-back map right (90), up (180)
+        or left (270), so the rotations can be paid once for all hole sizes.
+        """
+        f0, f90, f180, f270 = features
+        return torch.cat((f0, _rot270(f90), _rot180(f180), _rot90(f270)), dim=1)
+
+    def head_from_upright(self, upright: torch.Tensor, hole_size: int) -> torch.Tensor:
+        """The output at ``hole_size`` from :meth:`upright`'s stack; equals :meth:`head`.
+
+        The four shifts are written into one zero-filled buffer (no rotations, no concat).
+        """
+        k = hole_to_shift(hole_size)
+        x = upright
+        if k:
+            c = upright.shape[1] // 4
+            x = torch.zeros_like(upright)
+            x[:, 0 * c:1 * c, k:, :] = upright[:, 0 * c:1 * c, :-k, :]  # 0: down
+            x[:, 1 * c:2 * c, :, k:] = upright[:, 1 * c:2 * c, :, :-k]  # 90: right
+            x[:, 2 * c:3 * c, :-k, :] = upright[:, 2 * c:3 * c, k:, :]  # 180: up
+            x[:, 3 * c:4 * c, :, :-k] = upright[:, 3 * c:4 * c, :, k:]  # 270: left
+        x = F.leaky_relu(self.nin_A(x), NEGATIVE_SLOPE)
+        x = F.leaky_relu(self.nin_B(x), NEGATIVE_SLOPE)
+        return self.nin_C(x)
+
     def forward(self, x: torch.Tensor, hole_size: int | None = None) -> torch.Tensor:
         return self.head(self.features(x), self.hole_size if hole_size is None else hole_size)
 

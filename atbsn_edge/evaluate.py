@@ -1,0 +1,194 @@
+"""``python -m atbsn_edge.evaluate``: score a checkpoint on noisy images, tiled as denoise does.
+
+With ``--clean`` references (paired with the noisy images in sorted path order): PSNR and
+SSIM of each denoised image and of its noisy input, and their means. Without: a no-reference
+report of what the network removed, the residual ``noisy - denoised`` (its standard
+deviation per channel and its spatial autocorrelation at small lags; a clearly positive lag-1
+autocorrelation means spatially correlated noise was removed, one near 0 that only white
+noise was). Printed as a markdown table; ``--json`` also writes the numbers (atomically).
+Nothing is written besides the JSON. Any unusable input stops the run with one line and
+exit code 2: a mean over part of the images would be misleading.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_path
+from .cli import hole_size_arg, run_cli
+from .errors import AtbsnError, ImageError
+from .imageio import read_image
+from .inputs import expand_inputs
+from .metrics import LAGS, lag_key, psnr, residual_stats, ssim
+from .tiling import DEFAULT_TILE
+
+log = logging.getLogger(__name__)
+
+REFERENCE_FIELDS = ("psnr", "ssim", "noisy_psnr", "noisy_ssim")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m atbsn_edge.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, type=Path, help="AT-BSN or student checkpoint")
+    p.add_argument("--part", choices=("student", "teacher"),
+                   help="network of a distillation checkpoint (default: student)")
+    p.add_argument("--noisy", required=True, nargs="+", metavar="INPUT",
+                   help="noisy image files, folders or globs")
+    p.add_argument("--clean", nargs="+", metavar="INPUT",
+                   help="clean references, as many as noisy images, paired in sorted order")
+    p.add_argument("--hole", type=hole_size_arg,
+                   help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                   help=f"tile side, multiple of 32; 0 = whole image at once (default {DEFAULT_TILE})")
+    p.add_argument("--overlap", type=int,
+                   help="tile overlap, multiple of 32 (default: the network's measured need)")
+    p.add_argument("--batch", type=int, default=1, help="tiles per network call (default 1)")
+    p.add_argument("--json", type=Path, metavar="OUT.json", help="also write the results here")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def pair_inputs(noisy: list[Path], clean: list[Path] | None) -> list[tuple[Path, Path | None]]:
+    """Noisy images with their clean references, both sorted by path; refuse unequal counts."""
+    noisy = sorted(noisy, key=str)
+    if clean is None:
+        return [(n, None) for n in noisy]
+    clean = sorted(clean, key=str)
+    if len(noisy) != len(clean):
+        raise AtbsnError(f"{len(noisy)} noisy image(s) but {len(clean)} clean reference(s); "
+                         "they are paired in sorted order, so give as many of each")
+    return list(zip(noisy, clean))
+
+
+def score_reference(noisy: np.ndarray, denoised: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """PSNR and SSIM of the denoised image and of the noisy input against ``clean``."""
+    return {"psnr": psnr(denoised, clean), "ssim": ssim(denoised, clean),
+            "noisy_psnr": psnr(noisy, clean), "noisy_ssim": ssim(noisy, clean)}
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no infinity (PSNR of identical images): such values become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def mean_reference(rows: list[dict]) -> dict[str, float]:
+    """Mean of each reference metric over the images."""
+    return {k: float(np.mean([row[k] for row in rows])) for k in REFERENCE_FIELDS}
+
+
+def mean_no_reference(rows: list[dict]) -> dict:
+    """Mean residual std (per channel and overall) and mean autocorrelation per lag."""
+    std = np.mean([row["residual_std"] for row in rows], axis=0)
+    return {"residual_std": [float(s) for s in std], "residual_std_mean": float(std.mean()),
+            "autocorr": {k: float(np.mean([row["autocorr"][k] for row in rows]))
+                         for k in rows[0]["autocorr"]}}
+
+
+def reference_table(rows: list[dict], mean: dict[str, float]) -> str:
+    """Markdown table of the reference scores, with a mean row."""
+    lines = ["| noisy | clean | PSNR (dB) | SSIM | noisy PSNR (dB) | noisy SSIM |",
+             "|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {Path(row['noisy']).name} | {Path(row['clean']).name} | "
+                     f"{row['psnr']:.3f} | {row['ssim']:.4f} | {row['noisy_psnr']:.3f} | "
+                     f"{row['noisy_ssim']:.4f} |")
+    lines.append(f"| **mean** | | {mean['psnr']:.3f} | {mean['ssim']:.4f} | "
+                 f"{mean['noisy_psnr']:.3f} | {mean['noisy_ssim']:.4f} |")
+    return "\n".join(lines)
+
+
+def no_reference_table(rows: list[dict], mean: dict) -> str:
+    """Markdown table of residual std (R, G, B) and autocorrelation per lag, with a mean row."""
+    keys = [lag_key(lag) for lag in LAGS]
+    lines = ["| noisy | residual std (R, G, B) | " + " | ".join(f"ρ({k})" for k in keys) + " |",
+             "|---|---|" + "---:|" * len(keys)]
+
+    def cells(std: list[float], autocorr: dict[str, float]) -> str:
+        return (", ".join(f"{s:.2f}" for s in std) + " | "
+                + " | ".join(f"{autocorr[k]:.3f}" for k in keys))
+
+    for row in rows:
+        lines.append(f"| {Path(row['noisy']).name} | {cells(row['residual_std'], row['autocorr'])} |")
+    lines.append(f"| **mean** | {cells(mean['residual_std'], mean['autocorr'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def job() -> int:
+        from tqdm import tqdm
+
+        from .pipeline import open_tiled
+
+        if args.json is not None and args.json.is_dir():
+            raise AtbsnError(f"--json {args.json} is a folder; give a file name")
+        pairs = pair_inputs(expand_inputs(args.noisy),
+                            expand_inputs(args.clean) if args.clean else None)
+        with_reference = args.clean is not None
+        tiled = open_tiled(args.checkpoint, part=args.part, hole_size=args.hole,
+                           device=args.device, tile=args.tile, overlap=args.overlap,
+                           batch=args.batch)
+        rows: list[dict] = []
+        with tiled, tqdm(total=len(pairs), desc="images", unit="img") as bar:
+            for noisy_path, clean_path in pairs:
+                noisy = read_image(noisy_path)
+                clean = read_image(clean_path) if clean_path is not None else None
+                if clean is not None and clean.rgb.shape != noisy.rgb.shape:
+                    raise ImageError(f"{noisy_path} is {noisy.width}x{noisy.height} but its clean "
+                                     f"reference {clean_path} is {clean.width}x{clean.height}")
+                denoised = tiled.denoise(noisy.rgb)
+                if not np.isfinite(denoised).all():
+                    raise ImageError(f"{noisy_path}: the network produced NaN or infinite "
+                                     "values; the checkpoint may be damaged")
+                row: dict[str, Any] = {"noisy": str(noisy_path)}
+                if clean is not None:
+                    row["clean"] = str(clean_path)
+                    row.update(score_reference(noisy.rgb, denoised, clean.rgb))
+                else:
+                    row.update(residual_stats(noisy.rgb, denoised).to_dict())
+                rows.append(row)
+                log.debug("%s: %s", noisy_path, row)
+                bar.update(1)
+        if with_reference:
+            mean = mean_reference(rows)
+            table = reference_table(rows, mean)
+        else:
+            mean = mean_no_reference(rows)
+            table = no_reference_table(rows, mean)
+        print(table)
+        sys.stdout.flush()
+        if args.json is not None:
+            info = tiled.runtime.info
+            report = {
+                "mode": "reference" if with_reference else "no-reference",
+                "checkpoint": str(args.checkpoint), "model": info.model,
+                "hole_size": info.hole_size, "device": args.device,
+                "tile": tiled.spec.tile_h, "overlap": tiled.spec.overlap,
+                "images": rows, "mean": mean,
+            }
+            with atomic_path(args.json) as tmp:
+                tmp.write_text(json.dumps(_finite_or_none(report), indent=2, allow_nan=False) + "\n")
+            log.info("wrote %s", args.json)
+        return 0
+
+    return run_cli(job, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""A checkpoint opened for tiled denoising: the set-up the denoise and evaluate CLIs share.
+
+:func:`open_tiled` loads a checkpoint into a :class:`~atbsn_edge.runtimes.torch_runtime.TorchRuntime`
+and builds the :class:`~atbsn_edge.tiling.TileSpec` for it: the architecture's default
+overlap unless one is given, the runtime's stride. Bad flags and checkpoints become
+:class:`~atbsn_edge.errors.AtbsnError` (one line from a CLI).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .errors import AtbsnError
+from .runtimes.base import Runtime
+from .tiling import DEFAULT_TILE, TileSpec, denoise_tiled
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TiledRuntime:
+    """A runtime and the tile layout to run it with; closes the runtime as a context manager."""
+
+    runtime: Runtime
+    spec: TileSpec
+    device: str = "cpu"
+
+    def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
+        """Denoise an H x W x 3 float32 image (0..255), tiled."""
+        return denoise_tiled(rgb, self.runtime.infer, self.spec, progress)
+
+    def describe(self) -> str:
+        """One line: model, hole, device, tiles, overlap, batch."""
+        info = self.runtime.info
+        hole = f" (hole {info.hole_size})" if info.hole_size is not None else ""
+        return (f"{info.model}{hole} on {self.device}, tiles {self.spec.tile_h or 'whole image'}, "
+                f"overlap {self.spec.overlap}, batch {self.spec.batch}")
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> "TiledRuntime":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
+               hole_size: int | None = None, device: str = "cpu", tile: int = DEFAULT_TILE,
+               overlap: int | None = None, batch: int = 1) -> TiledRuntime:
+    """Load ``checkpoint`` into a PyTorch runtime and lay out square tiles of side ``tile``.
+
+    ``overlap`` defaults to the architecture's ``default_overlap``; ``tile=0`` runs whole
+    images. Raises :class:`AtbsnError` for an unusable checkpoint, hole size or tile layout.
+    """
+    from .runtimes.torch_runtime import TorchRuntime
+
+    try:
+        runtime = TorchRuntime.from_checkpoint(checkpoint, part=part, hole_size=hole_size,
+                                               device=device)
+    except ValueError as exc:
+        raise AtbsnError(str(exc)) from None
+    if overlap is None:
+        overlap = runtime.denoiser.architecture.default_overlap
+    spec = TileSpec(tile_h=tile, tile_w=tile, overlap=overlap, batch=batch,
+                    stride=runtime.input_spec.stride)
+    try:
+        spec.validate()
+    except ValueError as exc:
+        runtime.close()
+        raise AtbsnError(str(exc)) from None
+    tiled = TiledRuntime(runtime, spec, device)
+    log.info("%s", tiled.describe())
+    return tiled
