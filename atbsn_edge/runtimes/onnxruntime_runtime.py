@@ -1,0 +1,69 @@
+"""ONNX Runtime backend: runs an exported ONNX artifact; input spec and model facts come from
+the graph's input shape and the toolkit's ``metadata_props``."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AtbsnError, require
+from .base import InputSpec, Runtime, RuntimeInfo
+
+log = logging.getLogger(__name__)
+
+
+def _static(dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+class OnnxRuntimeRuntime(Runtime):
+    """An ``onnxruntime.InferenceSession`` on the CPU (or the given providers)."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, *, providers: list[str] | None = None,
+                 threads: int = 0) -> None:
+        super().__init__()
+        ort = require("onnxruntime", "onnx")
+        onnx = require("onnx", "onnx")
+        path = Path(path)
+        if not path.is_file():
+            raise AtbsnError(f"ONNX artifact {path} does not exist")
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # truncated or not an ONNX file: say so in one line
+            raise AtbsnError(f"cannot load ONNX artifact {path}: {str(exc).splitlines()[0][:200]}") from None
+        from ..export.torch_to_onnx import onnx_metadata
+
+        self.metadata = onnx_metadata(model)
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        n, c, h, w = graph_input.shape
+        self._spec = InputSpec(batch=_static(n), height=_static(h), width=_static(w),
+                               channels=_static(c) or 3, stride=int(self.metadata.get("stride", 32)))
+        self.path = path
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self._spec
+
+    @property
+    def info(self) -> RuntimeInfo:
+        hole = self.metadata.get("hole_size")
+        return RuntimeInfo(backend=self.backend, model=self.metadata.get("model", "unknown"),
+                           precision=self.metadata.get("precision", "fp32"),
+                           hole_size=int(hole) if hole not in (None, "", "None") else None,
+                           metadata=dict(self.metadata))
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+    def _close_impl(self) -> None:
+        self.session = None

@@ -1,0 +1,34 @@
+"""Registry of runtime backends, imported lazily so a missing library fails only when used."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import AtbsnError
+from .base import Runtime
+
+# name -> (module, class, pip extra)
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    "torch": ("atbsn_edge.runtimes.torch_runtime", "TorchRuntime", "torch"),
+    "onnxruntime": ("atbsn_edge.runtimes.onnxruntime_runtime", "OnnxRuntimeRuntime", "onnx"),
+}
+SUFFIXES: dict[str, str] = {".onnx": "onnxruntime"}
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    """The runtime class registered as ``name``."""
+    try:
+        module, cls, _extra = BACKENDS[name]
+    except KeyError:
+        raise AtbsnError(f"unknown runtime '{name}'; registered: {', '.join(BACKENDS)}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def open_artifact(path: str | Path, **options) -> Runtime:
+    """Open an artifact file with the runtime its suffix names (``.onnx`` -> onnxruntime)."""
+    path = Path(path)
+    backend = SUFFIXES.get(path.suffix.lower())
+    if backend is None:
+        raise AtbsnError(f"no runtime for '{path.suffix}' artifacts ({path}); known: "
+                         f"{', '.join(SUFFIXES)}")
+    return runtime_class(backend)(path, **options)
