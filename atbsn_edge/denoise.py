@@ -30,8 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--output", required=True, type=Path,
                    help="output folder (or an image file name when there is one input)")
-    p.add_argument("--checkpoint", type=Path,
-                   help="AT-BSN or student checkpoint (default: the bundled demo model)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path,
+                        help="AT-BSN or student checkpoint (default: the bundled demo model)")
+    source.add_argument("--artifact", type=Path,
+                        help="exported bundle folder or artifact file (.onnx); its tile shape, "
+                             "hole and overlap come from its metadata")
     p.add_argument("--part", choices=("student", "teacher"),
                    help="network of a distillation checkpoint (default: student)")
     p.add_argument("--hole", type=hole_size_arg,
@@ -85,25 +89,38 @@ def check_job(job: Job, inputs: set[str], taken: set[str], overwrite: bool) -> N
     taken.add(target)
 
 
+def open_source(args: argparse.Namespace):
+    """The network to run: an exported artifact (no torch needed) or a checkpoint."""
+    if args.artifact is not None:
+        if args.hole is not None or args.part is not None or args.device != "cpu":
+            raise AtbsnError("--hole, --part and --device belong to checkpoints; an artifact "
+                             "has its hole size and backend fixed at export")
+        from .pipeline import open_artifact_tiled
+
+        return open_artifact_tiled(args.artifact, tile=args.tile, overlap=args.overlap,
+                                   batch=args.batch)
+    from .assets import default_checkpoint
+
+    checkpoint = args.checkpoint or default_checkpoint()
+    if checkpoint is None:
+        raise AtbsnError("no --checkpoint given and this install has no bundled demo model")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return open_tiled(checkpoint, part=args.part, hole_size=args.hole, device=args.device,
+                      tile=args.tile, overlap=args.overlap, batch=args.batch)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def job() -> int:
         from tqdm import tqdm
 
-        from .assets import default_checkpoint
-
-        checkpoint = args.checkpoint or default_checkpoint()
-        if checkpoint is None:
-            raise AtbsnError("no --checkpoint given and this install has no bundled demo model")
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
         inputs = expand_inputs(args.inputs)
         jobs = plan_outputs(inputs, args.output)
-        tiled = open_tiled(checkpoint, part=args.part, hole_size=args.hole, device=args.device,
-                           tile=args.tile, overlap=args.overlap, batch=args.batch)
+        tiled = open_source(args)
         input_paths = {os.path.realpath(p) for p in inputs}
         taken: set[str] = set()
         failures = 0

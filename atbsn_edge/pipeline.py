@@ -7,9 +7,11 @@ overlap unless one is given, the runtime's stride. Bad flags and checkpoints bec
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -31,7 +33,16 @@ class TiledRuntime:
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Denoise an H x W x 3 float32 image (0..255), tiled."""
-        return denoise_tiled(rgb, self.runtime.infer, self.spec, progress)
+        return denoise_tiled(rgb, self.infer, self.spec, progress)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run a batch; a short last batch is zero-padded to a static-batch artifact's size."""
+        fixed = self.runtime.input_spec.batch
+        if fixed is None or len(batch) == fixed:
+            return self.runtime.infer(batch)
+        padded = np.zeros((fixed,) + batch.shape[1:], dtype=batch.dtype)
+        padded[:len(batch)] = batch
+        return self.runtime.infer(padded)[:len(batch)]
 
     def describe(self) -> str:
         """One line: model, hole, device, tiles, overlap, batch."""
@@ -48,6 +59,48 @@ class TiledRuntime:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def resolve_artifact(path: str | os.PathLike) -> Path:
+    """An artifact file as given, or the artifact a bundle folder's manifest names."""
+    path = Path(path)
+    if path.is_dir():
+        manifest = path / "manifest.json"
+        try:
+            return path / json.loads(manifest.read_text())["artifact"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise AtbsnError(f"{path} is not a bundle: cannot read the artifact from "
+                             f"{manifest} ({exc})") from None
+    return path
+
+
+def open_artifact_tiled(artifact: str | os.PathLike, *, tile: int = DEFAULT_TILE,
+                        overlap: int | None = None, batch: int = 1) -> TiledRuntime:
+    """Open an exported artifact (file or bundle); tile shape, batch, stride and the default
+    overlap come from its metadata, so no other flag is needed."""
+    from .runtimes.registry import open_artifact
+
+    runtime = open_artifact(resolve_artifact(artifact))
+    spec_in = runtime.input_spec
+    meta = runtime.info.metadata
+    if overlap is None:
+        overlap = int(meta.get("default_overlap", 128))
+    tile_h = spec_in.height or tile
+    tile_w = spec_in.width or tile
+    spec = TileSpec(tile_h=tile_h, tile_w=tile_w, overlap=overlap, batch=spec_in.batch or batch,
+                    stride=spec_in.stride)
+    return _validated(runtime, spec, "cpu")
+
+
+def _validated(runtime: Runtime, spec: TileSpec, device: str) -> TiledRuntime:
+    try:
+        spec.validate()
+    except ValueError as exc:
+        runtime.close()
+        raise AtbsnError(str(exc)) from None
+    tiled = TiledRuntime(runtime, spec, device)
+    log.info("%s", tiled.describe())
+    return tiled
 
 
 def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
@@ -69,11 +122,4 @@ def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
         overlap = runtime.denoiser.architecture.default_overlap
     spec = TileSpec(tile_h=tile, tile_w=tile, overlap=overlap, batch=batch,
                     stride=runtime.input_spec.stride)
-    try:
-        spec.validate()
-    except ValueError as exc:
-        runtime.close()
-        raise AtbsnError(str(exc)) from None
-    tiled = TiledRuntime(runtime, spec, device)
-    log.info("%s", tiled.describe())
-    return tiled
+    return _validated(runtime, spec, device)

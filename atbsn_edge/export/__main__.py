@@ -1,0 +1,94 @@
+"""``python -m atbsn_edge.export``: turn a checkpoint into a deployment bundle for a target.
+
+The bundle is a folder: the artifact, ``manifest.json`` (target, tile, hole, hashes, the
+artifact's metadata). It is written atomically; an existing bundle is replaced only with
+``--overwrite``. ``--list-targets`` shows every target and whether it can be built here.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+from pathlib import Path
+
+from ..atomic import atomic_path
+from ..cli import hole_size_arg, run_cli
+from ..errors import AtbsnError
+from .targets import TARGETS, get_target, targets_table
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m atbsn_edge.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="targets: " + ", ".join(TARGETS))
+    p.add_argument("--target", help="one of the targets below, e.g. onnx-fp32")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint (default: the bundled demo model)")
+    p.add_argument("--part", choices=("student", "teacher"))
+    p.add_argument("--out", type=Path, help="bundle folder to write (default: bundle-<target>)")
+    p.add_argument("--tile", type=int, default=512, help="static tile side (multiple of 32)")
+    p.add_argument("--batch", type=int, default=1, help="static batch size")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    p.add_argument("--hole", type=hole_size_arg, help="AT-BSN hole size fixed in the artifact")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument("--list-targets", action="store_true", help="list targets and exit")
+    return p
+
+
+def _sha256(path: Path) -> str:
+    from ..models.checkpoint import file_sha256
+
+    return file_sha256(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def job() -> int:
+        if args.list_targets:
+            print(targets_table())
+            return 0
+        if not args.target:
+            raise AtbsnError(f"give --target (one of {', '.join(TARGETS)}) or --list-targets")
+        target = get_target(args.target)
+        available, why = target.availability()
+        if not available:
+            raise AtbsnError(f"target {target.name} cannot be built here: {why}")
+        if args.tile <= 0 or args.tile % 32 or args.batch < 1:
+            raise AtbsnError(f"--tile must be a positive multiple of 32 and --batch >= 1 "
+                             f"(got {args.tile}, {args.batch})")
+        from ..assets import default_checkpoint
+        from ..models.checkpoint import load_checkpoint
+
+        checkpoint = args.checkpoint or default_checkpoint()
+        if checkpoint is None:
+            raise AtbsnError("no --checkpoint given and this install has no bundled demo model")
+        denoiser = load_checkpoint(checkpoint, part=args.part)
+        try:
+            hole = denoiser.resolve_hole(args.hole)
+        except ValueError as exc:
+            raise AtbsnError(str(exc)) from None
+        out = args.out or Path(f"bundle-{target.name}")
+        if out.exists() and not args.overwrite:
+            raise AtbsnError(f"{out} exists; pass --overwrite to replace it")
+        module, function = target.converter.split(":")
+        convert = getattr(importlib.import_module(module), function)
+        with atomic_path(out, overwrite=True) as tmp:
+            tmp.mkdir()
+            artifact = tmp / target.artifact
+            metadata = convert(denoiser, artifact, tile=args.tile, batch=args.batch,
+                               hole_size=hole, dynamic=args.dynamic)
+            manifest = {"target": target.name, "artifact": target.artifact,
+                        "artifact_sha256": _sha256(artifact), "runtime": target.runtime,
+                        "checkpoint": str(checkpoint), "metadata": metadata}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        log.info("wrote bundle %s (%s)", out, target.name)
+        return 0
+
+    return run_cli(job)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""``python -m atbsn_edge.export`` writes a bundle; ``denoise --artifact`` runs it with no other flag."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+from atbsn_edge.denoise import main as denoise  # noqa: E402
+from atbsn_edge.export.__main__ import main as export  # noqa: E402
+from conftest import textured_image  # noqa: E402
+
+
+@pytest.fixture
+def bundle(make_checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--tile", "64", "--batch", "2", "--out", str(out)]) == 0
+    return out
+
+
+def test_bundle_contents(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["target"] == "onnx-fp32" and (bundle / manifest["artifact"]).is_file()
+    assert manifest["metadata"]["tile"] == "64x64" and manifest["metadata"]["batch"] == "2"
+    assert not list(bundle.parent.glob(".bundle*"))  # no temporary left behind
+
+
+def test_existing_bundle_needs_overwrite(bundle, make_checkpoint, capsys):
+    before = (bundle / "manifest.json").read_bytes()
+    args = ["--target", "onnx-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+            "--tile", "64", "--out", str(bundle)]
+    assert export(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (bundle / "manifest.json").read_bytes() == before
+    assert export(args + ["--overwrite"]) == 0
+    assert json.loads((bundle / "manifest.json").read_text())["metadata"]["batch"] == "1"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--target", "onnx-fp23"], "did you mean 'onnx-fp32'"),
+    (["--target", "openvino-fp32"], "cannot be built here"),
+    (["--target", "onnx-fp32", "--tile", "100"], "multiple of 32"),
+    ([], "--list-targets"),
+])
+def test_bad_export_arguments(make_checkpoint, tmp_path, capsys, argv, message):
+    code = export(argv + ["--checkpoint", str(make_checkpoint("student_a")),
+                          "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_denoise_with_artifact_matches_checkpoint(bundle, make_checkpoint, tmp_path):
+    image = tmp_path / "in" / "photo.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), textured_image(100, 150).astype(np.uint8))
+    # a 64-pixel tile leaves room for a 32-pixel overlap only (the default for A is 64)
+    assert denoise([str(image), "-o", str(tmp_path / "a"), "--artifact", str(bundle),
+                    "--overlap", "32"]) == 0
+    assert denoise([str(image), "-o", str(tmp_path / "c"), "--tile", "64", "--batch", "2",
+                    "--overlap", "32", "--checkpoint", str(make_checkpoint("student_a"))]) == 0
+    a = cv2.imread(str(tmp_path / "a" / "photo.png")).astype(int)
+    c = cv2.imread(str(tmp_path / "c" / "photo.png")).astype(int)
+    assert np.abs(a - c).max() <= 1  # fp32 graph vs eager, then 8-bit rounding
+
+
+def test_artifact_rejects_checkpoint_flags(bundle, tmp_path, capsys):
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), textured_image(40, 40).astype(np.uint8))
+    assert denoise([str(image), "-o", str(tmp_path / "o"), "--artifact", str(bundle),
+                    "--hole", "3"]) == 2
+    assert "fixed at export" in capsys.readouterr().err
+
+
+def test_not_a_bundle(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), textured_image(40, 40).astype(np.uint8))
+    (tmp_path / "empty").mkdir()
+    assert denoise([str(image), "-o", str(tmp_path / "o"), "--artifact", str(tmp_path / "empty")]) == 2
+    assert "is not a bundle" in capsys.readouterr().err
