@@ -105,3 +105,4 @@ def test_target_table_names_and_suggestions():
     with pytest.raises(AtbsnError, match="did you mean 'trt-fp16'"):
         get_target("trt-fp61")
     assert "| onnx-fp32 | model-fp32.onnx | onnxruntime | yes |" in targets_table()
+    assert "| openvino-fp16 | model-fp16.xml | openvino | yes |" in targets_table()

@@ -46,6 +46,10 @@ class Target:
         return True, ""
 
 
+_OPENVINO_CONVERTERS = {"fp32": "atbsn_edge.export.onnx_to_openvino:build",
+                        "fp16": "atbsn_edge.export.onnx_to_openvino:build_fp16"}
+
+
 def _rows() -> list[Target]:
     rows = []
     for precision in PRECISIONS:
@@ -54,7 +58,7 @@ def _rows() -> list[Target]:
                    ("onnx", "onnxruntime"), "onnx",
                    "atbsn_edge.export.onnx_target:build" if precision == "fp32" else None),
             Target("openvino", precision, f"model-{precision}.xml", "openvino",
-                   ("openvino", "onnx"), "openvino", None),
+                   ("openvino", "onnx"), "openvino", _OPENVINO_CONVERTERS.get(precision)),
             Target("trt", precision, f"model-{precision}.engine", "tensorrt",
                    ("tensorrt",), "tensorrt", None,
                    "engine built on the device that runs it, from the bundle's ONNX"),

@@ -11,8 +11,9 @@ from .base import Runtime
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "torch": ("atbsn_edge.runtimes.torch_runtime", "TorchRuntime", "torch"),
     "onnxruntime": ("atbsn_edge.runtimes.onnxruntime_runtime", "OnnxRuntimeRuntime", "onnx"),
+    "openvino": ("atbsn_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "openvino"),
 }
-SUFFIXES: dict[str, str] = {".onnx": "onnxruntime"}
+SUFFIXES: dict[str, str] = {".onnx": "onnxruntime", ".xml": "openvino"}
 
 
 def runtime_class(name: str) -> type[Runtime]:

@@ -1,0 +1,57 @@
+"""ONNX -> OpenVINO IR (``.xml`` + ``.bin``), the ``openvino-*`` targets' converter.
+
+The toolkit's metadata travels in the IR's ``rt_info`` under ``atbsn``. fp16 compresses the
+weights to fp16 in the IR (``save_model(compress_to_fp16=True)``); fp32 keeps them fp32. The
+precision the CPU computes in is chosen at run time (``INFERENCE_PRECISION_HINT``, see
+``runtimes/openvino_runtime.py``), because OpenVINO's CPU plugin otherwise runs bf16 on AMX
+CPUs even for an fp32 IR.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import require
+
+log = logging.getLogger(__name__)
+RT_INFO_KEY = "atbsn"
+
+
+def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path, *, compress_to_fp16: bool,
+                     metadata: Mapping[str, Any]) -> None:
+    """Convert an ONNX file to IR at ``xml_path`` (the ``.bin`` beside it) with metadata."""
+    ov = require("openvino", "openvino")
+    model = ov.convert_model(str(onnx_path))
+    for key, value in metadata.items():
+        model.set_rt_info(str(value), [RT_INFO_KEY, key])
+    xml_path = Path(xml_path)
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=".ir-") as tmp:
+        staged = Path(tmp) / xml_path.name
+        ov.save_model(model, str(staged), compress_to_fp16=compress_to_fp16)
+        # weights first: an .xml is never visible without the .bin it needs
+        os.replace(staged.with_suffix(".bin"), xml_path.with_suffix(".bin"))
+        os.replace(staged, xml_path)
+    log.info("wrote %s (weights %s)", xml_path, "fp16" if compress_to_fp16 else "fp32")
+
+
+def build(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,
+          hole_size: int | None = None, dynamic: bool = False, precision: str = "fp32") -> dict[str, str]:
+    """Export the fp32 ONNX beside ``path`` (kept in the bundle), then convert it to IR."""
+    from .onnx_target import build as build_onnx
+
+    path = Path(path)
+    onnx_path = path.with_name("model-fp32.onnx")
+    metadata = build_onnx(denoiser, onnx_path, tile=tile, batch=batch, hole_size=hole_size,
+                          dynamic=dynamic)
+    metadata["precision"] = precision
+    onnx_to_openvino(onnx_path, path, compress_to_fp16=precision == "fp16", metadata=metadata)
+    return metadata
+
+
+def build_fp16(denoiser: Any, path: str | Path, **options: Any) -> dict[str, str]:
+    """The ``openvino-fp16`` converter."""
+    return build(denoiser, path, precision="fp16", **options)

@@ -1,0 +1,74 @@
+"""ONNX -> OpenVINO IR: fp32 computes in f32 (not the CPU's bf16 default), fp16 stays close,
+metadata survives in rt_info, the blind spot survives."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("openvino", reason="the openvino extra is not installed")
+pytest.importorskip("onnx", reason="the onnx extra is not installed")
+
+from atbsn_edge.export.__main__ import main as export  # noqa: E402
+from atbsn_edge.models import load_checkpoint  # noqa: E402
+from atbsn_edge.runtimes.openvino_runtime import inference_precision  # noqa: E402
+from atbsn_edge.runtimes.registry import open_artifact  # noqa: E402
+from conftest import textured_image  # noqa: E402
+
+# fp32: float rounding only. fp16 weights computed in bf16/f16: ~3 significant digits.
+REL_L2 = {"fp32": 1e-5, "fp16": 2e-2}
+
+
+def export_bundle(checkpoint, out, target, *extra):
+    assert export(["--target", target, "--checkpoint", str(checkpoint), "--tile", "64",
+                   "--out", str(out), *extra]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    return out / manifest["artifact"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_openvino_matches_torch(make_checkpoint, tmp_path, precision):
+    checkpoint = make_checkpoint("student_c")
+    artifact = export_bundle(checkpoint, tmp_path / "b", f"openvino-{precision}")
+    assert artifact.with_suffix(".bin").is_file() and (tmp_path / "b" / "model-fp32.onnx").is_file()
+    batch = textured_image(64, 64)[None].transpose(0, 3, 1, 2).copy()
+    with torch.inference_mode():
+        want = load_checkpoint(checkpoint).core()(torch.from_numpy(batch)).numpy()
+    with open_artifact(artifact) as runtime:
+        got = runtime.infer(batch)
+        assert runtime.info.precision == precision and runtime.info.model == "student_c"
+        if precision == "fp32":
+            assert runtime.info.metadata["inference_precision"] == "f32"
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < REL_L2[precision]
+
+
+def test_fp32_hint_is_explicit_even_on_bf16_cpus():
+    assert inference_precision("fp32", ["BF16", "FP32", "INT8"]) == "f32"
+    assert inference_precision("fp16", ["BF16", "FP32"]) == "bf16"
+    assert inference_precision("fp16", ["FP16", "FP32"]) == "f16"
+
+
+def test_blind_spot_survives_openvino(make_checkpoint, tmp_path):
+    artifact = export_bundle(make_checkpoint("atbsn"), tmp_path / "b", "openvino-fp32", "--hole", "3")
+    image = textured_image(64, 64).transpose(2, 0, 1)[None].copy()
+    y, x, k = 30, 33, 2
+    with open_artifact(artifact) as runtime:
+        assert runtime.info.hole_size == 3
+        before = runtime.infer(image)[0, :, y, x]
+        inside = image.copy()
+        inside[0, :, y - 1:y + 2, x - 1:x + 2] += 80
+        assert np.abs(runtime.infer(inside)[0, :, y, x] - before).max() < 1e-3
+        outside = image.copy()
+        outside[0, :, y - k, x] += 80
+        assert np.abs(runtime.infer(outside)[0, :, y, x] - before).max() > 1e-2
+
+
+def test_truncated_ir_is_a_clear_error(make_checkpoint, tmp_path):
+    from atbsn_edge.errors import AtbsnError
+
+    artifact = export_bundle(make_checkpoint("student_a"), tmp_path / "b", "openvino-fp32")
+    artifact.write_text(artifact.read_text()[:500])
+    with pytest.raises(AtbsnError, match="cannot load OpenVINO artifact"):
+        open_artifact(artifact)
