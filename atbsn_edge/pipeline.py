@@ -33,16 +33,7 @@ class TiledRuntime:
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Denoise an H x W x 3 float32 image (0..255), tiled."""
-        return denoise_tiled(rgb, self.infer, self.spec, progress)
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run a batch; a short last batch is zero-padded to a static-batch artifact's size."""
-        fixed = self.runtime.input_spec.batch
-        if fixed is None or len(batch) == fixed:
-            return self.runtime.infer(batch)
-        padded = np.zeros((fixed,) + batch.shape[1:], dtype=batch.dtype)
-        padded[:len(batch)] = batch
-        return self.runtime.infer(padded)[:len(batch)]
+        return denoise_tiled(rgb, self.runtime.run, self.spec, progress)
 
     def describe(self) -> str:
         """One line: model, hole, device, tiles, overlap, batch."""
@@ -59,6 +50,17 @@ class TiledRuntime:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
+    """The network's default overlap, reduced (with a warning) to fit a small tile."""
+    tiles = [t for t in (tile_h, tile_w) if t]
+    if not tiles or default < min(tiles):
+        return default
+    reduced = max(0, min(tiles) - 32)
+    log.warning("tile %d leaves no room for the default overlap %d; using %d (seams may show: "
+                "export a larger tile)", min(tiles), default, reduced)
+    return reduced
 
 
 def resolve_artifact(path: str | os.PathLike) -> Path:
@@ -83,10 +85,10 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, tile: int = DEFAULT_TILE
     runtime = open_artifact(resolve_artifact(artifact))
     spec_in = runtime.input_spec
     meta = runtime.info.metadata
-    if overlap is None:
-        overlap = int(meta.get("default_overlap", 128))
     tile_h = spec_in.height or tile
     tile_w = spec_in.width or tile
+    if overlap is None:
+        overlap = fitting_overlap(int(meta.get("default_overlap", 128)), tile_h, tile_w)
     spec = TileSpec(tile_h=tile_h, tile_w=tile_w, overlap=overlap, batch=spec_in.batch or batch,
                     stride=spec_in.stride)
     return _validated(runtime, spec, "cpu")
@@ -119,7 +121,7 @@ def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
     except ValueError as exc:
         raise AtbsnError(str(exc)) from None
     if overlap is None:
-        overlap = runtime.denoiser.architecture.default_overlap
+        overlap = fitting_overlap(runtime.denoiser.architecture.default_overlap, tile, tile)
     spec = TileSpec(tile_h=tile, tile_w=tile, overlap=overlap, batch=batch,
                     stride=runtime.input_spec.stride)
     return _validated(runtime, spec, device)

@@ -1,7 +1,8 @@
 """``python -m atbsn_edge.export``: turn a checkpoint into a deployment bundle for a target.
 
-The bundle is a folder: the artifact, ``manifest.json`` (target, tile, hole, hashes, the
-artifact's metadata). It is written atomically; an existing bundle is replaced only with
+The bundle is a folder: the artifact (and the fp32 ONNX it came from), ``manifest.json``
+(target, tile, hole, hashes, the artifact's metadata) and ``reference.npz`` (real noisy crops
+of the tile shape with PyTorch's outputs for them, for ``python -m atbsn_edge.parity``). It is written atomically; an existing bundle is replaced only with
 ``--overwrite``. ``--list-targets`` shows every target and whether it can be built here.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from ..atomic import atomic_path
 from ..cli import hole_size_arg, run_cli
 from ..errors import AtbsnError
+from ..hashing import file_sha256
 from .targets import TARGETS, get_target, targets_table
 
 log = logging.getLogger(__name__)
@@ -32,15 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="static batch size")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--hole", type=hole_size_arg, help="AT-BSN hole size fixed in the artifact")
+    p.add_argument("--reference-images", nargs="+",
+                   help="noisy images to cut the bundle's reference crops from "
+                        "(default: the bundled example image)")
+    p.add_argument("--reference-crops", type=int, default=2,
+                   help="reference crops stored with PyTorch's outputs (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--list-targets", action="store_true", help="list targets and exit")
     return p
-
-
-def _sha256(path: Path) -> str:
-    from ..models.checkpoint import file_sha256
-
-    return file_sha256(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or Path(f"bundle-{target.name}")
         if out.exists() and not args.overwrite:
             raise AtbsnError(f"{out} exists; pass --overwrite to replace it")
+        from ..assets import EXAMPLE_IMAGE
+        from ..inputs import expand_inputs
+        from .reference import reference_crops, save_reference, torch_outputs
+
+        sources = expand_inputs(args.reference_images) if args.reference_images else [EXAMPLE_IMAGE]
+        if args.reference_crops < 1:
+            raise AtbsnError(f"--reference-crops must be at least 1, got {args.reference_crops}")
+        inputs, names = reference_crops(sources, args.tile, args.tile, args.reference_crops)
+        outputs = torch_outputs(denoiser, hole, inputs)
         module, function = target.converter.split(":")
         convert = getattr(importlib.import_module(module), function)
         with atomic_path(out, overwrite=True) as tmp:
@@ -80,9 +90,13 @@ def main(argv: list[str] | None = None) -> int:
             artifact = tmp / target.artifact
             metadata = convert(denoiser, artifact, tile=args.tile, batch=args.batch,
                                hole_size=hole, dynamic=args.dynamic)
+            save_reference(tmp, inputs, outputs, names)
             manifest = {"target": target.name, "artifact": target.artifact,
-                        "artifact_sha256": _sha256(artifact), "runtime": target.runtime,
-                        "checkpoint": str(checkpoint), "metadata": metadata}
+                        "artifact_sha256": file_sha256(artifact), "runtime": target.runtime,
+                        "precision": target.precision, "checkpoint": str(checkpoint),
+                        "reference": {"file": "reference.npz", "crops": names,
+                                      "sources": [str(p) for p in sources]},
+                        "metadata": metadata}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         log.info("wrote bundle %s (%s)", out, target.name)
         return 0

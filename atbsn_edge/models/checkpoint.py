@@ -9,7 +9,6 @@ Layouts read:
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import CheckpointError
+from ..hashing import file_sha256
 from .atbsn import DEFAULT_INFER_HOLE, DEFAULT_TRAIN_HOLE
 from .denoiser import Denoiser
 from .registry import ARCHITECTURES, Architecture, architecture_of, detect_architecture, get_architecture
@@ -31,15 +31,6 @@ FORMAT_VERSION = 1
 PARTS = ("student", "teacher")
 _CONTAINER_KEYS = ("state_dict", "model_weight", "model", "params", "net", "network", "denoiser")
 _DISTILL_PREFIXES = {"student": "nbsn.", "teacher": "bsn."}
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint_file(path: str | Path) -> dict[str, Any]:

@@ -82,6 +82,20 @@ class Runtime(abc.ABC):
         self.input_spec.check(batch)
         return self._infer_impl(batch)
 
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Like :meth:`infer` for any batch size: split into, or zero-pad up to, the
+        artifact's fixed batch size when it has one."""
+        fixed = self.input_spec.batch
+        if fixed is None or len(batch) == fixed:
+            return self.infer(batch)
+        outputs = []
+        for start in range(0, len(batch), fixed):
+            chunk = batch[start:start + fixed]
+            padded = np.zeros((fixed,) + batch.shape[1:], dtype=np.float32)
+            padded[:len(chunk)] = chunk
+            outputs.append(self.infer(padded)[:len(chunk)])
+        return np.concatenate(outputs)
+
     @abc.abstractmethod
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         """Backend-specific inference on a validated batch."""

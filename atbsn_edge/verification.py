@@ -1,0 +1,92 @@
+"""Parity numbers between an artifact's output and PyTorch's, with per-precision thresholds.
+
+Thresholds (outputs on the 0..255 scale):
+- fp32: relative L2 <= 1e-5 and max abs <= 0.05. Two float32 implementations of the same
+  graph differ by summation order only (~1e-6 relative); anything larger is a wrong graph.
+- fp16: relative L2 <= 5e-3. fp16 (or bf16 on CPUs without fp16) carries 8-11 significant bits;
+  measured about 1e-3 here. A wrong graph gives errors of order 1.
+- int8: relative L2 <= 3e-2, and where clean references exist the artifact may lose at most
+  0.15 dB PSNR against clean compared with PyTorch (the quality budget of quantization).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    rel_l2: float
+    max_abs: float | None = None
+    max_psnr_drop_db: float | None = None
+
+
+THRESHOLDS = {
+    "fp32": Thresholds(rel_l2=1e-5, max_abs=0.05),
+    "fp16": Thresholds(rel_l2=5e-3),
+    "int8": Thresholds(rel_l2=3e-2, max_psnr_drop_db=0.15),
+}
+
+
+@dataclass
+class Comparison:
+    """Artifact vs PyTorch on one input (and both vs clean where it exists)."""
+
+    name: str
+    max_abs: float
+    mean_abs: float
+    rel_l2: float
+    psnr_vs_torch: float
+    psnr_clean_torch: float | None = None
+    psnr_clean_artifact: float | None = None
+
+    @property
+    def psnr_drop(self) -> float | None:
+        if self.psnr_clean_torch is None or self.psnr_clean_artifact is None:
+            return None
+        return self.psnr_clean_torch - self.psnr_clean_artifact
+
+    def failures(self, limits: Thresholds) -> list[str]:
+        """Which thresholds this comparison breaks (empty: it passes)."""
+        bad = []
+        if self.rel_l2 > limits.rel_l2:
+            bad.append(f"relative L2 {self.rel_l2:.2e} > {limits.rel_l2:.0e}")
+        if limits.max_abs is not None and self.max_abs > limits.max_abs:
+            bad.append(f"max abs {self.max_abs:.3g} > {limits.max_abs}")
+        drop = self.psnr_drop
+        if limits.max_psnr_drop_db is not None and drop is not None and drop > limits.max_psnr_drop_db:
+            bad.append(f"PSNR vs clean drops {drop:.3f} dB > {limits.max_psnr_drop_db} dB")
+        return bad
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "psnr_drop": self.psnr_drop}
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def compare(name: str, artifact: np.ndarray, torch_out: np.ndarray,
+            clean: np.ndarray | None = None) -> Comparison:
+    """Numbers for one CHW output pair (and the clean CHW image when given)."""
+    if artifact.shape != torch_out.shape:
+        raise ValueError(f"{name}: artifact output {artifact.shape} vs reference {torch_out.shape}")
+    diff = np.abs(artifact.astype(np.float64) - torch_out.astype(np.float64))
+    rel = float(np.linalg.norm(diff) / max(np.linalg.norm(torch_out.astype(np.float64)), 1e-12))
+    result = Comparison(name, float(diff.max()), float(diff.mean()), rel, _psnr(artifact, torch_out))
+    if clean is not None:
+        result.psnr_clean_torch = _psnr(np.clip(torch_out, 0, 255), clean)
+        result.psnr_clean_artifact = _psnr(np.clip(artifact, 0, 255), clean)
+    return result
+
+
+def error_heatmap(artifact: np.ndarray, torch_out: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 BGR heatmap of |artifact - torch| (max over channels), scaled to its max."""
+    import cv2
+
+    err = np.abs(artifact - torch_out).max(axis=0)
+    scale = err.max() or 1.0
+    return cv2.applyColorMap((err / scale * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)

@@ -1,0 +1,80 @@
+"""``python -m atbsn_edge.parity``: numbers, thresholds, exit codes, and no PyTorch needed."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+from atbsn_edge.export.__main__ import main as export  # noqa: E402
+from atbsn_edge.parity import main as parity  # noqa: E402
+from conftest import textured_image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def bundle(make_checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--tile", "64", "--reference-crops", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_fp32_bundle_passes_with_float_rounding_errors(bundle, tmp_path, capsys):
+    assert parity([str(bundle), "--json", str(tmp_path / "p.json"),
+                   "--heatmaps", str(tmp_path / "hm")]) == 0
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["passed"] and report["precision"] == "fp32" and len(report["results"]) == 3
+    assert max(r["rel_l2"] for r in report["results"]) < 1e-5
+    assert len(list((tmp_path / "hm").glob("*.png"))) == 3
+    assert "| pass |" in capsys.readouterr().out
+
+
+def test_wrong_reference_outputs_fail(bundle, capsys):
+    data = dict(np.load(bundle / "reference.npz"))
+    data["outputs"] = data["outputs"] + 1.0  # what a wrong graph would look like
+    np.savez_compressed(bundle / "reference.npz", **data)
+    assert parity([str(bundle)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_artifact_not_matching_manifest_is_refused(bundle, capsys):
+    artifact = bundle / "model-fp32.onnx"
+    artifact.write_bytes(artifact.read_bytes()[:-10])
+    assert parity([str(bundle)]) == 2
+    err = capsys.readouterr().err
+    assert "does not match the manifest" in err and len(err.strip().splitlines()) == 1
+
+
+def test_given_images_with_clean_references(bundle, tmp_path):
+    clean = textured_image(90, 130, seed=3)
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 10, clean.shape), 0, 255)
+    cv2.imwrite(str(tmp_path / "n.png"), noisy.astype(np.uint8)[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "c.png"), clean.astype(np.uint8)[:, :, ::-1])
+    assert parity([str(bundle), "--images", str(tmp_path / "n.png"), "--clean",
+                   str(tmp_path / "c.png"), "--json", str(tmp_path / "p.json")]) == 0
+    result = json.loads((tmp_path / "p.json").read_text())["results"][0]
+    assert abs(result["psnr_drop"]) < 1e-3  # fp32 costs no quality
+
+
+def test_parity_runs_without_pytorch(bundle):
+    blocker = ("import importlib.abc, sys\n"
+               "class B(importlib.abc.MetaPathFinder):\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] == 'torch': raise ImportError('no torch here')\n"
+               "sys.meta_path.insert(0, B())\n"
+               "from atbsn_edge.parity import main\n"
+               f"sys.exit(main([{str(bundle)!r}]))\n")
+    result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| pass |" in result.stdout
