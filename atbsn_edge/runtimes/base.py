@@ -55,6 +55,15 @@ class RuntimeInfo:
     hole_size: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_artifact_metadata(cls, backend: str, metadata: dict[str, str]) -> "RuntimeInfo":
+        """Read model, precision and hole size from an exported artifact's string metadata."""
+        hole = metadata.get("hole_size")
+        return cls(backend=backend, model=metadata.get("model", "unknown"),
+                   precision=metadata.get("precision", "fp32"),
+                   hole_size=int(hole) if hole not in (None, "", "None") else None,
+                   metadata=dict(metadata))
+
 
 class Runtime(abc.ABC):
     """Base class: ``infer`` validates and delegates to ``_infer_impl``; usable as a context."""

@@ -56,11 +56,7 @@ class OnnxRuntimeRuntime(Runtime):
 
     @property
     def info(self) -> RuntimeInfo:
-        hole = self.metadata.get("hole_size")
-        return RuntimeInfo(backend=self.backend, model=self.metadata.get("model", "unknown"),
-                           precision=self.metadata.get("precision", "fp32"),
-                           hole_size=int(hole) if hole not in (None, "", "None") else None,
-                           metadata=dict(self.metadata))
+        return RuntimeInfo.from_artifact_metadata(self.backend, self.metadata)
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]

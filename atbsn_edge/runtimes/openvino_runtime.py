@@ -73,12 +73,8 @@ class OpenVinoRuntime(Runtime):
 
     @property
     def info(self) -> RuntimeInfo:
-        hole = self.metadata.get("hole_size")
-        return RuntimeInfo(backend=self.backend, model=self.metadata.get("model", "unknown"),
-                           precision=self.metadata.get("precision", "fp32"),
-                           hole_size=int(hole) if hole not in (None, "", "None") else None,
-                           metadata={**self.metadata,
-                                     "inference_precision": self.inference_precision})
+        return RuntimeInfo.from_artifact_metadata(
+            self.backend, {**self.metadata, "inference_precision": self.inference_precision})
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         return np.array(self.request.infer({0: batch})[0], copy=True)
