@@ -88,9 +88,9 @@ def distill(config: TrainConfig, teacher: ATBSN, student_name: str, holes: Seque
     teachers = MultiTeacher(teacher, holes).to(device).to(memory_format=torch.channels_last)
     sampler = CropSampler(images, config.crop, config.seed)
 
-    def compute_loss(batch: torch.Tensor) -> torch.Tensor:
+    def compute_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         targets = teachers(batch)
-        output = student(batch).float()
+        output = net(batch).float()
         return sum(F.l1_loss(output, target.float()) for target in targets)
 
     def metadata(state: TrainState) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -174,21 +175,58 @@ class TrainState:
     history: list = field(default_factory=list)
 
 
-def optimise(model: nn.Module, compute_loss: Callable[[torch.Tensor], torch.Tensor],
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a ``torchrun`` job (world size 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> "Distributed":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _start_distributed(config: TrainConfig) -> tuple[Distributed, torch.device]:
+    """Join the process group when run under torchrun: gloo on CPUs, nccl on GPUs."""
+    job = Distributed.from_environment()
+    device = torch.device(config.device)
+    if job.world_size > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", job.local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        log.info("rank %d of %d on %s", job.rank, job.world_size, device)
+    return job, device
+
+
+def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
              config: TrainConfig, sampler: CropSampler, out: Path, *,
              metadata: Callable[[TrainState], dict],
              resume: Path | None = None,
              validate: Callable[[], float] | None = None,
              desc: str = "train") -> Path:
     """The loop shared by training and distillation: Adam, cosine decay, bf16 autocast,
-    channels-last, atomic checkpoints with optimizer and sampler state, resume, progress bar.
+    channels-last, atomic checkpoints with optimizer and sampler state, resume, progress bar,
+    and DistributedDataParallel when started by ``torchrun`` (each process draws its own
+    crops; rank 0 validates and writes checkpoints).
 
-    ``compute_loss(batch)`` runs under autocast and returns a scalar; ``validate()`` returns a
-    PSNR logged every ``config.validate_every`` iterations.
+    ``compute_loss(net, batch)`` runs under autocast with ``net`` the (possibly DDP-wrapped)
+    model and returns a scalar; ``validate()`` returns a PSNR logged every
+    ``config.validate_every`` iterations.
     """
     from tqdm import tqdm
 
-    device = torch.device(config.device)
+    job, device = _start_distributed(config)
     state = TrainState()
     optimizer_state = None
     if resume is not None:
@@ -200,12 +238,21 @@ def optimise(model: nn.Module, compute_loss: Callable[[torch.Tensor], torch.Tens
         if "sampler" in training:
             sampler.rng.bit_generator.state = training["sampler"]
         log.info("resuming from %s at iteration %d", resume, state.step)
+    if job.world_size > 1:  # every rank its own crops, reproducibly
+        sampler.rng = np.random.default_rng([config.seed, job.rank, state.step])
     model.to(device).to(memory_format=torch.channels_last).train()
+    net: nn.Module = model
+    if job.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
 
     def checkpoint() -> None:
+        if not job.is_main:
+            return
         training = {"step": state.step, "optimizer": optimizer.state_dict(),
                     "sampler": sampler.rng.bit_generator.state, "history": state.history}
         save_checkpoint(out, model, metadata(state), training)
@@ -217,7 +264,8 @@ def optimise(model: nn.Module, compute_loss: Callable[[torch.Tensor], torch.Tens
         finally:
             model.train()
 
-    bar = tqdm(total=config.iterations, initial=state.step, desc=desc, unit="it")
+    bar = tqdm(total=config.iterations, initial=state.step, desc=desc, unit="it",
+               disable=not job.is_main)
     started, start_step = time.perf_counter(), state.step
     try:
         while state.step < config.iterations:
@@ -225,7 +273,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[torch.Tensor], torch.Tens
                 group["lr"] = cosine_lr(state.step, config.iterations, config.lr, config.lr_min)
             batch = sampler.sample(config.batch).to(device).contiguous(memory_format=torch.channels_last)
             with autocast_context(device, config.bf16):
-                loss = compute_loss(batch)
+                loss = compute_loss(net, batch)
             if not torch.isfinite(loss):
                 raise AtbsnError(f"loss became {loss.item()} at iteration {state.step}; "
                                  "lower --lr or resume from the last checkpoint")
@@ -237,8 +285,8 @@ def optimise(model: nn.Module, compute_loss: Callable[[torch.Tensor], torch.Tens
             bar.set_postfix(loss=f"{loss.item():.3f}", it_s=f"{rate:.2f}")
             bar.update(1)
             record = {"step": state.step, "loss": round(loss.item(), 5)}
-            if validate is not None and (state.step % config.validate_every == 0
-                                         or state.step == config.iterations):
+            if validate is not None and job.is_main and (
+                    state.step % config.validate_every == 0 or state.step == config.iterations):
                 record["val_psnr"] = round(run_validation(), 4)
                 log.info("iteration %d: validation PSNR %.3f dB", state.step, record["val_psnr"])
             if state.step % 10 == 0 or "val_psnr" in record:
@@ -251,6 +299,11 @@ def optimise(model: nn.Module, compute_loss: Callable[[torch.Tensor], torch.Tens
         raise
     finally:
         bar.close()
+        if job.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
     return out
 
 
@@ -266,8 +319,8 @@ def train(config: TrainConfig, images: Sequence[np.ndarray], out: Path, *,
     init_neighbour_average(model)
     sampler = CropSampler(images, config.crop, config.seed)
 
-    def compute_loss(batch: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(model(batch, hole_size=config.train_hole).float(), batch)
+    def compute_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(net(batch, hole_size=config.train_hole).float(), batch)
 
     def metadata(state: TrainState) -> dict:
         return {"train_hole": config.train_hole, "infer_hole": config.infer_hole,

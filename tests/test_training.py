@@ -1,0 +1,116 @@
+"""Training and distillation CLIs: tiny real runs, resume, bad input, DDP with two CPU processes."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from atbsn_edge.distill import main as distill_main  # noqa: E402
+from atbsn_edge.train import main as train_main  # noqa: E402
+from conftest import textured_image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--batch", "1", "--crop", "128", "--threads", "1"]
+
+
+@pytest.fixture
+def noisy_folder(tmp_path):
+    folder = tmp_path / "noisy"
+    folder.mkdir()
+    for i in range(2):
+        image = textured_image(160, 192, seed=i)
+        noisy = np.clip(image + np.random.default_rng(i).normal(0, 10, image.shape), 0, 255)
+        cv2.imwrite(str(folder / f"frame{i}.png"), noisy.astype(np.uint8))
+    return folder
+
+
+def test_train_resume_and_metadata(noisy_folder, tmp_path):
+    out = tmp_path / "atbsn.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "2",
+                       "--checkpoint-every", "1", *TINY]) == 0
+    first = torch.load(out, weights_only=True)
+    assert first["training"]["step"] == 2 and first["metadata"]["train_hole"] == 9
+    assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "3",
+                       "--resume", str(out), *TINY]) == 0
+    second = torch.load(out, weights_only=True)
+    assert second["training"]["step"] == 3
+    assert any(not torch.equal(first["state_dict"][k], second["state_dict"][k])
+               for k in first["state_dict"])
+    import atbsn_edge
+
+    model = atbsn_edge.load_checkpoint(out)
+    assert model.architecture.name == "atbsn" and model.default_hole == 3
+
+
+def test_corrupt_image_is_skipped_with_a_warning(noisy_folder, tmp_path, caplog):
+    (noisy_folder / "broken.png").write_bytes(b"not an image")
+    assert train_main(["--data", str(noisy_folder), "--out", str(tmp_path / "c.pt"),
+                       "--iterations", "1", *TINY]) == 0
+    assert "broken.png" in caplog.text
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--crop", "224"], "no usable training image"),            # larger than every image
+    (["--crop", "96"], "at least 128"),
+    (["--train-hole", "-1"], None),                              # argparse: exit 2
+])
+def test_bad_training_input_fails_before_work(noisy_folder, tmp_path, capsys, argv, message):
+    out = tmp_path / "bad.pt"
+    args = ["--data", str(noisy_folder), "--out", str(out), "--iterations", "1", *argv]
+    try:
+        code = train_main(args)
+    except SystemExit as exc:  # argparse rejects the value itself
+        code = exc.code
+    assert code == 2 and not out.exists()
+    if message:
+        assert message in capsys.readouterr().err
+
+
+def test_empty_folder_is_an_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert train_main(["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "no image files found" in capsys.readouterr().err
+
+
+def test_distill_student_from_teacher(noisy_folder, tmp_path, make_checkpoint):
+    out = tmp_path / "student.pt"
+    assert distill_main(["--teacher", str(make_checkpoint("atbsn")), "--student", "a",
+                         "--holes", "1,3", "--data", str(noisy_folder), "--out", str(out),
+                         "--iterations", "2", *TINY]) == 0
+    payload = torch.load(out, weights_only=True)
+    assert payload["architecture"] == "student_a"
+    assert payload["metadata"]["teacher_holes"] == [1, 3]
+
+
+def test_multi_teacher_equals_per_hole_teachers(make_checkpoint):
+    from atbsn_edge.distillation import MultiTeacher
+    from atbsn_edge.models import load_checkpoint
+
+    teacher = load_checkpoint(make_checkpoint("atbsn")).network
+    teachers = MultiTeacher(teacher, [0, 1, 3, 5, 7, 9, 11])
+    x = torch.from_numpy(textured_image(64, 96).transpose(2, 0, 1).copy())[None]
+    for shared, naive in zip(teachers(x), teachers.naive(x)):
+        assert float((shared - naive).abs().max()) < 1e-3
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun is not installed beside this Python")
+def test_ddp_two_cpu_processes(noisy_folder, tmp_path):
+    out = tmp_path / "ddp.pt"
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2",
+                             "-m", "atbsn_edge.train", "--data", str(noisy_folder), "--out",
+                             str(out), "--iterations", "2", *TINY],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rank 1 of 2" in result.stderr and "rank 0 of 2" in result.stderr
+    assert torch.load(out, weights_only=True)["training"]["step"] == 2
