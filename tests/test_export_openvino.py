@@ -1,5 +1,5 @@
-"""ONNX -> OpenVINO IR: fp32 computes in f32 (not the CPU's bf16 default), fp16 stays close,
-metadata survives in rt_info, the blind spot survives."""
+"""ONNX (fp32, fp16 graph) and OpenVINO IR artifacts against PyTorch: fp32 computes in f32 (not
+OpenVINO's bf16 default), fp16 stays close, metadata survives, the blind spot survives."""
 from __future__ import annotations
 
 import json
@@ -28,18 +28,19 @@ def export_bundle(checkpoint, out, target, *extra):
     return out / manifest["artifact"]
 
 
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_openvino_matches_torch(make_checkpoint, tmp_path, precision):
+def test_artifact_matches_torch(make_checkpoint, tmp_path, backend, precision):
     checkpoint = make_checkpoint("student_c")
-    artifact = export_bundle(checkpoint, tmp_path / "b", f"openvino-{precision}")
-    assert artifact.with_suffix(".bin").is_file() and (tmp_path / "b" / "model-fp32.onnx").is_file()
+    artifact = export_bundle(checkpoint, tmp_path / "b", f"{backend}-{precision}")
+    assert (tmp_path / "b" / "model-fp32.onnx").is_file()
     batch = textured_image(64, 64)[None].transpose(0, 3, 1, 2).copy()
     with torch.inference_mode():
         want = load_checkpoint(checkpoint).core()(torch.from_numpy(batch)).numpy()
     with open_artifact(artifact) as runtime:
         got = runtime.infer(batch)
         assert runtime.info.precision == precision and runtime.info.model == "student_c"
-        if precision == "fp32":
+        if backend == "openvino" and precision == "fp32":
             assert runtime.info.metadata["inference_precision"] == "f32"
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < REL_L2[precision]
 

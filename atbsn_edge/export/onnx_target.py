@@ -28,3 +28,23 @@ def build(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,
     return export_onnx(denoiser.core(hole), path, height=tile, width=tile, batch=batch,
                        dynamic=dynamic, metadata=artifact_metadata(denoiser, hole, "fp32"),
                        check_sizes=checks)
+
+
+def build_fp16(denoiser: Any, path: str | Path, **options: Any) -> dict[str, str]:
+    """The ``onnx-fp16`` converter: the fp32 ONNX beside ``path``, then its fp16 graph."""
+    from ..atomic import atomic_path
+    from ..errors import require
+    from .onnx_fp32_to_fp16 import onnx_fp32_to_fp16
+    from .torch_to_onnx import set_onnx_metadata
+
+    onnx = require("onnx", "onnx")
+    path = Path(path)
+    fp32_path = path.with_name("model-fp32.onnx")
+    metadata = build(denoiser, fp32_path, **options)
+    metadata["precision"] = "fp16"
+    model = onnx_fp32_to_fp16(onnx.load(str(fp32_path)))
+    set_onnx_metadata(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return metadata

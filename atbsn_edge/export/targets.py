@@ -46,6 +46,8 @@ class Target:
         return True, ""
 
 
+_ONNX_CONVERTERS = {"fp32": "atbsn_edge.export.onnx_target:build",
+                    "fp16": "atbsn_edge.export.onnx_target:build_fp16"}
 _OPENVINO_CONVERTERS = {"fp32": "atbsn_edge.export.onnx_to_openvino:build",
                         "fp16": "atbsn_edge.export.onnx_to_openvino:build_fp16"}
 
@@ -56,7 +58,7 @@ def _rows() -> list[Target]:
         rows += [
             Target("onnx", precision, f"model-{precision}.onnx", "onnxruntime",
                    ("onnx", "onnxruntime"), "onnx",
-                   "atbsn_edge.export.onnx_target:build" if precision == "fp32" else None),
+                   _ONNX_CONVERTERS.get(precision)),
             Target("openvino", precision, f"model-{precision}.xml", "openvino",
                    ("openvino", "onnx"), "openvino", _OPENVINO_CONVERTERS.get(precision)),
             Target("trt", precision, f"model-{precision}.engine", "tensorrt",
