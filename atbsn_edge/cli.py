@@ -12,9 +12,13 @@ log = logging.getLogger("atbsn_edge")
 
 
 def configure_logging(verbose: bool = False) -> None:
-    """Log to stderr; only CLI entry points call this."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    """Log to stderr; only CLI entry points call this. Our loggers (and the running CLI's
+    ``__main__``) at INFO, third-party libraries (ONNX Runtime's quantizer logs to the root
+    logger) at WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for name in ("atbsn_edge", "__main__"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def run_cli(job: Callable[[], int], verbose: bool = False) -> int:

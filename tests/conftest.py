@@ -11,6 +11,12 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Calibration caches go to a per-test folder, never the user's ~/.cache."""
+    monkeypatch.setenv("ATBSN_EDGE_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
 def seed_everything():
     """Seed Python, NumPy and (when installed) PyTorch before each test."""
     random.seed(0)

@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the bundled example image)")
     p.add_argument("--reference-crops", type=int, default=2,
                    help="reference crops stored with PyTorch's outputs (default 2)")
+    p.add_argument("--calib-data", nargs="+",
+                   help="int8: noisy images, folders or videos to calibrate on "
+                        "(default: the bundled example image)")
+    p.add_argument("--calib-images", type=int, default=64, help="int8: at most this many images/frames")
+    p.add_argument("--calib-crops", type=int, default=64, help="int8: crops of the tile shape")
+    p.add_argument("--calib-method", default="max", choices=("max", "entropy", "percentile"))
+    p.add_argument("--calib-mode", default="random", choices=("random", "grid"))
+    p.add_argument("--calib-seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--list-targets", action="store_true", help="list targets and exit")
     return p
@@ -83,13 +91,21 @@ def main(argv: list[str] | None = None) -> int:
             raise AtbsnError(f"--reference-crops must be at least 1, got {args.reference_crops}")
         inputs, names = reference_crops(sources, args.tile, args.tile, args.reference_crops)
         outputs = torch_outputs(denoiser, hole, inputs)
+        options = {"tile": args.tile, "batch": args.batch, "hole_size": hole, "dynamic": args.dynamic}
+        if target.precision == "int8":
+            from ..calibration import collect_crops
+
+            calib_sources = args.calib_data or [EXAMPLE_IMAGE]
+            options["calibration"] = collect_crops(
+                calib_sources, args.tile, args.tile, max_images=args.calib_images,
+                crops=args.calib_crops, mode=args.calib_mode, seed=args.calib_seed)
+            options["method"] = args.calib_method
         module, function = target.converter.split(":")
         convert = getattr(importlib.import_module(module), function)
         with atomic_path(out, overwrite=True) as tmp:
             tmp.mkdir()
             artifact = tmp / target.artifact
-            metadata = convert(denoiser, artifact, tile=args.tile, batch=args.batch,
-                               hole_size=hole, dynamic=args.dynamic)
+            metadata = convert(denoiser, artifact, **options)
             save_reference(tmp, inputs, outputs, names)
             manifest = {"target": target.name, "artifact": target.artifact,
                         "artifact_sha256": file_sha256(artifact), "runtime": target.runtime,
@@ -97,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                         "reference": {"file": "reference.npz", "crops": names,
                                       "sources": [str(p) for p in sources]},
                         "metadata": metadata}
+            if "calibration" in options:
+                manifest["calibration"] = {**options["calibration"].describe(),
+                                           "method": args.calib_method, "mode": args.calib_mode,
+                                           "seed": args.calib_seed}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         log.info("wrote bundle %s (%s)", out, target.name)
         return 0

@@ -48,3 +48,25 @@ def build_fp16(denoiser: Any, path: str | Path, **options: Any) -> dict[str, str
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
     return metadata
+
+
+def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str = "max",
+               **options: Any) -> dict[str, str]:
+    """The ``onnx-int8`` converter: fp32 ONNX beside ``path``, then a calibrated Q/DQ graph."""
+    from ..errors import require
+    from .onnx_fp32_to_int8 import onnx_fp32_to_int8
+    from .torch_to_onnx import set_onnx_metadata
+
+    onnx = require("onnx", "onnx")
+    path = Path(path)
+    fp32_path = path.with_name("model-fp32.onnx")
+    metadata = build(denoiser, fp32_path, **options)
+    done = onnx_fp32_to_int8(fp32_path, path, calibration, method, batch=options.get("batch", 1))
+    metadata.update(precision="int8", calibration_method=method,
+                    calibration_crops=str(done["crops"]),
+                    calibration_fingerprint=done["fingerprint"],
+                    calibration_cached=str(done["calibration_cached"]).lower())
+    model = onnx.load(str(path))
+    set_onnx_metadata(model, metadata)
+    onnx.save(model, str(path))
+    return metadata

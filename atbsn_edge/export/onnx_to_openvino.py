@@ -55,3 +55,19 @@ def build(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,
 def build_fp16(denoiser: Any, path: str | Path, **options: Any) -> dict[str, str]:
     """The ``openvino-fp16`` converter."""
     return build(denoiser, path, precision="fp16", **options)
+
+
+def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str = "max",
+               **options: Any) -> dict[str, str]:
+    """The ``openvino-int8`` converter: the calibrated Q/DQ ONNX (kept in the bundle) as IR.
+
+    OpenVINO reads Q/DQ pairs as FakeQuantize and runs those layers in int8 (VNNI/AMX here).
+    """
+    from .onnx_target import build_int8 as build_onnx_int8
+
+    path = Path(path)
+    onnx_path = path.with_name("model-int8.onnx")
+    metadata = build_onnx_int8(denoiser, onnx_path, calibration=calibration, method=method,
+                               **options)
+    onnx_to_openvino(onnx_path, path, compress_to_fp16=False, metadata=metadata)
+    return metadata

@@ -47,9 +47,11 @@ class Target:
 
 
 _ONNX_CONVERTERS = {"fp32": "atbsn_edge.export.onnx_target:build",
-                    "fp16": "atbsn_edge.export.onnx_target:build_fp16"}
+                    "fp16": "atbsn_edge.export.onnx_target:build_fp16",
+                    "int8": "atbsn_edge.export.onnx_target:build_int8"}
 _OPENVINO_CONVERTERS = {"fp32": "atbsn_edge.export.onnx_to_openvino:build",
-                        "fp16": "atbsn_edge.export.onnx_to_openvino:build_fp16"}
+                        "fp16": "atbsn_edge.export.onnx_to_openvino:build_fp16",
+                        "int8": "atbsn_edge.export.onnx_to_openvino:build_int8"}
 
 
 def _rows() -> list[Target]:

@@ -1,0 +1,112 @@
+"""Calibration data: noisy images, folders or video files cut into crops of the tile shape.
+
+Crops are random (seeded) or on a grid; video files contribute evenly spaced frames. The
+result carries a fingerprint of exactly what went in, so that a cache can recognise the same
+data and the manifest can record the calibration source.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import AtbsnError, ImageError
+from ..imageio import READ_SUFFIXES, read_image
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+RECOMMENDED_CROPS = 32
+MODES = ("random", "grid")
+
+
+@dataclass
+class CalibrationSet:
+    """N x 3 x th x tw float32 crops (0..255) and where they came from."""
+
+    crops: np.ndarray
+    sources: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def describe(self) -> dict:
+        return {"crops": int(len(self.crops)), "tile": list(self.crops.shape[2:]),
+                "sources": self.sources, "fingerprint": self.fingerprint}
+
+
+def _video_frames(path: Path, count: int) -> list[np.ndarray]:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
+    if not capture.isOpened() or total <= 0:
+        raise ImageError(f"{path}: cannot read video frames")
+    frames = []
+    for index in np.linspace(0, total - 1, num=min(count, total)).astype(int):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+        ok, frame = capture.read()
+        if ok:
+            frames.append(frame[:, :, ::-1].astype(np.float32))
+    capture.release()
+    return frames
+
+
+def _expand(items: Sequence[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir()
+                            if p.suffix.lower() in READ_SUFFIXES + VIDEO_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise AtbsnError(f"calibration data {path} does not exist")
+    if not files:
+        raise AtbsnError(f"no calibration images or videos in {', '.join(map(str, items))}")
+    return files
+
+
+def collect_crops(items: Sequence[str | Path], tile_h: int, tile_w: int, *,
+                  max_images: int = 64, crops: int = 64, mode: str = "random",
+                  seed: int = 0, frames_per_video: int = 8) -> CalibrationSet:
+    """Cut ``crops`` crops of ``tile_h`` x ``tile_w`` from up to ``max_images`` images/frames."""
+    if mode not in MODES:
+        raise AtbsnError(f"calibration mode must be one of {', '.join(MODES)}, got {mode!r}")
+    pictures: list[tuple[str, np.ndarray]] = []
+    for path in _expand(items)[:max_images]:
+        try:
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                pictures += [(f"{path}#{i}", f) for i, f in enumerate(_video_frames(path, frames_per_video))]
+            else:
+                pictures.append((str(path), read_image(path).rgb))
+        except ImageError as exc:
+            log.warning("calibration: skipping %s", exc)
+    usable = [(name, rgb) for name, rgb in pictures if rgb.shape[0] >= tile_h and rgb.shape[1] >= tile_w]
+    if not usable:
+        raise AtbsnError(f"no calibration image is at least {tile_w}x{tile_h} (the tile); "
+                         "give larger images or export a smaller tile")
+    rng = np.random.default_rng(seed)
+    out = []
+    digest = hashlib.sha256(f"{tile_h}x{tile_w}:{mode}:{seed}:{crops}".encode())
+    for index in range(crops):
+        name, rgb = usable[index % len(usable)]
+        h, w = rgb.shape[:2]
+        if mode == "random":
+            y, x = int(rng.integers(0, h - tile_h + 1)), int(rng.integers(0, w - tile_w + 1))
+        else:
+            cell = index // len(usable)
+            cols = max(1, w // tile_w)
+            y = min((cell // cols) * tile_h, h - tile_h)
+            x = min((cell % cols) * tile_w, w - tile_w)
+        crop = np.ascontiguousarray(rgb[y:y + tile_h, x:x + tile_w].transpose(2, 0, 1))
+        out.append(crop)
+        digest.update(crop.tobytes())
+    if crops < RECOMMENDED_CROPS:
+        log.warning("calibrating on %d crops; at least %d are recommended for stable int8 ranges",
+                    crops, RECOMMENDED_CROPS)
+    return CalibrationSet(np.stack(out).astype(np.float32), [n for n, _ in usable],
+                          digest.hexdigest())

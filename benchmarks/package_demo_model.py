@@ -1,0 +1,36 @@
+"""Copy a training checkpoint into ``atbsn_edge/assets`` as a demo model: weights and metadata,
+without the optimizer state (a third of the size). Used to ship the bundled demo models.
+
+    python benchmarks/package_demo_model.py RUN.pt atbsn_edge/assets/demo_student_c.pt --note "..."
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+
+import torch
+
+from atbsn_edge.models import load_checkpoint, save_checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source")
+    parser.add_argument("target")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+    payload = torch.load(args.source, map_location="cpu", weights_only=True)
+    training = payload.get("training") or {}
+    model = load_checkpoint(args.source)
+    metadata = {k: v for k, v in payload["metadata"].items()}
+    metadata.update(iterations=int(training.get("step", metadata.get("iterations", 0))),
+                    history=[r for r in training.get("history", []) if "val_psnr" in r],
+                    trained_on=f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+                    note=args.note)
+    save_checkpoint(args.target, model, metadata)
+    print(f"wrote {args.target}: {model.architecture.name}, {metadata['iterations']} iterations")
+
+
+if __name__ == "__main__":
+    main()
