@@ -43,7 +43,7 @@ def test_existing_bundle_needs_overwrite(bundle, make_checkpoint, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["--target", "onnx-fp23"], "did you mean 'onnx-fp32'"),
-    (["--target", "onnx-int8"], "cannot be built here"),
+    (["--target", "trt-fp16"], "cannot be built here"),
     (["--target", "onnx-fp32", "--tile", "100"], "multiple of 32"),
     ([], "--list-targets"),
 ])
