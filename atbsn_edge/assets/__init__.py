@@ -7,6 +7,9 @@ ASSETS = Path(__file__).resolve().parent
 DEMO_STUDENT_C = ASSETS / "demo_student_c.pt"
 DEMO_ATBSN = ASSETS / "demo_atbsn.pt"
 EXAMPLE_IMAGE = ASSETS / "example_noisy.png"
+# Three 512 x 512 real noisy crops (Darmstadt Noise Dataset): default int8 calibration and
+# bundle reference data, so that the default 512 tile fits.
+CALIBRATION_IMAGES = ASSETS / "calibration"
 
 
 def default_checkpoint() -> Path | None:

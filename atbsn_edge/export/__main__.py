@@ -36,12 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hole", type=hole_size_arg, help="AT-BSN hole size fixed in the artifact")
     p.add_argument("--reference-images", nargs="+",
                    help="noisy images to cut the bundle's reference crops from "
-                        "(default: the bundled example image)")
+                        "(default: three bundled 512x512 real noisy crops)")
     p.add_argument("--reference-crops", type=int, default=2,
                    help="reference crops stored with PyTorch's outputs (default 2)")
     p.add_argument("--calib-data", nargs="+",
                    help="int8: noisy images, folders or videos to calibrate on "
-                        "(default: the bundled example image)")
+                        "(default: three bundled 512x512 real noisy crops)")
     p.add_argument("--calib-images", type=int, default=64, help="int8: at most this many images/frames")
     p.add_argument("--calib-crops", type=int, default=64, help="int8: crops of the tile shape")
     p.add_argument("--calib-method", default="max", choices=("max", "entropy", "percentile"))
@@ -82,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or Path(f"bundle-{target.name}")
         if out.exists() and not args.overwrite:
             raise AtbsnError(f"{out} exists; pass --overwrite to replace it")
-        from ..assets import EXAMPLE_IMAGE
+        from ..assets import CALIBRATION_IMAGES
         from ..inputs import expand_inputs
         from .reference import reference_crops, save_reference, torch_outputs
 
-        sources = expand_inputs(args.reference_images) if args.reference_images else [EXAMPLE_IMAGE]
+        sources = expand_inputs(args.reference_images or [str(CALIBRATION_IMAGES)])
         if args.reference_crops < 1:
             raise AtbsnError(f"--reference-crops must be at least 1, got {args.reference_crops}")
         inputs, names = reference_crops(sources, args.tile, args.tile, args.reference_crops)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if target.precision == "int8":
             from ..calibration import collect_crops
 
-            calib_sources = args.calib_data or [EXAMPLE_IMAGE]
+            calib_sources = args.calib_data or [CALIBRATION_IMAGES]
             options["calibration"] = collect_crops(
                 calib_sources, args.tile, args.tile, max_images=args.calib_images,
                 crops=args.calib_crops, mode=args.calib_mode, seed=args.calib_seed)
