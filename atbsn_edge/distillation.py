@@ -18,7 +18,7 @@ from torch import nn
 
 from .models.atbsn import ATBSN, hole_to_shift
 from .models.registry import get_architecture
-from .training import CropSampler, TrainConfig, TrainState, init_weights, optimise, psnr, validate_pairs
+from .training import CropSampler, TrainConfig, TrainState, init_weights, optimise, validate_pairs
 
 log = logging.getLogger(__name__)
 
