@@ -209,6 +209,18 @@ def _start_distributed(config: TrainConfig) -> tuple[Distributed, torch.device]:
     return job, device
 
 
+def _interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (a scheduler's stop, ``kill``) like Ctrl-C: save a checkpoint, then stop."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, handler)
+
+
 def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
              config: TrainConfig, sampler: CropSampler, out: Path, *,
              metadata: Callable[[TrainState], dict],
@@ -266,6 +278,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
 
     bar = tqdm(total=config.iterations, initial=state.step, desc=desc, unit="it",
                disable=not job.is_main)
+    _interrupt_on_sigterm()
     started, start_step = time.perf_counter(), state.step
     try:
         while state.step < config.iterations:

@@ -114,3 +114,27 @@ def test_ddp_two_cpu_processes(noisy_folder, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "rank 1 of 2" in result.stderr and "rank 0 of 2" in result.stderr
     assert torch.load(out, weights_only=True)["training"]["step"] == 2
+
+
+def test_sigterm_saves_a_checkpoint_and_keeps_it_loadable(noisy_folder, tmp_path):
+    """A stopped run leaves a complete checkpoint (written atomically) to resume from."""
+    import signal
+    import time
+
+    out = tmp_path / "stopped.pt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "atbsn_edge.train", "--data",
+                                str(noisy_folder), "--out", str(out), "--iterations", "1000",
+                                "--checkpoint-every", "1000", *TINY],
+                               stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until training iterations are running
+        line = process.stderr.readline()
+        if "train:" in line and "1/1000" in line or "it/s" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0 and "saving a checkpoint" in err
+    payload = torch.load(out, weights_only=True)
+    assert 1 <= payload["training"]["step"] < 1000
+    assert not list(tmp_path.glob(".stopped.pt.*"))  # no half-written temporary left

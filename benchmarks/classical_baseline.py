@@ -1,0 +1,46 @@
+"""OpenCV's fastNlMeansDenoisingColored (the classical denoiser edge users run today) on
+noisy/clean pairs: PSNR per filter strength and time per image, to compare with our models.
+
+    python benchmarks/classical_baseline.py --noisy pairs/*_noisy.png --clean pairs/*_clean.png
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import cv2
+import numpy as np
+
+from atbsn_edge.inputs import expand_inputs
+from atbsn_edge.metrics import psnr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--noisy", nargs="+", required=True)
+    parser.add_argument("--clean", nargs="+", required=True)
+    parser.add_argument("--strengths", default="1,2,3,4,5,6")
+    args = parser.parse_args()
+    noisy = [cv2.imread(str(p)) for p in expand_inputs(args.noisy)]
+    clean = [cv2.imread(str(p)).astype(np.float32) for p in expand_inputs(args.clean)]
+    base = np.mean([psnr(n.astype(np.float32), c) for n, c in zip(noisy, clean)])
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, OpenCV {cv2.__version__}, "
+          f"{cv2.getNumThreads()} threads; {len(noisy)} pairs, noisy input {base:.3f} dB")
+    print("| h (= hColor) | mean PSNR | gain over noisy | time per image |")
+    print("|---|---|---|---|")
+    for h in (float(v) for v in args.strengths.split(",")):
+        scores, times = [], []
+        for n, c in zip(noisy, clean):
+            started = time.perf_counter()
+            out = cv2.fastNlMeansDenoisingColored(n, None, h, h, 7, 21)
+            times.append(time.perf_counter() - started)
+            scores.append(psnr(out.astype(np.float32), c))
+        print(f"| {h:g} | {np.mean(scores):.3f} dB | {np.mean(scores) - base:+.3f} dB | "
+              f"{np.median(times) * 1000:.0f} ms |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
