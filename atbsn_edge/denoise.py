@@ -14,12 +14,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import hole_size_arg, run_cli
+from .cli import run_cli
 from .errors import AtbsnError, ImageError
 from .imageio import WRITE_SUFFIXES, read_image, write_image
 from .inputs import expand_inputs
-from .pipeline import open_tiled
-from .tiling import DEFAULT_TILE
+from .pipeline import add_tiling_arguments, open_tiled
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "hole and overlap come from its metadata")
     p.add_argument("--part", choices=("student", "teacher"),
                    help="network of a distillation checkpoint (default: student)")
-    p.add_argument("--hole", type=hole_size_arg,
-                   help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                   help=f"tile side, multiple of 32; 0 = whole image at once (default {DEFAULT_TILE})")
-    p.add_argument("--overlap", type=int,
-                   help="tile overlap, multiple of 32 (default: the network's measured need, "
-                        "128 for AT-BSN and students B/C, 64 for student A)")
-    p.add_argument("--batch", type=int, default=1, help="tiles per network call (default 1)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    add_tiling_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch default)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import hole_size_arg, run_cli
+from .cli import run_cli
 from .errors import AtbsnError, ImageError
 from .imageio import read_image
 from .inputs import expand_inputs
 from .metrics import LAGS, lag_key, psnr, residual_stats, ssim
-from .tiling import DEFAULT_TILE
+from .pipeline import add_tiling_arguments
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noisy image files, folders or globs")
     p.add_argument("--clean", nargs="+", metavar="INPUT",
                    help="clean references, as many as noisy images, paired in sorted order")
-    p.add_argument("--hole", type=hole_size_arg,
-                   help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                   help=f"tile side, multiple of 32; 0 = whole image at once (default {DEFAULT_TILE})")
-    p.add_argument("--overlap", type=int,
-                   help="tile overlap, multiple of 32 (default: the network's measured need)")
-    p.add_argument("--batch", type=int, default=1, help="tiles per network call (default 1)")
+    add_tiling_arguments(p)
     p.add_argument("--json", type=Path, metavar="OUT.json", help="also write the results here")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 

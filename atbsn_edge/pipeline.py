@@ -52,6 +52,22 @@ class TiledRuntime:
         self.close()
 
 
+def add_tiling_arguments(p) -> None:
+    """``--hole``, ``--tile``, ``--overlap``, ``--batch``, ``--device``: shared by the CLIs
+    that denoise through :func:`open_tiled`."""
+    from .cli import hole_size_arg
+
+    p.add_argument("--hole", type=hole_size_arg,
+                   help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                   help=f"tile side, multiple of 32; 0 = whole image at once (default {DEFAULT_TILE})")
+    p.add_argument("--overlap", type=int,
+                   help="tile overlap, multiple of 32 (default: the network's measured need, "
+                        "128 for AT-BSN and students B/C, 64 for student A)")
+    p.add_argument("--batch", type=int, default=1, help="tiles per network call (default 1)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+
+
 def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
     """The network's default overlap, reduced (with a warning) to fit a small tile."""
     tiles = [t for t in (tile_h, tile_w) if t]
