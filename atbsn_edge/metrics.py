@@ -34,13 +34,15 @@ def _check_pair(a: np.ndarray, b: np.ndarray, what: str) -> None:
         raise ValueError(f"{what}: expected an H x W or H x W x C image, got shape {a.shape}")
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
+def psnr(a: np.ndarray, b: np.ndarray, *, clip: bool = True) -> float:
     """PSNR in dB of the estimate ``a`` against the reference ``b`` on the 0..255 scale.
 
-    The estimate is clipped to 0..255 first (what would be stored); identical images give inf.
+    The estimate is clipped to 0..255 first (what would be stored) unless ``clip=False``
+    (comparing raw network outputs); identical images give inf.
     """
     _check_pair(a, b, "psnr")
-    diff = np.clip(a, 0, PEAK).astype(np.float64) - b.astype(np.float64)
+    estimate = np.clip(a, 0, PEAK) if clip else a
+    diff = estimate.astype(np.float64) - b.astype(np.float64)
     mse = float(np.mean(diff * diff))
     return float("inf") if mse == 0 else 10 * math.log10(PEAK ** 2 / mse)
 

@@ -10,10 +10,11 @@ Thresholds (outputs on the 0..255 scale):
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from .metrics import psnr
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,6 @@ class Comparison:
         return {**asdict(self), "psnr_drop": self.psnr_drop}
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
-
-
 def compare(name: str, artifact: np.ndarray, torch_out: np.ndarray,
             clean: np.ndarray | None = None) -> Comparison:
     """Numbers for one CHW output pair (and the clean CHW image when given)."""
@@ -76,10 +72,11 @@ def compare(name: str, artifact: np.ndarray, torch_out: np.ndarray,
         raise ValueError(f"{name}: artifact output {artifact.shape} vs reference {torch_out.shape}")
     diff = np.abs(artifact.astype(np.float64) - torch_out.astype(np.float64))
     rel = float(np.linalg.norm(diff) / max(np.linalg.norm(torch_out.astype(np.float64)), 1e-12))
-    result = Comparison(name, float(diff.max()), float(diff.mean()), rel, _psnr(artifact, torch_out))
+    result = Comparison(name, float(diff.max()), float(diff.mean()), rel,
+                        psnr(artifact, torch_out, clip=False))
     if clean is not None:
-        result.psnr_clean_torch = _psnr(np.clip(torch_out, 0, 255), clean)
-        result.psnr_clean_artifact = _psnr(np.clip(artifact, 0, 255), clean)
+        result.psnr_clean_torch = psnr(torch_out, clean)
+        result.psnr_clean_artifact = psnr(artifact, clean)
     return result
 
 

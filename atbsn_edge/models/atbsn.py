@@ -67,6 +67,10 @@ class ATBSN(nn.Module):
         k = hole_to_shift(hole_size)
         f0, f90, f180, f270 = (shift_down(f, k) for f in features)
         x = torch.cat((f0, _rot270(f90), _rot180(f180), _rot90(f270)), dim=1)
+        return self.mix(x)
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 head on the stacked, shifted branches: nin_A, nin_B (LeakyReLU), nin_C."""
         x = F.leaky_relu(self.nin_A(x), NEGATIVE_SLOPE)
         x = F.leaky_relu(self.nin_B(x), NEGATIVE_SLOPE)
         return self.nin_C(x)
@@ -94,9 +98,7 @@ class ATBSN(nn.Module):
             x[:, 1 * c:2 * c, :, k:] = upright[:, 1 * c:2 * c, :, :-k]  # 90: right
             x[:, 2 * c:3 * c, :-k, :] = upright[:, 2 * c:3 * c, k:, :]  # 180: up
             x[:, 3 * c:4 * c, :, :-k] = upright[:, 3 * c:4 * c, :, k:]  # 270: left
-        x = F.leaky_relu(self.nin_A(x), NEGATIVE_SLOPE)
-        x = F.leaky_relu(self.nin_B(x), NEGATIVE_SLOPE)
-        return self.nin_C(x)
+        return self.mix(x)
 
     def forward(self, x: torch.Tensor, hole_size: int | None = None) -> torch.Tensor:
         return self.head(self.features(x), self.hole_size if hole_size is None else hole_size)
