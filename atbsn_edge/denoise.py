@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", choices=("student", "teacher"),
                    help="network of a distillation checkpoint (default: student)")
     add_tiling_arguments(p)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (0: the backend's default)")
+    p.add_argument("--performance-hint", choices=("latency", "throughput"), default="latency",
+                   help="OpenVINO artifacts: compile for one image at a time (latency) or for "
+                        "many tiles in flight (throughput; pair with a batched export)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -89,7 +93,8 @@ def open_source(args: argparse.Namespace):
         from .pipeline import open_artifact_tiled
 
         return open_artifact_tiled(args.artifact, tile=args.tile, overlap=args.overlap,
-                                   batch=args.batch)
+                                   batch=args.batch, threads=args.threads,
+                                   performance_hint=args.performance_hint.upper())
     from .assets import default_checkpoint
 
     checkpoint = args.checkpoint or default_checkpoint()

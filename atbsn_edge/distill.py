@@ -7,7 +7,6 @@ from pathlib import Path
 
 from .cli import run_cli
 from .errors import AtbsnError
-from .inputs import expand_inputs
 from .train import add_optimisation_args, config_from_args, read_pairs
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", required=True, choices=("a", "b", "c"))
     p.add_argument("--holes", type=parse_holes, default=[0, 1, 3, 5, 7, 9, 11],
                    help="teacher hole sizes (default 0,1,3,5,7,9,11)")
-    p.add_argument("--data", nargs="+", required=True, help="noisy images: files, folders, globs")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="noisy images or videos: files, folders, globs")
     p.add_argument("--out", required=True, type=Path)
     add_optimisation_args(p)
     return p
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher = load_checkpoint(args.teacher, part="teacher")
         if teacher.architecture.name != "atbsn":
             raise AtbsnError(f"--teacher {args.teacher} is {teacher.architecture.name}, not AT-BSN")
-        images = load_noisy_images(expand_inputs(args.data), config.crop)
+        images = load_noisy_images(args.data, config.crop, args.frames_per_video)
         pairs = read_pairs(args.val_noisy, args.val_clean)
         distill(config, teacher.network, f"student_{args.student}", args.holes, images, args.out,
                 resume=args.resume, val_pairs=pairs, teacher_source=str(args.teacher),

@@ -1,8 +1,10 @@
 """Blind-spot multi-teacher distillation: one student learns from AT-BSN at several holes.
 
 The teacher's four-orientation blind unet does not depend on the hole size, so it runs once
-per batch (``ATBSN.features``), and so do the rotations back to upright (``ATBSN.upright``);
-only the shifts (written into one buffer) and the 1x1 head repeat per hole size. The authors' code runs the whole AT-BSN once per teacher.
+per batch (``ATBSN.features``), and so do the rotations back to upright (``ATBSN.upright``)
+and the head's first and largest 1x1 layer, applied to each branch before shifting
+(``ATBSN.project``: a 1x1 convolution commutes with a shift). Only the shifted sum and the two
+small 1x1 layers repeat per hole size. The authors' code runs the whole AT-BSN once per teacher.
 """
 from __future__ import annotations
 
@@ -40,8 +42,8 @@ class MultiTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        upright = self.teacher.upright(self.teacher.features(x))
-        return [self.teacher.head_from_upright(upright, hole) for hole in self.holes]
+        projection = self.teacher.project(self.teacher.upright(self.teacher.features(x)))
+        return [self.teacher.head_from_projection(projection, hole) for hole in self.holes]
 
     @torch.no_grad()
     def naive(self, x: torch.Tensor) -> list[torch.Tensor]:

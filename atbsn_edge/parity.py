@@ -20,7 +20,8 @@ from .atomic import atomic_path
 from .cli import run_cli
 from .errors import AtbsnError
 from .hashing import file_sha256
-from .verification import THRESHOLDS, Comparison, compare, error_heatmap
+from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
+                           set_failures)
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def image_pairs(args: argparse.Namespace, manifest: dict, tiled) -> list:
     return pairs
 
 
-def render(results: list[Comparison], precision: str, failures: dict[str, list[str]]) -> str:
+def render(results: list[Comparison], precision: str, failures: dict[str, list[str]],
+           overall: list[str]) -> str:
     lines = ["| input | max abs | mean abs | rel L2 | PSNR vs torch | PSNR clean torch / artifact | result |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -98,9 +100,17 @@ def render(results: list[Comparison], precision: str, failures: dict[str, list[s
         lines.append(f"| {r.name} | {r.max_abs:.3g} | {r.mean_abs:.3g} | {r.rel_l2:.2e} | "
                      f"{r.psnr_vs_torch:.2f} | {clean} | {verdict} |")
     limits = THRESHOLDS[precision]
+    drop = mean_psnr_drop(results)
+    if drop is not None:
+        scored = [r for r in results if r.psnr_drop is not None]
+        torch_mean = np.mean([r.psnr_clean_torch for r in scored])
+        artifact_mean = np.mean([r.psnr_clean_artifact for r in scored])
+        lines.append(f"\nmean PSNR vs clean over {len(scored)} images: torch {torch_mean:.3f} dB, "
+                     f"artifact {artifact_mean:.3f} dB, drop {drop:.3f} dB"
+                     + (" FAIL" if overall else ""))
     lines.append(f"\nprecision {precision}: thresholds rel L2 <= {limits.rel_l2:.0e}"
                  + (f", max abs <= {limits.max_abs}" if limits.max_abs is not None else "")
-                 + (f", PSNR drop <= {limits.max_psnr_drop_db} dB" if limits.max_psnr_drop_db else ""))
+                 + (f", mean PSNR drop <= {limits.max_psnr_drop_db} dB" if limits.max_psnr_drop_db else ""))
     return "\n".join(lines)
 
 
@@ -117,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 reference_pairs(args.bundle, tiled.runtime)
         results = [compare(name, got, want, clean) for name, got, want, clean in pairs]
         failures = {r.name: r.failures(THRESHOLDS[precision]) for r in results}
-        print(render(results, precision, failures))
+        overall = set_failures(results, THRESHOLDS[precision])
+        print(render(results, precision, failures, overall))
         if args.heatmaps:
             import cv2
 
@@ -127,11 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                 with atomic_path(target) as tmp:
                     ok, png = cv2.imencode(".png", error_heatmap(got, want))
                     tmp.write_bytes(png.tobytes())
-        passed = not any(failures.values())
+        passed = not any(failures.values()) and not overall
         if args.json:
             report = {"bundle": str(args.bundle), "target": manifest.get("target"),
                       "precision": precision, "passed": passed,
                       "thresholds": THRESHOLDS[precision].__dict__,
+                      "mean_psnr_drop": mean_psnr_drop(results), "set_failures": overall,
                       "results": [r.as_dict() for r in results]}
             with atomic_path(args.json) as tmp:
                 tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -93,12 +93,14 @@ def resolve_artifact(path: str | os.PathLike) -> Path:
 
 
 def open_artifact_tiled(artifact: str | os.PathLike, *, tile: int = DEFAULT_TILE,
-                        overlap: int | None = None, batch: int = 1) -> TiledRuntime:
+                        overlap: int | None = None, batch: int = 1,
+                        **runtime_options: Any) -> TiledRuntime:
     """Open an exported artifact (file or bundle); tile shape, batch, stride and the default
-    overlap come from its metadata, so no other flag is needed."""
+    overlap come from its metadata, so no other flag is needed. ``runtime_options``
+    (``threads``, ``performance_hint``) go to the backend that takes them."""
     from .runtimes.registry import open_artifact
 
-    runtime = open_artifact(resolve_artifact(artifact))
+    runtime = open_artifact(resolve_artifact(artifact), **runtime_options)
     spec_in = runtime.input_spec
     meta = runtime.info.metadata
     tile_h = spec_in.height or tile

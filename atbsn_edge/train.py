@@ -19,6 +19,9 @@ def add_optimisation_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``train`` and ``distill`` (defaults suit a CPU run)."""
     p.add_argument("--resume", type=Path, help="checkpoint to resume from (its optimizer too)")
     p.add_argument("--iterations", type=int, default=_DEFAULTS["iterations"])
+    p.add_argument("--time-limit", type=float, default=0.0, metavar="SECONDS",
+                   help="stop after this many seconds of training (counted across resumes); "
+                        "the cosine decay then follows the clock (0: no limit)")
     p.add_argument("--batch", type=int, default=_DEFAULTS["batch"])
     p.add_argument("--crop", type=int, default=_DEFAULTS["crop"],
                    help="crop side, multiple of 32, >= 128")
@@ -27,6 +30,8 @@ def add_optimisation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
     p.add_argument("--checkpoint-every", type=int, default=_DEFAULTS["checkpoint_every"])
     p.add_argument("--validate-every", type=int, default=_DEFAULTS["validate_every"])
+    p.add_argument("--frames-per-video", type=int, default=32,
+                   help="evenly spaced frames taken from each video in --data (default 32)")
     p.add_argument("--val-noisy", nargs="*", default=[], help="noisy validation images")
     p.add_argument("--val-clean", nargs="*", default=[], help="their clean references, same order")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -50,6 +55,7 @@ def config_from_args(args: argparse.Namespace):
                          checkpoint_every=args.checkpoint_every,
                          validate_every=args.validate_every, device=args.device,
                          bf16=not args.no_bf16, threads=args.threads,
+                         time_limit=args.time_limit,
                          train_hole=getattr(args, "train_hole", 9),
                          infer_hole=getattr(args, "infer_hole", 3))
     config.validate()
@@ -69,7 +75,8 @@ def read_pairs(noisy: list[str], clean: list[str]):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m atbsn_edge.train", description=__doc__)
-    p.add_argument("--data", nargs="+", required=True, help="noisy images: files, folders, globs")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="noisy images or videos: files, folders, globs")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (project format)")
     p.add_argument("--train-hole", type=hole_size_arg, default=9)
     p.add_argument("--infer-hole", type=hole_size_arg, default=3)
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         from .training import load_noisy_images, train
 
         config = config_from_args(args)
-        images = load_noisy_images(expand_inputs(args.data), config.crop)
+        images = load_noisy_images(args.data, config.crop, args.frames_per_video)
         pairs = read_pairs(args.val_noisy, args.val_clean)
         log.info("training on %d images, %d validation pairs", len(images), len(pairs))
         train(config, images, args.out, resume=args.resume, val_pairs=pairs,

@@ -19,13 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import AtbsnError, ImageError
-from .imageio import read_image
+from .errors import AtbsnError
 from .metrics import psnr
 from .models.atbsn import ATBSN, hole_to_shift
 from .models.checkpoint import read_checkpoint_file, save_checkpoint
+from .sources import expand_sources, load_pictures
 
 log = logging.getLogger(__name__)
+
+LOG_EVERY = 10  # iterations between loss readings (each one waits for the GPU)
 
 
 @dataclass
@@ -45,6 +47,7 @@ class TrainConfig:
     device: str = "cpu"
     bf16: bool = True
     threads: int = 0
+    time_limit: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -55,24 +58,34 @@ class TrainConfig:
                              f"crop teaches the network the borders of small images); got {self.crop}")
         if self.batch < 1 or self.iterations < 1:
             raise AtbsnError("--batch and --iterations must be positive")
+        if self.time_limit < 0:
+            raise AtbsnError(f"--time-limit must be a number of seconds >= 0; got {self.time_limit}")
+
+    def progress(self, step: int, elapsed: float) -> float:
+        """How far through the run (0..1): iterations done, or the clock under ``time_limit``."""
+        done = step / self.iterations
+        if self.time_limit > 0:
+            done = max(done, elapsed / self.time_limit)
+        return min(done, 1.0)
 
 
-def load_noisy_images(paths: Sequence[Path], min_side: int) -> list[np.ndarray]:
-    """Read training images as HxWx3 float32; corrupt ones are skipped with a warning."""
+def load_noisy_images(items: Sequence[str | Path], min_side: int,
+                      frames_per_video: int = 32) -> list[np.ndarray]:
+    """Training pictures as HxWx3 float32 from image files, folders, globs and videos
+    (``frames_per_video`` evenly spaced frames each); unreadable files are skipped with a
+    warning naming them, pictures smaller than the crop with another."""
+    if frames_per_video < 1:
+        raise AtbsnError(f"--frames-per-video must be at least 1; got {frames_per_video}")
+    paths = expand_sources(items)
     images = []
-    for path in paths:
-        try:
-            picture = read_image(path)
-        except ImageError as exc:
-            log.warning("skipping %s", exc)
+    for name, rgb in load_pictures(paths, frames_per_video):
+        if min(rgb.shape[:2]) < min_side:
+            log.warning("skipping %s: %dx%d is smaller than the %d-pixel crop", name,
+                        rgb.shape[1], rgb.shape[0], min_side)
             continue
-        if min(picture.height, picture.width) < min_side:
-            log.warning("skipping %s: %dx%d is smaller than the %d-pixel crop", path,
-                        picture.width, picture.height, min_side)
-            continue
-        images.append(picture.rgb)
+        images.append(rgb)
     if not images:
-        raise AtbsnError(f"no usable training image among {len(paths)} file(s) "
+        raise AtbsnError(f"no usable training picture among {len(paths)} file(s) "
                          f"(each must be readable and at least {min_side} pixels on its short side)")
     return images
 
@@ -143,9 +156,9 @@ def init_neighbour_average(model: ATBSN, random_scale: float = 0.1) -> None:
         model.nin_C.weight[c, c] = 1.0
 
 
-def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
-    """Cosine decay from ``lr`` to ``lr_min`` over ``total`` steps."""
-    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(step, total) / total))
+def cosine_lr(progress: float, lr: float, lr_min: float) -> float:
+    """Cosine decay from ``lr`` at progress 0 to ``lr_min`` at progress 1."""
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
 def autocast_context(device: torch.device, enabled: bool):
@@ -169,9 +182,10 @@ def validate_pairs(denoise: Callable[[torch.Tensor], torch.Tensor],
 
 @dataclass
 class TrainState:
-    """What a checkpoint carries to resume: step and the loss / validation history."""
+    """What a checkpoint carries to resume: step, training seconds and the loss / validation history."""
 
     step: int = 0
+    elapsed: float = 0.0
     history: list = field(default_factory=list)
 
 
@@ -209,6 +223,15 @@ def _start_distributed(config: TrainConfig) -> tuple[Distributed, torch.device]:
     return job, device
 
 
+def _slowest(elapsed: float, device: torch.device) -> float:
+    """The largest ``elapsed`` over all ranks, so that a time limit stops every rank at once."""
+    import torch.distributed as dist
+
+    value = torch.tensor([elapsed], dtype=torch.float64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return float(value.item())
+
+
 def _interrupt_on_sigterm() -> None:
     """Treat SIGTERM (a scheduler's stop, ``kill``) like Ctrl-C: save a checkpoint, then stop."""
     import signal
@@ -230,7 +253,9 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     """The loop shared by training and distillation: Adam, cosine decay, bf16 autocast,
     channels-last, atomic checkpoints with optimizer and sampler state, resume, progress bar,
     and DistributedDataParallel when started by ``torchrun`` (each process draws its own
-    crops; rank 0 validates and writes checkpoints).
+    crops; rank 0 validates and writes checkpoints). The run ends when
+    :meth:`TrainConfig.progress` reaches 1 (iterations, or ``time_limit`` seconds of training
+    counted across resumes), and the learning rate follows that progress.
 
     ``compute_loss(net, batch)`` runs under autocast with ``net`` the (possibly DDP-wrapped)
     model and returns a scalar; ``validate()`` returns a PSNR logged every
@@ -245,7 +270,9 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
         payload = read_checkpoint_file(resume)
         training = payload.get("training") or {}
         model.load_state_dict(payload["state_dict"])
-        state = TrainState(step=int(training.get("step", 0)), history=list(training.get("history", [])))
+        state = TrainState(step=int(training.get("step", 0)),
+                           elapsed=float(training.get("elapsed", 0.0)),
+                           history=list(training.get("history", [])))
         optimizer_state = training.get("optimizer")
         if "sampler" in training:
             sampler.rng.bit_generator.state = training["sampler"]
@@ -265,7 +292,8 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     def checkpoint() -> None:
         if not job.is_main:
             return
-        training = {"step": state.step, "optimizer": optimizer.state_dict(),
+        training = {"step": state.step, "elapsed": round(state.elapsed, 2),
+                    "optimizer": optimizer.state_dict(),
                     "sampler": sampler.rng.bit_generator.state, "history": state.history}
         save_checkpoint(out, model, metadata(state), training)
 
@@ -279,32 +307,43 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     bar = tqdm(total=config.iterations, initial=state.step, desc=desc, unit="it",
                disable=not job.is_main)
     _interrupt_on_sigterm()
-    started, start_step = time.perf_counter(), state.step
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop shape: pick the fastest kernels once
+    started, start_step, start_elapsed = time.perf_counter(), state.step, state.elapsed
     try:
-        while state.step < config.iterations:
+        while config.progress(state.step, state.elapsed) < 1.0:
             for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(state.step, config.iterations, config.lr, config.lr_min)
-            batch = sampler.sample(config.batch).to(device).contiguous(memory_format=torch.channels_last)
+                group["lr"] = cosine_lr(config.progress(state.step, state.elapsed),
+                                        config.lr, config.lr_min)
+            batch = sampler.sample(config.batch).to(device, non_blocking=True)
+            batch = batch.contiguous(memory_format=torch.channels_last)
             with autocast_context(device, config.bf16):
                 loss = compute_loss(net, batch)
-            if not torch.isfinite(loss):
-                raise AtbsnError(f"loss became {loss.item()} at iteration {state.step}; "
-                                 "lower --lr or resume from the last checkpoint")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             state.step += 1
-            rate = (state.step - start_step) / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{loss.item():.3f}", it_s=f"{rate:.2f}")
+            seconds = time.perf_counter() - started
+            state.elapsed = start_elapsed + seconds
+            if config.time_limit > 0 and job.world_size > 1:
+                state.elapsed = _slowest(state.elapsed, device)  # every rank stops together
             bar.update(1)
-            record = {"step": state.step, "loss": round(loss.item(), 5)}
-            if validate is not None and job.is_main and (
-                    state.step % config.validate_every == 0 or state.step == config.iterations):
+            finished = config.progress(state.step, state.elapsed) >= 1.0
+            validating = validate is not None and job.is_main and (
+                state.step % config.validate_every == 0 or finished)
+            if state.step % LOG_EVERY and not validating and not finished:
+                continue  # reading the loss waits for the GPU: do it every LOG_EVERY steps
+            value = loss.item()
+            if not math.isfinite(value):
+                raise AtbsnError(f"loss became {value} at iteration {state.step}; "
+                                 "lower --lr or resume from the last checkpoint")
+            bar.set_postfix(loss=f"{value:.3f}", it_s=f"{(state.step - start_step) / seconds:.2f}")
+            record = {"step": state.step, "loss": round(value, 5), "seconds": round(state.elapsed, 1)}
+            if validating:
                 record["val_psnr"] = round(run_validation(), 4)
                 log.info("iteration %d: validation PSNR %.3f dB", state.step, record["val_psnr"])
-            if state.step % 10 == 0 or "val_psnr" in record:
-                state.history.append(record)
-            if state.step % config.checkpoint_every == 0 or state.step == config.iterations:
+            state.history.append(record)
+            if state.step % config.checkpoint_every == 0 or finished:
                 checkpoint()
     except KeyboardInterrupt:
         log.warning("interrupted at iteration %d; saving a checkpoint", state.step)

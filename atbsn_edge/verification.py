@@ -5,8 +5,10 @@ Thresholds (outputs on the 0..255 scale):
   graph differ by summation order only (~1e-6 relative); anything larger is a wrong graph.
 - fp16: relative L2 <= 5e-3. fp16 (or bf16 on CPUs without fp16) carries 8-11 significant bits;
   measured about 1e-3 here. A wrong graph gives errors of order 1.
-- int8: relative L2 <= 3e-2, and where clean references exist the artifact may lose at most
-  0.15 dB PSNR against clean compared with PyTorch (the quality budget of quantization).
+- int8: relative L2 <= 3e-2 per image, and where clean references exist the artifact may lose
+  at most 0.15 dB of mean PSNR against clean compared with PyTorch, over the images checked
+  (the quality budget of quantization, stated like every PSNR here: as a mean over a set; one
+  image's drop depends on its content and is reported, not judged).
 """
 from __future__ import annotations
 
@@ -56,13 +58,24 @@ class Comparison:
             bad.append(f"relative L2 {self.rel_l2:.2e} > {limits.rel_l2:.0e}")
         if limits.max_abs is not None and self.max_abs > limits.max_abs:
             bad.append(f"max abs {self.max_abs:.3g} > {limits.max_abs}")
-        drop = self.psnr_drop
-        if limits.max_psnr_drop_db is not None and drop is not None and drop > limits.max_psnr_drop_db:
-            bad.append(f"PSNR vs clean drops {drop:.3f} dB > {limits.max_psnr_drop_db} dB")
         return bad
 
     def as_dict(self) -> dict:
         return {**asdict(self), "psnr_drop": self.psnr_drop}
+
+
+def mean_psnr_drop(results: list[Comparison]) -> float | None:
+    """Mean PSNR-against-clean lost by the artifact over the results that have clean images."""
+    drops = [r.psnr_drop for r in results if r.psnr_drop is not None]
+    return float(np.mean(drops)) if drops else None
+
+
+def set_failures(results: list[Comparison], limits: Thresholds) -> list[str]:
+    """Thresholds the whole set breaks: the mean PSNR drop against clean."""
+    drop = mean_psnr_drop(results)
+    if limits.max_psnr_drop_db is not None and drop is not None and drop > limits.max_psnr_drop_db:
+        return [f"mean PSNR vs clean drops {drop:.3f} dB > {limits.max_psnr_drop_db} dB"]
+    return []
 
 
 def compare(name: str, artifact: np.ndarray, torch_out: np.ndarray,

@@ -1,8 +1,11 @@
 """Latency of one network at one tile size on every backend that runs here, in one run.
 
-Exports the checkpoint to each available target (temporary bundles), then times PyTorch eager
-fp32 and each artifact through the Runtime interface, and the backend called directly (to
-show the interface's overhead). Prints a table with the machine it ran on.
+Exports the checkpoint to each target (temporary bundles), then times PyTorch eager fp32 and
+each artifact through the Runtime interface, and the backend called directly (to show the
+interface's overhead); then tiled denoising of a ``--tiled`` image (default 1920x1080) through
+the same artifact, against (number of tiles) x (single-tile latency). Prints a table with the
+machine it ran on. A target may carry export flags after a colon, e.g.
+``openvino-int8:--int8-quantizer=qdq``.
 
     python benchmarks/latency.py --checkpoint atbsn_edge/assets/demo_student_c.pt --tile 512
 """
@@ -35,7 +38,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--targets", default="onnx-fp32,openvino-fp32,openvino-fp16")
+    parser.add_argument("--targets", default="onnx-fp32,onnx-fp16,onnx-int8,openvino-fp32,"
+                        "openvino-fp16,openvino-int8,openvino-int8:--int8-quantizer=qdq")
+    parser.add_argument("--tiled", default="1920x1080", help="WxH image for the tiled check ('' skips)")
+    parser.add_argument("--threads", type=int, default=0, help="threads for every backend (0: default)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
@@ -44,7 +50,16 @@ def main() -> None:
 
     from atbsn_edge.export.__main__ import main as export
     from atbsn_edge.models import load_checkpoint
+    from atbsn_edge.pipeline import open_artifact_tiled, resolve_artifact
     from atbsn_edge.runtimes.registry import open_artifact
+    from atbsn_edge.tiling import plan_tiles
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image = None
+    if args.tiled:
+        width, height = (int(v) for v in args.tiled.lower().split("x"))
+        image = (np.random.default_rng(1).random((height, width, 3)) * 255).astype(np.float32)
 
     x = (np.random.default_rng(0).random((1, 3, args.tile, args.tile)) * 255).astype(np.float32)
     model = load_checkpoint(args.checkpoint)
@@ -57,16 +72,18 @@ def main() -> None:
 
     base, base90 = median_time(eager, x, args.warmup, args.repeats)
     rows.append(("torch eager fp32", base, base90, None))
+    tiled_rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for target in args.targets.split(","):
-            out = Path(tmp) / target
+        for index, entry in enumerate(args.targets.split(",")):
+            target, *flags = entry.split(":")
+            label = " ".join([target, *flags])
+            out = Path(tmp) / f"{index}-{target}"
             if export(["--target", target, "--checkpoint", args.checkpoint, "--tile",
-                       str(args.tile), "--out", str(out)]) != 0:
-                rows.append((target, float("nan"), float("nan"), None))
+                       str(args.tile), "--out", str(out), *flags]) != 0:
+                rows.append((label, float("nan"), float("nan"), None))
                 continue
-            artifact = next(p for p in out.iterdir() if p.suffix in (".onnx", ".xml")
-                            and p.name.startswith(f"model-{target.split('-')[1]}"))
-            with open_artifact(artifact) as runtime:
+            options = {"threads": args.threads} if args.threads else {}
+            with open_artifact(resolve_artifact(out), **options) as runtime:
                 t, t90 = median_time(runtime.infer, x, args.warmup, args.repeats)
                 direct = getattr(runtime, "session", None) or getattr(runtime, "request", None)
                 if hasattr(direct, "run"):
@@ -74,7 +91,13 @@ def main() -> None:
                 else:
                     raw = lambda b: direct.infer({0: b})[0]  # noqa: E731
                 d, _ = median_time(raw, x, args.warmup, args.repeats)
-            rows.append((target, t, t90, d))
+            rows.append((label, t, t90, d))
+            if image is not None:
+                with open_artifact_tiled(out, **options) as tiled:
+                    plan = plan_tiles(image.shape[0], image.shape[1], tiled.spec)
+                    count = len(plan.ys) * len(plan.xs)
+                    whole, _ = median_time(tiled.denoise, image, 1, 3)
+                tiled_rows.append((label, count, t, whole))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}; {model.architecture.name} at {args.tile}x{args.tile}, "
           f"batch 1, median of {args.repeats}")
@@ -85,6 +108,14 @@ def main() -> None:
         print(f"| {name} | {t * 1000:.0f} ms | {t90 * 1000:.0f} ms | {base / t:.2f}x | "
               f"{direct * 1000:.0f} ms | {over} |" if direct else
               f"| {name} | {t * 1000:.0f} ms | {t90 * 1000:.0f} ms | {base / t:.2f}x | - | - |")
+    if tiled_rows:
+        print(f"\ntiled {args.tiled} through the runtime interface (median of 3), against "
+              "tiles x single-tile latency (bar: at most 1.25x)")
+        print("| backend | tiles | tiled | tiles x single tile | ratio |")
+        print("|---|---|---|---|---|")
+        for name, count, single, whole in tiled_rows:
+            print(f"| {name} | {count} | {whole * 1000:.0f} ms | {count * single * 1000:.0f} ms | "
+                  f"{whole / (count * single):.2f}x |")
 
 
 if __name__ == "__main__":

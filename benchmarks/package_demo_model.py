@@ -19,6 +19,11 @@ def main() -> None:
     parser.add_argument("source")
     parser.add_argument("target")
     parser.add_argument("--note", default="")
+    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a metadata string (repeatable), e.g. teacher=demo_atbsn.pt")
+    parser.add_argument("--infer-hole", type=int, help="AT-BSN: the default inference hole to store")
+    parser.add_argument("--trained-on", default="",
+                        help="where it was trained (default: this machine's CPU)")
     args = parser.parse_args()
     payload = torch.load(args.source, map_location="cpu", weights_only=True)
     training = payload.get("training") or {}
@@ -26,8 +31,14 @@ def main() -> None:
     metadata = {k: v for k, v in payload["metadata"].items()}
     metadata.update(iterations=int(training.get("step", metadata.get("iterations", 0))),
                     history=[r for r in training.get("history", []) if "val_psnr" in r],
-                    trained_on=f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+                    trained_on=args.trained_on
+                    or f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
                     note=args.note)
+    for item in args.meta:
+        key, _, value = item.partition("=")
+        metadata[key] = value
+    if args.infer_hole is not None:
+        metadata["infer_hole"] = args.infer_hole
     save_checkpoint(args.target, model, metadata)
     print(f"wrote {args.target}: {model.architecture.name}, {metadata['iterations']} iterations")
 

@@ -335,6 +335,7 @@ def test_bundled_defaults_denoise_the_example_image(tmp_path):
     noisy = cv2.imread(str(EXAMPLE_IMAGE)).astype(np.float32)
     out = cv2.imread(str(tmp_path / EXAMPLE_IMAGE.name)).astype(np.float32)
     assert out.shape == noisy.shape
-    assert np.abs(out - noisy).mean() < 8  # the picture is kept ...
+    blur = lambda im: cv2.GaussianBlur(im, (0, 0), 3)  # noqa: E731
+    assert np.abs(blur(out) - blur(noisy)).mean() < 4  # the picture is kept (measured 1.7) ...
     high_freq = lambda im: cv2.Laplacian(im, cv2.CV_32F).var()  # noqa: E731
     assert high_freq(out) < 0.8 * high_freq(noisy)  # ... and its pixel noise reduced

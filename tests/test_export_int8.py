@@ -108,3 +108,50 @@ def test_crops_are_seeded_and_fingerprinted(calib_folder):
     assert grid.crops.shape == (3, 3, 64, 64)
     with pytest.raises(AtbsnError, match="mode"):
         collect_crops([calib_folder], 64, 64, mode="diagonal")
+
+
+def _quantized_convs(model) -> dict[str, bool]:
+    """Conv node name -> whether its weight input comes through a DequantizeLinear."""
+    dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return {n.name: n.input[1] in dq_outputs for n in model.graph.node if n.op_type == "Conv"}
+
+
+def test_keep_float_leaves_matching_layers_unquantized(make_checkpoint, calib_folder, tmp_path):
+    assert export_int8(make_checkpoint("student_a"), tmp_path / "b", calib_folder, "onnx-int8",
+                       "--int8-keep-float", "/dec1/") == 0
+    convs = _quantized_convs(onnx.load(str(tmp_path / "b" / "model-int8.onnx")))
+    kept = {name for name, quantized in convs.items() if not quantized}
+    assert kept and all("/dec1/" in name for name in kept)
+    assert all(quantized for name, quantized in convs.items() if "/dec1/" not in name)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["metadata"]["int8_keep_float"] == "/dec1/"
+    # An explicit empty list quantizes every layer.
+    assert export_int8(make_checkpoint("student_a"), tmp_path / "all", calib_folder, "onnx-int8",
+                       "--int8-keep-float") == 0
+    assert all(_quantized_convs(onnx.load(str(tmp_path / "all" / "model-int8.onnx"))).values())
+
+
+def test_keep_float_pattern_that_matches_nothing_is_an_error(make_checkpoint, calib_folder,
+                                                             tmp_path, capsys):
+    assert export_int8(make_checkpoint("student_a"), tmp_path / "b", calib_folder, "onnx-int8",
+                       "--int8-keep-float", "/no_such_layer/") == 2
+    assert "matches --int8-keep-float" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("quantizer", ["nncf", "qdq"])
+def test_openvino_int8_quantizers_are_recorded_and_pass_parity(calib_folder, tmp_path, quantizer):
+    from atbsn_edge.assets import DEMO_STUDENT_C
+
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    if quantizer == "nncf":
+        pytest.importorskip("nncf", reason="NNCF (openvino extra) is not installed")
+    out = tmp_path / quantizer
+    assert export_int8(DEMO_STUDENT_C, out, calib_folder, "openvino-int8",
+                       "--int8-quantizer", quantizer) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["metadata"]["int8_quantizer"] == quantizer
+    assert manifest["metadata"]["calibration_crops"] == "8"
+    assert parity([str(out), "--json", str(tmp_path / "p.json")]) == 0
+    results = json.loads((tmp_path / "p.json").read_text())["results"]
+    assert max(r["rel_l2"] for r in results) < 3e-2

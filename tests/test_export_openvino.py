@@ -73,3 +73,19 @@ def test_truncated_ir_is_a_clear_error(make_checkpoint, tmp_path):
     artifact.write_text(artifact.read_text()[:500])
     with pytest.raises(AtbsnError, match="cannot load OpenVINO artifact"):
         open_artifact(artifact)
+
+
+def test_performance_hint_reaches_openvino_and_is_dropped_elsewhere(make_checkpoint, tmp_path,
+                                                                    caplog):
+    import logging
+
+    checkpoint = make_checkpoint("student_a")
+    ir = export_bundle(checkpoint, tmp_path / "ov", "openvino-fp32")
+    with open_artifact(ir, performance_hint="THROUGHPUT") as runtime:
+        assert "THROUGHPUT" in str(runtime.compiled.get_property("PERFORMANCE_HINT"))
+    onnx_file = export_bundle(checkpoint, tmp_path / "ort", "onnx-fp32")
+    with caplog.at_level(logging.INFO, logger="atbsn_edge.runtimes.registry"):
+        with open_artifact(onnx_file, performance_hint="THROUGHPUT", threads=1) as runtime:
+            assert runtime.infer(textured_image(64, 64)[None].transpose(0, 3, 1, 2).copy()).shape \
+                == (1, 3, 64, 64)
+    assert "onnxruntime does not take performance_hint" in caplog.text

@@ -78,3 +78,19 @@ def test_parity_runs_without_pytorch(bundle):
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "| pass |" in result.stdout
+
+
+def test_int8_quality_budget_is_judged_on_the_mean_drop():
+    from atbsn_edge.verification import THRESHOLDS, Comparison, mean_psnr_drop, set_failures
+
+    def result(name, drop):
+        return Comparison(name, 1.0, 0.1, 1e-3, 50.0, psnr_clean_torch=38.0,
+                          psnr_clean_artifact=38.0 - drop)
+
+    limits = THRESHOLDS["int8"]
+    within = [result("a", 0.05), result("b", 0.2)]      # one image over, the mean within
+    assert mean_psnr_drop(within) == pytest.approx(0.125) and set_failures(within, limits) == []
+    assert all(not r.failures(limits) for r in within)
+    over = [result("a", 0.1), result("b", 0.3)]
+    assert "0.200 dB > 0.15 dB" in set_failures(over, limits)[0]
+    assert mean_psnr_drop([Comparison("x", 0, 0, 0, 99.0)]) is None

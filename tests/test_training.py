@@ -58,7 +58,7 @@ def test_corrupt_image_is_skipped_with_a_warning(noisy_folder, tmp_path, caplog)
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--crop", "224"], "no usable training image"),            # larger than every image
+    (["--crop", "224"], "no usable training picture"),            # larger than every image
     (["--crop", "96"], "at least 128"),
     (["--train-hole", "-1"], None),                              # argparse: exit 2
 ])
@@ -72,6 +72,62 @@ def test_bad_training_input_fails_before_work(noisy_folder, tmp_path, capsys, ar
     assert code == 2 and not out.exists()
     if message:
         assert message in capsys.readouterr().err
+
+
+def _write_video(path: Path, frames: list[np.ndarray]) -> None:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (width, height))
+    assert writer.isOpened(), "OpenCV cannot write MJPG video here"
+    for frame in frames:
+        writer.write(frame[:, :, ::-1].astype(np.uint8))
+    writer.release()
+
+
+def test_training_takes_evenly_spaced_video_frames(tmp_path, caplog):
+    from atbsn_edge.training import load_noisy_images
+
+    frames = [textured_image(160, 192, seed=i) for i in range(5)]
+    _write_video(tmp_path / "clip.avi", frames)
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    pictures = load_noisy_images([str(tmp_path / "clip.avi"), str(tmp_path / "broken.mp4")],
+                                 128, frames_per_video=3)
+    assert "broken.mp4" in caplog.text
+    assert len(pictures) == 3  # frames 0, 2 and 4 of 5
+    for picture, index in zip(pictures, (0, 2, 4)):
+        assert picture.shape == (160, 192, 3) and picture.dtype == np.float32
+        errors = [float(np.abs(picture - frame).mean()) for frame in frames]
+        assert int(np.argmin(errors)) == index and errors[index] < 10  # MJPG is lossy
+
+
+def test_train_cli_on_a_video(tmp_path):
+    _write_video(tmp_path / "clip.avi", [textured_image(160, 192, seed=i) for i in range(4)])
+    out = tmp_path / "video.pt"
+    assert train_main(["--data", str(tmp_path / "clip.avi"), "--out", str(out),
+                       "--iterations", "1", "--frames-per-video", "2", *TINY]) == 0
+    assert torch.load(out, weights_only=True)["training"]["step"] == 1
+
+
+def test_time_limit_drives_the_schedule_and_stops_the_run(noisy_folder, tmp_path):
+    from atbsn_edge.training import TrainConfig, cosine_lr
+
+    config = TrainConfig(iterations=100, time_limit=60.0)
+    assert config.progress(0, 0.0) == 0.0
+    assert config.progress(5, 30.0) == pytest.approx(0.5)    # the clock leads
+    assert config.progress(80, 30.0) == pytest.approx(0.8)   # the iterations lead
+    assert config.progress(5, 90.0) == 1.0
+    assert cosine_lr(0.0, 3e-4, 1e-6) == pytest.approx(3e-4)
+    assert cosine_lr(0.5, 3e-4, 1e-6) == pytest.approx((3e-4 + 1e-6) / 2)
+    assert cosine_lr(1.0, 3e-4, 1e-6) == pytest.approx(1e-6)
+
+    out = tmp_path / "timed.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "100000",
+                       "--time-limit", "1.5", *TINY]) == 0
+    training = torch.load(out, weights_only=True)["training"]
+    assert 1 <= training["step"] < 100000 and training["elapsed"] >= 1.5
+    # Resuming with the same limit does nothing more: the budget counts across resumes.
+    assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "100000",
+                       "--time-limit", "1.5", "--resume", str(out), *TINY]) == 0
+    assert torch.load(out, weights_only=True)["training"]["step"] == training["step"]
 
 
 def test_empty_folder_is_an_error(tmp_path, capsys):

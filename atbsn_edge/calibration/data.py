@@ -6,6 +6,7 @@ data and the manifest can record the calibration source.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -14,12 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import AtbsnError, ImageError
-from ..imageio import READ_SUFFIXES, read_image
+from ..errors import AtbsnError
+from ..sources import expand_sources, load_pictures
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 RECOMMENDED_CROPS = 32
 MODES = ("random", "grid")
 
@@ -37,37 +37,14 @@ class CalibrationSet:
                 "sources": self.sources, "fingerprint": self.fingerprint}
 
 
-def _video_frames(path: Path, count: int) -> list[np.ndarray]:
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
-    if not capture.isOpened() or total <= 0:
-        raise ImageError(f"{path}: cannot read video frames")
-    frames = []
-    for index in np.linspace(0, total - 1, num=min(count, total)).astype(int):
-        capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
-        ok, frame = capture.read()
-        if ok:
-            frames.append(frame[:, :, ::-1].astype(np.float32))
-    capture.release()
-    return frames
-
-
-def _expand(items: Sequence[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir()
-                            if p.suffix.lower() in READ_SUFFIXES + VIDEO_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise AtbsnError(f"calibration data {path} does not exist")
-    if not files:
-        raise AtbsnError(f"no calibration images or videos in {', '.join(map(str, items))}")
-    return files
+def _existing_sources(items: Sequence[str | Path]) -> list[Path]:
+    missing = [str(item) for item in items if not Path(item).exists() and not glob.has_magic(str(item))]
+    if missing:
+        raise AtbsnError(f"calibration data {', '.join(missing)} does not exist")
+    try:
+        return expand_sources(items)
+    except AtbsnError:
+        raise AtbsnError(f"no calibration images or videos in {', '.join(map(str, items))}") from None
 
 
 def collect_crops(items: Sequence[str | Path], tile_h: int, tile_w: int, *,
@@ -76,15 +53,7 @@ def collect_crops(items: Sequence[str | Path], tile_h: int, tile_w: int, *,
     """Cut ``crops`` crops of ``tile_h`` x ``tile_w`` from up to ``max_images`` images/frames."""
     if mode not in MODES:
         raise AtbsnError(f"calibration mode must be one of {', '.join(MODES)}, got {mode!r}")
-    pictures: list[tuple[str, np.ndarray]] = []
-    for path in _expand(items)[:max_images]:
-        try:
-            if path.suffix.lower() in VIDEO_SUFFIXES:
-                pictures += [(f"{path}#{i}", f) for i, f in enumerate(_video_frames(path, frames_per_video))]
-            else:
-                pictures.append((str(path), read_image(path).rgb))
-        except ImageError as exc:
-            log.warning("calibration: skipping %s", exc)
+    pictures = load_pictures(_existing_sources(items)[:max_images], frames_per_video)
     usable = [(name, rgb) for name, rgb in pictures if rgb.shape[0] >= tile_h and rgb.shape[1] >= tile_w]
     if not usable:
         raise AtbsnError(f"no calibration image is at least {tile_w}x{tile_h} (the tile); "

@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-method", default="max", choices=("max", "entropy", "percentile"))
     p.add_argument("--calib-mode", default="random", choices=("random", "grid"))
     p.add_argument("--calib-seed", type=int, default=0)
+    p.add_argument("--int8-keep-float", nargs="*", metavar="PATTERN",
+                   help="int8: layers whose node name contains a PATTERN stay float (mixed "
+                        "precision); default: the architecture's measured choice (docs/export.md); "
+                        "give the flag with no pattern to quantize every layer")
+    p.add_argument("--int8-quantizer", choices=("nncf", "qdq"), default="nncf",
+                   help="openvino-int8: NNCF on the IR (default) or the onnx-int8 Q/DQ graph "
+                        "converted to IR")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--list-targets", action="store_true", help="list targets and exit")
     return p
@@ -100,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                 calib_sources, args.tile, args.tile, max_images=args.calib_images,
                 crops=args.calib_crops, mode=args.calib_mode, seed=args.calib_seed)
             options["method"] = args.calib_method
+            options["keep_float"] = tuple(denoiser.architecture.int8_keep_float
+                                          if args.int8_keep_float is None else args.int8_keep_float)
+            if target.backend == "openvino":
+                options["quantizer"] = args.int8_quantizer
         module, function = target.converter.split(":")
         convert = getattr(importlib.import_module(module), function)
         with atomic_path(out, overwrite=True) as tmp:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,9 +24,25 @@ log = logging.getLogger(__name__)
 METHODS = {"max": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
+def float_nodes(fp32_path: str | Path, keep_float: Sequence[str]) -> list[str]:
+    """Names of the graph's nodes whose name contains one of the ``keep_float`` patterns
+    (module paths as the exporter writes them, e.g. ``/unet/dec1/``)."""
+    onnx = require("onnx", "onnx")
+    if not keep_float:
+        return []
+    graph = onnx.load(str(fp32_path), load_external_data=False).graph
+    names = [node.name for node in graph.node if any(p in node.name for p in keep_float)]
+    if not names:
+        raise AtbsnError(f"no node of {fp32_path} matches --int8-keep-float "
+                         f"{' '.join(keep_float)}; node names look like {graph.node[0].name!r}")
+    return names
+
+
 def onnx_fp32_to_int8(fp32_path: str | Path, int8_path: str | Path, calibration: CalibrationSet,
-                      method: str = "max", batch: int = 1) -> dict[str, Any]:
-    """Quantize ``fp32_path`` into ``int8_path``; returns what was done (for the manifest)."""
+                      method: str = "max", batch: int = 1,
+                      keep_float: Sequence[str] = ()) -> dict[str, Any]:
+    """Quantize ``fp32_path`` into ``int8_path``, leaving the nodes that match ``keep_float`` in
+    float (mixed precision); returns what was done (for the manifest)."""
     require("onnx", "onnx")
     quantization = require("onnxruntime.quantization", "onnx")
     if method not in METHODS:
@@ -44,7 +60,9 @@ def onnx_fp32_to_int8(fp32_path: str | Path, int8_path: str | Path, calibration:
             chunk = next(self._batches, None)
             return None if chunk is None else {"input": np.ascontiguousarray(chunk)}
 
-    cache = calibration_cache_path(file_sha256(fp32_path), calibration.fingerprint, method)
+    excluded = float_nodes(fp32_path, keep_float)
+    key = method + "".join(f"|float:{p}" for p in keep_float)  # what gets calibrated may differ
+    cache = calibration_cache_path(file_sha256(fp32_path), calibration.fingerprint, key)
     options: dict[str, Any] = {}
     cached = False
     if "calibration_cache_path" in inspect.signature(quantization.quantize_static).parameters:
@@ -56,8 +74,10 @@ def onnx_fp32_to_int8(fp32_path: str | Path, int8_path: str | Path, calibration:
         quant_format=quantization.QuantFormat.QDQ, per_channel=True,
         activation_type=quantization.QuantType.QInt8, weight_type=quantization.QuantType.QInt8,
         calibrate_method=getattr(quantization.CalibrationMethod, METHODS[method]),
+        nodes_to_exclude=excluded,
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True}, **options)
     log.info("int8 Q/DQ written to %s (%s calibration%s)", int8_path, method,
              ", from cache" if cached else f" on {len(calibration.crops)} crops")
     return {"calibration_method": method, "calibration_cached": cached,
+            "float_nodes": len(excluded), "keep_float": list(keep_float),
             "calibration_cache": str(cache) if options else "", **calibration.describe()}

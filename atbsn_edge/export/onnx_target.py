@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .. import __version__
 from .torch_to_onnx import export_onnx
@@ -51,8 +51,9 @@ def build_fp16(denoiser: Any, path: str | Path, **options: Any) -> dict[str, str
 
 
 def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str = "max",
-               **options: Any) -> dict[str, str]:
-    """The ``onnx-int8`` converter: fp32 ONNX beside ``path``, then a calibrated Q/DQ graph."""
+               keep_float: Sequence[str] = (), **options: Any) -> dict[str, str]:
+    """The ``onnx-int8`` converter: fp32 ONNX beside ``path``, then a calibrated Q/DQ graph
+    (nodes matching ``keep_float`` stay float)."""
     from ..errors import require
     from .onnx_fp32_to_int8 import onnx_fp32_to_int8
     from .torch_to_onnx import set_onnx_metadata
@@ -61,8 +62,10 @@ def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str
     path = Path(path)
     fp32_path = path.with_name("model-fp32.onnx")
     metadata = build(denoiser, fp32_path, **options)
-    done = onnx_fp32_to_int8(fp32_path, path, calibration, method, batch=options.get("batch", 1))
+    done = onnx_fp32_to_int8(fp32_path, path, calibration, method, batch=options.get("batch", 1),
+                             keep_float=keep_float)
     metadata.update(precision="int8", calibration_method=method,
+                    int8_keep_float=",".join(keep_float),
                     calibration_crops=str(done["crops"]),
                     calibration_fingerprint=done["fingerprint"],
                     calibration_cached=str(done["calibration_cached"]).lower())

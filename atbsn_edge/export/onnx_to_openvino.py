@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import require
 
@@ -24,7 +24,15 @@ def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path, *, compress_to
                      metadata: Mapping[str, Any]) -> None:
     """Convert an ONNX file to IR at ``xml_path`` (the ``.bin`` beside it) with metadata."""
     ov = require("openvino", "openvino")
-    model = ov.convert_model(str(onnx_path))
+    save_ir(ov.convert_model(str(onnx_path)), xml_path, compress_to_fp16=compress_to_fp16,
+            metadata=metadata)
+
+
+def save_ir(model: Any, xml_path: str | Path, *, compress_to_fp16: bool,
+            metadata: Mapping[str, Any]) -> None:
+    """Write an ``openvino.Model`` as IR with the toolkit's metadata, atomically: the ``.bin``
+    lands before the ``.xml`` that needs it, so a crash never leaves a readable half."""
+    ov = require("openvino", "openvino")
     for key, value in metadata.items():
         model.set_rt_info(str(value), [RT_INFO_KEY, key])
     xml_path = Path(xml_path)
@@ -57,17 +65,43 @@ def build_fp16(denoiser: Any, path: str | Path, **options: Any) -> dict[str, str
     return build(denoiser, path, precision="fp16", **options)
 
 
+QUANTIZERS = ("qdq", "nncf")
+
+
 def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str = "max",
+               keep_float: Sequence[str] = (), quantizer: str = "nncf",
                **options: Any) -> dict[str, str]:
-    """The ``openvino-int8`` converter: the calibrated Q/DQ ONNX (kept in the bundle) as IR.
+    """The ``openvino-int8`` converter, by one of two quantizers (``benchmarks/latency.py``
+    measures both; see docs/export.md):
 
-    OpenVINO reads Q/DQ pairs as FakeQuantize and runs those layers in int8 (VNNI/AMX here).
+    - ``nncf``: NNCF post-training quantization of the fp32 IR, OpenVINO's own path;
+    - ``qdq``: the calibrated Q/DQ ONNX of ``onnx-int8`` (kept in the bundle) converted to IR,
+      whose Q/DQ pairs OpenVINO reads as FakeQuantize.
     """
-    from .onnx_target import build_int8 as build_onnx_int8
+    from ..errors import AtbsnError
 
+    if quantizer not in QUANTIZERS:
+        raise AtbsnError(f"--int8-quantizer must be one of {', '.join(QUANTIZERS)}, got {quantizer!r}")
     path = Path(path)
-    onnx_path = path.with_name("model-int8.onnx")
-    metadata = build_onnx_int8(denoiser, onnx_path, calibration=calibration, method=method,
-                               **options)
-    onnx_to_openvino(onnx_path, path, compress_to_fp16=False, metadata=metadata)
+    if quantizer == "qdq":
+        from .onnx_target import build_int8 as build_onnx_int8
+
+        onnx_path = path.with_name("model-int8.onnx")
+        metadata = build_onnx_int8(denoiser, onnx_path, calibration=calibration, method=method,
+                                   keep_float=keep_float, **options)
+        metadata["int8_quantizer"] = "qdq"
+        onnx_to_openvino(onnx_path, path, compress_to_fp16=False, metadata=metadata)
+        return metadata
+    from .onnx_target import build as build_onnx
+    from .openvino_fp32_to_int8 import openvino_fp32_to_int8
+
+    onnx_path = path.with_name("model-fp32.onnx")
+    metadata = build_onnx(denoiser, onnx_path, **options)
+    ov = require("openvino", "openvino")
+    done = openvino_fp32_to_int8(ov.convert_model(str(onnx_path)), calibration, method=method,
+                                 keep_float=keep_float)
+    metadata.update(precision="int8", int8_quantizer="nncf", calibration_method=method,
+                    int8_keep_float=",".join(keep_float), calibration_crops=str(len(calibration.crops)),
+                    calibration_fingerprint=calibration.fingerprint)
+    save_ir(done, path, compress_to_fp16=False, metadata=metadata)
     return metadata

@@ -84,21 +84,34 @@ class ATBSN(nn.Module):
         f0, f90, f180, f270 = features
         return torch.cat((f0, _rot270(f90), _rot180(f180), _rot90(f270)), dim=1)
 
-    def head_from_upright(self, upright: torch.Tensor, hole_size: int) -> torch.Tensor:
-        """The output at ``hole_size`` from :meth:`upright`'s stack; equals :meth:`head`.
+    def project(self, upright: torch.Tensor) -> torch.Tensor:
+        """``nin_A``'s weights applied to each branch of :meth:`upright`'s stack separately
+        (no bias): B x 4C' x H x W, one C'-channel block per branch.
 
-        The four shifts are written into one zero-filled buffer (no rotations, no concat).
+        A 1x1 convolution commutes with shifting (zeros map to zeros), so
+        ``nin_A(shifted stack) = bias + sum of the shifted projections``: the head's largest
+        layer, hole-independent this way, runs once for every hole size.
         """
+        groups = 4
+        per_branch = self.nin_A.weight.shape[1] // groups
+        blocks = self.nin_A.weight.split(per_branch, dim=1)  # each C' x C/4 x 1 x 1
+        return F.conv2d(upright, torch.cat(blocks, dim=0), groups=groups)
+
+    def head_from_projection(self, projection: torch.Tensor, hole_size: int) -> torch.Tensor:
+        """The output at ``hole_size`` from :meth:`project`'s blocks; equals :meth:`head`."""
         k = hole_to_shift(hole_size)
-        x = upright
-        if k:
-            c = upright.shape[1] // 4
-            x = torch.zeros_like(upright)
-            x[:, 0 * c:1 * c, k:, :] = upright[:, 0 * c:1 * c, :-k, :]  # 0: down
-            x[:, 1 * c:2 * c, :, k:] = upright[:, 1 * c:2 * c, :, :-k]  # 90: right
-            x[:, 2 * c:3 * c, :-k, :] = upright[:, 2 * c:3 * c, k:, :]  # 180: up
-            x[:, 3 * c:4 * c, :, :-k] = upright[:, 3 * c:4 * c, :, k:]  # 270: left
-        return self.mix(x)
+        p0, p90, p180, p270 = projection.chunk(4, dim=1)
+        if k:  # in place: these maps are large and the adds memory-bound
+            x = F.pad(p0[:, :, :-k, :], (0, 0, k, 0))   # 0: down
+            x[:, :, :, k:] += p90[:, :, :, :-k]          # 90: right
+            x[:, :, :-k, :] += p180[:, :, k:, :]         # 180: up
+            x[:, :, :, :-k] += p270[:, :, :, k:]         # 270: left
+        else:
+            x = p0 + p90 + p180 + p270
+        x += self.nin_A.bias.view(1, -1, 1, 1).to(x.dtype)
+        x = F.leaky_relu(x, NEGATIVE_SLOPE, inplace=True)
+        x = F.leaky_relu(self.nin_B(x), NEGATIVE_SLOPE)
+        return self.nin_C(x)
 
     def forward(self, x: torch.Tensor, hole_size: int | None = None) -> torch.Tensor:
         return self.head(self.features(x), self.hole_size if hole_size is None else hole_size)

@@ -172,8 +172,19 @@ def checkpoint_payload(network: nn.Module, metadata: Mapping[str, Any] | None = 
                "state_dict": {k: v.detach().float().cpu().contiguous()
                               for k, v in network.state_dict().items()}}
     if training is not None:
-        payload["training"] = dict(training)
+        payload["training"] = _to_cpu(dict(training))
     return payload
+
+
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor moved to the CPU (optimizer state saved on a GPU loads anywhere)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def save_checkpoint(path: str | Path, network: nn.Module, metadata: Mapping[str, Any] | None = None,

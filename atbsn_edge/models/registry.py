@@ -21,6 +21,8 @@ class Architecture:
 
     ``default_overlap`` is the tile overlap (a multiple of 32) that keeps tiled output within
     0.5 of whole-image output; it comes from ``benchmarks/receptive_field.py`` (docs/tiling.md).
+    ``int8_keep_float`` names the layers (ONNX node-name patterns) an int8 export keeps in
+    float by default, chosen by ``benchmarks/int8_quality.py`` (docs/export.md).
     """
 
     name: str
@@ -29,6 +31,7 @@ class Architecture:
     tunable_hole: bool
     default_overlap: int
     description: str
+    int8_keep_float: tuple[str, ...] = ()
 
     def expected_keys(self) -> dict[str, tuple[int, ...]]:
         """State_dict keys and shapes of a freshly built network."""
@@ -56,7 +59,10 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("student_b", StudentB, StudentB.stride, False, 128,
                      "student B, 2-pooling UNet (~0.86 M parameters)"),
         Architecture("student_c", StudentC, StudentC.stride, False, 128,
-                     "student C, the AT-BSN unet without blind spots (~1.00 M parameters)"),
+                     "student C, the AT-BSN unet without blind spots (~1.00 M parameters)",
+                     # the last full-resolution stage and the concat that brings the input
+                     # image into it carry the image to the output: in int8 they cost 3.9 dB
+                     int8_keep_float=("/dec1/", "/unet/Concat_4")),
     )
 }
 

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
 from pathlib import Path
 
 from ..errors import AtbsnError
 from .base import Runtime
+
+log = logging.getLogger(__name__)
 
 # name -> (module, class, pip extra)
 BACKENDS: dict[str, tuple[str, str, str]] = {
@@ -26,10 +30,18 @@ def runtime_class(name: str) -> type[Runtime]:
 
 
 def open_artifact(path: str | Path, **options) -> Runtime:
-    """Open an artifact file with the runtime its suffix names (``.onnx`` -> onnxruntime)."""
+    """Open an artifact file with the runtime its suffix names (``.onnx`` -> onnxruntime).
+
+    ``options`` (``threads``, ``performance_hint``, ...) go to the runtime that takes them;
+    one it does not take is dropped with a log line naming it."""
     path = Path(path)
     backend = SUFFIXES.get(path.suffix.lower())
     if backend is None:
         raise AtbsnError(f"no runtime for '{path.suffix}' artifacts ({path}); known: "
                          f"{', '.join(SUFFIXES)}")
-    return runtime_class(backend)(path, **options)
+    cls = runtime_class(backend)
+    accepted = inspect.signature(cls.__init__).parameters
+    for name in [n for n in options if n not in accepted]:
+        log.info("%s does not take %s; ignored", backend, name)
+        del options[name]
+    return cls(path, **options)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Train the demo models the way the bundled ones were trained, within a wall-clock budget:
+#   1. AT-BSN at training hole 9 (the demo teacher), inference hole 3;
+#   2. in parallel, a symmetric AT-BSN trained and used at hole 1 (the paper's claim (a));
+#   3. student C distilled from (1) at holes 0,1,3,5,7,9,11;
+#   4. the Nam-pair scores of all three (claims (a) and (b)) as JSON.
+# Noisy images only are trained on; the clean halves of Nam pairs 01-04 only monitor training
+# and the clean halves of all 12 pairs score the results.
+#
+#   DATA=../shared/data/real OUT=runs/demo DEVICE=cuda TRAIN_SECONDS=300 DISTILL_SECONDS=150 \
+#       benchmarks/train_demo_models.sh
+# DATA holds dnd_patches/*.png and nam_pairs/NN_{noisy,clean}.png. Each step logs to OUT/*.log.
+set -u
+PY=${PYTHON:-python3}
+DATA=${DATA:?set DATA to the folder with dnd_patches/ and nam_pairs/}
+OUT=${OUT:?set OUT to a folder for checkpoints and logs}
+DEVICE=${DEVICE:-cpu}
+TRAIN_SECONDS=${TRAIN_SECONDS:-3600}
+DISTILL_SECONDS=${DISTILL_SECONDS:-1800}
+BATCH=${BATCH:-8}
+CROP=${CROP:-256}
+THREADS=${THREADS:-4}
+mkdir -p "$OUT"
+
+noisy=("$DATA"/dnd_patches/*.png "$DATA"/nam_pairs/*_noisy.png)
+val=(--val-noisy "$DATA"/nam_pairs/0[1-4]_noisy.png --val-clean "$DATA"/nam_pairs/0[1-4]_clean.png)
+common=(--device "$DEVICE" --batch "$BATCH" --crop "$CROP" --threads "$THREADS"
+        --iterations 400000 --checkpoint-every 500 --validate-every 1000)
+
+echo "$(date -u +%T) training AT-BSN hole 9 and hole 1 for ${TRAIN_SECONDS}s each on $DEVICE"
+$PY -m atbsn_edge.train --data "${noisy[@]}" --out "$OUT/atbsn_h9.pt" --train-hole 9 --infer-hole 3 \
+    --time-limit "$TRAIN_SECONDS" "${common[@]}" "${val[@]}" \
+    --description "AT-BSN demo teacher: train hole 9, DND + Nam noisy images" >"$OUT/train_h9.log" 2>&1 &
+h9=$!
+$PY -m atbsn_edge.train --data "${noisy[@]}" --out "$OUT/atbsn_h1.pt" --train-hole 1 --infer-hole 1 \
+    --time-limit "$TRAIN_SECONDS" "${common[@]}" "${val[@]}" \
+    --description "symmetric AT-BSN: train hole 1, DND + Nam noisy images" >"$OUT/train_h1.log" 2>&1 &
+h1=$!
+wait $h9; echo "$(date -u +%T) hole-9 training exit $?"
+
+echo "$(date -u +%T) distilling student C for ${DISTILL_SECONDS}s"
+$PY -m atbsn_edge.distill --teacher "$OUT/atbsn_h9.pt" --student c --data "${noisy[@]}" \
+    --out "$OUT/student_c.pt" --time-limit "$DISTILL_SECONDS" "${common[@]}" "${val[@]}" \
+    --description "student C demo: distilled from the demo AT-BSN at holes 0-11" >"$OUT/distill_c.log" 2>&1
+echo "$(date -u +%T) distillation exit $?"
+wait $h1; echo "$(date -u +%T) hole-1 training exit $?"
+
+score() {  # score NAME CHECKPOINT [evaluate flags...]
+    local name=$1 ckpt=$2; shift 2
+    $PY -m atbsn_edge.evaluate --checkpoint "$ckpt" --noisy "$DATA"/nam_pairs/*_noisy.png \
+        --clean "$DATA"/nam_pairs/*_clean.png --device "$DEVICE" --json "$OUT/eval_$name.json" "$@" \
+        >>"$OUT/evaluate.log" 2>&1 || echo "evaluate $name failed"
+}
+for hole in 1 3 5 7 9; do score "h9_infer$hole" "$OUT/atbsn_h9.pt" --hole $hole; done
+score h1_infer1 "$OUT/atbsn_h1.pt" --hole 1
+score student_c "$OUT/student_c.pt"
+echo "$(date -u +%T) done"
