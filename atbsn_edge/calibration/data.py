@@ -38,7 +38,8 @@ class CalibrationSet:
 
 
 def _existing_sources(items: Sequence[str | Path]) -> list[Path]:
-    missing = [str(item) for item in items if not Path(item).exists() and not glob.has_magic(str(item))]
+    missing = [str(item) for item in items
+               if not Path(item).exists() and not glob.has_magic(str(item))]
     if missing:
         raise AtbsnError(f"calibration data {', '.join(missing)} does not exist")
     try:

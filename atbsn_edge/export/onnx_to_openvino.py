@@ -92,16 +92,29 @@ def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str
         metadata["int8_quantizer"] = "qdq"
         onnx_to_openvino(onnx_path, path, compress_to_fp16=False, metadata=metadata)
         return metadata
+    from ..calibration.cache import calibration_cache_path
+    from ..hashing import file_sha256
     from .onnx_target import build as build_onnx
     from .openvino_fp32_to_int8 import openvino_fp32_to_int8
 
     onnx_path = path.with_name("model-fp32.onnx")
     metadata = build_onnx(denoiser, onnx_path, **options)
     ov = require("openvino", "openvino")
-    done = openvino_fp32_to_int8(ov.convert_model(str(onnx_path)), calibration, method=method,
-                                 keep_float=keep_float)
+    # NNCF keeps no ranges to reuse: the cache holds the quantized IR itself.
+    key = "nncf:" + method + "".join(f"|float:{p}" for p in keep_float)
+    cached_ir = calibration_cache_path(file_sha256(onnx_path), calibration.fingerprint,
+                                       key).with_suffix(".xml")
+    cached = cached_ir.is_file() and cached_ir.with_suffix(".bin").is_file()
+    if cached:
+        quantized = ov.Core().read_model(str(cached_ir))
+        log.info("NNCF int8 from the calibration cache (%s)", cached_ir)
+    else:
+        quantized = openvino_fp32_to_int8(ov.convert_model(str(onnx_path)), calibration,
+                                          method=method, keep_float=keep_float)
+        save_ir(quantized, cached_ir, compress_to_fp16=False, metadata={})
     metadata.update(precision="int8", int8_quantizer="nncf", calibration_method=method,
                     int8_keep_float=",".join(keep_float), calibration_crops=str(len(calibration.crops)),
-                    calibration_fingerprint=calibration.fingerprint)
-    save_ir(done, path, compress_to_fp16=False, metadata=metadata)
+                    calibration_fingerprint=calibration.fingerprint,
+                    calibration_cached=str(cached).lower())
+    save_ir(quantized, path, compress_to_fp16=False, metadata=metadata)
     return metadata

@@ -35,6 +35,10 @@ def openvino_fp32_to_int8(model: Any, calibration: CalibrationSet, *, method: st
         raise AtbsnError(f"{len(crops)} calibration crops cannot fill one batch of {batch}")
     options: dict[str, Any] = {}
     if keep_float:
+        names = [op.get_friendly_name() for op in model.get_ops()]
+        if not any(p in name for name in names for p in keep_float):
+            raise AtbsnError(f"no layer of the model matches --int8-keep-float "
+                             f"{' '.join(keep_float)}; layer names look like {names[1]!r}")
         options["ignored_scope"] = nncf.IgnoredScope(
             patterns=[".*" + re.escape(p) + ".*" for p in keep_float], validate=False)
     estimator = RANGE_ESTIMATORS[method]
