@@ -32,6 +32,13 @@ class CalibrationSet:
     sources: list[str] = field(default_factory=list)
     fingerprint: str = ""
 
+    def int8_metadata(self, method: str, keep_float: Sequence[str], cached: bool) -> dict[str, str]:
+        """What an int8 artifact records about its calibration (string values)."""
+        return {"precision": "int8", "calibration_method": method,
+                "int8_keep_float": ",".join(keep_float), "calibration_crops": str(len(self.crops)),
+                "calibration_fingerprint": self.fingerprint,
+                "calibration_cached": str(cached).lower()}
+
     def describe(self) -> dict:
         return {"crops": int(len(self.crops)), "tile": list(self.crops.shape[2:]),
                 "sources": self.sources, "fingerprint": self.fingerprint}

@@ -61,8 +61,8 @@ def onnx_fp32_to_int8(fp32_path: str | Path, int8_path: str | Path, calibration:
             return None if chunk is None else {"input": np.ascontiguousarray(chunk)}
 
     excluded = float_nodes(fp32_path, keep_float)
-    key = method + "".join(f"|float:{p}" for p in keep_float)  # what gets calibrated may differ
-    cache = calibration_cache_path(file_sha256(fp32_path), calibration.fingerprint, key)
+    cache = calibration_cache_path(file_sha256(fp32_path), calibration.fingerprint, method,
+                                   keep_float)
     options: dict[str, Any] = {}
     cached = False
     if "calibration_cache_path" in inspect.signature(quantization.quantize_static).parameters:

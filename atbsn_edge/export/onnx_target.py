@@ -64,11 +64,7 @@ def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str
     metadata = build(denoiser, fp32_path, **options)
     done = onnx_fp32_to_int8(fp32_path, path, calibration, method, batch=options.get("batch", 1),
                              keep_float=keep_float)
-    metadata.update(precision="int8", calibration_method=method,
-                    int8_keep_float=",".join(keep_float),
-                    calibration_crops=str(done["crops"]),
-                    calibration_fingerprint=done["fingerprint"],
-                    calibration_cached=str(done["calibration_cached"]).lower())
+    metadata.update(calibration.int8_metadata(method, keep_float, done["calibration_cached"]))
     model = onnx.load(str(path))
     set_onnx_metadata(model, metadata)
     onnx.save(model, str(path))

@@ -101,9 +101,8 @@ def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str
     metadata = build_onnx(denoiser, onnx_path, **options)
     ov = require("openvino", "openvino")
     # NNCF keeps no ranges to reuse: the cache holds the quantized IR itself.
-    key = "nncf:" + method + "".join(f"|float:{p}" for p in keep_float)
     cached_ir = calibration_cache_path(file_sha256(onnx_path), calibration.fingerprint,
-                                       key).with_suffix(".xml")
+                                       f"nncf:{method}", keep_float).with_suffix(".xml")
     cached = cached_ir.is_file() and cached_ir.with_suffix(".bin").is_file()
     if cached:
         quantized = ov.Core().read_model(str(cached_ir))
@@ -112,9 +111,6 @@ def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str
         quantized = openvino_fp32_to_int8(ov.convert_model(str(onnx_path)), calibration,
                                           method=method, keep_float=keep_float)
         save_ir(quantized, cached_ir, compress_to_fp16=False, metadata={})
-    metadata.update(precision="int8", int8_quantizer="nncf", calibration_method=method,
-                    int8_keep_float=",".join(keep_float), calibration_crops=str(len(calibration.crops)),
-                    calibration_fingerprint=calibration.fingerprint,
-                    calibration_cached=str(cached).lower())
+    metadata.update(calibration.int8_metadata(method, keep_float, cached), int8_quantizer="nncf")
     save_ir(quantized, path, compress_to_fp16=False, metadata=metadata)
     return metadata

@@ -71,9 +71,11 @@ class ATBSN(nn.Module):
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         """The 1x1 head on the stacked, shifted branches: nin_A, nin_B (LeakyReLU), nin_C."""
-        x = F.leaky_relu(self.nin_A(x), NEGATIVE_SLOPE)
-        x = F.leaky_relu(self.nin_B(x), NEGATIVE_SLOPE)
-        return self.nin_C(x)
+        return self._after_nin_a(F.leaky_relu(self.nin_A(x), NEGATIVE_SLOPE))
+
+    def _after_nin_a(self, x: torch.Tensor) -> torch.Tensor:
+        """The head past its first layer: nin_B (LeakyReLU), nin_C."""
+        return self.nin_C(F.leaky_relu(self.nin_B(x), NEGATIVE_SLOPE))
 
     def upright(self, features: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The four rotated feature maps rotated back and stacked: B x 4C x H x W.
@@ -109,9 +111,7 @@ class ATBSN(nn.Module):
         else:
             x = p0 + p90 + p180 + p270
         x += self.nin_A.bias.view(1, -1, 1, 1).to(x.dtype)
-        x = F.leaky_relu(x, NEGATIVE_SLOPE, inplace=True)
-        x = F.leaky_relu(self.nin_B(x), NEGATIVE_SLOPE)
-        return self.nin_C(x)
+        return self._after_nin_a(F.leaky_relu(x, NEGATIVE_SLOPE, inplace=True))
 
     def forward(self, x: torch.Tensor, hole_size: int | None = None) -> torch.Tensor:
         return self.head(self.features(x), self.hole_size if hole_size is None else hole_size)
