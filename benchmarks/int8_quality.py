@@ -7,7 +7,7 @@ the fp32 graph. This chose ``int8_keep_float`` in ``atbsn_edge/models/registry.p
 
     python benchmarks/int8_quality.py --checkpoint atbsn_edge/assets/demo_student_c.pt \\
         --noisy ../shared/data/real/nam_pairs/*_noisy.png --clean ../shared/data/real/nam_pairs/*_clean.png \\
-        --keep all= --keep dec1=/dec1/ --keep dec1+concat=/dec1/,/unet/Concat_4
+        --keep all= --keep dec1=/dec1/ --keep default
 """
 from __future__ import annotations
 
@@ -27,10 +27,13 @@ def main() -> None:
     parser.add_argument("--noisy", nargs="+", required=True, help="noisy images, all one size")
     parser.add_argument("--clean", nargs="+", required=True, help="their clean references")
     parser.add_argument("--keep", action="append", default=[], metavar="NAME=PATTERN,...",
-                        help="a keep-float choice (repeatable); 'all=' quantizes every layer")
+                        help="a keep-float choice (repeatable); 'all=' quantizes every layer, "
+                             "'default' is the architecture's choice in the registry")
     parser.add_argument("--quantizers", default="qdq,nncf")
     parser.add_argument("--calib-data", nargs="+", help="default: the bundled calibration crops")
     parser.add_argument("--calib-crops", type=int, default=64)
+    parser.add_argument("--no-fuse-upsampling", dest="fuse_upsampling", action="store_false",
+                        help="export the plain graph (Resize + Concat) instead of the fused one")
     parser.add_argument("--method", default="max", choices=("max", "percentile", "entropy"))
     args = parser.parse_args()
 
@@ -47,8 +50,10 @@ def main() -> None:
     noisy = [read_image(p).rgb for p in expand_inputs(args.noisy)]
     clean = [read_image(p).rgb for p in expand_inputs(args.clean)]
     height, width = noisy[0].shape[:2]
-    choices = [(name, tuple(p for p in patterns.split(",") if p))
-               for name, _, patterns in (k.partition("=") for k in (args.keep or ["all="]))]
+    denoiser = load_checkpoint(args.checkpoint)
+    choices = [(name, tuple(p for p in patterns.split(",") if p)) if eq else
+               ("default", denoiser.architecture.int8_keep_float)
+               for name, eq, patterns in (k.partition("=") for k in (args.keep or ["default"]))]
     calibration = collect_crops(args.calib_data or [CALIBRATION_IMAGES], height, width,
                                 crops=args.calib_crops)
 
@@ -60,7 +65,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model-fp32.onnx"
-        build(load_checkpoint(args.checkpoint), fp32, tile=height, batch=1)
+        build(denoiser, fp32, tile=height, batch=1,
+              fuse_upsampling=args.fuse_upsampling)
         if height != width:
             raise SystemExit("give square images (the export tile is square)")
         base = scores(fp32)
@@ -85,7 +91,7 @@ def main() -> None:
                 rows.append((name, quantizer, got.mean(), (base - got).mean(), (base - got).max()))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {Path(args.checkpoint).name} on "
           f"{len(noisy)} pairs at {width}x{height}; {args.method} calibration on "
-          f"{args.calib_crops} crops")
+          f"{args.calib_crops} crops; upsampling {'fused' if args.fuse_upsampling else 'explicit'}")
     print("| layers kept float | quantizer | mean PSNR | mean drop | worst image drop |")
     print("|---|---|---|---|---|")
     for name, quantizer, mean, drop, worst in rows:

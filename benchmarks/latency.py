@@ -3,7 +3,8 @@
 Exports the checkpoint to each target (temporary bundles), then times PyTorch eager fp32 and
 each artifact through the Runtime interface, and the backend called directly (to show the
 interface's overhead); then tiled denoising of a ``--tiled`` image (default 1920x1080) through
-the same artifact, against (number of tiles) x (single-tile latency). Prints a table with the
+the same artifact, against (number of tiles) x (single-tile latency). The interface and the
+direct call are timed alternately, so drift falls on both alike. Prints a table with the
 machine it ran on. A target may carry export flags after a colon, e.g.
 ``openvino-int8:--int8-quantizer=qdq``.
 
@@ -31,6 +32,21 @@ def median_time(fn, x, warmup: int, repeats: int) -> tuple[float, float]:
         fn(x)
         times.append(time.perf_counter() - started)
     return statistics.median(times), float(np.percentile(times, 90))
+
+
+def paired_times(interface, direct, x, warmup: int, repeats: int) -> tuple[float, float, float]:
+    """Median and p90 of ``interface`` and median of ``direct``, called alternately so that
+    the machine's drift (clock, other load) falls on both alike."""
+    for _ in range(warmup):
+        interface(x)
+        direct(x)
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, times in ((interface, a), (direct, b)):
+            started = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - started)
+    return statistics.median(a), float(np.percentile(a, 90)), statistics.median(b)
 
 
 def main() -> None:
@@ -84,13 +100,12 @@ def main() -> None:
                 continue
             options = {"threads": args.threads} if args.threads else {}
             with open_artifact(resolve_artifact(out), **options) as runtime:
-                t, t90 = median_time(runtime.infer, x, args.warmup, args.repeats)
                 direct = getattr(runtime, "session", None) or getattr(runtime, "request", None)
                 if hasattr(direct, "run"):
                     raw = lambda b: direct.run(None, {runtime.input_name: b})[0]  # noqa: E731
                 else:
                     raw = lambda b: direct.infer({0: b})[0]  # noqa: E731
-                d, _ = median_time(raw, x, args.warmup, args.repeats)
+                t, t90, d = paired_times(runtime.infer, raw, x, args.warmup, args.repeats)
             rows.append((label, t, t90, d))
             if image is not None:
                 with open_artifact_tiled(out, **options) as tiled:

@@ -124,9 +124,10 @@ def test_crops_are_seeded_and_fingerprinted(calib_folder):
 
 
 def _quantized_convs(model) -> dict[str, bool]:
-    """Conv node name -> whether its weight input comes through a DequantizeLinear."""
+    """(Transposed) convolution node name -> whether its weight comes through a DequantizeLinear."""
     dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    return {n.name: n.input[1] in dq_outputs for n in model.graph.node if n.op_type == "Conv"}
+    return {n.name: n.input[1] in dq_outputs for n in model.graph.node
+            if n.op_type in ("Conv", "ConvTranspose")}
 
 
 def test_keep_float_leaves_matching_layers_unquantized(make_checkpoint, calib_folder, tmp_path):
@@ -141,7 +142,8 @@ def test_keep_float_leaves_matching_layers_unquantized(make_checkpoint, calib_fo
     # An explicit empty list quantizes every layer.
     assert export_int8(make_checkpoint("student_a"), tmp_path / "all", calib_folder, "onnx-int8",
                        "--int8-keep-float") == 0
-    assert all(_quantized_convs(onnx.load(str(tmp_path / "all" / "model-int8.onnx"))).values())
+    every = _quantized_convs(onnx.load(str(tmp_path / "all" / "model-int8.onnx")))
+    assert any("ConvTranspose" in name for name in every) and all(every.values())
 
 
 @pytest.mark.parametrize("target", ["onnx-int8", "openvino-int8"])
@@ -171,3 +173,17 @@ def test_openvino_int8_quantizers_are_recorded_and_pass_parity(calib_folder, tmp
     assert parity([str(out), "--json", str(tmp_path / "p.json")]) == 0
     results = json.loads((tmp_path / "p.json").read_text())["results"]
     assert max(r["rel_l2"] for r in results) < 3e-2
+
+
+def test_keep_float_patterns_are_regular_expressions():
+    from atbsn_edge.export.keep_float import float_node_names
+
+    names = ["/unet/dec1/conv1/low/ConvTranspose", "/unet/dec1/conv1/skip/conv/Conv",
+             "/unet/dec1/conv1/Add", "/unet/dec1/conv2/conv/Conv", "/unet/dec2/conv2/conv/Conv"]
+    assert float_node_names(names, [r"/dec1/(?!conv1/low/)"], "g") == names[1:4]
+    assert float_node_names(names, ["/dec2/"], "g") == names[4:]  # a plain name: a substring
+    assert float_node_names(names, [], "g") == []
+    with pytest.raises(AtbsnError, match="not a regular expression"):
+        float_node_names(names, ["/dec1/("], "g")
+    with pytest.raises(AtbsnError, match="matches --int8-keep-float"):
+        float_node_names(names, ["/dec9/"], "g")

@@ -106,3 +106,20 @@ def test_target_table_names_and_suggestions():
         get_target("trt-fp61")
     assert "| onnx-fp32 | model-fp32.onnx | onnxruntime | yes |" in targets_table()
     assert "| openvino-fp16 | model-fp16.xml | openvino | yes |" in targets_table()
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_upsampling_fusion_is_recorded_and_equal(make_checkpoint, tmp_path, fuse):
+    model = load_checkpoint(make_checkpoint("student_b"))  # replicate padding: the hardest fold
+    path = tmp_path / "model.onnx"
+    build(model, path, tile=64, fuse_upsampling=fuse)
+    graph = onnx.load(str(path))
+    ops = {node.op_type for node in graph.graph.node}
+    assert ("ConvTranspose" in ops) is fuse and ("Resize" in ops) is not fuse
+    props = {p.key: p.value for p in graph.metadata_props}
+    assert props["atbsn.upsampling"] == ("fused" if fuse else "explicit")
+    batch = textured_image(64, 64, 3).transpose(2, 0, 1)[None].copy()
+    with open_artifact(path) as runtime:
+        got = runtime.infer(batch)
+    want = torch_output(model, batch)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < FP32_REL_L2

@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="static batch size")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--hole", type=hole_size_arg, help="AT-BSN hole size fixed in the artifact")
+    p.add_argument("--fuse-upsampling", action=argparse.BooleanOptionalAction, default=True,
+                   help="fold each decoder's 2x upsampling into its first convolution (a "
+                        "transposed convolution at the low resolution): same outputs, 2/3 of "
+                        "student C's work (default: on)")
     p.add_argument("--reference-images", nargs="+",
                    help="noisy images to cut the bundle's reference crops from "
                         "(default: three bundled 512x512 real noisy crops)")
@@ -48,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-mode", default="random", choices=("random", "grid"))
     p.add_argument("--calib-seed", type=int, default=0)
     p.add_argument("--int8-keep-float", nargs="*", metavar="PATTERN",
-                   help="int8: layers whose node name contains a PATTERN stay float (mixed "
-                        "precision); default: the architecture's measured choice (docs/export.md); "
-                        "give the flag with no pattern to quantize every layer")
+                   help="int8: nodes whose name a PATTERN (regular expression) is found in stay "
+                        "float (mixed precision); default: the architecture's measured choice "
+                        "(docs/export.md); give the flag with no pattern to quantize every layer")
     p.add_argument("--int8-quantizer", choices=("nncf", "qdq"), default="nncf",
                    help="openvino-int8: NNCF on the IR (default) or the onnx-int8 Q/DQ graph "
                         "converted to IR")
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             raise AtbsnError(f"--reference-crops must be at least 1, got {args.reference_crops}")
         inputs, names = reference_crops(sources, args.tile, args.tile, args.reference_crops)
         outputs = torch_outputs(denoiser, hole, inputs)
-        options = {"tile": args.tile, "batch": args.batch, "hole_size": hole, "dynamic": args.dynamic}
+        options = {"tile": args.tile, "batch": args.batch, "hole_size": hole, "dynamic": args.dynamic,
+                   "fuse_upsampling": args.fuse_upsampling}
         if target.precision == "int8":
             from ..calibration import collect_crops
 

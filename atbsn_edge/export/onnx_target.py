@@ -1,11 +1,15 @@
 """Build the ONNX artifact of a loaded network (the ``onnx-*`` targets' converter)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
+from ..models.upsample_fusion import fuse_upsampling as fuse
 from .torch_to_onnx import export_onnx
+
+log = logging.getLogger(__name__)
 
 
 def artifact_metadata(denoiser: Any, hole_size: int | None, precision: str) -> dict[str, Any]:
@@ -18,16 +22,24 @@ def artifact_metadata(denoiser: Any, hole_size: int | None, precision: str) -> d
 
 
 def build(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,
-          hole_size: int | None = None, dynamic: bool = False) -> dict[str, str]:
+          hole_size: int | None = None, dynamic: bool = False,
+          fuse_upsampling: bool = True) -> dict[str, str]:
     """Export ``denoiser``'s bare network (hole fixed) as fp32 ONNX at ``tile`` x ``tile``.
 
+    ``fuse_upsampling`` folds each decoder's upsampling into its first convolution
+    (``atbsn_edge.models.upsample_fusion``: same outputs, 4/9 of that convolution's work).
     Dynamic exports are verified against PyTorch at two sizes.
     """
     hole = denoiser.resolve_hole(hole_size)
+    module = denoiser.core(hole)
+    metadata = artifact_metadata(denoiser, hole, "fp32")
+    if fuse_upsampling:
+        module, fused = fuse(module)
+        log.info("upsampling folded into %d decoder convolutions", fused)
+    metadata["upsampling"] = "fused" if fuse_upsampling else "explicit"
     checks = ((tile, tile), (tile + 2 * denoiser.stride, tile + denoiser.stride)) if dynamic else ()
-    return export_onnx(denoiser.core(hole), path, height=tile, width=tile, batch=batch,
-                       dynamic=dynamic, metadata=artifact_metadata(denoiser, hole, "fp32"),
-                       check_sizes=checks)
+    return export_onnx(module, path, height=tile, width=tile, batch=batch, dynamic=dynamic,
+                       metadata=metadata, check_sizes=checks)
 
 
 def build_fp16(denoiser: Any, path: str | Path, **options: Any) -> dict[str, str]:

@@ -3,8 +3,8 @@
 The toolkit's metadata travels in the IR's ``rt_info`` under ``atbsn``. fp16 compresses the
 weights to fp16 in the IR (``save_model(compress_to_fp16=True)``); fp32 keeps them fp32. The
 precision the CPU computes in is chosen at run time (``INFERENCE_PRECISION_HINT``, see
-``runtimes/openvino_runtime.py``), because OpenVINO's CPU plugin otherwise runs bf16 on AMX
-CPUs even for an fp32 IR.
+``runtimes/openvino_runtime.py``), because OpenVINO's CPU plugin otherwise runs bf16 on CPUs
+with bf16 units (AMX or AVX512-BF16, as on the development machine) even for an fp32 IR.
 """
 from __future__ import annotations
 
@@ -46,15 +46,15 @@ def save_ir(model: Any, xml_path: str | Path, *, compress_to_fp16: bool,
     log.info("wrote %s (weights %s)", xml_path, "fp16" if compress_to_fp16 else "fp32")
 
 
-def build(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,
-          hole_size: int | None = None, dynamic: bool = False, precision: str = "fp32") -> dict[str, str]:
-    """Export the fp32 ONNX beside ``path`` (kept in the bundle), then convert it to IR."""
+def build(denoiser: Any, path: str | Path, *, precision: str = "fp32",
+          **options: Any) -> dict[str, str]:
+    """Export the fp32 ONNX beside ``path`` (kept in the bundle; ``options`` go to
+    ``onnx_target.build``), then convert it to IR."""
     from .onnx_target import build as build_onnx
 
     path = Path(path)
     onnx_path = path.with_name("model-fp32.onnx")
-    metadata = build_onnx(denoiser, onnx_path, tile=tile, batch=batch, hole_size=hole_size,
-                          dynamic=dynamic)
+    metadata = build_onnx(denoiser, onnx_path, **options)
     metadata["precision"] = precision
     onnx_to_openvino(onnx_path, path, compress_to_fp16=precision == "fp16", metadata=metadata)
     return metadata

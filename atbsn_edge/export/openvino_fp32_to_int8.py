@@ -1,18 +1,19 @@
 """fp32 OpenVINO model -> int8 with NNCF post-training quantization (OpenVINO's own path).
 
 Symmetric int8 (NNCF's ``PERFORMANCE`` preset: zero point 0 for weights and activations),
-per-channel weights, ranges from the calibration crops; ``keep_float`` patterns become an
-``IgnoredScope`` so those layers stay in float (mixed precision). NNCF also applies its fast
-bias correction, which the ONNX Runtime Q/DQ path does not have.
+per-channel weights, ranges from the calibration crops; the nodes the ``keep_float`` patterns
+select (``keep_float.py``) become an ``IgnoredScope``, so they stay in float (mixed
+precision). NNCF also applies its fast bias correction, which the ONNX Runtime Q/DQ path does
+not have.
 """
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Sequence
 
 from ..calibration.data import CalibrationSet
 from ..errors import AtbsnError, require
+from .keep_float import float_node_names
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,9 @@ def openvino_fp32_to_int8(model: Any, calibration: CalibrationSet, *, method: st
         raise AtbsnError(f"{len(crops)} calibration crops cannot fill one batch of {batch}")
     options: dict[str, Any] = {}
     if keep_float:
-        names = [op.get_friendly_name() for op in model.get_ops()]
-        if not any(p in name for name in names for p in keep_float):
-            raise AtbsnError(f"no layer of the model matches --int8-keep-float "
-                             f"{' '.join(keep_float)}; layer names look like {names[1]!r}")
-        options["ignored_scope"] = nncf.IgnoredScope(
-            patterns=[".*" + re.escape(p) + ".*" for p in keep_float], validate=False)
+        names = float_node_names((op.get_friendly_name() for op in model.get_ops()), keep_float,
+                                 "the model")
+        options["ignored_scope"] = nncf.IgnoredScope(names=names, validate=False)
     estimator = RANGE_ESTIMATORS[method]
     if estimator is not None:
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters

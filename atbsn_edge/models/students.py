@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import Conv, Pool, upsample2x
+from .layers import Conv, Pool, UpsamplingDecoder
 from .unet import UNet
 
 
@@ -21,22 +21,36 @@ class StudentC(nn.Module):
         return self.unet(x)
 
 
+def _add_convs(stage: nn.Module, channels: list[int]) -> tuple[str, ...]:
+    """Register bias-free, replicate-padded convolutions named ``conv`` or ``conv1..convN``."""
+    pairs = list(zip(channels[:-1], channels[1:]))
+    names = ("conv",) if len(pairs) == 1 else tuple(f"conv{i + 1}" for i in range(len(pairs)))
+    for name, (cin, cout) in zip(names, pairs):
+        stage.add_module(name, Conv(cin, cout, bias=False, padding_mode="replicate"))
+    return names
+
+
 class _Stage(nn.Module):
-    """A chain of bias-free, replicate-padded convolutions named ``conv`` or ``conv1..convN``."""
+    """An encoder stage of students A and B: its convolutions, then optionally a max pool."""
 
     def __init__(self, channels: list[int], *, pool: bool) -> None:
         super().__init__()
-        pairs = list(zip(channels[:-1], channels[1:]))
-        names = ["conv"] if len(pairs) == 1 else [f"conv{i + 1}" for i in range(len(pairs))]
-        for name, (cin, cout) in zip(names, pairs):
-            self.add_module(name, Conv(cin, cout, bias=False, padding_mode="replicate"))
-        self._names = names
+        self._names = _add_convs(self, channels)
         self.pool = Pool() if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name in self._names:
             x = getattr(self, name)(x)
         return self.pool(x)
+
+
+class _DecoderStage(UpsamplingDecoder):
+    """A decoder stage of students A and B on ``cat(upsample2x(low), skip)``."""
+
+    def __init__(self, low_channels: int, channels: list[int]) -> None:
+        super().__init__()
+        self.low_channels = low_channels
+        self.conv_names = _add_convs(self, channels)
 
 
 class _TwoPoolUNet(nn.Module):
@@ -54,14 +68,13 @@ class _TwoPoolUNet(nn.Module):
         self.enc1 = _Stage(enc1, pool=True)
         self.enc2 = _Stage(enc2, pool=True)
         self.enc3 = _Stage(enc3, pool=False)
-        self.dec2 = _Stage(dec2, pool=False)
-        self.dec1 = _Stage(dec1, pool=False)
+        self.dec2 = _DecoderStage(enc3[-1], dec2)
+        self.dec1 = _DecoderStage(dec2[-1], dec1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x1 = self.enc1(image)
         x = self.enc3(self.enc2(x1))
-        x = self.dec2(torch.cat((upsample2x(x), x1), dim=1))
-        return self.dec1(torch.cat((upsample2x(x), image), dim=1))
+        return self.dec1(self.dec2(x, x1), image)
 
 
 class StudentA(_TwoPoolUNet):

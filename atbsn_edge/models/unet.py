@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import Conv, Pool, upsample2x
+from .layers import Conv, Pool, UpsamplingDecoder
 
 
 class EncoderStage(nn.Module):
@@ -19,16 +19,17 @@ class EncoderStage(nn.Module):
         return self.pool(self.conv1(x))
 
 
-class DecoderStage(nn.Module):
-    """Two convolutions (``conv1``, ``conv2``) on the concatenated decoder and skip maps."""
+class DecoderStage(UpsamplingDecoder):
+    """Two convolutions (``conv1``, ``conv2``) on the upsampled decoder map and the skip map."""
 
-    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, *, blind: bool) -> None:
+    conv_names = ("conv1", "conv2")
+
+    def __init__(self, low_ch: int, skip_ch: int, mid_ch: int, out_ch: int, *,
+                 blind: bool) -> None:
         super().__init__()
-        self.conv1 = Conv(in_ch, mid_ch, blind=blind)
+        self.low_channels = low_ch
+        self.conv1 = Conv(low_ch + skip_ch, mid_ch, blind=blind)
         self.conv2 = Conv(mid_ch, out_ch, blind=blind)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.conv1(x))
 
 
 class UNet(nn.Module):
@@ -51,11 +52,11 @@ class UNet(nn.Module):
         self.enc4 = EncoderStage(w, w, blind=blind, pool=True)
         self.enc5 = EncoderStage(w, w, blind=blind, pool=True)
         self.enc6 = EncoderStage(w, w, blind=blind, pool=False)
-        self.dec5 = DecoderStage(w2, w2, w2, blind=blind)
-        self.dec4 = DecoderStage(w2 + w, w2, w2, blind=blind)
-        self.dec3 = DecoderStage(w2 + w, w2, w2, blind=blind)
-        self.dec2 = DecoderStage(w2 + w, w2, w2, blind=blind)
-        self.dec1 = DecoderStage(w2 + in_ch, w2, out_ch, blind=blind)
+        self.dec5 = DecoderStage(w, w, w2, w2, blind=blind)
+        self.dec4 = DecoderStage(w2, w, w2, w2, blind=blind)
+        self.dec3 = DecoderStage(w2, w, w2, w2, blind=blind)
+        self.dec2 = DecoderStage(w2, w, w2, w2, blind=blind)
+        self.dec1 = DecoderStage(w2, in_ch, w2, out_ch, blind=blind)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x1 = self.enc1(self.intro(image))
@@ -63,8 +64,8 @@ class UNet(nn.Module):
         x3 = self.enc3(x2)
         x4 = self.enc4(x3)
         x = self.enc6(self.enc5(x4))
-        x = upsample2x(self.dec5(torch.cat((upsample2x(x), x4), dim=1)))
-        x = upsample2x(self.dec4(torch.cat((x, x3), dim=1)))
-        x = upsample2x(self.dec3(torch.cat((x, x2), dim=1)))
-        x = upsample2x(self.dec2(torch.cat((x, x1), dim=1)))
-        return self.dec1(torch.cat((x, image), dim=1))
+        x = self.dec5(x, x4)
+        x = self.dec4(x, x3)
+        x = self.dec3(x, x2)
+        x = self.dec2(x, x1)
+        return self.dec1(x, image)

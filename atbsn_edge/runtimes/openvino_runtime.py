@@ -1,13 +1,13 @@
 """OpenVINO backend: an IR compiled for the CPU with an explicit inference precision.
 
-OpenVINO's CPU plugin computes in bf16 by default on CPUs with AMX (this development machine
-has it), which makes an "fp32" artifact's parity bf16's (~2.5e-3 relative) rather than
-float rounding. The precision hint is therefore always set from the artifact's precision:
-fp32 -> f32; fp16 -> f16 where the CPU has native fp16, otherwise bf16 (the CPU's reduced
-float type; the manifest records which one ran); int8 -> the quantized layers in int8 and the
-layers kept in float in the CPU's reduced float type where it has one (f16 or bf16), else f32.
-Measured with student C on the Nam pairs: int8 + bf16 costs 0.000 dB against fp32 and runs in
-189 ms, int8 + f32 costs 0.046 dB in 316 ms (the layers kept float dominate the time).
+OpenVINO's CPU plugin computes in bf16 by default on CPUs with bf16 units (AMX, or AVX512-BF16
+as on the development machine), which makes an "fp32" artifact's parity bf16's (~2.5e-3
+relative) rather than float rounding. The precision hint is therefore always set from the
+artifact's precision: fp32 -> f32; fp16 -> f16 where the CPU has native fp16, otherwise bf16
+(the CPU's reduced float type; the manifest records which one ran); int8 -> the quantized
+layers in int8 and the layers kept in float in the CPU's reduced float type where it has one
+(f16 or bf16), else f32. With student C on the Nam pairs that is faster than f32 and loses
+nothing against fp32 (docs/export.md).
 """
 from __future__ import annotations
 

@@ -1,0 +1,108 @@
+"""Where an OpenVINO artifact's time goes: per-layer time, precision and multiply-add rate.
+
+Compiles the bundle's IR as ``atbsn_edge.runtimes.openvino_runtime`` does (same precision
+hint), runs it with OpenVINO's performance counters and prints, per convolution, the time, the
+kernel OpenVINO chose (its precision), the GMAC and the GMAC/s achieved. The last lines bound
+what int8 could reach on this CPU: the network's multiply-adds at the fastest int8 rate any of
+its layers achieved here, with every other cost (memory-bound layers, reorders) ignored.
+
+    python benchmarks/layer_profile.py bundle-openvino-int8 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def layer_macs(model) -> dict[str, float]:
+    """Multiply-adds of every (transposed) convolution of an ``openvino.Model``, by name."""
+    macs = {}
+    for op in model.get_ops():
+        kind = op.get_type_name()
+        if kind not in ("Convolution", "ConvolutionBackpropData"):
+            continue
+        weight = [int(d) for d in op.input(1).get_partial_shape().to_shape()]
+        if kind == "Convolution":  # weights O x I x kh x kw, per output element
+            out = op.output(0).get_partial_shape().to_shape()
+            macs[op.get_friendly_name()] = float(np.prod(out)) * np.prod(weight[1:])
+        else:  # weights I x O x kh x kw, per input element
+            inp = op.input(0).get_partial_shape().to_shape()
+            macs[op.get_friendly_name()] = float(np.prod(inp)) * np.prod(weight[1:])
+    return macs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle", type=Path, help="an openvino-* bundle folder or .xml")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--torch-ms", type=float,
+                        help="PyTorch eager latency measured in the same session, to print ratios")
+    args = parser.parse_args()
+
+    import openvino as ov
+
+    from atbsn_edge.runtimes.openvino_runtime import RT_INFO_KEY, inference_precision
+
+    xml = args.bundle if args.bundle.suffix == ".xml" else next(args.bundle.glob("model-*.xml"))
+    core = ov.Core()
+    model = core.read_model(str(xml))
+    precision = model.get_rt_info([RT_INFO_KEY, "precision"]).astype(str) \
+        if model.has_rt_info([RT_INFO_KEY, "precision"]) else "fp32"
+    hint = inference_precision(precision, list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
+    config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True}
+    if args.threads:
+        config["INFERENCE_NUM_THREADS"] = args.threads
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    x = (np.random.default_rng(0).random(tuple(model.inputs[0].get_partial_shape().to_shape()))
+         * 255).astype(np.float32)
+    times, profiles = [], []
+    for i in range(args.repeats + 2):
+        started = time.perf_counter()
+        request.infer({0: x})
+        if i >= 2:
+            times.append(time.perf_counter() - started)
+            profiles.append({p.node_name: (p.real_time.total_seconds(), p.exec_type, p.node_type)
+                             for p in request.profiling_info})
+    macs = layer_macs(model)
+    layers = []
+    for name in profiles[0]:
+        seconds = statistics.median(p[name][0] for p in profiles)
+        layers.append((seconds, name, profiles[0][name][2], profiles[0][name][1], macs.get(name, 0.0)))
+    layers.sort(reverse=True)
+    total = sum(layer[0] for layer in layers)
+    latency = statistics.median(times)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"{xml.name} ({precision}, float layers in {hint}); {args.threads or 'default'} threads")
+    print(f"latency {latency * 1e3:.1f} ms (median of {args.repeats}); layers sum to {total * 1e3:.1f} ms")
+    print("| layer | type | kernel | ms | share | GMAC | GMAC/s |")
+    print("|---|---|---|---|---|---|---|")
+    for seconds, name, kind, kernel, mac in layers:
+        if seconds < 0.01 * total:
+            continue
+        rate = f"{mac / seconds / 1e9:.0f}" if mac and seconds else "-"
+        print(f"| {name} | {kind} | {kernel} | {seconds * 1e3:.2f} | {seconds / total:.1%} | "
+              f"{mac / 1e9:.2f} | {rate} |")
+    int8 = [(mac / s) for s, _, _, kernel, mac in layers if mac and s and "i8" in kernel.lower()]
+    gmac = sum(macs.values()) / 1e9
+    print(f"\nnetwork: {gmac:.1f} GMAC")
+    if int8:
+        best = max(int8)
+        bound = gmac / (best / 1e9) * 1e3
+        line = (f"fastest int8 layer: {best / 1e9:.0f} GMAC/s; every multiply-add at that rate: "
+                f"{bound:.1f} ms")
+        if args.torch_ms:
+            line += (f" = {args.torch_ms / bound:.1f}x PyTorch's {args.torch_ms:.0f} ms "
+                     f"(measured: {args.torch_ms / (latency * 1e3):.1f}x)")
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
