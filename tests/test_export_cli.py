@@ -38,7 +38,10 @@ def test_existing_bundle_needs_overwrite(bundle, make_checkpoint, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert (bundle / "manifest.json").read_bytes() == before
     assert export(args + ["--overwrite"]) == 0
-    assert json.loads((bundle / "manifest.json").read_text())["metadata"]["batch"] == "1"
+    metadata = json.loads((bundle / "manifest.json").read_text())["metadata"]
+    assert metadata["batch"] == "1" and metadata["upsampling"] == "fused"
+    assert export(args + ["--overwrite", "--no-fuse-upsampling"]) == 0
+    assert json.loads((bundle / "manifest.json").read_text())["metadata"]["upsampling"] == "explicit"
 
 
 @pytest.mark.parametrize("argv,message", [

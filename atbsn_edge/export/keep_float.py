@@ -31,6 +31,7 @@ def float_node_names(names: Iterable[str], patterns: Sequence[str], artifact: st
     names = list(names)
     chosen = [name for name in names if any(p.search(name) for p in compiled)]
     if compiled and not chosen:
+        example = names[1] if len(names) > 1 else names[0] if names else ""
         raise AtbsnError(f"no node of {artifact} matches --int8-keep-float "
-                         f"{' '.join(patterns)}; node names look like {names[1 if len(names) > 1 else 0]!r}")
+                         f"{' '.join(patterns)}; node names look like {example!r}")
     return chosen

@@ -5,8 +5,9 @@ QuantizeLinear/DequantizeLinear pairs, symmetric (zero point 0) int8, per-channe
 per-tensor activations. TensorRT 10 deprecated, and 11 removed, implicit int8 calibration, so
 the ranges live in the graph. A transposed convolution (a decoder's folded upsampling) keeps a
 float output: it is summed with the skip convolution's, and quantizing that sum's input cost
-student C 0.150 dB on the Nam pairs against 0.124 without, at the same speed. Calibration ranges are cached (``calibration/cache.py``): a
-second export with the same model, data and method does no calibration work.
+student C 0.150 dB on the Nam pairs against 0.124 without, at the same speed. Calibration
+ranges are cached (``calibration/cache.py``): a second export with the same model, data and
+method does no calibration work.
 """
 from __future__ import annotations
 
