@@ -1,8 +1,8 @@
 """Where an OpenVINO artifact's time goes: per-layer time, precision and multiply-add rate.
 
-Compiles the bundle's IR as ``atbsn_edge.runtimes.openvino_runtime`` does (same precision
-hint), runs it with OpenVINO's performance counters and prints, per convolution, the time, the
-kernel OpenVINO chose (its precision), the GMAC and the GMAC/s achieved. The last lines bound
+Opens the bundle's IR through ``atbsn_edge.runtimes.openvino_runtime`` (the precision hint
+``denoise`` and ``parity`` use) with OpenVINO's performance counters on, runs it and prints,
+per convolution, the time, the kernel OpenVINO chose (its precision), the GMAC and the GMAC/s achieved. The last lines bound
 what int8 could reach on this CPU: the network's multiply-adds at the fastest int8 rate any of
 its layers achieved here, with every other cost (memory-bound layers, reorders) ignored.
 
@@ -47,30 +47,24 @@ def main() -> None:
                         help="PyTorch eager latency measured in the same session, to print ratios")
     args = parser.parse_args()
 
-    import openvino as ov
-
-    from atbsn_edge.runtimes.openvino_runtime import RT_INFO_KEY, inference_precision
+    from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
 
     xml = args.bundle if args.bundle.suffix == ".xml" else next(args.bundle.glob("model-*.xml"))
-    core = ov.Core()
-    model = core.read_model(str(xml))
-    precision = model.get_rt_info([RT_INFO_KEY, "precision"]).astype(str) \
-        if model.has_rt_info([RT_INFO_KEY, "precision"]) else "fp32"
-    hint = inference_precision(precision, list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
-    config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True}
-    if args.threads:
-        config["INFERENCE_NUM_THREADS"] = args.threads
-    request = core.compile_model(model, "CPU", config).create_infer_request()
-    x = (np.random.default_rng(0).random(tuple(model.inputs[0].get_partial_shape().to_shape()))
-         * 255).astype(np.float32)
+    runtime = OpenVinoRuntime(xml, threads=args.threads, profile=True)
+    spec = runtime.input_spec
+    x = (np.random.default_rng(0).random((spec.batch or 1, spec.channels, spec.height,
+                                          spec.width)) * 255).astype(np.float32)
     times, profiles = [], []
     for i in range(args.repeats + 2):
         started = time.perf_counter()
-        request.infer({0: x})
+        runtime.infer(x)
         if i >= 2:
             times.append(time.perf_counter() - started)
             profiles.append({p.node_name: (p.real_time.total_seconds(), p.exec_type, p.node_type)
-                             for p in request.profiling_info})
+                             for p in runtime.request.profiling_info})
+    model = runtime.model
+    precision = runtime.metadata.get("precision", "fp32")
+    hint = runtime.inference_precision
     macs = layer_macs(model)
     layers = []
     for name in profiles[0]:

@@ -37,12 +37,14 @@ def inference_precision(precision: str, capabilities: list[str]) -> str:
 
 class OpenVinoRuntime(Runtime):
     """An IR (``.xml`` with its ``.bin``) compiled on ``device`` with a latency or
-    throughput performance hint."""
+    throughput performance hint; ``profile`` turns on OpenVINO's per-layer performance
+    counters (``self.request.profiling_info``, read by ``benchmarks/layer_profile.py``)."""
 
     backend = "openvino"
 
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU",
-                 performance_hint: str = "LATENCY", threads: int = 0) -> None:
+                 performance_hint: str = "LATENCY", threads: int = 0,
+                 profile: bool = False) -> None:
         super().__init__()
         ov = require("openvino", "openvino")
         path = Path(path)
@@ -64,6 +66,9 @@ class OpenVinoRuntime(Runtime):
                   "PERFORMANCE_HINT": performance_hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
+        if profile:
+            config["PERF_COUNT"] = True
+        self.model = model
         self.compiled = core.compile_model(model, device, config)
         self.request = self.compiled.create_infer_request()
         shape = model.inputs[0].partial_shape
