@@ -20,11 +20,13 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()
+    tmp = None
     try:
+        # a unique name, reserved then freed: the caller writes a file or a folder there
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        tmp.unlink()
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"nothing was written to the temporary {tmp}")
@@ -37,7 +39,8 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
         else:
             os.replace(tmp, target)
     except BaseException:
-        _remove(tmp)
+        if tmp is not None:
+            _remove(tmp)
         raise
 
 

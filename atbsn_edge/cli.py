@@ -1,14 +1,30 @@
-"""Shared pieces of the command-line entry points: logging set-up and one-line errors."""
+"""Shared pieces of the command-line entry points: logging set-up, one-line errors, argparse
+value types, help formatting, output-path checks and SIGTERM handling."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import re
+import signal
 import sys
-from typing import Callable
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
 
 from .errors import AtbsnError
 
 log = logging.getLogger("atbsn_edge")
+
+#: exit code of a run stopped by SIGTERM (128 + 15, what a shell reports for it)
+SIGTERM_EXIT = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler of :func:`run_cli`: it unwinds like Ctrl-C (every
+    ``finally`` and ``except KeyboardInterrupt`` runs, so temporaries are removed and
+    training saves its checkpoint) and the CLI exits with :data:`SIGTERM_EXIT`."""
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -21,17 +37,101 @@ def configure_logging(verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated`; the previous handler is restored
+    after. Does nothing outside the main thread (Python delivers signals only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_cli(job: Callable[[], int], verbose: bool = False) -> int:
-    """Run ``job`` with logging configured; user errors become one line and exit code 2."""
+    """Run ``job`` with logging configured; user errors become one line and exit code 2,
+    Ctrl-C exit code 130 and SIGTERM 143 (both after the job's clean-up has run)."""
     configure_logging(verbose)
     try:
-        return job()
+        with sigterm_as_interrupt():
+            return job()
     except AtbsnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return SIGTERM_EXIT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+# --------------------------------------------------------------------------------------------
+# argparse value types
+# --------------------------------------------------------------------------------------------
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _integer(text, "a non-negative integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _integer(text, "a positive integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {text!r}")
+    return value
+
+
+def multiple_of_32(text: str) -> int:
+    """argparse type: 0 or a positive multiple of 32 (tile sides, overlaps)."""
+    value = _integer(text, "0 or a positive multiple of 32")
+    if value < 0 or value % 32:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive multiple of 32, got {text!r}")
+    return value
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(text, "a positive number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = _number(text, "a non-negative number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
 
 
 def hole_size_arg(text: str) -> int:
@@ -43,3 +143,100 @@ def hole_size_arg(text: str) -> int:
     if value < 0 or str(value) != text.strip().lstrip("+"):
         raise argparse.ArgumentTypeError(f"hole size must be a non-negative integer, got {text!r}")
     return value
+
+
+def set_argument_types(parser: argparse.ArgumentParser, **types: Callable[[str], object]) -> None:
+    """Give already-added arguments (by ``dest``) a stricter type, e.g. the shared tiling
+    flags: ``set_argument_types(p, tile=multiple_of_32, batch=positive_int)``."""
+    actions = {action.dest: action for action in parser._actions}
+    for dest, kind in types.items():
+        actions[dest].type = kind
+
+
+def set_missing_help(parser: argparse.ArgumentParser, **helps: str) -> None:
+    """Give already-added arguments (by ``dest``) a help text where they have none."""
+    for action in parser._actions:
+        if action.dest in helps and not action.help:
+            action.help = helps[action.dest]
+
+
+DEVICE_HELP = "where PyTorch runs: cpu or cuda"
+
+# --------------------------------------------------------------------------------------------
+# help texts
+# --------------------------------------------------------------------------------------------
+
+_RST_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj):`~?([^`]+)`")
+
+
+def plain_description(doc: str | None) -> str:
+    """A module docstring as a plain ``--help`` description: reStructuredText roles
+    (:func:`~a.b.c` -> c) and literals (``x`` -> x) without their markup."""
+    if not doc:
+        return ""
+    text = _RST_ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], doc)
+    return text.replace("``", "").strip()
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and appends "(default: X)" to every option whose
+    help does not already state a default (none for flags that default to off or None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("(default" in text.lower() or not action.option_strings or default is None
+                or default is False or default is True or default == argparse.SUPPRESS):
+            return text
+        if isinstance(default, (list, tuple)):
+            shown = ",".join(str(v) for v in default) if default else "none"
+        else:
+            shown = str(default) if default != "" else "empty"
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (``error: ...; see PROG --help``, exit code 2) instead
+    of the usage block followed by the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def new_parser(prog: str, doc: str | None, **kwargs) -> ArgumentParser:
+    """The toolkit's :class:`ArgumentParser` with :class:`HelpFormatter` and ``doc`` as a
+    plain description (see :func:`plain_description`)."""
+    kwargs.setdefault("formatter_class", HelpFormatter)
+    return ArgumentParser(prog=prog, description=plain_description(doc), **kwargs)
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """``-v/--verbose``: debug logging."""
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug details (default: info)")
+
+
+# --------------------------------------------------------------------------------------------
+# output paths
+# --------------------------------------------------------------------------------------------
+
+def check_output_path(path: str | os.PathLike, flag: str, *, folder: bool = False) -> Path:
+    """Refuse, before any work, an output that cannot be written: one below a regular file,
+    a folder where a file is wanted (or the reverse), or a parent without write permission.
+    Missing parent folders are fine (they are created). Returns ``path`` as a Path."""
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise AtbsnError(f"{flag} {path} is a file; give a folder")
+        if not folder and path.is_dir():
+            raise AtbsnError(f"{flag} {path} is a folder; give a file name")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise AtbsnError(f"{flag} {path}: {ancestor} is a file, not a folder; choose an output "
+                         "path whose parents are folders")
+    writable = path if folder and path.is_dir() else ancestor
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise AtbsnError(f"{flag} {path}: no permission to write in {writable}")
+    return path

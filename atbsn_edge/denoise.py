@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import run_cli
+from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int, run_cli)
 from .errors import AtbsnError, ImageError
 from .imageio import WRITE_SUFFIXES, read_image, write_image
 from .inputs import expand_inputs
@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m atbsn_edge.denoise", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser("python -m atbsn_edge.denoise", __doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--output", required=True, type=Path,
                    help="output folder (or an image file name when there is one input)")
@@ -33,18 +32,28 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", type=Path,
                         help="AT-BSN or student checkpoint (default: the bundled demo model)")
     source.add_argument("--artifact", type=Path,
-                        help="exported bundle folder or artifact file (.onnx); its tile shape, "
-                             "hole and overlap come from its metadata")
+                        help="exported bundle folder (verified against its manifest) or artifact "
+                             "file (.onnx, .xml, .engine); its tile shape, hole and overlap come "
+                             "from its metadata")
+    p.add_argument("--target",
+                   help="with --artifact BUNDLE: which of its artifacts to run, e.g. onnx-fp16 "
+                        "(default: the bundle's default target, the one last exported)")
     p.add_argument("--part", choices=("student", "teacher"),
                    help="network of a distillation checkpoint (default: student)")
     add_tiling_arguments(p)
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (0: the backend's default)")
-    p.add_argument("--performance-hint", choices=("latency", "throughput"), default="latency",
-                   help="OpenVINO artifacts: compile for one image at a time (latency) or for "
-                        "many tiles in flight (throughput; pair with a batched export)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads (default 0: the backend's default)")
+    p.add_argument("--inference-precision", choices=("auto", "f32", "bf16", "f16"),
+                   help="OpenVINO artifacts: what the CPU computes in (default auto: f32 for fp32 "
+                        "artifacts, else the CPU's own default reduced type, bf16 on AMX or "
+                        "AVX512-BF16 CPUs)")
+    p.add_argument("--performance-hint", choices=("latency", "throughput"),
+                   help="OpenVINO artifacts: compile for one image at a time (latency, the "
+                        "default) or for many tiles in flight (throughput; pair with a batched "
+                        "export)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (never an input)")
+    add_verbose_argument(p)
     return p
 
 
@@ -57,8 +66,11 @@ class Job:
 
 
 def plan_outputs(inputs: list[Path], output: Path) -> list[Job]:
-    """Map inputs to outputs: a file name for a single input, else a folder of same names."""
+    """Map inputs to outputs: a file name for a single input, else a folder of same names.
+    An output that cannot be written (below a regular file, no permission) is refused here,
+    before any work."""
     single_file = len(inputs) == 1 and output.suffix.lower() in WRITE_SUFFIXES and not output.is_dir()
+    check_output_path(output, "-o", folder=not single_file and not output.is_file())
     if single_file:
         return [Job(inputs[0], output)]
     if output.exists() and not output.is_dir():
@@ -92,9 +104,16 @@ def open_source(args: argparse.Namespace):
                              "has its hole size and backend fixed at export")
         from .pipeline import open_artifact_tiled
 
-        return open_artifact_tiled(args.artifact, tile=args.tile, overlap=args.overlap,
-                                   batch=args.batch, threads=args.threads,
-                                   performance_hint=args.performance_hint.upper())
+        options = {"threads": args.threads}
+        if args.performance_hint:
+            options["performance_hint"] = args.performance_hint.upper()
+        if args.inference_precision:
+            options["inference_precision"] = args.inference_precision
+        return open_artifact_tiled(args.artifact, target=args.target, tile=args.tile,
+                                   overlap=args.overlap, batch=args.batch, **options)
+    if args.target is not None:
+        raise AtbsnError("--target chooses an artifact of the --artifact bundle; it has no "
+                         "meaning with a checkpoint")
     from .assets import default_checkpoint
 
     checkpoint = args.checkpoint or default_checkpoint()
@@ -132,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                 except ImageError as exc:
                     failures += 1
                     tqdm.write(f"error: {exc}", file=sys.stderr)
+                except MemoryError:
+                    failures += 1
+                    tqdm.write(f"error: {item.source}: out of memory while denoising it; use a "
+                               "smaller --tile or --batch", file=sys.stderr)
                 images_bar.update(1)
         done = len(jobs) - failures
         log.info("denoised %d of %d image(s) into %s", done, len(jobs), args.output)

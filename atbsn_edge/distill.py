@@ -5,9 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from .cli import run_cli
+from .cli import new_parser, run_cli
 from .errors import AtbsnError
-from .train import add_optimisation_args, config_from_args, read_pairs
+from .train import add_optimisation_args, check_out, config_from_args, read_pairs
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,17 @@ def parse_holes(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m atbsn_edge.distill", description=__doc__)
+    p = new_parser("python -m atbsn_edge.distill", __doc__)
     p.add_argument("--teacher", required=True, type=Path, help="AT-BSN checkpoint (any layout)")
-    p.add_argument("--student", required=True, choices=("a", "b", "c"))
+    p.add_argument("--student", required=True, choices=("a", "b", "c"),
+                   help="student architecture to train (c: the paper's)")
     p.add_argument("--holes", type=parse_holes, default=[0, 1, 3, 5, 7, 9, 11],
                    help="teacher hole sizes (default 0,1,3,5,7,9,11)")
     p.add_argument("--data", nargs="+", required=True,
                    help="noisy images or videos: files, folders, globs")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path,
+                   help="student checkpoint to write (project format); an existing one only "
+                        "with --overwrite or when it is the --resume checkpoint")
     add_optimisation_args(p)
     return p
 
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         from .distillation import distill
         from .training import load_noisy_images
 
+        check_out(args.out, args.resume, args.overwrite)
         config = config_from_args(args)
         teacher = load_checkpoint(args.teacher, part="teacher")
         if teacher.architecture.name != "atbsn":
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 description=args.description)
         return 0
 
-    return run_cli(job)
+    return run_cli(job, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import run_cli
+from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int, run_cli)
 from .errors import AtbsnError, ImageError
-from .imageio import read_image
+from .imageio import Picture, probe_image, read_image
 from .inputs import expand_inputs
 from .metrics import LAGS, lag_key, psnr, residual_stats, ssim
 from .pipeline import add_tiling_arguments
@@ -35,18 +35,21 @@ REFERENCE_FIELDS = ("psnr", "ssim", "noisy_psnr", "noisy_ssim")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m atbsn_edge.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser("python -m atbsn_edge.evaluate", __doc__)
     p.add_argument("--checkpoint", required=True, type=Path, help="AT-BSN or student checkpoint")
     p.add_argument("--part", choices=("student", "teacher"),
                    help="network of a distillation checkpoint (default: student)")
     p.add_argument("--noisy", required=True, nargs="+", metavar="INPUT",
                    help="noisy image files, folders or globs")
     p.add_argument("--clean", nargs="+", metavar="INPUT",
-                   help="clean references, as many as noisy images, paired in sorted order")
+                   help="clean references, as many as noisy images, paired in sorted order "
+                        "(default: none, a no-reference report)")
     add_tiling_arguments(p)
-    p.add_argument("--json", type=Path, metavar="OUT.json", help="also write the results here")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads of PyTorch (default 0: its default)")
+    p.add_argument("--json", type=Path, metavar="OUT.json",
+                   help="also write the results here (default: only the table on stdout)")
+    add_verbose_argument(p)
     return p
 
 
@@ -60,6 +63,46 @@ def pair_inputs(noisy: list[Path], clean: list[Path] | None) -> list[tuple[Path,
         raise AtbsnError(f"{len(noisy)} noisy image(s) but {len(clean)} clean reference(s); "
                          "they are paired in sorted order, so give as many of each")
     return list(zip(noisy, clean))
+
+
+def _pair_errors(noisy: str, clean: str, noisy_size: tuple[int, int],
+                 clean_size: tuple[int, int], noisy_gray: bool | None,
+                 clean_gray: bool | None) -> None:
+    """Raise :class:`ImageError` naming both files when size (W, H) or grayscale-ness differ
+    (an unknown value, 0 or None, is not compared)."""
+    if all(noisy_size) and all(clean_size) and noisy_size != clean_size:
+        raise ImageError(f"{noisy} is {noisy_size[0]}x{noisy_size[1]} but its clean reference "
+                         f"{clean} is {clean_size[0]}x{clean_size[1]}")
+    if None not in (noisy_gray, clean_gray) and noisy_gray != clean_gray:
+        kinds = {True: "grayscale", False: "colour (RGB)"}
+        raise ImageError(f"{noisy} is {kinds[noisy_gray]} but its clean reference {clean} is "
+                         f"{kinds[clean_gray]}; give references of the same kind (PSNR of gray "
+                         "against colour is meaningless)")
+
+
+def check_pair(noisy: Picture, clean: Picture) -> None:
+    """Refuse a clean reference that differs from its noisy image in shape or in being gray."""
+    _pair_errors(noisy.source, clean.source, (noisy.width, noisy.height),
+                 (clean.width, clean.height), noisy.grayscale, clean.grayscale)
+
+
+def preflight(pairs: list[tuple[Path, Path | None]]) -> None:
+    """Check every image's header (readable, size limit, one page) and each pair's size and
+    grayscale-ness as far as the headers tell, before any network is loaded."""
+    for noisy_path, clean_path in pairs:
+        noisy = probe_image(noisy_path)
+        if clean_path is None:
+            continue
+        clean = probe_image(clean_path)
+        # EXIF orientation may swap width and height: compare upright sizes
+        _pair_errors(str(noisy_path), str(clean_path), _upright(noisy), _upright(clean),
+                     noisy.grayscale, clean.grayscale)
+
+
+def _upright(header) -> tuple[int, int]:
+    """(W, H) after the header's EXIF orientation is applied."""
+    swap = header.orientation in (5, 6, 7, 8)
+    return (header.height, header.width) if swap else (header.width, header.height)
 
 
 def score_reference(noisy: np.ndarray, denoised: np.ndarray, clean: np.ndarray) -> dict[str, float]:
@@ -129,11 +172,16 @@ def main(argv: list[str] | None = None) -> int:
 
         from .pipeline import open_tiled
 
-        if args.json is not None and args.json.is_dir():
-            raise AtbsnError(f"--json {args.json} is a folder; give a file name")
+        if args.json is not None:
+            check_output_path(args.json, "--json")
         pairs = pair_inputs(expand_inputs(args.noisy),
                             expand_inputs(args.clean) if args.clean else None)
+        preflight(pairs)
         with_reference = args.clean is not None
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         tiled = open_tiled(args.checkpoint, part=args.part, hole_size=args.hole,
                            device=args.device, tile=args.tile, overlap=args.overlap,
                            batch=args.batch)
@@ -142,9 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             for noisy_path, clean_path in pairs:
                 noisy = read_image(noisy_path)
                 clean = read_image(clean_path) if clean_path is not None else None
-                if clean is not None and clean.rgb.shape != noisy.rgb.shape:
-                    raise ImageError(f"{noisy_path} is {noisy.width}x{noisy.height} but its clean "
-                                     f"reference {clean_path} is {clean.width}x{clean.height}")
+                if clean is not None:
+                    check_pair(noisy, clean)
                 denoised = tiled.denoise(noisy.rgb)
                 if not np.isfinite(denoised).all():
                     raise ImageError(f"{noisy_path}: the network produced NaN or infinite "

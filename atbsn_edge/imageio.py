@@ -6,8 +6,11 @@ result back the way it came (bit depth, grayscale, an untouched alpha channel).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,26 +59,138 @@ class Picture:
         return int(self.rgb.shape[1])
 
 
-def _pillow_header(data: bytes) -> tuple[int, str]:
-    """EXIF orientation (1..8; 1 when absent) and Pillow's mode, from the header only."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, read without decoding the pixels (0 / None: unknown)."""
+
+    width: int = 0
+    height: int = 0
+    pages: int = 1
+    channels: int | None = None
+    mode: str = ""
+    orientation: int = 1
+    format: str = ""
+
+    @property
+    def grayscale(self) -> bool | None:
+        """Gray (with or without alpha) by the header's mode; None when the mode does not say."""
+        if self.mode in _GRAY_MODES:
+            return True
+        if self.mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+            return False
+        return None
+
+
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+_MAX_TIFF_PAGES = 100_000
+
+
+@contextlib.contextmanager
+def _pillow_without_pixel_limit():
+    """Pillow with its decompression-bomb limit lifted (this module applies MAX_PIXELS
+    itself, from the header). Not thread-safe: the limit is a module global of Pillow."""
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        import io
+        yield Image
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
-        from PIL import Image
 
-        with Image.open(io.BytesIO(data)) as im:
-            return int(im.getexif().get(_ORIENTATION_TAG, 1) or 1), im.mode
-    except Exception:  # Pillow cannot parse this header: keep the image as stored
-        return 1, ""
+def _tiff_pages(data: bytes) -> tuple[int, int, int, int] | None:
+    """(full-resolution pages, samples per pixel, width, height of page 1) of a TIFF or
+    BigTIFF, from its IFD chain; reduced-resolution pages (thumbnails) are not counted.
+    None when the structure cannot be followed."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\0", b"\0+")
+    # entry size, count and next-offset formats, where an entry's value starts
+    entry, count_fmt, value_fmt, value_at = (20, "Q", "Q", 12) if big else (12, "H", "I", 8)
+    try:
+        offset = struct.unpack_from(order + ("Q" if big else "I"), data, 8 if big else 4)[0]
+        pages, first, seen = 0, None, set()
+        while offset and offset not in seen and len(seen) < _MAX_TIFF_PAGES:
+            seen.add(offset)
+            (count,) = struct.unpack_from(order + count_fmt, data, offset)
+            tags: dict[int, int] = {}
+            for i in range(count):
+                base = offset + struct.calcsize(count_fmt) + i * entry
+                tag, kind = struct.unpack_from(order + "HH", data, base)
+                if kind in (3, 4, 16) and tag in (254, 256, 257, 277):
+                    fmt = {3: "H", 4: "I", 16: "Q"}[kind]
+                    tags[tag] = struct.unpack_from(order + fmt, data, base + value_at)[0]
+            if not tags.get(254, 0) & 1:  # NewSubfileType bit 0: a reduced-resolution copy
+                pages += 1
+                if first is None:
+                    first = (tags.get(277, 1), tags.get(256, 0), tags.get(257, 0))
+            next_at = offset + struct.calcsize(count_fmt) + count * entry
+            (offset,) = struct.unpack_from(order + value_fmt, data, next_at)
+    except struct.error:
+        return None
+    return None if first is None else (pages, *first)
+
+
+def read_header(data: bytes) -> ImageHeader:
+    """The header of an encoded image: size, pages, channels (TIFF), Pillow's mode and the
+    EXIF orientation. Never decodes pixels; fields stay unknown where neither Pillow nor the
+    TIFF structure tells."""
+    width = height = 0
+    pages, channels, mode, orientation, kind = 1, None, "", 1, ""
+    try:
+        with _pillow_without_pixel_limit() as Image, Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            mode, kind = im.mode, im.format or ""
+            orientation = int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
+            if im.format in ("PNG", "WEBP"):  # animated; a JPEG's MPO previews are not pages
+                pages = int(getattr(im, "n_frames", 1) or 1)
+    except Exception:  # Pillow cannot parse this header: keep what the TIFF structure says
+        pass
+    if data[:4] in _TIFF_MAGIC:
+        tiff = _tiff_pages(data)
+        if tiff is not None:
+            pages, channels, kind = tiff[0], tiff[1], "TIFF"
+            width, height = width or tiff[2], height or tiff[3]
+    return ImageHeader(width, height, pages, channels, mode, orientation, kind)
+
+
+def check_header(header: ImageHeader, path: str) -> None:
+    """Refuse, before decoding, what :func:`read_image` cannot give back whole."""
+    if header.width * header.height > MAX_PIXELS:
+        raise ImageError(f"{path}: {header.width}x{header.height} exceeds the "
+                         f"{MAX_PIXELS // 1_000_000} MP limit; split the image first")
+    if header.pages > 1:
+        unit = "pages" if header.format == "TIFF" else "frames"
+        raise ImageError(f"{path}: has {header.pages} {unit}; only single-page images are "
+                         f"denoised: split it into one file per page first (e.g. ImageMagick: "
+                         f"magick {Path(path).name} page-%d{Path(path).suffix or '.tif'})")
+    if header.channels is not None and header.channels not in (1, 2, 3, 4):
+        raise ImageError(f"{path}: {header.channels} channels; supported 1 (gray), 2 (gray+alpha), "
+                         "3 (RGB), 4 (RGBA)")
+
+
+def probe_image(path: str | os.PathLike) -> ImageHeader:
+    """The header of an image file, checked as :func:`read_image` checks it, without decoding."""
+    path = str(path)
+    header = read_header(_read_bytes(path))
+    check_header(header, path)
+    return header
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageError(f"{path}: file is empty")
+    return data
 
 
 def _decode_gray_alpha(data: bytes) -> np.ndarray:
     """Gray + alpha (Pillow mode LA), which OpenCV decodes as plain gray, as H x W x 2."""
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
+    with _pillow_without_pixel_limit() as Image, Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("LA"))
 
 
@@ -102,30 +217,42 @@ def _to_float(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
                      "integer image")
 
 
-def read_image(path: str | os.PathLike) -> Picture:
-    """Read an image file as a :class:`Picture`, or raise :class:`ImageError` saying why not."""
-    path = str(path)
+def _decode(data: bytes, path: str) -> np.ndarray:
+    """OpenCV's decoding of ``data`` (any bit depth and channels), or :class:`ImageError`."""
     cv2 = _cv2()
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    if not data:
-        raise ImageError(f"{path}: file is empty")
-    buffer = np.frombuffer(data, np.uint8)
-    array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. OpenCV's own pixel limit, an unsupported layout
+        reason = next((line.strip("> ").strip() for line in str(exc).splitlines()
+                       if line.strip("> ").strip() and "OpenCV(" not in line), "")
+        raise ImageError(f"{path}: OpenCV cannot decode it ({reason or 'unsupported layout'})") \
+            from None
     if array is None or array.size == 0:
         raise ImageError(f"{path}: not a readable image (corrupt, truncated or unsupported "
                          f"format; supported: {', '.join(READ_SUFFIXES)})")
+    return array
+
+
+def read_image(path: str | os.PathLike) -> Picture:
+    """Read an image file as a :class:`Picture`, or raise :class:`ImageError` saying why not.
+
+    The header is checked first (size against ``MAX_PIXELS``, pages, channels), so an
+    oversized or multi-page file is refused without decoding it.
+    """
+    path = str(path)
+    data = _read_bytes(path)
+    header = read_header(data)
+    check_header(header, path)
+    array = _decode(data, path)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    orientation, mode = _pillow_header(data)
+    orientation, mode = header.orientation, header.mode
     if mode in ("LA", "La"):  # OpenCV expands gray + alpha to BGRA (PNG) or drops alpha (TIFF)
         array = array[:, :, [0, 3]] if array.ndim == 3 else _decode_gray_alpha(data)
     channels = 1 if array.ndim == 2 else array.shape[2]
     if channels not in (1, 2, 3, 4):
-        raise ImageError(f"{path}: {channels} channels; supported are 1 (gray), 2 (gray + "
-                         "alpha), 3 (RGB) and 4 (RGBA)")
+        raise ImageError(f"{path}: {channels} channels; supported 1 (gray), 2 (gray+alpha), "
+                         "3 (RGB), 4 (RGBA)")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
         raise ImageError(f"{path}: {array.shape[1]}x{array.shape[0]} exceeds the "
                          f"{MAX_PIXELS // 1_000_000} MP limit; split the image first")
@@ -176,13 +303,24 @@ def _encode_gray_alpha(stored: np.ndarray, suffix: str, path: Path) -> bytes:
 
     if stored.dtype != np.uint8:
         log.warning("%s: 16-bit gray + alpha is written as 16-bit RGBA", path)
-        ok, array = _cv2().imencode(suffix, stored[:, :, [0, 0, 0, 1]])
-        if not ok:
-            raise ImageError(f"{path}: encoding as {suffix} failed")
-        return array.tobytes()
+        return _encode(suffix, stored[:, :, [0, 0, 0, 1]], [], path)
     buffer = io.BytesIO()
     Image.fromarray(stored, "LA").save(buffer, format="PNG" if suffix == ".png" else "TIFF")
     return buffer.getvalue()
+
+
+def _encode(suffix: str, stored: np.ndarray, params: list[int], path: Path) -> bytes:
+    """OpenCV's encoding of ``stored`` as ``suffix``, or :class:`ImageError` saying why not."""
+    cv2 = _cv2()
+    try:
+        ok, array = cv2.imencode(suffix, stored, params)
+    except cv2.error as exc:
+        ok, array = False, str(exc).strip().splitlines()[-1][:200]
+    if not ok:
+        detail = f" ({array})" if isinstance(array, str) else ""
+        raise ImageError(f"{path}: encoding {stored.shape[1]}x{stored.shape[0]} as {suffix} "
+                         f"failed{detail}; try another format (PNG or TIFF)")
+    return array.tobytes()
 
 
 def write_image(path: str | os.PathLike, picture: Picture, rgb: np.ndarray, *,
@@ -207,13 +345,13 @@ def write_image(path: str | os.PathLike, picture: Picture, rgb: np.ndarray, *,
     if stored.ndim == 3 and stored.shape[2] == 2:
         encoded = _encode_gray_alpha(stored, suffix, path)
     else:
-        ok, array = cv2.imencode(suffix, stored, params)
-        if not ok:
-            raise ImageError(f"{path}: encoding as {suffix} failed")
-        encoded = array.tobytes()
+        encoded = _encode(suffix, stored, params, path)
     try:
         with atomic_path(path, overwrite=overwrite) as tmp:
             tmp.write_bytes(encoded)
-    except FileExistsError as exc:
-        raise ImageError(str(exc)) from None
+    except OSError as exc:  # an existing target; a parent that is a file, no permission, disk full
+        if isinstance(exc, FileExistsError) and exc.errno is None:  # atomic_path's own refusal
+            raise ImageError(str(exc)) from None
+        raise ImageError(f"{path}: cannot write ({exc.strerror or exc}); choose a writable "
+                         "output folder") from None
     return path

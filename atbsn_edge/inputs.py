@@ -19,7 +19,7 @@ def expand_inputs(items: Iterable[str], suffixes: tuple[str, ...] = READ_SUFFIXE
     for item in items:
         path = Path(item)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+            matches = _folder_images(path, suffixes)
         elif path.is_file():
             matches = [path]
         elif glob.has_magic(item):
@@ -36,3 +36,11 @@ def expand_inputs(items: Iterable[str], suffixes: tuple[str, ...] = READ_SUFFIXE
     for p in found:
         unique.setdefault(p, None)
     return list(unique)
+
+
+def _folder_images(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files of ``folder`` (not recursive) with one of ``suffixes``, sorted."""
+    try:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+    except OSError as exc:
+        raise AtbsnError(f"cannot list the folder {folder} ({exc.strerror or exc})") from None

@@ -1,11 +1,13 @@
-"""``python -m atbsn_edge.parity BUNDLE``: does the artifact compute what PyTorch computes?
+"""python -m atbsn_edge.parity BUNDLE: does the artifact compute what PyTorch computes?
 
 Runs the bundle's reference crops through the artifact and compares with the PyTorch outputs
-stored beside them (no PyTorch needed), or, with ``--images``, denoises given images tiled
-through both the artifact and the bundle's checkpoint (PyTorch needed). With ``--clean``
-references it also reports both outputs' PSNR against clean. Prints a table, writes JSON and
-error heatmaps on request; exit code 0 when every comparison passes the thresholds of the
-artifact's precision (see ``atbsn_edge/verification.py``), 1 when one fails.
+stored beside them (no PyTorch needed), or, with --images, denoises given images tiled
+through both the artifact and the bundle's checkpoint (PyTorch needed). With --clean
+references it also reports both outputs' PSNR against clean. Every file of the artifact is
+checked against the bundle's manifest first. Prints a table, writes JSON and error heatmaps on
+request. Exit code 0 when every comparison passes the thresholds of the artifact's precision
+(see atbsn_edge/verification.py); 1 when one fails, including any NaN or infinite output; 2 for
+unusable input (one line says why).
 """
 from __future__ import annotations
 
@@ -17,53 +19,45 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import run_cli
+from .cli import add_verbose_argument, check_output_path, new_parser, run_cli
 from .errors import AtbsnError
-from .hashing import file_sha256
-from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
-                           set_failures)
+from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, finite_or_none,
+                           mean_psnr_drop, set_failures)
 
 log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m atbsn_edge.parity", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser("python -m atbsn_edge.parity", __doc__)
     p.add_argument("bundle", type=Path, help="bundle folder written by atbsn_edge.export")
+    p.add_argument("--target",
+                   help="which of the bundle's artifacts to check, e.g. onnx-fp16 (default: the "
+                        "bundle's default target)")
     p.add_argument("--images", nargs="+", help="noisy images to use instead of the reference crops")
     p.add_argument("--clean", nargs="+", help="clean references of --images, same order")
     p.add_argument("--checkpoint", type=Path,
                    help="checkpoint for --images (default: the one named in the manifest)")
+    p.add_argument("--inference-precision", choices=("auto", "f32", "bf16", "f16"),
+                   help="OpenVINO artifacts: what the CPU computes in (default auto: f32 for "
+                        "fp32 artifacts, else the CPU's own default reduced type)")
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.add_argument("--heatmaps", type=Path, help="folder for one error heatmap PNG per input")
+    add_verbose_argument(p)
     return p
 
 
-def read_manifest(bundle: Path) -> dict:
-    """The bundle's manifest, checked against the artifact file it names."""
-    try:
-        manifest = json.loads((bundle / "manifest.json").read_text())
-        artifact = bundle / manifest["artifact"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise AtbsnError(f"{bundle} is not a bundle: cannot read manifest.json ({exc})") from None
-    if not artifact.is_file():
-        raise AtbsnError(f"{bundle}: the manifest names {artifact.name}, which is missing")
-    if file_sha256(artifact) != manifest.get("artifact_sha256"):
-        raise AtbsnError(f"{bundle}: {artifact.name} does not match the manifest's SHA-256 "
-                         "(modified or truncated); re-export the bundle")
-    return manifest
-
-
-def reference_pairs(bundle: Path, runtime) -> list[tuple[str, np.ndarray, np.ndarray, None]]:
+def reference_pairs(bundle, runtime) -> list[tuple[str, np.ndarray, np.ndarray, None]]:
     """(name, artifact output, torch output, clean) for the bundle's reference crops."""
-    from .export.reference import load_reference
-
-    inputs, outputs, names = load_reference(bundle)
+    inputs, outputs, names = bundle.reference()
+    spec = runtime.input_spec
+    if (spec.height, spec.width) != (None, None) and inputs.shape[2:] != (spec.height, spec.width):
+        raise AtbsnError(f"{bundle.path}: reference crops are {inputs.shape[3]}x{inputs.shape[2]}, "
+                         f"the artifact takes {spec.width}x{spec.height}; re-export the bundle")
     got = runtime.run(inputs)
     return [(n, g, o, None) for n, g, o in zip(names, got, outputs)]
 
 
-def image_pairs(args: argparse.Namespace, manifest: dict, tiled) -> list:
+def image_pairs(args: argparse.Namespace, bundle, tiled) -> list:
     """(name, artifact output, torch output, clean) for user images, tiled the same way."""
     from .imageio import read_image
     from .inputs import expand_inputs
@@ -72,25 +66,31 @@ def image_pairs(args: argparse.Namespace, manifest: dict, tiled) -> list:
     noisy = expand_inputs(args.images)
     clean = expand_inputs(args.clean) if args.clean else [None] * len(noisy)
     if len(clean) != len(noisy):
-        raise AtbsnError(f"--images has {len(noisy)} files, --clean {len(clean)}")
-    checkpoint = args.checkpoint or Path(manifest.get("checkpoint", ""))
-    hole = manifest["metadata"].get("hole_size")
+        raise AtbsnError(f"--images has {len(noisy)} files, --clean {len(clean)}; give one clean "
+                         "reference per noisy image, in the same order")
+    checkpoint = args.checkpoint or Path(bundle.checkpoint)
+    hole = tiled.runtime.info.hole_size
     spec = tiled.spec
-    reference = open_tiled(checkpoint, hole_size=int(hole) if hole else None,
-                           tile=spec.tile_h, overlap=spec.overlap, batch=1)
+    reference = open_tiled(checkpoint, hole_size=hole, tile=spec.tile_h, overlap=spec.overlap,
+                           batch=1)
     pairs = []
     with reference:
         for n, c in zip(noisy, clean):
-            rgb = read_image(n).rgb
-            got = tiled.denoise(rgb).transpose(2, 0, 1)
-            want = reference.denoise(rgb).transpose(2, 0, 1)
-            truth = read_image(c).rgb.transpose(2, 0, 1) if c is not None else None
-            pairs.append((n.name, got, want, truth))
+            picture = read_image(n)
+            truth = read_image(c) if c is not None else None
+            if truth is not None and truth.rgb.shape != picture.rgb.shape:
+                raise AtbsnError(f"{n} is {picture.width}x{picture.height} but its clean reference "
+                                 f"{c} is {truth.width}x{truth.height}; pair images of one size")
+            got = tiled.denoise(picture.rgb).transpose(2, 0, 1)
+            want = reference.denoise(picture.rgb).transpose(2, 0, 1)
+            pairs.append((n.name, got, want,
+                          truth.rgb.transpose(2, 0, 1) if truth is not None else None))
     return pairs
 
 
 def render(results: list[Comparison], precision: str, failures: dict[str, list[str]],
            overall: list[str]) -> str:
+    """The report as a markdown table and a summary."""
     lines = ["| input | max abs | mean abs | rel L2 | PSNR vs torch | PSNR clean torch / artifact | result |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -110,46 +110,81 @@ def render(results: list[Comparison], precision: str, failures: dict[str, list[s
                      + (" FAIL" if overall else ""))
     lines.append(f"\nprecision {precision}: thresholds rel L2 <= {limits.rel_l2:.0e}"
                  + (f", max abs <= {limits.max_abs}" if limits.max_abs is not None else "")
-                 + (f", mean PSNR drop <= {limits.max_psnr_drop_db} dB" if limits.max_psnr_drop_db else ""))
+                 + (f", mean PSNR drop <= {limits.max_psnr_drop_db} dB" if limits.max_psnr_drop_db else "")
+                 + "; any NaN or infinite output fails")
     return "\n".join(lines)
+
+
+def write_heatmaps(folder: Path, pairs: list) -> None:
+    """One error heatmap PNG per compared input, written atomically."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, got, want, _ in pairs:
+        target = folder / (name.replace("/", "_").replace("@", "_") + ".png")
+        with atomic_path(target) as tmp:
+            ok, png = cv2.imencode(".png", error_heatmap(got, want))
+            tmp.write_bytes(png.tobytes())
+
+
+def write_report(path: Path, report: dict) -> None:
+    """The JSON report, atomically; NaN and infinity (not JSON) become null."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(finite_or_none(report), indent=2, allow_nan=False,
+                                  default=str) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def job() -> int:
+        from .bundle import Bundle
         from .pipeline import open_artifact_tiled
 
-        manifest = read_manifest(args.bundle)
-        precision = manifest.get("precision", manifest["metadata"].get("precision", "fp32"))
-        with open_artifact_tiled(args.bundle) as tiled:
-            pairs = image_pairs(args, manifest, tiled) if args.images else \
-                reference_pairs(args.bundle, tiled.runtime)
+        if args.json is not None:
+            check_output_path(args.json, "--json")
+        if args.heatmaps is not None:
+            check_output_path(args.heatmaps, "--heatmaps", folder=True)
+        if args.clean and not args.images:
+            raise AtbsnError("--clean needs --images (the noisy images it belongs to)")
+        try:
+            bundle = Bundle.open(args.bundle)
+            entry = bundle.artifact(args.target)
+            precision = entry.precision
+            # reference crops run whole: no overlap to fit (nor warn about) then
+            options = ({"inference_precision": args.inference_precision}
+                       if args.inference_precision else {})
+            with open_artifact_tiled(args.bundle, target=args.target,
+                                     overlap=None if args.images else 0, **options) as tiled:
+                info = tiled.runtime.info
+                pairs = image_pairs(args, bundle, tiled) if args.images else \
+                    reference_pairs(bundle, tiled.runtime)
+        except AtbsnError as exc:
+            if args.json:  # a pipeline reading the report sees the failure too
+                write_report(args.json, {"bundle": str(args.bundle), "target": args.target,
+                                         "passed": False, "error": str(exc)})
+            raise
         results = [compare(name, got, want, clean) for name, got, want, clean in pairs]
         failures = {r.name: r.failures(THRESHOLDS[precision]) for r in results}
         overall = set_failures(results, THRESHOLDS[precision])
+        print(f"{entry.target} ({info.backend} on {info.device}"
+              + (f", computing in {info.inference_precision}" if info.inference_precision else "")
+              + ")")
         print(render(results, precision, failures, overall))
         if args.heatmaps:
-            import cv2
-
-            args.heatmaps.mkdir(parents=True, exist_ok=True)
-            for name, got, want, _ in pairs:
-                target = args.heatmaps / (name.replace("/", "_").replace("@", "_") + ".png")
-                with atomic_path(target) as tmp:
-                    ok, png = cv2.imencode(".png", error_heatmap(got, want))
-                    tmp.write_bytes(png.tobytes())
+            write_heatmaps(args.heatmaps, pairs)
         passed = not any(failures.values()) and not overall
         if args.json:
-            report = {"bundle": str(args.bundle), "target": manifest.get("target"),
-                      "precision": precision, "passed": passed,
+            report = {"bundle": str(args.bundle), "target": entry.target, "precision": precision,
+                      "backend": info.backend, "device": info.device,
+                      "inference_precision": info.inference_precision, "passed": passed,
                       "thresholds": THRESHOLDS[precision].__dict__,
                       "mean_psnr_drop": mean_psnr_drop(results), "set_failures": overall,
                       "results": [r.as_dict() for r in results]}
-            with atomic_path(args.json) as tmp:
-                tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+            write_report(args.json, report)
         return 0 if passed else 1
 
-    return run_cli(job)
+    return run_cli(job, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ overlap unless one is given, the runtime's stride. Bad flags and checkpoints bec
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ class TiledRuntime:
 
     runtime: Runtime
     spec: TileSpec
-    device: str = "cpu"
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Denoise an H x W x 3 float32 image (0..255), tiled."""
@@ -39,7 +37,8 @@ class TiledRuntime:
         """One line: model, hole, device, tiles, overlap, batch."""
         info = self.runtime.info
         hole = f" (hole {info.hole_size})" if info.hole_size is not None else ""
-        return (f"{info.model}{hole} on {self.device}, tiles {self.spec.tile_h or 'whole image'}, "
+        return (f"{info.model}{hole} {info.precision} ({info.backend}) on {info.device}, "
+                f"tiles {self.spec.tile_h or 'whole image'}, "
                 f"overlap {self.spec.overlap}, batch {self.spec.batch}")
 
     def close(self) -> None:
@@ -55,17 +54,19 @@ class TiledRuntime:
 def add_tiling_arguments(p) -> None:
     """``--hole``, ``--tile``, ``--overlap``, ``--batch``, ``--device``: shared by the CLIs
     that denoise through :func:`open_tiled`."""
-    from .cli import hole_size_arg
+    from .cli import DEVICE_HELP, hole_size_arg, multiple_of_32, positive_int
 
     p.add_argument("--hole", type=hole_size_arg,
                    help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                   help=f"tile side, multiple of 32; 0 = whole image at once (default {DEFAULT_TILE})")
-    p.add_argument("--overlap", type=int,
+    p.add_argument("--tile", type=multiple_of_32,
+                   help=f"tile side, multiple of 32; 0 = whole image at once (default {DEFAULT_TILE}; "
+                        "an exported artifact's own tile)")
+    p.add_argument("--overlap", type=multiple_of_32,
                    help="tile overlap, multiple of 32 (default: the network's measured need, "
                         "128 for AT-BSN and students B/C, 64 for student A)")
-    p.add_argument("--batch", type=int, default=1, help="tiles per network call (default 1)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--batch", type=positive_int,
+                   help="tiles per network call (default 1; an exported artifact's own batch)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help=DEVICE_HELP)
 
 
 def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
@@ -79,54 +80,85 @@ def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
     return reduced
 
 
-def resolve_artifact(path: str | os.PathLike) -> Path:
-    """An artifact file as given, or the artifact a bundle folder's manifest names."""
+def locate_artifact(path: str | os.PathLike, target: str | None = None) -> tuple[Path, str | None]:
+    """(entry file, runtime name) of what ``path`` names: a bundle folder's artifact (the
+    default target or ``target``), every file verified against the manifest; or an artifact
+    file as given (its runtime from its suffix, ``None``)."""
+    from .bundle import MANIFEST_FILE, Bundle
+
     path = Path(path)
-    if path.is_dir():
-        manifest = path / "manifest.json"
-        try:
-            return path / json.loads(manifest.read_text())["artifact"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise AtbsnError(f"{path} is not a bundle: cannot read the artifact from "
-                             f"{manifest} ({exc})") from None
-    return path
+    folder_artifact = path.suffix == ".mlpackage" and not (path / MANIFEST_FILE).exists()
+    if path.is_dir() and not folder_artifact:
+        bundle = Bundle.open(path)
+        entry_path = bundle.entry_path(target)
+        return entry_path, bundle.artifact(target).runtime
+    if target is not None:
+        raise AtbsnError(f"--target chooses an artifact of a bundle; {path} is an artifact file")
+    if not path.exists():
+        raise AtbsnError(f"artifact {path} does not exist")
+    return path, None
 
 
-def open_artifact_tiled(artifact: str | os.PathLike, *, tile: int = DEFAULT_TILE,
-                        overlap: int | None = None, batch: int = 1,
-                        **runtime_options: Any) -> TiledRuntime:
-    """Open an exported artifact (file or bundle); tile shape, batch, stride and the default
-    overlap come from its metadata, so no other flag is needed. ``runtime_options``
-    (``threads``, ``performance_hint``) go to the backend that takes them."""
+def _artifact_spec(runtime: Runtime, tile: int | None, batch: int | None,
+                   overlap: int | None) -> TileSpec:
+    """The tile layout for an artifact: its fixed tile and batch, or the given ones where it
+    is dynamic. A --tile or --batch that a fixed artifact cannot take is refused."""
+    spec_in = runtime.input_spec
+    fixed_tile = (spec_in.height, spec_in.width)
+    if None not in fixed_tile:
+        if tile is not None and (tile, tile) != fixed_tile:
+            raise AtbsnError(f"the artifact's tile is fixed at {fixed_tile[0]}x{fixed_tile[1]}; "
+                             f"--tile {tile} cannot apply: drop --tile, or re-export with "
+                             f"--tile {tile} (or --dynamic)")
+        tile_h, tile_w = fixed_tile
+    else:
+        tile_h = spec_in.height or tile or DEFAULT_TILE
+        tile_w = spec_in.width or tile or DEFAULT_TILE
+    if spec_in.batch is not None and batch is not None and batch != spec_in.batch:
+        raise AtbsnError(f"the artifact's batch is fixed at {spec_in.batch}; --batch {batch} "
+                         f"cannot apply: drop --batch, or re-export with --batch {batch}")
+    if overlap is None:
+        overlap = fitting_overlap(runtime.info.default_overlap, tile_h, tile_w)
+    return TileSpec(tile_h=tile_h, tile_w=tile_w, overlap=overlap,
+                    batch=spec_in.batch or batch or 1, stride=spec_in.stride)
+
+
+def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = None,
+                        tile: int | None = None, overlap: int | None = None,
+                        batch: int | None = None, **runtime_options: Any) -> TiledRuntime:
+    """Open an exported artifact (a bundle folder, verified, or an artifact file); tile shape,
+    batch, stride and the default overlap come from its metadata, so no other flag is needed.
+    ``tile`` and ``batch`` apply to dynamic artifacts and are refused where the artifact
+    fixes another value. ``runtime_options`` (``threads``, ``performance_hint``) go to the
+    backend that takes them."""
     from .runtimes.registry import open_artifact
 
-    runtime = open_artifact(resolve_artifact(artifact), **runtime_options)
-    spec_in = runtime.input_spec
-    meta = runtime.info.metadata
-    tile_h = spec_in.height or tile
-    tile_w = spec_in.width or tile
-    if overlap is None:
-        overlap = fitting_overlap(int(meta.get("default_overlap", 128)), tile_h, tile_w)
-    spec = TileSpec(tile_h=tile_h, tile_w=tile_w, overlap=overlap, batch=spec_in.batch or batch,
-                    stride=spec_in.stride)
-    return _validated(runtime, spec, "cpu")
+    entry, runtime_name = locate_artifact(artifact, target)
+    runtime = open_artifact(entry, runtime=runtime_name, **runtime_options)
+    try:
+        spec = _artifact_spec(runtime, tile, batch, overlap)
+    except AtbsnError:
+        runtime.close()
+        raise
+    return _validated(runtime, spec)
 
 
-def _validated(runtime: Runtime, spec: TileSpec, device: str) -> TiledRuntime:
+def _validated(runtime: Runtime, spec: TileSpec) -> TiledRuntime:
     try:
         spec.validate()
     except ValueError as exc:
         runtime.close()
         raise AtbsnError(str(exc)) from None
-    tiled = TiledRuntime(runtime, spec, device)
+    tiled = TiledRuntime(runtime, spec)
     log.info("%s", tiled.describe())
     return tiled
 
 
 def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
-               hole_size: int | None = None, device: str = "cpu", tile: int = DEFAULT_TILE,
-               overlap: int | None = None, batch: int = 1) -> TiledRuntime:
-    """Load ``checkpoint`` into a PyTorch runtime and lay out square tiles of side ``tile``.
+               hole_size: int | None = None, device: str = "cpu", tile: int | None = None,
+               overlap: int | None = None, batch: int | None = None) -> TiledRuntime:
+    """Load ``checkpoint`` into a PyTorch runtime and lay out square tiles of side ``tile``
+    (default 512), ``batch`` tiles per call (default 1).
 
     ``overlap`` defaults to the architecture's ``default_overlap``; ``tile=0`` runs whole
     images. Raises :class:`AtbsnError` for an unusable checkpoint, hole size or tile layout.
@@ -138,8 +170,9 @@ def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
                                                device=device)
     except ValueError as exc:
         raise AtbsnError(str(exc)) from None
+    tile = DEFAULT_TILE if tile is None else tile
     if overlap is None:
         overlap = fitting_overlap(runtime.denoiser.architecture.default_overlap, tile, tile)
-    spec = TileSpec(tile_h=tile, tile_w=tile, overlap=overlap, batch=batch,
+    spec = TileSpec(tile_h=tile, tile_w=tile, overlap=overlap, batch=batch or 1,
                     stride=runtime.input_spec.stride)
-    return _validated(runtime, spec, device)
+    return _validated(runtime, spec)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
-from .cli import hole_size_arg, run_cli
+from .cli import (add_verbose_argument, check_output_path, hole_size_arg, new_parser,
+                  non_negative_float, non_negative_int, positive_float, positive_int, run_cli)
 from .errors import AtbsnError
 from .inputs import expand_inputs
 
@@ -17,27 +19,58 @@ _DEFAULTS = dict(iterations=6000, batch=4, crop=128, lr=3e-4, lr_min=1e-6, seed=
 
 def add_optimisation_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``train`` and ``distill`` (defaults suit a CPU run)."""
-    p.add_argument("--resume", type=Path, help="checkpoint to resume from (its optimizer too)")
-    p.add_argument("--iterations", type=int, default=_DEFAULTS["iterations"])
-    p.add_argument("--time-limit", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--resume", type=Path,
+                   help="checkpoint to resume from, optimizer and sampler too (default: start "
+                        "fresh); may be the --out file itself")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out checkpoint that is not the one resumed")
+    p.add_argument("--iterations", type=positive_int, default=_DEFAULTS["iterations"],
+                   help="training iterations in all, counted across resumes")
+    p.add_argument("--time-limit", type=non_negative_float, default=0.0, metavar="SECONDS",
                    help="stop after this many seconds of training (counted across resumes); "
-                        "the cosine decay then follows the clock (0: no limit)")
-    p.add_argument("--batch", type=int, default=_DEFAULTS["batch"])
-    p.add_argument("--crop", type=int, default=_DEFAULTS["crop"],
+                        "the cosine decay then follows the clock (default 0: no limit)")
+    p.add_argument("--batch", type=positive_int, default=_DEFAULTS["batch"],
+                   help="crops per iteration")
+    p.add_argument("--crop", type=positive_int, default=_DEFAULTS["crop"],
                    help="crop side, multiple of 32, >= 128")
-    p.add_argument("--lr", type=float, default=_DEFAULTS["lr"])
-    p.add_argument("--lr-min", type=float, default=_DEFAULTS["lr_min"])
-    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
-    p.add_argument("--checkpoint-every", type=int, default=_DEFAULTS["checkpoint_every"])
-    p.add_argument("--validate-every", type=int, default=_DEFAULTS["validate_every"])
-    p.add_argument("--frames-per-video", type=int, default=32,
+    p.add_argument("--lr", type=positive_float, default=_DEFAULTS["lr"],
+                   help="Adam learning rate at the start of the cosine decay")
+    p.add_argument("--lr-min", type=non_negative_float, default=_DEFAULTS["lr_min"],
+                   help="learning rate at the end of the cosine decay")
+    p.add_argument("--seed", type=non_negative_int, default=_DEFAULTS["seed"],
+                   help="seed of the weights and of the crop sampler")
+    p.add_argument("--checkpoint-every", type=positive_int, default=_DEFAULTS["checkpoint_every"],
+                   help="iterations between checkpoints written to --out (one is always "
+                        "written at the end and on Ctrl-C / SIGTERM)")
+    p.add_argument("--validate-every", type=positive_int, default=_DEFAULTS["validate_every"],
+                   help="iterations between validations on --val-noisy/--val-clean")
+    p.add_argument("--frames-per-video", type=positive_int, default=32,
                    help="evenly spaced frames taken from each video in --data (default 32)")
-    p.add_argument("--val-noisy", nargs="*", default=[], help="noisy validation images")
-    p.add_argument("--val-clean", nargs="*", default=[], help="their clean references, same order")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--no-bf16", action="store_true", help="train in float32")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch default)")
-    p.add_argument("--description", default="")
+    p.add_argument("--val-noisy", nargs="*", default=[],
+                   help="noisy validation images (default: none, no validation)")
+    p.add_argument("--val-clean", nargs="*", default=[],
+                   help="their clean references, same order (default: none)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--no-bf16", action="store_true",
+                   help="train in float32 (default: bf16 autocast where the device has it)")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads (default 0: PyTorch's default)")
+    p.add_argument("--description", default="",
+                   help="text stored in the checkpoint's metadata (default: a generic one)")
+    add_verbose_argument(p)
+
+
+def check_out(out: Path, resume: Path | None, overwrite: bool) -> None:
+    """Refuse, before any work, an ``--out`` that cannot be written or that would silently
+    replace a checkpoint other than the one being resumed."""
+    check_output_path(out, "--out")
+    if not out.exists() or overwrite:
+        return
+    if resume is not None and resume.exists() and os.path.samefile(resume, out):
+        return
+    raise AtbsnError(f"--out {out} exists and is not the checkpoint being resumed; pass "
+                     f"--overwrite to replace it, --resume {out} to continue it, or choose "
+                     "another --out")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -63,23 +96,34 @@ def config_from_args(args: argparse.Namespace):
 
 
 def read_pairs(noisy: list[str], clean: list[str]):
-    """Validation pairs (noisy, clean) as float arrays, in the order given."""
+    """Validation pairs (noisy, clean) as float arrays, in the order given; a pair that
+    differs in size or grayscale-ness is refused here, not in the middle of training."""
+    from .evaluate import check_pair
     from .imageio import read_image
 
     noisy_paths = expand_inputs(noisy) if noisy else []
     clean_paths = expand_inputs(clean) if clean else []
     if len(noisy_paths) != len(clean_paths):
         raise AtbsnError(f"--val-noisy has {len(noisy_paths)} images, --val-clean {len(clean_paths)}")
-    return [(read_image(n).rgb, read_image(c).rgb) for n, c in zip(noisy_paths, clean_paths)]
+    pairs = []
+    for noisy_path, clean_path in zip(noisy_paths, clean_paths):
+        noisy, clean = read_image(noisy_path), read_image(clean_path)
+        check_pair(noisy, clean)
+        pairs.append((noisy.rgb, clean.rgb))
+    return pairs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m atbsn_edge.train", description=__doc__)
+    p = new_parser("python -m atbsn_edge.train", __doc__)
     p.add_argument("--data", nargs="+", required=True,
                    help="noisy images or videos: files, folders, globs")
-    p.add_argument("--out", required=True, type=Path, help="checkpoint to write (project format)")
-    p.add_argument("--train-hole", type=hole_size_arg, default=9)
-    p.add_argument("--infer-hole", type=hole_size_arg, default=3)
+    p.add_argument("--out", required=True, type=Path,
+                   help="checkpoint to write (project format); an existing one only with "
+                        "--overwrite or when it is the --resume checkpoint")
+    p.add_argument("--train-hole", type=hole_size_arg, default=9,
+                   help="blind-spot size the loss is computed at")
+    p.add_argument("--infer-hole", type=hole_size_arg, default=3,
+                   help="blind-spot size stored as the checkpoint's default for denoising")
     add_optimisation_args(p)
     return p
 
@@ -90,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         from .training import load_noisy_images, train
 
+        check_out(args.out, args.resume, args.overwrite)
         config = config_from_args(args)
         images = load_noisy_images(args.data, config.crop, args.frames_per_video)
         pairs = read_pairs(args.val_noisy, args.val_clean)
@@ -98,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
               description=args.description)
         return 0
 
-    return run_cli(job)
+    return run_cli(job, verbose=args.verbose)
 
 
 if __name__ == "__main__":

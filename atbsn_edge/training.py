@@ -232,16 +232,14 @@ def _slowest(elapsed: float, device: torch.device) -> float:
     return float(value.item())
 
 
-def _interrupt_on_sigterm() -> None:
-    """Treat SIGTERM (a scheduler's stop, ``kill``) like Ctrl-C: save a checkpoint, then stop."""
-    import signal
-    import threading
+def _interrupt_on_sigterm() -> Callable[[], None]:
+    """Treat SIGTERM (a scheduler's stop, ``kill``) like Ctrl-C: save a checkpoint, then stop.
+    Returns the function that restores the previous handler (call it when the loop ends)."""
+    from .cli import sigterm_as_interrupt
 
-    if threading.current_thread() is threading.main_thread():
-        def handler(signum, frame):
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        signal.signal(signal.SIGTERM, handler)
+    context = sigterm_as_interrupt()
+    context.__enter__()
+    return lambda: context.__exit__(None, None, None)
 
 
 def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
@@ -306,7 +304,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
 
     bar = tqdm(total=config.iterations, initial=state.step, desc=desc, unit="it",
                disable=not job.is_main)
-    _interrupt_on_sigterm()
+    restore_sigterm = _interrupt_on_sigterm()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop shape: pick the fastest kernels once
     started, start_step, start_elapsed = time.perf_counter(), state.step, state.elapsed
@@ -351,6 +349,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
         raise
     finally:
         bar.close()
+        restore_sigterm()
         if job.world_size > 1:
             import torch.distributed as dist
 

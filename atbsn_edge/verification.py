@@ -13,6 +13,7 @@ Thresholds (outputs on the 0..255 scale):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from math import nan
 
 import numpy as np
 
@@ -44,6 +45,7 @@ class Comparison:
     psnr_vs_torch: float
     psnr_clean_torch: float | None = None
     psnr_clean_artifact: float | None = None
+    non_finite: int = 0          # NaN or infinite values in the artifact's output
 
     @property
     def psnr_drop(self) -> float | None:
@@ -54,6 +56,8 @@ class Comparison:
     def failures(self, limits: Thresholds) -> list[str]:
         """Which thresholds this comparison breaks (empty: it passes)."""
         bad = []
+        if self.non_finite:
+            return [f"{self.non_finite} NaN or infinite values in the artifact's output"]
         if self.rel_l2 > limits.rel_l2:
             bad.append(f"relative L2 {self.rel_l2:.2e} > {limits.rel_l2:.0e}")
         if limits.max_abs is not None and self.max_abs > limits.max_abs:
@@ -61,18 +65,33 @@ class Comparison:
         return bad
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "psnr_drop": self.psnr_drop}
+        """The numbers as JSON-safe values: NaN and infinity become None."""
+        return finite_or_none({**asdict(self), "psnr_drop": self.psnr_drop})
+
+
+def finite_or_none(value):
+    """``value`` with every NaN or infinite float (at any depth) replaced by None: JSON has
+    neither."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def mean_psnr_drop(results: list[Comparison]) -> float | None:
     """Mean PSNR-against-clean lost by the artifact over the results that have clean images."""
     drops = [r.psnr_drop for r in results if r.psnr_drop is not None]
-    return float(np.mean(drops)) if drops else None
+    return float(np.mean(drops)) if drops else None  # NaN when an output was not finite
 
 
 def set_failures(results: list[Comparison], limits: Thresholds) -> list[str]:
     """Thresholds the whole set breaks: the mean PSNR drop against clean."""
     drop = mean_psnr_drop(results)
+    if drop is not None and not np.isfinite(drop):
+        return ["mean PSNR vs clean is not finite (an output had NaN or infinite values)"]
     if limits.max_psnr_drop_db is not None and drop is not None and drop > limits.max_psnr_drop_db:
         return [f"mean PSNR vs clean drops {drop:.3f} dB > {limits.max_psnr_drop_db} dB"]
     return []
@@ -83,13 +102,16 @@ def compare(name: str, artifact: np.ndarray, torch_out: np.ndarray,
     """Numbers for one CHW output pair (and the clean CHW image when given)."""
     if artifact.shape != torch_out.shape:
         raise ValueError(f"{name}: artifact output {artifact.shape} vs reference {torch_out.shape}")
+    non_finite = int(artifact.size - np.count_nonzero(np.isfinite(artifact)))
     diff = np.abs(artifact.astype(np.float64) - torch_out.astype(np.float64))
-    rel = float(np.linalg.norm(diff) / max(np.linalg.norm(torch_out.astype(np.float64)), 1e-12))
-    result = Comparison(name, float(diff.max()), float(diff.mean()), rel,
-                        psnr(artifact, torch_out, clip=False))
+    with np.errstate(invalid="ignore", over="ignore"):
+        rel = float(np.linalg.norm(diff) / max(np.linalg.norm(torch_out.astype(np.float64)), 1e-12))
+        result = Comparison(name, float(diff.max()), float(diff.mean()), rel,
+                            psnr(artifact, torch_out, clip=False) if not non_finite else nan,
+                            non_finite=non_finite)
     if clean is not None:
         result.psnr_clean_torch = psnr(torch_out, clean)
-        result.psnr_clean_artifact = psnr(artifact, clean)
+        result.psnr_clean_artifact = psnr(artifact, clean) if not non_finite else nan
     return result
 
 
@@ -97,6 +119,8 @@ def error_heatmap(artifact: np.ndarray, torch_out: np.ndarray) -> np.ndarray:
     """H x W x 3 uint8 BGR heatmap of |artifact - torch| (max over channels), scaled to its max."""
     import cv2
 
-    err = np.abs(artifact - torch_out).max(axis=0)
-    scale = err.max() or 1.0
+    err = np.nan_to_num(np.abs(artifact - torch_out), nan=np.inf).max(axis=0)
+    err = np.where(np.isfinite(err), err, np.nan)
+    scale = np.nanmax(err) if np.isfinite(err).any() else 1.0
+    err = np.nan_to_num(err, nan=scale)  # non-finite pixels show at full scale
     return cv2.applyColorMap((err / scale * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)

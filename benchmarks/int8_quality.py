@@ -40,7 +40,7 @@ def main() -> None:
     from atbsn_edge.assets import CALIBRATION_IMAGES
     from atbsn_edge.calibration import collect_crops
     from atbsn_edge.export.onnx_fp32_to_int8 import onnx_fp32_to_int8
-    from atbsn_edge.export.onnx_target import build
+    from atbsn_edge.export.checkpoint_to_bundle import export_fp32_onnx as build
     from atbsn_edge.imageio import read_image
     from atbsn_edge.inputs import expand_inputs
     from atbsn_edge.metrics import psnr

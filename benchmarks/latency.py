@@ -66,7 +66,7 @@ def main() -> None:
 
     from atbsn_edge.export.__main__ import main as export
     from atbsn_edge.models import load_checkpoint
-    from atbsn_edge.pipeline import open_artifact_tiled, resolve_artifact
+    from atbsn_edge.pipeline import locate_artifact, open_artifact_tiled
     from atbsn_edge.runtimes.registry import open_artifact
     from atbsn_edge.tiling import plan_tiles
 
@@ -99,7 +99,8 @@ def main() -> None:
                 rows.append((label, float("nan"), float("nan"), None))
                 continue
             options = {"threads": args.threads} if args.threads else {}
-            with open_artifact(resolve_artifact(out), **options) as runtime:
+            entry, runtime_name = locate_artifact(out)
+            with open_artifact(entry, runtime=runtime_name, **options) as runtime:
                 direct = getattr(runtime, "session", None) or getattr(runtime, "request", None)
                 if hasattr(direct, "run"):
                     raw = lambda b: direct.run(None, {runtime.input_name: b})[0]  # noqa: E731

@@ -242,17 +242,25 @@ def test_malformed_hole_size_is_an_argparse_error(tmp_path, ckpt, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--tile", "100"], "tile height must be 0 (whole image) or a positive multiple of 32; got 100"),
-    (["--tile", "-32"], "positive multiple of 32; got -32"),
+    # refused by argparse, before any work and without a warning about the overlap
+    (["--tile", "100"], "argument --tile: expected 0 or a positive multiple of 32, got '100'"),
+    (["--tile", "-32"], "argument --tile: expected 0 or a positive multiple of 32, got '-32'"),
+    (["--tile", "64", "--overlap", "16"], "argument --overlap: expected 0 or a positive multiple"),
+    (["--batch", "0"], "argument --batch: expected a positive integer (>= 1), got '0'"),
+    # refused by the tile layout
     (["--tile", "64", "--overlap", "64"], "overlap 64 must be smaller than the tile (64)"),
-    (["--tile", "64", "--overlap", "16"], "overlap must be a non-negative multiple of 32"),
-    (["--batch", "0"], "batch must be at least 1; got 0"),
-], ids=["tile-100", "tile-negative", "overlap-equals-tile", "overlap-16", "batch-0"])
-def test_invalid_tiling_exits_2_with_a_clear_message(tmp_path, ckpt, capsys, extra, message):
+], ids=["tile-100", "tile-negative", "overlap-16", "batch-0", "overlap-equals-tile"])
+def test_invalid_tiling_exits_2_with_a_clear_message(tmp_path, ckpt, capsys, caplog, extra,
+                                                     message):
     src = save(tmp_path / "in" / "a.png", rgb_u8()[:, :, ::-1])
     out = tmp_path / "out"
-    assert main([str(src), "-o", str(out), "--checkpoint", str(ckpt), *extra]) == 2
+    try:
+        code = main([str(src), "-o", str(out), "--checkpoint", str(ckpt), *extra])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
     assert message in only_error(capsys)
+    assert "using" not in caplog.text  # no "using N" overlap warning before the refusal
     assert not out.exists()
 
 

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 
+from atbsn_edge.bundle import Bundle  # noqa: E402
 from atbsn_edge.denoise import main as denoise  # noqa: E402
 from atbsn_edge.export.__main__ import main as export  # noqa: E402
 from conftest import textured_image  # noqa: E402
@@ -25,8 +26,11 @@ def bundle(make_checkpoint, tmp_path):
 
 def test_bundle_contents(bundle):
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["target"] == "onnx-fp32" and (bundle / manifest["artifact"]).is_file()
-    assert manifest["metadata"]["tile"] == "64x64" and manifest["metadata"]["batch"] == "2"
+    assert manifest["schema_version"] == 2 and manifest["default_target"] == "onnx-fp32"
+    entry = manifest["artifacts"]["onnx-fp32"]
+    assert (bundle / entry["entry"]).is_file() and set(entry["files"]) == {"model-fp32.onnx"}
+    assert entry["metadata"]["tile"] == "64x64" and entry["metadata"]["batch"] == "2"
+    assert manifest["reference"]["sha256"] and len(manifest["reference"]["crops"]) == 2
     assert not list(bundle.parent.glob(".bundle*"))  # no temporary left behind
 
 
@@ -38,15 +42,15 @@ def test_existing_bundle_needs_overwrite(bundle, make_checkpoint, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert (bundle / "manifest.json").read_bytes() == before
     assert export(args + ["--overwrite"]) == 0
-    metadata = json.loads((bundle / "manifest.json").read_text())["metadata"]
+    metadata = Bundle.open(bundle).artifact().metadata
     assert metadata["batch"] == "1" and metadata["upsampling"] == "fused"
     assert export(args + ["--overwrite", "--no-fuse-upsampling"]) == 0
-    assert json.loads((bundle / "manifest.json").read_text())["metadata"]["upsampling"] == "explicit"
+    assert Bundle.open(bundle).artifact().metadata["upsampling"] == "explicit"
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--target", "onnx-fp23"], "did you mean 'onnx-fp32'"),
-    (["--target", "trt-fp16"], "cannot be built here"),
+    (["--target", "coreml-fp16"], "cannot be built here"),
     (["--target", "onnx-fp32", "--tile", "100"], "multiple of 32"),
     ([], "--list-targets"),
 ])

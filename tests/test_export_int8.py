@@ -14,6 +14,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 import onnx  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 
+from atbsn_edge.bundle import Bundle  # noqa: E402
 from atbsn_edge.calibration import collect_crops  # noqa: E402
 from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.export.__main__ import main as export  # noqa: E402
@@ -65,9 +66,9 @@ def test_int8_parity_passes_and_is_recorded(calib_folder, tmp_path, target):
     if target.startswith("openvino"):
         pytest.importorskip("openvino", reason="the openvino extra is not installed")
     assert export_int8(DEMO_STUDENT_C, tmp_path / "b", calib_folder, target) == 0
-    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert manifest["calibration"]["crops"] == 8 and manifest["calibration"]["method"] == "max"
-    assert len(manifest["calibration"]["sources"]) == 3
+    calibration = Bundle.open(tmp_path / "b").artifact().details["calibration"]
+    assert calibration["crops"] == 8 and calibration["method"] == "max"
+    assert len(calibration["sources"]) == 3
     assert parity([str(tmp_path / "b"), "--json", str(tmp_path / "p.json")]) == 0
     results = json.loads((tmp_path / "p.json").read_text())["results"]
     assert max(r["rel_l2"] for r in results) < 3e-2
@@ -81,8 +82,7 @@ def test_second_export_uses_the_calibration_cache(make_checkpoint, calib_folder,
     assert export_int8(checkpoint, tmp_path / "one", calib_folder, target) == 0
     assert export_int8(checkpoint, tmp_path / "two", calib_folder, target) == 0
     bundles = [tmp_path / b for b in ("one", "two")]
-    cached = [json.loads((b / "manifest.json").read_text())["metadata"]["calibration_cached"]
-              for b in bundles]
+    cached = [Bundle.open(b).artifact().metadata["calibration_cached"] for b in bundles]
     assert cached == ["false", "true"]
     if target.startswith("openvino"):  # the cached quantized model is the same model
         from atbsn_edge.runtimes.registry import open_artifact
@@ -95,7 +95,7 @@ def test_second_export_uses_the_calibration_cache(make_checkpoint, calib_folder,
         assert np.array_equal(outputs[0], outputs[1])
     assert export_int8(checkpoint, tmp_path / "three", calib_folder, target,
                        "--calib-method", "percentile") == 0
-    meta = json.loads((tmp_path / "three" / "manifest.json").read_text())["metadata"]
+    meta = Bundle.open(tmp_path / "three").artifact().metadata
     assert meta["calibration_cached"] == "false"  # another method is another calibration
 
 
@@ -137,8 +137,7 @@ def test_keep_float_leaves_matching_layers_unquantized(make_checkpoint, calib_fo
     kept = {name for name, quantized in convs.items() if not quantized}
     assert kept and all("/dec1/" in name for name in kept)
     assert all(quantized for name, quantized in convs.items() if "/dec1/" not in name)
-    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert manifest["metadata"]["int8_keep_float"] == "/dec1/"
+    assert Bundle.open(tmp_path / "b").artifact().metadata["int8_keep_float"] == "/dec1/"
     # An explicit empty list quantizes every layer.
     assert export_int8(make_checkpoint("student_a"), tmp_path / "all", calib_folder, "onnx-int8",
                        "--int8-keep-float") == 0
@@ -167,9 +166,8 @@ def test_openvino_int8_quantizers_are_recorded_and_pass_parity(calib_folder, tmp
     out = tmp_path / quantizer
     assert export_int8(DEMO_STUDENT_C, out, calib_folder, "openvino-int8",
                        "--int8-quantizer", quantizer) == 0
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["metadata"]["int8_quantizer"] == quantizer
-    assert manifest["metadata"]["calibration_crops"] == "8"
+    metadata = Bundle.open(out).artifact().metadata
+    assert metadata["int8_quantizer"] == quantizer and metadata["calibration_crops"] == "8"
     assert parity([str(out), "--json", str(tmp_path / "p.json")]) == 0
     results = json.loads((tmp_path / "p.json").read_text())["results"]
     assert max(r["rel_l2"] for r in results) < 3e-2

@@ -13,7 +13,7 @@ import onnx  # noqa: E402
 
 from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.export import TARGETS, get_target, targets_table  # noqa: E402
-from atbsn_edge.export.onnx_target import build  # noqa: E402
+from atbsn_edge.export.checkpoint_to_bundle import export_fp32_onnx as build  # noqa: E402
 from atbsn_edge.models import load_checkpoint  # noqa: E402
 from atbsn_edge.runtimes.registry import open_artifact  # noqa: E402
 from conftest import textured_image  # noqa: E402

@@ -19,7 +19,17 @@ TORCH_FREE = ["atbsn_edge", "atbsn_edge.errors", "atbsn_edge.atomic", "atbsn_edg
               "atbsn_edge.runtimes", "atbsn_edge.runtimes.base", "atbsn_edge.hashing",
               "atbsn_edge.pipeline", "atbsn_edge.parity", "atbsn_edge.verification",
               "atbsn_edge.runtimes.registry", "atbsn_edge.runtimes.onnxruntime_runtime",
-              "atbsn_edge.runtimes.openvino_runtime", "atbsn_edge.export.reference"]
+              "atbsn_edge.runtimes.openvino_runtime", "atbsn_edge.runtimes.tensorrt_runtime",
+              "atbsn_edge.bundle", "atbsn_edge.bundle.manifest", "atbsn_edge.bundle.metadata",
+              "atbsn_edge.bundle.files", "atbsn_edge.bundle.reference", "atbsn_edge.bundle.commands",
+              "atbsn_edge.denoise"]
+# What adds a target to a bundle on a device (export --from-bundle): no torch either.
+TORCH_FREE_EXPORT = ["atbsn_edge.export.__main__", "atbsn_edge.export.job",
+                     "atbsn_edge.export.targets", "atbsn_edge.export.onnx_target",
+                     "atbsn_edge.export.onnx_to_openvino", "atbsn_edge.export.tensorrt_target",
+                     "atbsn_edge.export.onnx_to_tensorrt", "atbsn_edge.export.onnx_tensorrt_readiness",
+                     "atbsn_edge.export.onnx_fp32_to_fp16", "atbsn_edge.export.onnx_fp32_to_int8",
+                     "atbsn_edge.export.openvino_fp32_to_int8"]
 
 _BLOCKER = """
 import importlib.abc, json, sys
@@ -60,6 +70,23 @@ def test_every_module_imports_without_optional_extras():
 def test_deployment_modules_import_without_torch():
     result = import_with_blocked(EXTRAS + ["torch"], TORCH_FREE)
     assert result.returncode == 0, result.stderr
+
+
+def test_converters_from_a_bundle_import_without_torch():
+    result = import_with_blocked(EXTRAS + ["torch"], TORCH_FREE_EXPORT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_runtimes_never_import_the_exporters():
+    """A device with only a runtime needs no exporter: nothing it imports reaches export/."""
+    probe = ("import sys, importlib\n"
+             f"for m in {TORCH_FREE!r}: importlib.import_module(m)\n"
+             "bad = sorted(m for m in sys.modules if m.startswith('atbsn_edge.export')"
+             " or m.startswith('atbsn_edge.models'))\n"
+             "print(bad); sys.exit(1 if bad else 0)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_missing_extra_names_what_to_install():

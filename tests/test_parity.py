@@ -39,12 +39,34 @@ def test_fp32_bundle_passes_with_float_rounding_errors(bundle, tmp_path, capsys)
     assert "| pass |" in capsys.readouterr().out
 
 
-def test_wrong_reference_outputs_fail(bundle, capsys):
-    data = dict(np.load(bundle / "reference.npz"))
-    data["outputs"] = data["outputs"] + 1.0  # what a wrong graph would look like
+def rewrite_reference(bundle: Path, **arrays) -> None:
+    """Replace reference arrays and re-hash them in the manifest, as an exporter that wrote
+    them wrong would have (a hash mismatch is refused before any comparison)."""
+    from atbsn_edge.hashing import file_sha256
+
+    data = {**dict(np.load(bundle / "reference.npz")), **arrays}
     np.savez_compressed(bundle / "reference.npz", **data)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["reference"]["sha256"] = file_sha256(bundle / "reference.npz")
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_wrong_reference_outputs_fail(bundle, capsys):
+    outputs = np.load(bundle / "reference.npz")["outputs"]
+    rewrite_reference(bundle, outputs=outputs + 1.0)  # what a wrong graph would look like
     assert parity([str(bundle)]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_damaged_reference_is_refused_in_one_line(bundle, capsys):
+    data = (bundle / "reference.npz").read_bytes()
+    (bundle / "reference.npz").write_bytes(data[: len(data) // 2])
+    assert parity([str(bundle)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "reference.npz" in err[0] and "SHA-256" in err[0]
+    (bundle / "reference.npz").unlink()
+    assert parity([str(bundle)]) == 2
+    assert "has no reference.npz" in capsys.readouterr().err
 
 
 def test_artifact_not_matching_manifest_is_refused(bundle, capsys):
@@ -94,3 +116,24 @@ def test_int8_quality_budget_is_judged_on_the_mean_drop():
     over = [result("a", 0.1), result("b", 0.3)]
     assert "0.200 dB > 0.15 dB" in set_failures(over, limits)[0]
     assert mean_psnr_drop([Comparison("x", 0, 0, 0, 99.0)]) is None
+
+
+def test_bad_parity_arguments_are_one_line_before_the_work(bundle, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    small = tmp_path / "s.png"
+    big = tmp_path / "b.png"
+    cv2.imwrite(str(small), textured_image(70, 90).astype(np.uint8))
+    cv2.imwrite(str(big), textured_image(90, 130).astype(np.uint8))
+    cases = [
+        (["--heatmaps", str(afile / "sub")], "is a file, not a folder"),
+        (["--json", str(afile / "p.json")], "is a file, not a folder"),
+        (["--images", str(small), str(big), "--clean", str(small)], "--images has 2 files, --clean 1"),
+        (["--images", str(small), "--clean", str(big)], "its clean reference"),
+        (["--clean", str(small)], "--clean needs --images"),
+    ]
+    for extra, message in cases:
+        assert parity([str(bundle), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (extra, err)
+    assert afile.read_text() == "mine"

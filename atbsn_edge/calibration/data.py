@@ -55,12 +55,23 @@ def _existing_sources(items: Sequence[str | Path]) -> list[Path]:
         raise AtbsnError(f"no calibration images or videos in {', '.join(map(str, items))}") from None
 
 
+def _check_counts(**counts: int) -> None:
+    """Every count must be at least 1 (``crops=0`` would calibrate on nothing)."""
+    for name, value in counts.items():
+        if value < 1:
+            flag = {"crops": "--calib-crops", "max_images": "--calib-images"}.get(name, name)
+            raise AtbsnError(f"{flag} must be at least 1, got {value}")
+
+
 def collect_crops(items: Sequence[str | Path], tile_h: int, tile_w: int, *,
                   max_images: int = 64, crops: int = 64, mode: str = "random",
                   seed: int = 0, frames_per_video: int = 8) -> CalibrationSet:
     """Cut ``crops`` crops of ``tile_h`` x ``tile_w`` from up to ``max_images`` images/frames."""
     if mode not in MODES:
         raise AtbsnError(f"calibration mode must be one of {', '.join(MODES)}, got {mode!r}")
+    _check_counts(crops=crops, max_images=max_images, frames_per_video=frames_per_video)
+    if seed < 0:
+        raise AtbsnError(f"--calib-seed must be a non-negative integer, got {seed}")
     pictures = load_pictures(_existing_sources(items)[:max_images], frames_per_video)
     usable = [(name, rgb) for name, rgb in pictures if rgb.shape[0] >= tile_h and rgb.shape[1] >= tile_w]
     if not usable:

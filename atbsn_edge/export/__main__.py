@@ -1,66 +1,183 @@
-"""``python -m atbsn_edge.export``: turn a checkpoint into a deployment bundle for a target.
+"""python -m atbsn_edge.export: build a deployment bundle for a target.
 
-The bundle is a folder: the artifact (and the fp32 ONNX it came from), ``manifest.json``
-(target, tile, hole, hashes, the artifact's metadata) and ``reference.npz`` (real noisy crops
-of the tile shape with PyTorch's outputs for them, for ``python -m atbsn_edge.parity``). It is written atomically; an existing bundle is replaced only with
-``--overwrite``. ``--list-targets`` shows every target and whether it can be built here.
+From a checkpoint (--checkpoint, default the bundled demo model; needs PyTorch): writes the
+fp32 ONNX, reference data (real noisy crops with PyTorch's outputs) and the target's
+artifact into a new bundle folder. From an existing bundle (--from-bundle B; no PyTorch):
+adds the target's artifact to B, converted from B's ONNX; this is how a TensorRT engine is
+built on the device that runs it. Bundles are written atomically: a failed or interrupted
+export leaves the old bundle (or nothing) behind. --overwrite replaces only a folder this
+toolkit wrote (one with its manifest.json), never other files.
+
+Exit codes: 0 done; 2 bad input (one line says why); 3 the bundle is written but its
+TensorRT engine must be built on the device (the command to run there is printed).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import logging
+import shutil
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..cli import hole_size_arg, run_cli
+from ..bundle import PENDING, Bundle, is_bundle
+from ..cli import add_verbose_argument, hole_size_arg, new_parser, run_cli
 from ..errors import AtbsnError
-from ..hashing import file_sha256
+from .job import ConversionJob, Int8Request
 from .targets import TARGETS, get_target, targets_table
 
 log = logging.getLogger(__name__)
 
+EXIT_ENGINE_PENDING = 3
+DEFAULT_TILE = 512
+# flags that describe the network; a bundle has them fixed
+_NETWORK_FLAGS = ("checkpoint", "part", "tile", "batch", "dynamic", "hole", "fuse_upsampling",
+                  "reference_images", "reference_crops")
+_CALIB_FLAGS = ("calib_data", "calib_images", "calib_crops", "calib_method", "calib_mode",
+                "calib_seed", "int8_keep_float")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m atbsn_edge.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="targets: " + ", ".join(TARGETS))
-    p.add_argument("--target", help="one of the targets below, e.g. onnx-fp32")
-    p.add_argument("--checkpoint", type=Path, help="checkpoint (default: the bundled demo model)")
-    p.add_argument("--part", choices=("student", "teacher"))
-    p.add_argument("--out", type=Path, help="bundle folder to write (default: bundle-<target>)")
-    p.add_argument("--tile", type=int, default=512, help="static tile side (multiple of 32)")
-    p.add_argument("--batch", type=int, default=1, help="static batch size")
-    p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
-    p.add_argument("--hole", type=hole_size_arg, help="AT-BSN hole size fixed in the artifact")
-    p.add_argument("--fuse-upsampling", action=argparse.BooleanOptionalAction, default=True,
+    p = new_parser("python -m atbsn_edge.export", __doc__, epilog="targets: " + ", ".join(TARGETS))
+    p.add_argument("--target", help="what to build, e.g. onnx-fp32, openvino-int8, trt-fp16 "
+                                    "(--list-targets shows all)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path,
+                        help="checkpoint to export (default: the bundled demo model)")
+    source.add_argument("--from-bundle", type=Path, metavar="BUNDLE",
+                        help="add the target to this existing bundle, converted from its ONNX "
+                             "(no PyTorch needed; written in place unless --out is given)")
+    p.add_argument("--part", choices=("student", "teacher"),
+                   help="network of a distillation checkpoint (default: student)")
+    p.add_argument("--out", type=Path,
+                   help="bundle folder to write (default: bundle-<target>, or the --from-bundle folder)")
+    p.add_argument("--tile", type=int, help=f"static tile side, a multiple of 32 (default {DEFAULT_TILE})")
+    p.add_argument("--batch", type=int, help="static batch size (default 1)")
+    p.add_argument("--dynamic", action="store_true", default=None,
+                   help="dynamic batch, height and width (default: static)")
+    p.add_argument("--hole", type=hole_size_arg,
+                   help="AT-BSN hole size fixed in the artifact (default: the checkpoint's)")
+    p.add_argument("--fuse-upsampling", action=argparse.BooleanOptionalAction, default=None,
                    help="fold each decoder's 2x upsampling into its first convolution (a "
                         "transposed convolution at the low resolution): same outputs, 2/3 of "
                         "student C's work (default: on)")
     p.add_argument("--reference-images", nargs="+",
                    help="noisy images to cut the bundle's reference crops from "
                         "(default: three bundled 512x512 real noisy crops)")
-    p.add_argument("--reference-crops", type=int, default=2,
+    p.add_argument("--reference-crops", type=int,
                    help="reference crops stored with PyTorch's outputs (default 2)")
-    p.add_argument("--calib-data", nargs="+",
-                   help="int8: noisy images, folders or videos to calibrate on "
-                        "(default: three bundled 512x512 real noisy crops)")
-    p.add_argument("--calib-images", type=int, default=64, help="int8: at most this many images/frames")
-    p.add_argument("--calib-crops", type=int, default=64, help="int8: crops of the tile shape")
-    p.add_argument("--calib-method", default="max", choices=("max", "entropy", "percentile"))
-    p.add_argument("--calib-mode", default="random", choices=("random", "grid"))
-    p.add_argument("--calib-seed", type=int, default=0)
-    p.add_argument("--int8-keep-float", nargs="*", metavar="PATTERN",
-                   help="int8: nodes whose name a PATTERN (regular expression) is found in stay "
-                        "float (mixed precision); default: the architecture's measured choice "
-                        "(docs/export.md); give the flag with no pattern to quantize every layer")
-    p.add_argument("--int8-quantizer", choices=("nncf", "qdq"), default="nncf",
-                   help="openvino-int8: NNCF on the IR (default) or the onnx-int8 Q/DQ graph "
-                        "converted to IR")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    int8 = p.add_argument_group("int8 calibration")
+    int8.add_argument("--calib-data", nargs="+",
+                      help="noisy images, folders or videos to calibrate on "
+                           "(default: three bundled 512x512 real noisy crops)")
+    int8.add_argument("--calib-images", type=int, help="at most this many images/frames (default 64)")
+    int8.add_argument("--calib-crops", type=int, help="crops of the tile shape (default 64)")
+    int8.add_argument("--calib-method", choices=("max", "entropy", "percentile"),
+                      help="activation range estimate (default max)")
+    int8.add_argument("--calib-mode", choices=("random", "grid"),
+                      help="where crops are cut (default random)")
+    int8.add_argument("--calib-seed", type=int, help="seed of the random crops (default 0)")
+    int8.add_argument("--int8-keep-float", nargs="*", metavar="PATTERN",
+                      help="nodes whose name a PATTERN (regular expression) is found in stay "
+                           "float (mixed precision); default: the architecture's measured choice "
+                           "(docs/export.md); give the flag with no pattern to quantize every layer")
+    int8.add_argument("--int8-quantizer", choices=("nncf", "qdq"), default="nncf",
+                      help="openvino-int8: NNCF on the IR, or the onnx-int8 Q/DQ graph converted "
+                           "to IR (default nncf)")
+    trt = p.add_argument_group("TensorRT engine (trt-* targets, built where TensorRT is)")
+    trt.add_argument("--workspace-mb", type=int, default=1024,
+                     help="builder workspace limit in MiB (default 1024)")
+    trt.add_argument("--dla-core", type=int, metavar="N",
+                     help="build for DLA core N with GPU fallback (Jetson Orin/Xavier; static "
+                          "shapes, fp16 or int8)")
+    trt.add_argument("--timing-cache", type=Path,
+                     help="TensorRT timing cache file (default: one per GPU and TensorRT version "
+                          "in the atbsn-edge cache folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing bundle (only a folder this toolkit wrote)")
     p.add_argument("--list-targets", action="store_true", help="list targets and exit")
+    add_verbose_argument(p)
     return p
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n) is not None]
+
+
+def check_destination(out: Path, *, overwrite: bool, in_place: Path | None,
+                      inputs: list[Path]) -> None:
+    """Refuse an --out that would lose a user's files: the current folder or one above it, a
+    folder this toolkit did not write, an existing bundle without --overwrite, or a folder
+    that holds one of this export's own inputs."""
+    resolved = out.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise AtbsnError(f"--out {out} is the current folder or contains it; give a new folder "
+                         "name, e.g. --out bundle")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise AtbsnError(f"--out {out} is a file; give a folder name for the bundle")
+    if not is_bundle(out):
+        raise AtbsnError(f"--out {out} exists and is not an atbsn-edge bundle (no manifest.json "
+                         "of this toolkit); export never replaces other folders: choose a new --out")
+    same_as_source = in_place is not None and resolved == in_place.resolve()
+    if not overwrite and not same_as_source:
+        raise AtbsnError(f"{out} exists; pass --overwrite to replace it")
+    for item in inputs:
+        path = Path(item).resolve()
+        if path == resolved or resolved in path.parents:
+            if not same_as_source or path.suffix not in {".pt", ".pth"}:
+                raise AtbsnError(f"{item} is inside --out {out}, which the export replaces; "
+                                 "move it out of the bundle or choose another --out")
+
+
+def _int8_request(args: argparse.Namespace, defaults) -> Int8Request:
+    return Int8Request(
+        sources=args.calib_data or [defaults], crops=args.calib_crops or 64,
+        max_images=args.calib_images or 64, method=args.calib_method or "max",
+        mode=args.calib_mode or "random", seed=args.calib_seed or 0,
+        keep_float=args.int8_keep_float, quantizer=args.int8_quantizer,
+        explicit=bool(_given(args, _CALIB_FLAGS)))
+
+
+def _validate_numbers(args: argparse.Namespace) -> None:
+    checks = [("--tile", args.tile, lambda v: v > 0 and v % 32 == 0, "a positive multiple of 32"),
+              ("--batch", args.batch, lambda v: v >= 1, "at least 1"),
+              ("--reference-crops", args.reference_crops, lambda v: v >= 1, "at least 1"),
+              ("--calib-crops", args.calib_crops, lambda v: v >= 1, "at least 1"),
+              ("--calib-images", args.calib_images, lambda v: v >= 1, "at least 1"),
+              ("--workspace-mb", args.workspace_mb, lambda v: v >= 1, "at least 1"),
+              ("--dla-core", args.dla_core, lambda v: v >= 0, "0 or more")]
+    for flag, value, ok, valid in checks:
+        if value is not None and not ok(value):
+            raise AtbsnError(f"{flag} must be {valid} (got {value})")
+
+
+def _stage_from_checkpoint(args: argparse.Namespace, folder: Path) -> tuple[object, Bundle]:
+    from ..assets import CALIBRATION_IMAGES, default_checkpoint
+    from ..inputs import expand_inputs
+    from ..models.checkpoint import load_checkpoint
+    from .checkpoint_to_bundle import checkpoint_to_bundle
+
+    checkpoint = args.checkpoint or default_checkpoint()
+    denoiser = load_checkpoint(checkpoint, part=args.part)
+    try:
+        hole = denoiser.resolve_hole(args.hole)
+    except ValueError as exc:
+        raise AtbsnError(str(exc)) from None
+    folder.mkdir()
+    return denoiser, checkpoint_to_bundle(
+        denoiser, folder, checkpoint=str(checkpoint), tile=args.tile or DEFAULT_TILE,
+        batch=args.batch or 1, hole_size=hole, dynamic=bool(args.dynamic),
+        fuse_upsampling=args.fuse_upsampling is not False,
+        reference_images=expand_inputs(args.reference_images or [str(CALIBRATION_IMAGES)]),
+        reference_crops=args.reference_crops or 2)
+
+
+def _stage_from_bundle(source: Path, folder: Path) -> Bundle:
+    Bundle.open(source)  # refuse a non-bundle before copying anything
+    shutil.copytree(source, folder, symlinks=True)
+    return Bundle.open(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,68 +193,45 @@ def main(argv: list[str] | None = None) -> int:
         available, why = target.availability()
         if not available:
             raise AtbsnError(f"target {target.name} cannot be built here: {why}")
-        if args.tile <= 0 or args.tile % 32 or args.batch < 1:
-            raise AtbsnError(f"--tile must be a positive multiple of 32 and --batch >= 1 "
-                             f"(got {args.tile}, {args.batch})")
-        from ..assets import default_checkpoint
-        from ..models.checkpoint import load_checkpoint
+        _validate_numbers(args)
+        from ..assets import CALIBRATION_IMAGES, default_checkpoint
 
-        checkpoint = args.checkpoint or default_checkpoint()
-        if checkpoint is None:
-            raise AtbsnError("no --checkpoint given and this install has no bundled demo model")
-        denoiser = load_checkpoint(checkpoint, part=args.part)
-        try:
-            hole = denoiser.resolve_hole(args.hole)
-        except ValueError as exc:
-            raise AtbsnError(str(exc)) from None
-        out = args.out or Path(f"bundle-{target.name}")
-        if out.exists() and not args.overwrite:
-            raise AtbsnError(f"{out} exists; pass --overwrite to replace it")
-        from ..assets import CALIBRATION_IMAGES
-        from ..inputs import expand_inputs
-        from .reference import reference_crops, save_reference, torch_outputs
-
-        sources = expand_inputs(args.reference_images or [str(CALIBRATION_IMAGES)])
-        if args.reference_crops < 1:
-            raise AtbsnError(f"--reference-crops must be at least 1, got {args.reference_crops}")
-        inputs, names = reference_crops(sources, args.tile, args.tile, args.reference_crops)
-        outputs = torch_outputs(denoiser, hole, inputs)
-        options = {"tile": args.tile, "batch": args.batch, "hole_size": hole, "dynamic": args.dynamic,
-                   "fuse_upsampling": args.fuse_upsampling}
-        if target.precision == "int8":
-            from ..calibration import collect_crops
-
-            calib_sources = args.calib_data or [CALIBRATION_IMAGES]
-            options["calibration"] = collect_crops(
-                calib_sources, args.tile, args.tile, max_images=args.calib_images,
-                crops=args.calib_crops, mode=args.calib_mode, seed=args.calib_seed)
-            options["method"] = args.calib_method
-            options["keep_float"] = tuple(denoiser.architecture.int8_keep_float
-                                          if args.int8_keep_float is None else args.int8_keep_float)
-            if target.backend == "openvino":
-                options["quantizer"] = args.int8_quantizer
-        module, function = target.converter.split(":")
-        convert = getattr(importlib.import_module(module), function)
+        source = args.from_bundle
+        if source is not None:
+            fixed = _given(args, _NETWORK_FLAGS)
+            if fixed:
+                raise AtbsnError(f"{', '.join(fixed)} describe the network, which the bundle "
+                                 f"{source} has fixed; drop them, or export from the checkpoint")
+            Bundle.open(source)
+            out = args.out or source
+            inputs = [Path(p) for p in args.calib_data or []]
+        else:
+            if args.checkpoint is None and default_checkpoint() is None:
+                raise AtbsnError("no --checkpoint given and this install has no bundled demo model")
+            out = args.out or Path(f"bundle-{target.name}")
+            inputs = [Path(p) for p in [args.checkpoint, *(args.reference_images or []),
+                                        *(args.calib_data or [])] if p is not None]
+        check_destination(out, overwrite=args.overwrite, in_place=source, inputs=inputs)
         with atomic_path(out, overwrite=True) as tmp:
-            tmp.mkdir()
-            artifact = tmp / target.artifact
-            metadata = convert(denoiser, artifact, **options)
-            save_reference(tmp, inputs, outputs, names)
-            manifest = {"target": target.name, "artifact": target.artifact,
-                        "artifact_sha256": file_sha256(artifact), "runtime": target.runtime,
-                        "precision": target.precision, "checkpoint": str(checkpoint),
-                        "reference": {"file": "reference.npz", "crops": names,
-                                      "sources": [str(p) for p in sources]},
-                        "metadata": metadata}
-            if "calibration" in options:
-                manifest["calibration"] = {**options["calibration"].describe(),
-                                           "method": args.calib_method, "mode": args.calib_mode,
-                                           "seed": args.calib_seed}
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        log.info("wrote bundle %s (%s)", out, target.name)
+            denoiser, bundle = ((None, _stage_from_bundle(source, tmp)) if source is not None
+                                else _stage_from_checkpoint(args, tmp))
+            conversion = ConversionJob(
+                bundle, int8=_int8_request(args, CALIBRATION_IMAGES),
+                engine={"workspace_mb": args.workspace_mb, "dla_core": args.dla_core,
+                        "timing_cache": args.timing_cache},
+                tile=args.tile or DEFAULT_TILE, destination=out, denoiser=denoiser)
+            entry = conversion.convert(target.name)
+            bundle.add_artifact(entry)
+            bundle.save()
+        if entry.status == PENDING:
+            print(f"bundle {out} written; its {target.name} engine has to be built where "
+                  f"TensorRT is ({entry.details.get('pending_because', '')}). On the device run:\n"
+                  f"  {entry.details['device_command']}")
+            return EXIT_ENGINE_PENDING
+        log.info("wrote bundle %s (%s: %s)", out, target.name, entry.entry)
         return 0
 
-    return run_cli(job)
+    return run_cli(job, verbose=args.verbose)
 
 
 if __name__ == "__main__":

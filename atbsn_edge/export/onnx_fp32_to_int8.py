@@ -11,10 +11,11 @@ method does no calibration work.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -26,6 +27,26 @@ from .keep_float import float_node_names
 
 log = logging.getLogger(__name__)
 METHODS = {"max": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    """Drops ONNX Runtime's "consider pre-processing before quantization" warnings (twice per
+    call, on the root logger): its pre-processing renames and folds nodes, which the
+    ``keep_float`` patterns and the measured accuracy depend on, so it is not run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocess_advice() -> Iterator[None]:
+    root = logging.getLogger()
+    advice = _DropPreprocessAdvice()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
 
 
 def float_nodes(fp32_path: str | Path, keep_float: Sequence[str]) -> list[str]:
@@ -68,15 +89,20 @@ def onnx_fp32_to_int8(fp32_path: str | Path, int8_path: str | Path, calibration:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cached = cache.is_file()
         options["calibration_cache_path"] = str(cache)
-    quantization.quantize_static(
-        str(fp32_path), str(int8_path), None if cached else Reader(),
-        quant_format=quantization.QuantFormat.QDQ, per_channel=True,
-        activation_type=quantization.QuantType.QInt8, weight_type=quantization.QuantType.QInt8,
-        calibrate_method=getattr(quantization.CalibrationMethod, METHODS[method]),
-        nodes_to_exclude=excluded,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                       "OpTypesToExcludeOutputQuantization": ["ConvTranspose"]}, **options)
-    log.info("int8 Q/DQ written to %s (%s calibration%s)", int8_path, method,
+    with _without_preprocess_advice():
+        quantization.quantize_static(
+            str(fp32_path), str(int8_path), None if cached else Reader(),
+            quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+            activation_type=quantization.QuantType.QInt8, weight_type=quantization.QuantType.QInt8,
+            calibrate_method=getattr(quantization.CalibrationMethod, METHODS[method]),
+            nodes_to_exclude=excluded,
+            # biases stay float: TensorRT's parser refuses int32 DequantizeLinear inputs and
+            # folds a float bias into the int8 convolution (onnx_tensorrt_readiness)
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                           "QuantizeBias": False,
+                           "OpTypesToExcludeOutputQuantization": ["ConvTranspose"]}, **options)
+    # the name only: int8_path lies in the bundle's temporary folder, renamed when it is done
+    log.info("int8 Q/DQ graph %s quantized (%s calibration%s)", Path(int8_path).name, method,
              ", from cache" if cached else f" on {len(calibration.crops)} crops")
     return {"calibration_method": method, "calibration_cached": cached,
             "float_nodes": len(excluded), "keep_float": list(keep_float),

@@ -12,12 +12,14 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
+from ..bundle import FP32_ONNX, READY, ArtifactEntry, artifact_name
+from ..bundle.metadata import write_openvino_metadata
 from ..errors import require
+from .job import ConversionJob
 
 log = logging.getLogger(__name__)
-RT_INFO_KEY = "atbsn"
 
 
 def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path, *, compress_to_fp16: bool,
@@ -33,8 +35,7 @@ def save_ir(model: Any, xml_path: str | Path, *, compress_to_fp16: bool,
     """Write an ``openvino.Model`` as IR with the toolkit's metadata, atomically: the ``.bin``
     lands before the ``.xml`` that needs it, so a crash never leaves a readable half."""
     ov = require("openvino", "openvino")
-    for key, value in metadata.items():
-        model.set_rt_info(str(value), [RT_INFO_KEY, key])
+    write_openvino_metadata(model, metadata)
     xml_path = Path(xml_path)
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=".ir-") as tmp:
@@ -43,62 +44,63 @@ def save_ir(model: Any, xml_path: str | Path, *, compress_to_fp16: bool,
         # weights first: an .xml is never visible without the .bin it needs
         os.replace(staged.with_suffix(".bin"), xml_path.with_suffix(".bin"))
         os.replace(staged, xml_path)
-    log.info("wrote %s (weights %s)", xml_path, "fp16" if compress_to_fp16 else "fp32")
+    log.info("wrote %s (weights %s)", xml_path.name, "fp16" if compress_to_fp16 else "fp32")
 
 
-def build(denoiser: Any, path: str | Path, *, precision: str = "fp32",
-          **options: Any) -> dict[str, str]:
-    """Export the fp32 ONNX beside ``path`` (kept in the bundle; ``options`` go to
-    ``onnx_target.build``), then convert it to IR."""
-    from .onnx_target import build as build_onnx
-
-    path = Path(path)
-    onnx_path = path.with_name("model-fp32.onnx")
-    metadata = build_onnx(denoiser, onnx_path, **options)
-    metadata["precision"] = precision
-    onnx_to_openvino(onnx_path, path, compress_to_fp16=precision == "fp16", metadata=metadata)
-    return metadata
+def _entry(job: ConversionJob, precision: str, metadata: dict, **details) -> ArtifactEntry:
+    return ArtifactEntry(f"openvino-{precision}", artifact_name("openvino", precision), "openvino",
+                         precision, READY, metadata=metadata, details=details)
 
 
-def build_fp16(denoiser: Any, path: str | Path, **options: Any) -> dict[str, str]:
-    """The ``openvino-fp16`` converter."""
-    return build(denoiser, path, precision="fp16", **options)
+def fp32(job: ConversionJob) -> ArtifactEntry:
+    """``openvino-fp32``: the fp32 ONNX as IR, fp32 weights."""
+    return _float(job, "fp32")
+
+
+def fp16(job: ConversionJob) -> ArtifactEntry:
+    """``openvino-fp16``: the fp32 ONNX as IR with fp16-compressed weights."""
+    return _float(job, "fp16")
+
+
+def _float(job: ConversionJob, precision: str) -> ArtifactEntry:
+    job.ensure("onnx-fp32")
+    metadata = job.metadata(precision)
+    onnx_to_openvino(job.folder / FP32_ONNX, job.folder / artifact_name("openvino", precision),
+                     compress_to_fp16=precision == "fp16", metadata=metadata)
+    return _entry(job, precision, metadata)
 
 
 QUANTIZERS = ("qdq", "nncf")
 
 
-def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str = "max",
-               keep_float: Sequence[str] = (), quantizer: str = "nncf",
-               **options: Any) -> dict[str, str]:
-    """The ``openvino-int8`` converter, by one of two quantizers (``benchmarks/latency.py``
-    measures both; see docs/export.md):
+def int8(job: ConversionJob) -> ArtifactEntry:
+    """``openvino-int8``, by one of two quantizers (``benchmarks/latency.py`` measures both;
+    see docs/export.md):
 
     - ``nncf``: NNCF post-training quantization of the fp32 IR, OpenVINO's own path;
     - ``qdq``: the calibrated Q/DQ ONNX of ``onnx-int8`` (kept in the bundle) converted to IR,
       whose Q/DQ pairs OpenVINO reads as FakeQuantize.
     """
     from ..errors import AtbsnError
+    from .onnx_target import int8_details
 
+    quantizer = job.int8.quantizer if job.int8 else "nncf"
     if quantizer not in QUANTIZERS:
         raise AtbsnError(f"--int8-quantizer must be one of {', '.join(QUANTIZERS)}, got {quantizer!r}")
-    path = Path(path)
+    path = job.folder / artifact_name("openvino", "int8")
+    keep_float = job.keep_float()
     if quantizer == "qdq":
-        from .onnx_target import build_int8 as build_onnx_int8
-
-        onnx_path = path.with_name("model-int8.onnx")
-        metadata = build_onnx_int8(denoiser, onnx_path, calibration=calibration, method=method,
-                                   keep_float=keep_float, **options)
-        metadata["int8_quantizer"] = "qdq"
-        onnx_to_openvino(onnx_path, path, compress_to_fp16=False, metadata=metadata)
-        return metadata
+        source = job.ensure("onnx-int8")
+        metadata = {**source.metadata, "int8_quantizer": "qdq"}
+        onnx_to_openvino(job.folder / source.entry, path, compress_to_fp16=False, metadata=metadata)
+        return _entry(job, "int8", metadata, **source.details)
     from ..calibration.cache import calibration_cache_path
     from ..hashing import file_sha256
-    from .onnx_target import build as build_onnx
     from .openvino_fp32_to_int8 import openvino_fp32_to_int8
 
-    onnx_path = path.with_name("model-fp32.onnx")
-    metadata = build_onnx(denoiser, onnx_path, **options)
+    job.ensure("onnx-fp32")
+    onnx_path = job.folder / FP32_ONNX
+    calibration, method = job.calibration(), job.int8.method
     ov = require("openvino", "openvino")
     # NNCF keeps no ranges to reuse: the cache holds the quantized IR itself.
     cached_ir = calibration_cache_path(file_sha256(onnx_path), calibration.fingerprint,
@@ -106,11 +108,12 @@ def build_int8(denoiser: Any, path: str | Path, *, calibration: Any, method: str
     cached = cached_ir.is_file() and cached_ir.with_suffix(".bin").is_file()
     if cached:
         quantized = ov.Core().read_model(str(cached_ir))
-        log.info("NNCF int8 from the calibration cache (%s)", cached_ir)
+        log.info("NNCF int8 from the calibration cache")
     else:
         quantized = openvino_fp32_to_int8(ov.convert_model(str(onnx_path)), calibration,
                                           method=method, keep_float=keep_float)
         save_ir(quantized, cached_ir, compress_to_fp16=False, metadata={})
-    metadata.update(calibration.int8_metadata(method, keep_float, cached), int8_quantizer="nncf")
+    metadata = job.metadata("int8", **calibration.int8_metadata(method, keep_float, cached),
+                            int8_quantizer="nncf")
     save_ir(quantized, path, compress_to_fp16=False, metadata=metadata)
-    return metadata
+    return _entry(job, "int8", metadata, **int8_details(job, keep_float))

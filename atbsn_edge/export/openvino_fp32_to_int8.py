@@ -8,8 +8,10 @@ not have.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Sequence
+import sys
+from typing import Any, Iterator, Sequence
 
 from ..calibration.data import CalibrationSet
 from ..errors import AtbsnError, require
@@ -19,6 +21,23 @@ log = logging.getLogger(__name__)
 
 #: calibration method -> NNCF range estimator preset for activations
 RANGE_ESTIMATORS = {"max": "MINMAX", "entropy": None, "percentile": "MEAN_QUANTILE"}
+
+
+@contextlib.contextmanager
+def nncf_output_on_stderr() -> Iterator[None]:
+    """NNCF's log handler and its progress bars (rich, on ``sys.stdout``) write to stderr
+    while inside: stdout stays clean for the tables and JSON of the CLIs."""
+    handlers = [h for h in logging.getLogger("nncf").handlers
+                if isinstance(h, logging.StreamHandler)
+                and h.stream in (sys.stdout, sys.__stdout__)]
+    for handler in handlers:
+        handler.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler in handlers:
+            handler.setStream(sys.stdout)
 
 
 def openvino_fp32_to_int8(model: Any, calibration: CalibrationSet, *, method: str = "max",
@@ -50,8 +69,10 @@ def openvino_fp32_to_int8(model: Any, calibration: CalibrationSet, *, method: st
         log.warning("NNCF has no entropy range estimator; using its default for activations")
     if not log.isEnabledFor(logging.DEBUG):
         nncf.set_log_level(logging.WARNING)  # NNCF lists every ignored node at INFO
-    quantized = nncf.quantize(model, nncf.Dataset(samples), preset=nncf.QuantizationPreset.PERFORMANCE,
-                              target_device=nncf.TargetDevice.CPU, subset_size=len(samples),
-                              **options)
+    with nncf_output_on_stderr():
+        quantized = nncf.quantize(model, nncf.Dataset(samples),
+                                  preset=nncf.QuantizationPreset.PERFORMANCE,
+                                  target_device=nncf.TargetDevice.CPU, subset_size=len(samples),
+                                  **options)
     log.info("NNCF int8 on %d calibration batches (%s ranges)", len(samples), method)
     return quantized

@@ -1,18 +1,24 @@
 """The one table of export targets. It drives argument validation, ``--help``,
 ``--list-targets`` (with availability on this machine) and "did you mean" (Ultralytics-style).
 
-A target names a backend, a precision, the artifact it produces, the modules it needs (and the
-extra that installs them) and the converter that builds it. Rows whose converter is not
+A target names a backend and a precision; the artifact's file name comes from the bundle
+module, the runtime that runs it from the runtime registry (the table is checked against
+that registry when it is built), the modules its converter needs (and the extra that installs
+them), and the converter, ``module:function`` taking an :class:`~atbsn_edge.export.job.ConversionJob`.
+Every converter starts from the bundle's ONNX and imports no torch, so each target can be
+added to an existing bundle on a device (``--from-bundle``). Rows whose converter is not
 written yet stay in the table so that their names are stable and listed, marked as planned.
 """
 from __future__ import annotations
 
 import difflib
 import importlib.util
-import platform
+import shutil
 from dataclasses import dataclass
 
+from ..bundle.files import SUFFIXES, artifact_name
 from ..errors import AtbsnError
+from ..runtimes.registry import BACKENDS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -23,9 +29,8 @@ class Target:
 
     backend: str
     precision: str
-    artifact: str               # file name inside the bundle
     runtime: str                # runtime registry name that runs the artifact
-    modules: tuple[str, ...]    # Python modules the converter and runtime import
+    modules: tuple[str, ...]    # Python modules the converter imports
     extra: str                  # pip extra that installs them
     converter: str | None       # "module:function" building the artifact, None = planned
     note: str = ""
@@ -34,45 +39,61 @@ class Target:
     def name(self) -> str:
         return f"{self.backend}-{self.precision}"
 
+    @property
+    def artifact(self) -> str:
+        """The artifact's entry file inside a bundle."""
+        return artifact_name(self.backend, self.precision)
+
     def availability(self) -> tuple[bool, str]:
-        """(usable here, why not): converter written and its modules importable."""
+        """(can be exported here, note): converter written and its modules importable."""
         if self.converter is None:
             return False, "planned: converter not written yet"
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
         if missing:
             return False, f"needs {', '.join(missing)}: pip install 'atbsn-edge[{self.extra}]'"
-        if self.backend == "coreml" and platform.system() != "Darwin":
-            return True, "converts here; Core ML predicts (and parity runs) only on macOS"
-        return True, ""
+        if self.backend == "trt" and not _tensorrt_builder_here():
+            return True, ("bundle only: no TensorRT here, the engine is built on the device "
+                          "(export ends with code 3 and the command)")
+        return True, self.note
 
 
-_ONNX_CONVERTERS = {"fp32": "atbsn_edge.export.onnx_target:build",
-                    "fp16": "atbsn_edge.export.onnx_target:build_fp16",
-                    "int8": "atbsn_edge.export.onnx_target:build_int8"}
-_OPENVINO_CONVERTERS = {"fp32": "atbsn_edge.export.onnx_to_openvino:build",
-                        "fp16": "atbsn_edge.export.onnx_to_openvino:build_fp16",
-                        "int8": "atbsn_edge.export.onnx_to_openvino:build_int8"}
+def _tensorrt_builder_here() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None or shutil.which("trtexec") is not None
+
+
+_QUANTIZER_MODULES = {"int8": ("onnxruntime",)}
 
 
 def _rows() -> list[Target]:
     rows = []
-    for precision in PRECISIONS:
+    for p in PRECISIONS:
+        extra_modules = _QUANTIZER_MODULES.get(p, ())
         rows += [
-            Target("onnx", precision, f"model-{precision}.onnx", "onnxruntime",
-                   ("onnx", "onnxruntime"), "onnx",
-                   _ONNX_CONVERTERS.get(precision)),
-            Target("openvino", precision, f"model-{precision}.xml", "openvino",
-                   ("openvino", "onnx"), "openvino", _OPENVINO_CONVERTERS.get(precision)),
-            Target("trt", precision, f"model-{precision}.engine", "tensorrt",
-                   ("tensorrt",), "tensorrt", None,
+            Target("onnx", p, "onnxruntime", ("onnx", "onnxruntime"), "onnx",
+                   f"atbsn_edge.export.onnx_target:{p}"),
+            Target("openvino", p, "openvino",
+                   ("openvino", "onnx") + (("nncf",) if p == "int8" else ()), "openvino",
+                   f"atbsn_edge.export.onnx_to_openvino:{p}"),
+            Target("trt", p, "tensorrt", ("onnx",) + extra_modules, "onnx",
+                   f"atbsn_edge.export.tensorrt_target:{p}",
                    "engine built on the device that runs it, from the bundle's ONNX"),
-            Target("coreml", precision, f"model-{precision}.mlpackage", "coreml",
-                   ("coremltools",), "coreml", None),
+            Target("coreml", p, "coreml", ("coremltools",), "coreml",
+                   None),
         ]
     return rows
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in _rows()}
+def _checked(rows: list[Target]) -> dict[str, Target]:
+    """The table, after checking every row against the runtime registry."""
+    for row in rows:
+        backend = BACKENDS.get(row.runtime)
+        if backend is None or backend.suffix != SUFFIXES[row.backend]:
+            raise RuntimeError(f"target {row.name}: runtime {row.runtime!r} is not registered for "
+                               f"{SUFFIXES[row.backend]} artifacts in runtimes/registry.py")
+    return {row.name: row for row in rows}
+
+
+TARGETS: dict[str, Target] = _checked(_rows())
 
 
 def get_target(name: str) -> Target:

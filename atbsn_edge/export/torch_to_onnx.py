@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..atomic import atomic_path
+from ..bundle.metadata import write_onnx_metadata
 from ..errors import AtbsnError, require
 
 log = logging.getLogger(__name__)
@@ -25,23 +26,6 @@ log = logging.getLogger(__name__)
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
-METADATA_PREFIX = "atbsn."
-
-
-def onnx_metadata(model: Any) -> dict[str, str]:
-    """The toolkit's ``metadata_props`` of an ONNX ModelProto, without the prefix."""
-    return {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props
-            if p.key.startswith(METADATA_PREFIX)}
-
-
-def set_onnx_metadata(model: Any, metadata: Mapping[str, Any]) -> None:
-    """Write ``metadata`` into ``metadata_props`` (values as strings), replacing old keys."""
-    keep = [p for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = METADATA_PREFIX + key, str(value)
 
 
 def simplify(model: Any) -> tuple[Any, str]:
@@ -86,14 +70,14 @@ def export_onnx(module: Any, path: str | Path, *, height: int, width: int, batch
     meta = {"opset": OPSET, "simplifier": simplified, "dynamic": str(dynamic).lower(),
             "tile": "dynamic" if dynamic else f"{height}x{width}",
             "batch": "dynamic" if dynamic else batch, **dict(metadata or {})}
-    set_onnx_metadata(model, meta)
+    write_onnx_metadata(model, meta)
     onnx.checker.check_model(model, full_check=True)
     path = Path(path)
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
     for h, w in check_sizes:
         _check_against_torch(module, path, torch, batch, h, w)
-    log.info("exported %s (opset %d, %s)", path, OPSET, simplified)
+    log.info("exported %s (opset %d, %s)", path.name, OPSET, simplified)
     return {k: str(v) for k, v in meta.items()}
 
 

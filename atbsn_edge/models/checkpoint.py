@@ -10,6 +10,7 @@ Layouts read:
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,20 +35,45 @@ _DISTILL_PREFIXES = {"student": "nbsn.", "teacher": "bsn."}
 
 
 def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with one-line errors for missing or damaged files."""
+    """``torch.load(weights_only=True)`` with one-line errors for missing or damaged files and
+    for files holding pickled code (refused, never loaded)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise CheckpointError(_refused_objects(path, exc)) from None
+        raise _damaged(path, exc) from None
     except Exception as exc:  # torch raises many types for damaged files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: damaged, truncated or not a "
-                              f"PyTorch file ({reason[:200]})") from None
+        raise _damaged(path, exc) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of "
                               "tensors; save a state_dict (torch.save(model.state_dict(), path))")
     return obj
+
+
+def _damaged(path: Path, exc: Exception) -> CheckpointError:
+    """The one-line error for a file ``torch.load`` cannot parse."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CheckpointError(f"cannot read checkpoint {path}: damaged, truncated or not a "
+                           f"PyTorch file ({reason[:200]})")
+
+
+def _refused_objects(path: Path, exc: Exception) -> str:
+    """The one-line refusal of a pickle that holds more than tensors. PyTorch's own text
+    ends on advice to load it unsafely; only the name of the offending object is kept."""
+    found = re.search(r"Unsupported (?:global|operand)[^.]*?(?= was not|\.|$)", str(exc),
+                      re.MULTILINE)
+    culprit = found.group(0).replace("GLOBAL ", "") if found else ""
+    culprit = re.sub(r"\S*weights_only\S*", "", culprit)[:120].strip()
+    detail = f" ({culprit})" if culprit else ""
+    return (f"checkpoint {path} contains code objects: pickled Python objects other than "
+            f"tensors{detail}; it is refused for safety, because loading it could run "
+            "arbitrary code. Re-save only the tensors where it was made, e.g. "
+            "torch.save(model.state_dict(), path), or use a checkpoint in a supported layout "
+            "from a trusted source")
 
 
 def _is_state_dict(obj: Mapping[str, Any]) -> bool:

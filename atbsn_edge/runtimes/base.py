@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bundle.metadata import ArtifactMetadata
 from ..errors import AtbsnError
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,8 @@ class InputSpec:
     batch: int | None
     height: int | None
     width: int | None
+    stride: int
     channels: int = 3
-    stride: int = 32
     name: str = "input"
 
     def check(self, array: np.ndarray) -> None:
@@ -47,22 +48,31 @@ class InputSpec:
 
 @dataclass
 class RuntimeInfo:
-    """What a runtime knows about the model it runs (read from the artifact's metadata)."""
+    """What a runtime knows about the model it runs (read from the artifact's metadata).
+
+    ``default_overlap`` is the tile overlap the network needs; ``device`` where it runs
+    (``CPU``, ``cuda:0 NVIDIA Orin``, ...); ``inference_precision`` what the backend computes
+    in when that differs from the artifact's precision (OpenVINO's bf16 for an fp16 IR)."""
 
     backend: str
     model: str
     precision: str
-    hole_size: int | None = None
+    hole_size: int | None
+    default_overlap: int
+    device: str
+    inference_precision: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_artifact_metadata(cls, backend: str, metadata: dict[str, str]) -> "RuntimeInfo":
-        """Read model, precision and hole size from an exported artifact's string metadata."""
-        hole = metadata.get("hole_size")
-        return cls(backend=backend, model=metadata.get("model", "unknown"),
-                   precision=metadata.get("precision", "fp32"),
-                   hole_size=int(hole) if hole not in (None, "", "None") else None,
-                   metadata=dict(metadata))
+    def from_metadata(cls, backend: str, metadata: ArtifactMetadata, device: str,
+                      **extra: Any) -> "RuntimeInfo":
+        """The info of an exported artifact, from its parsed metadata."""
+        raw = dict(metadata.raw)
+        raw.update({k: str(v) for k, v in extra.items() if v is not None})
+        return cls(backend=backend, model=metadata.model, precision=metadata.precision,
+                   hole_size=metadata.hole_size, default_overlap=metadata.default_overlap,
+                   device=device, inference_precision=extra.get("inference_precision"),
+                   metadata=raw)
 
 
 class Runtime(abc.ABC):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle.metadata import ArtifactMetadata, read_onnx_metadata
 from ..errors import AtbsnError, require
 from .base import InputSpec, Runtime, RuntimeInfo
 
@@ -34,20 +35,20 @@ class OnnxRuntimeRuntime(Runtime):
         try:
             model = onnx.load(str(path), load_external_data=False)
             options = ort.SessionOptions()
+            options.log_severity_level = 3  # errors only: its warnings are not the user's
             if threads:
                 options.intra_op_num_threads = threads
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # truncated or not an ONNX file: say so in one line
             raise AtbsnError(f"cannot load ONNX artifact {path}: {str(exc).splitlines()[0][:200]}") from None
-        from ..export.torch_to_onnx import onnx_metadata
-
-        self.metadata = onnx_metadata(model)
+        self.metadata = ArtifactMetadata.parse(read_onnx_metadata(model), path)
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         n, c, h, w = graph_input.shape
         self._spec = InputSpec(batch=_static(n), height=_static(h), width=_static(w),
-                               channels=_static(c) or 3, stride=int(self.metadata.get("stride", 32)))
+                               channels=_static(c) or 3, stride=self.metadata.stride)
+        self.device = self.session.get_providers()[0]
         self.path = path
 
     @property
@@ -56,7 +57,7 @@ class OnnxRuntimeRuntime(Runtime):
 
     @property
     def info(self) -> RuntimeInfo:
-        return RuntimeInfo.from_artifact_metadata(self.backend, self.metadata)
+        return RuntimeInfo.from_metadata(self.backend, self.metadata, self.device)
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]

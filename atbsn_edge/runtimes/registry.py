@@ -1,9 +1,15 @@
-"""Registry of runtime backends, imported lazily so a missing library fails only when used."""
+"""Registry of runtime backends, imported lazily so a missing library fails only when used.
+
+One row per backend: the class that runs it, the pip extra that installs its library and the
+suffix of the artifact files it opens. The export target table (``export/targets.py``)
+names its runtime by these keys and is checked against this table when it is built.
+"""
 from __future__ import annotations
 
 import importlib
 import inspect
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AtbsnError
@@ -11,37 +17,66 @@ from .base import Runtime
 
 log = logging.getLogger(__name__)
 
-# name -> (module, class, pip extra)
-BACKENDS: dict[str, tuple[str, str, str]] = {
-    "torch": ("atbsn_edge.runtimes.torch_runtime", "TorchRuntime", "torch"),
-    "onnxruntime": ("atbsn_edge.runtimes.onnxruntime_runtime", "OnnxRuntimeRuntime", "onnx"),
-    "openvino": ("atbsn_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "openvino"),
+
+@dataclass(frozen=True)
+class Backend:
+    """One runtime backend: ``module:cls`` runs artifacts ending in ``suffix``."""
+
+    module: str
+    cls: str
+    extra: str
+    suffix: str | None   # artifact entry suffix; None: not an artifact runtime (torch)
+
+
+BACKENDS: dict[str, Backend] = {
+    "torch": Backend("atbsn_edge.runtimes.torch_runtime", "TorchRuntime", "torch", None),
+    "onnxruntime": Backend("atbsn_edge.runtimes.onnxruntime_runtime", "OnnxRuntimeRuntime",
+                           "onnx", ".onnx"),
+    "openvino": Backend("atbsn_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "openvino",
+                        ".xml"),
+    "tensorrt": Backend("atbsn_edge.runtimes.tensorrt_runtime", "TensorRtRuntime", "tensorrt",
+                        ".engine"),
+    "coreml": Backend("atbsn_edge.runtimes.coreml_runtime", "CoreMlRuntime", "coreml",
+                      ".mlpackage"),
 }
-SUFFIXES: dict[str, str] = {".onnx": "onnxruntime", ".xml": "openvino"}
 
 
 def runtime_class(name: str) -> type[Runtime]:
     """The runtime class registered as ``name``."""
     try:
-        module, cls, _extra = BACKENDS[name]
+        backend = BACKENDS[name]
     except KeyError:
         raise AtbsnError(f"unknown runtime '{name}'; registered: {', '.join(BACKENDS)}") from None
-    return getattr(importlib.import_module(module), cls)
+    try:
+        module = importlib.import_module(backend.module)
+    except ModuleNotFoundError as exc:
+        if exc.name != backend.module:
+            raise
+        raise AtbsnError(f"the {name} runtime is not part of this atbsn-edge version") from None
+    return getattr(module, backend.cls)
 
 
-def open_artifact(path: str | Path, **options) -> Runtime:
-    """Open an artifact file with the runtime its suffix names (``.onnx`` -> onnxruntime).
+def backend_for_file(path: Path) -> str:
+    """The runtime that opens an artifact file, from its suffix."""
+    suffix = path.suffix.lower()
+    for name, backend in BACKENDS.items():
+        if backend.suffix == suffix:
+            return name
+    known = ", ".join(f"{b.suffix} ({n})" for n, b in BACKENDS.items() if b.suffix)
+    raise AtbsnError(f"no runtime opens '{path.suffix or path.name}' artifacts ({path}); known: {known}")
 
-    ``options`` (``threads``, ``performance_hint``, ...) go to the runtime that takes them;
-    one it does not take is dropped with a log line naming it."""
+
+def open_artifact(path: str | Path, *, runtime: str | None = None, **options) -> Runtime:
+    """Open an artifact file with ``runtime`` (a bundle's manifest names it), or the runtime its
+    suffix names (``.onnx`` -> onnxruntime).
+
+    ``options`` (``threads``, ``performance_hint``, ...) go to the runtime that takes them; one
+    it does not take is dropped (a debug line names it: options are shared by every backend)."""
     path = Path(path)
-    backend = SUFFIXES.get(path.suffix.lower())
-    if backend is None:
-        raise AtbsnError(f"no runtime for '{path.suffix}' artifacts ({path}); known: "
-                         f"{', '.join(SUFFIXES)}")
-    cls = runtime_class(backend)
+    name = runtime or backend_for_file(path)
+    cls = runtime_class(name)
     accepted = inspect.signature(cls.__init__).parameters
-    for name in [n for n in options if n not in accepted]:
-        log.info("%s does not take %s; ignored", backend, name)
-        del options[name]
+    for option in [n for n in options if n not in accepted]:
+        log.debug("%s does not take %s; not used", name, option)
+        del options[option]
     return cls(path, **options)

@@ -44,9 +44,10 @@ class TorchRuntime(Runtime):
 
     @property
     def info(self) -> RuntimeInfo:
-        return RuntimeInfo(backend=self.backend, model=self.denoiser.architecture.name,
-                           precision="fp32", hole_size=self.hole_size,
-                           metadata=dict(self.denoiser.metadata))
+        arch = self.denoiser.architecture
+        return RuntimeInfo(backend=self.backend, model=arch.name, precision="fp32",
+                           hole_size=self.hole_size, default_overlap=arch.default_overlap,
+                           device=str(self.device), metadata=dict(self.denoiser.metadata))
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch

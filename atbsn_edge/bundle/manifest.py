@@ -1,0 +1,215 @@
+"""The bundle: a folder with one or more artifacts of one network, the ONNX they came from,
+``reference.npz`` and ``manifest.json``. This module owns the manifest's schema.
+
+Schema (version 2)::
+
+    {"schema": "atbsn-edge-bundle", "schema_version": 2, "toolkit_version": "...",
+     "source": {"checkpoint": "...", "checkpoint_sha256": "..."},
+     "network": {<the fp32 ONNX's metadata: model, hole_size, stride, tile, ...>},
+     "int8_keep_float_default": ["<regex>", ...],
+     "reference": {"file": "reference.npz", "sha256": "...", "crops": [...], "sources": [...]},
+     "default_target": "openvino-int8",
+     "artifacts": {"<target>": {"entry": "model-int8.xml", "runtime": "openvino",
+                                "precision": "int8", "status": "ready" | "pending",
+                                "files": {"model-int8.xml": "<sha256>", "model-int8.bin": "..."},
+                                "metadata": {...}, "details": {...}}}}
+
+Every file of every artifact is hashed; :meth:`Bundle.entry_path` verifies them before a
+runtime opens the artifact and refuses a mismatch in one line. ``status: pending`` is a
+TensorRT target whose engine has to be built on the device (``details.device_command``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .. import __version__
+from ..errors import AtbsnError
+from ..hashing import file_sha256
+from .files import artifact_files, content_hashes
+from .reference import REFERENCE_FILE, load_reference
+
+SCHEMA = "atbsn-edge-bundle"
+SCHEMA_VERSION = 2
+MANIFEST_FILE = "manifest.json"
+READY, PENDING = "ready", "pending"
+
+
+@dataclass
+class ArtifactEntry:
+    """One target's artifact in a bundle (paths relative to the bundle folder)."""
+
+    target: str
+    entry: str
+    runtime: str
+    precision: str
+    status: str = READY
+    files: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, target: str, data: dict[str, Any]) -> "ArtifactEntry":
+        return cls(target=target, entry=data["entry"], runtime=data["runtime"],
+                   precision=data["precision"], status=data.get("status", READY),
+                   files=dict(data.get("files", {})), metadata=dict(data.get("metadata", {})),
+                   details=dict(data.get("details", {})))
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["target"]
+        return data
+
+
+def is_bundle(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is a bundle this toolkit wrote (any schema version): the only kind
+    of folder ``export --overwrite`` may replace."""
+    try:
+        document = json.loads((Path(folder) / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and (document.get("schema") == SCHEMA
+                                           or {"target", "artifact"} <= set(document))
+
+
+class Bundle:
+    """A bundle folder and its manifest. Open with :meth:`open`, create with :meth:`new`."""
+
+    def __init__(self, path: Path, document: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.document = document
+        self.artifacts = {t: ArtifactEntry.from_dict(t, a)
+                          for t, a in document.get("artifacts", {}).items()}
+
+    # --- creating ---------------------------------------------------------------------------
+    @classmethod
+    def new(cls, path: Path, *, network: dict[str, str], checkpoint: str, checkpoint_sha256: str,
+            int8_keep_float_default: Iterable[str] = ()) -> "Bundle":
+        """An empty bundle of one network (its fp32 ONNX's metadata) at ``path``."""
+        return cls(path, {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+                          "toolkit_version": __version__,
+                          "source": {"checkpoint": checkpoint,
+                                     "checkpoint_sha256": checkpoint_sha256},
+                          "network": dict(network),
+                          "int8_keep_float_default": list(int8_keep_float_default),
+                          "reference": {}, "default_target": None, "artifacts": {}})
+
+    def moved_to(self, path: Path) -> "Bundle":
+        """The same manifest for a copy of the folder at ``path`` (paths are relative)."""
+        return Bundle(path, json.loads(json.dumps(self.document)))
+
+    def set_reference(self, crops: list[str], sources: list[str]) -> None:
+        """Record the reference data written into the folder (hashes it)."""
+        self.document["reference"] = {"file": REFERENCE_FILE,
+                                      "sha256": file_sha256(self.path / REFERENCE_FILE),
+                                      "crops": crops, "sources": sources}
+
+    def add_artifact(self, entry: ArtifactEntry, *, default: bool = True) -> None:
+        """Hash ``entry``'s files (when ready) and record it, replacing the target's old one."""
+        if entry.status == READY:
+            entry.files = content_hashes(self.path / entry.entry, self.path)
+        self.artifacts[entry.target] = entry
+        if default or self.document.get("default_target") is None:
+            self.document["default_target"] = entry.target
+
+    def save(self) -> Path:
+        """Write ``manifest.json`` into the folder (the folder itself is staged atomically by
+        the caller)."""
+        self.document["artifacts"] = {t: a.as_dict() for t, a in self.artifacts.items()}
+        self.document["toolkit_version"] = __version__
+        path = self.path / MANIFEST_FILE
+        path.write_text(json.dumps(self.document, indent=2) + "\n")
+        return path
+
+    # --- reading ----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Bundle":
+        """Read a bundle's manifest, or raise a one-line :class:`AtbsnError` saying why not."""
+        path = Path(path)
+        manifest = path / MANIFEST_FILE
+        if not path.is_dir():
+            raise AtbsnError(f"{path} is not a bundle folder")
+        try:
+            document = json.loads(manifest.read_text())
+        except FileNotFoundError:
+            raise AtbsnError(f"{path} is not a bundle: it has no {MANIFEST_FILE} (write one with "
+                             "python -m atbsn_edge.export)") from None
+        except (OSError, ValueError) as exc:
+            raise AtbsnError(f"{path} is not a bundle: cannot read {MANIFEST_FILE} ({exc})") from None
+        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+            if isinstance(document, dict) and {"target", "artifact"} <= set(document):
+                raise AtbsnError(f"{path} was written by atbsn-edge 0.1 (manifest without a schema "
+                                 "version, whose hash does not cover every file); re-export it")
+            raise AtbsnError(f"{path}: {MANIFEST_FILE} is not an atbsn-edge bundle manifest")
+        version = document.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise AtbsnError(f"{path}: bundle schema version {version}, this toolkit reads "
+                             f"{SCHEMA_VERSION}; re-export it or install the matching atbsn-edge")
+        try:
+            return cls(path, document)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise AtbsnError(f"{path}: {MANIFEST_FILE} is malformed ({exc!r}); re-export it") from None
+
+    @property
+    def network(self) -> dict[str, str]:
+        return dict(self.document.get("network", {}))
+
+    @property
+    def default_target(self) -> str | None:
+        return self.document.get("default_target")
+
+    @property
+    def checkpoint(self) -> str:
+        return str(self.document.get("source", {}).get("checkpoint", ""))
+
+    @property
+    def int8_keep_float_default(self) -> list[str]:
+        return list(self.document.get("int8_keep_float_default", []))
+
+    def artifact(self, target: str | None = None) -> ArtifactEntry:
+        """The entry of ``target`` (default: the bundle's default target)."""
+        target = target or self.default_target
+        if target not in self.artifacts:
+            raise AtbsnError(f"{self.path} has no {target} artifact; it has "
+                             f"{', '.join(self.artifacts) or 'none'}")
+        return self.artifacts[target]
+
+    def entry_path(self, target: str | None = None) -> Path:
+        """The verified entry file of ``target``'s artifact, ready for its runtime: every file
+        present and matching the manifest's SHA-256, else a one-line error."""
+        entry = self.artifact(target)
+        if entry.status != READY:
+            command = entry.details.get("device_command", "")
+            here = [t for t, a in self.artifacts.items() if a.status == READY]
+            raise AtbsnError(f"{self.path}: the {entry.target} artifact is not built yet; on the "
+                             f"device run: {command}" + (f" (runnable here: --target "
+                                                        f"{' / '.join(here)})" if here else ""))
+        self.verify(entry)
+        return self.path / entry.entry
+
+    def verify(self, entry: ArtifactEntry) -> None:
+        """Refuse an artifact whose files are missing, extra, or differ from the manifest."""
+        fix = "re-export the bundle or copy it again"
+        present = {p.relative_to(self.path).as_posix()
+                   for p in artifact_files(self.path / entry.entry) if p.is_file()}
+        for name in sorted(set(entry.files) - present):
+            raise AtbsnError(f"{self.path}: {name} of the {entry.target} artifact is missing; {fix}")
+        for name in sorted(present - set(entry.files)):
+            raise AtbsnError(f"{self.path}: {name} is not in the manifest of the {entry.target} "
+                             f"artifact (files were added or changed); {fix}")
+        for name, digest in sorted(entry.files.items()):
+            if file_sha256(self.path / name) != digest:
+                raise AtbsnError(f"{self.path}: {name} does not match the manifest's SHA-256 "
+                                 f"(modified, truncated or damaged); {fix}")
+
+    def reference(self):
+        """(inputs, PyTorch outputs, names) of the reference data, hash-checked."""
+        recorded = self.document.get("reference", {}).get("sha256")
+        path = self.path / REFERENCE_FILE
+        if recorded and path.is_file() and file_sha256(path) != recorded:
+            raise AtbsnError(f"{path} does not match the manifest's SHA-256 (modified or "
+                             "damaged); re-export the bundle or copy it again")
+        return load_reference(self.path)

@@ -1,0 +1,74 @@
+"""Checkpoint -> bundle: the one converter that needs PyTorch.
+
+It writes what every other target is converted from: the fp32 ONNX of the bare network (hole
+fixed, upsampling folded by default) with the toolkit's metadata, and the reference data
+(real noisy crops of the tile shape with PyTorch's outputs for them). Every target is then
+built from that ONNX by a converter that imports no torch (``export/job.py``), here or on the
+device (``export --from-bundle``).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import __version__
+from ..bundle import FP32_ONNX, READY, ArtifactEntry, Bundle, save_reference
+
+log = logging.getLogger(__name__)
+
+
+def artifact_metadata(denoiser: Any, hole_size: int | None, precision: str) -> dict[str, Any]:
+    """What every artifact records about its network (read back by the runtimes)."""
+    arch = denoiser.architecture
+    return {"model": arch.name, "hole_size": "" if hole_size is None else hole_size,
+            "value_range": "0,255", "stride": arch.stride, "default_overlap": arch.default_overlap,
+            "precision": precision, "checkpoint_sha256": denoiser.metadata.get("checkpoint_sha256", ""),
+            "toolkit_version": __version__}
+
+
+def export_fp32_onnx(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,
+                     hole_size: int | None = None, dynamic: bool = False,
+                     fuse_upsampling: bool = True) -> dict[str, str]:
+    """Export ``denoiser``'s bare network (hole fixed) as fp32 ONNX at ``tile`` x ``tile``.
+
+    ``fuse_upsampling`` folds each decoder's upsampling into its first convolution
+    (``atbsn_edge.models.upsample_fusion``: same outputs, 4/9 of that convolution's work).
+    Dynamic exports are verified against PyTorch at two sizes.
+    """
+    from ..models.upsample_fusion import fuse_upsampling as fuse
+    from .torch_to_onnx import export_onnx
+
+    hole = denoiser.resolve_hole(hole_size)
+    module = denoiser.core(hole)
+    metadata = artifact_metadata(denoiser, hole, "fp32")
+    if fuse_upsampling:
+        module, fused = fuse(module)
+        log.info("upsampling folded into %d decoder convolutions", fused)
+    metadata["upsampling"] = "fused" if fuse_upsampling else "explicit"
+    checks = ((tile, tile), (tile + 2 * denoiser.stride, tile + denoiser.stride)) if dynamic else ()
+    return export_onnx(module, path, height=tile, width=tile, batch=batch, dynamic=dynamic,
+                       metadata=metadata, check_sizes=checks)
+
+
+def checkpoint_to_bundle(denoiser: Any, folder: Path, *, checkpoint: str, tile: int,
+                         batch: int = 1, hole_size: int | None = None, dynamic: bool = False,
+                         fuse_upsampling: bool = True, reference_images: Sequence[Path],
+                         reference_crops: int = 2) -> Bundle:
+    """Write the fp32 ONNX and the reference data of ``denoiser`` into the (new, empty)
+    ``folder`` and return its :class:`Bundle` with the ``onnx-fp32`` artifact recorded."""
+    from .reference import reference_crops as cut_crops
+    from .reference import torch_outputs
+
+    hole = denoiser.resolve_hole(hole_size)
+    network = export_fp32_onnx(denoiser, folder / FP32_ONNX, tile=tile, batch=batch,
+                               hole_size=hole, dynamic=dynamic, fuse_upsampling=fuse_upsampling)
+    bundle = Bundle.new(folder, network=network, checkpoint=checkpoint,
+                        checkpoint_sha256=denoiser.metadata.get("checkpoint_sha256", ""),
+                        int8_keep_float_default=denoiser.architecture.int8_keep_float)
+    inputs, names = cut_crops(reference_images, tile, tile, reference_crops)
+    save_reference(folder, inputs, torch_outputs(denoiser, hole, inputs), names)
+    bundle.set_reference(names, [str(p) for p in reference_images])
+    bundle.add_artifact(ArtifactEntry("onnx-fp32", FP32_ONNX, "onnxruntime", "fp32", READY,
+                                      metadata=network), default=False)
+    return bundle

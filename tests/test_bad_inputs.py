@@ -1,0 +1,481 @@
+"""Bad inputs a user meets (issue 13): each gets one line and a non-zero exit, no traceback,
+no lost or half-written file. docs/bad-inputs.md lists every case with the test that checks it."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from atbsn_edge import imageio
+from atbsn_edge.errors import ImageError
+from atbsn_edge.imageio import Picture, read_image
+from conftest import textured_image
+
+torch = pytest.importorskip("torch")
+
+from atbsn_edge.denoise import main as denoise_main  # noqa: E402
+from atbsn_edge.distill import main as distill_main  # noqa: E402
+from atbsn_edge.evaluate import main as evaluate_main  # noqa: E402
+from atbsn_edge.train import main as train_main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TILED = ["--tile", "64", "--overlap", "32"]
+TINY_TRAIN = ["--batch", "1", "--crop", "128", "--threads", "1", "--iterations", "1"]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+def error_lines(text: str) -> list[str]:
+    """Lines starting with 'error:' (progress bars redraw with carriage returns)."""
+    return [line for line in re.split(r"[\r\n]", text) if line.startswith("error:")]
+
+
+def one_error(capsys) -> str:
+    """Exactly one error line on stderr, none on stdout, no traceback; return it."""
+    out, err = capsys.readouterr()
+    assert error_lines(out) == [] and "Traceback" not in err
+    lines = error_lines(err)
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def exit_code(main, argv: list[str]) -> int:
+    """``main(argv)``'s exit code, whether returned or raised by argparse."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def huge_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
+    """A valid PNG header claiming width x height RGB pixels, with a tiny IDAT (~100 bytes)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+                     + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b""))
+    return path
+
+
+def good_png(path: Path, seed: int = 0, gray: bool = False, h: int = 40, w: int = 50) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.rint(textured_image(h, w, seed)).astype(np.uint8)
+    assert cv2.imwrite(str(path), image[:, :, 1] if gray else image)
+    return path
+
+
+def multipage_tiff(path: Path, pages: int = 3) -> Path:
+    tifffile = pytest.importorskip("tifffile")
+    with tifffile.TiffWriter(path) as tif:
+        for i in range(pages):
+            tif.write(np.rint(textured_image(40, 50, i)).astype(np.uint8), photometric="rgb")
+    return path
+
+
+@pytest.fixture
+def ckpt(make_checkpoint):
+    return make_checkpoint("student_a")
+
+
+@pytest.fixture
+def afile(tmp_path):
+    path = tmp_path / "afile"
+    path.write_bytes(b"a user's file")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# 1. a header that claims 100000 x 100000 pixels
+# --------------------------------------------------------------------------------------------
+
+def test_huge_png_header_is_refused_without_decoding(tmp_path):
+    path = huge_png(tmp_path / "huge.png")
+    assert path.stat().st_size < 300
+    with pytest.raises(ImageError, match=r"huge.png: 100000x100000 exceeds the 200 MP limit"):
+        read_image(path)
+
+
+def test_opencv_decode_errors_become_image_errors(tmp_path, monkeypatch):
+    """OpenCV's own exceptions (its pixel limit, unsupported layouts) are one-line ImageErrors."""
+    path = huge_png(tmp_path / "huge.png")
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 10**12)  # let the header through to OpenCV
+    with pytest.raises(ImageError, match=r"huge.png: OpenCV cannot decode it \(.+\)"):
+        read_image(path)
+
+
+def test_huge_png_in_a_denoise_batch_fails_alone(tmp_path, ckpt, capsys):
+    src = tmp_path / "in"
+    good_png(src / "a.png", 1)
+    huge_png(src / "huge.png")
+    good_png(src / "c.png", 2)
+    out = tmp_path / "out"
+    assert denoise_main([str(src), "-o", str(out), "--checkpoint", str(ckpt), *TILED]) == 1
+    line = one_error(capsys)
+    assert "huge.png" in line and "exceeds the 200 MP limit" in line
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+
+
+def test_huge_png_in_evaluate_is_one_line_before_the_work(tmp_path, capsys):
+    huge = huge_png(tmp_path / "huge.png")
+    # the checkpoint does not exist: the image is refused before any network is loaded
+    assert evaluate_main(["--checkpoint", str(tmp_path / "none.pt"), "--noisy", str(huge)]) == 2
+    line = one_error(capsys)
+    assert "huge.png" in line and "200 MP" in line
+
+
+# --------------------------------------------------------------------------------------------
+# 2. an output path below a regular file
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("below", ["sub/", "sub/x.png"])
+def test_denoise_output_below_a_file_is_refused_before_work(tmp_path, afile, capsys, below):
+    image = good_png(tmp_path / "a.png")
+    # a missing checkpoint shows that the output is checked before the network is opened
+    argv = [str(image), "-o", f"{afile}/{below}", "--checkpoint", str(tmp_path / "none.pt")]
+    assert denoise_main(argv) == 2
+    line = one_error(capsys)
+    assert f"{afile} is a file, not a folder" in line
+    assert afile.read_bytes() == b"a user's file"
+
+
+def test_evaluate_json_below_a_file_is_refused_before_work(tmp_path, afile, capsys):
+    image = good_png(tmp_path / "a.png")
+    argv = ["--checkpoint", str(tmp_path / "none.pt"), "--noisy", str(image),
+            "--json", f"{afile}/x.json"]
+    assert evaluate_main(argv) == 2
+    assert f"--json {afile}/x.json: {afile} is a file" in one_error(capsys)
+    assert afile.read_bytes() == b"a user's file"
+
+
+def test_unlistable_input_folder_is_one_line(tmp_path, monkeypatch):
+    from atbsn_edge.errors import AtbsnError
+    from atbsn_edge.inputs import expand_inputs
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refuse)  # as for a folder without read permission
+    with pytest.raises(AtbsnError, match=r"cannot list the folder .*locked \(Permission denied\)"):
+        expand_inputs([str(folder)])
+
+
+@pytest.mark.parametrize("option", [dict(crops=0), dict(max_images=0), dict(seed=-1)])
+def test_calibration_counts_are_checked(tmp_path, option):
+    from atbsn_edge.calibration import collect_crops
+    from atbsn_edge.errors import AtbsnError
+
+    image = good_png(tmp_path / "c.png", h=64, w=64)
+    with pytest.raises(AtbsnError, match="--calib-"):
+        collect_crops([image], 64, 64, **option)
+
+
+def test_write_image_os_errors_are_image_errors(tmp_path, afile):
+    picture = Picture(rgb=np.zeros((4, 5, 3), np.float32), source="in.png")
+    with pytest.raises(ImageError, match="cannot write"):
+        imageio.write_image(afile / "x.png", picture, picture.rgb)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. negative and out-of-range numbers: argparse, exit 2, one line
+# --------------------------------------------------------------------------------------------
+
+CLIS = {
+    "denoise": (denoise_main, ["in.png", "-o", "out"]),
+    "evaluate": (evaluate_main, ["--checkpoint", "c.pt", "--noisy", "in.png"]),
+    "train": (train_main, ["--data", "in.png", "--out", "o.pt"]),
+    "distill": (distill_main, ["--teacher", "t.pt", "--student", "a", "--data", "in.png",
+                               "--out", "o.pt"]),
+}
+BAD_NUMBERS = [(cli, ["--threads", "-1"]) for cli in CLIS] + [
+    ("denoise", ["--tile", "-1"]), ("denoise", ["--tile", "40"]), ("denoise", ["--batch", "0"]),
+    ("denoise", ["--overlap", "16"]), ("evaluate", ["--tile", "-1"]),
+    ("train", ["--iterations", "0"]), ("train", ["--seed", "-1"]),
+    ("train", ["--checkpoint-every", "0"]), ("train", ["--validate-every", "0"]),
+    ("train", ["--lr", "-1"]), ("train", ["--lr", "nan"]), ("train", ["--time-limit", "-5"]),
+    ("train", ["--frames-per-video", "0"]), ("distill", ["--batch", "0"]),
+]
+
+
+@pytest.mark.parametrize("cli,bad", BAD_NUMBERS, ids=[f"{c}{' '.join(b)}" for c, b in BAD_NUMBERS])
+def test_bad_numbers_are_refused_by_argparse(cli, bad, capsys, caplog):
+    main, base = CLIS[cli]
+    assert exit_code(main, base + bad) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err and "usage:" not in err
+    assert err.count("\n") == 1 and err.startswith(f"error: argument {bad[0]}")
+    assert "using" not in caplog.text  # no "using 0" warning before the refusal
+
+
+# --------------------------------------------------------------------------------------------
+# 4. multi-page and 5-channel TIFF
+# --------------------------------------------------------------------------------------------
+
+def test_multipage_tiff_is_refused_naming_the_page_count(tmp_path):
+    path = multipage_tiff(tmp_path / "pages.tif", 3)
+    with pytest.raises(ImageError, match=r"pages.tif: has 3 pages; .*split it") as info:
+        read_image(path)
+    assert "\n" not in str(info.value)
+
+
+def test_tiff_with_a_thumbnail_page_is_one_page(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "thumb.tif"
+    image = np.rint(textured_image(40, 50)).astype(np.uint8)
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, photometric="rgb")
+        tif.write(image[::4, ::4], photometric="rgb", subfiletype=1)  # reduced resolution
+    assert read_image(path).rgb.shape == (40, 50, 3)
+
+
+def test_multipage_tiff_in_a_denoise_batch_fails_alone(tmp_path, ckpt, capsys):
+    src = tmp_path / "in"
+    good_png(src / "a.png")
+    multipage_tiff(src / "pages.tif")
+    out = tmp_path / "out"
+    assert denoise_main([str(src), "-o", str(out), "--checkpoint", str(ckpt), *TILED]) == 1
+    assert "pages.tif: has 3 pages" in one_error(capsys)
+    assert [p.name for p in out.iterdir()] == ["a.png"]
+
+
+def test_five_channel_tiff_names_its_channels(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "five.tif"
+    tifffile.imwrite(path, np.zeros((8, 9, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig", extrasamples=["unspecified"] * 4)
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    assert str(info.value) == (f"{path}: 5 channels; supported 1 (gray), 2 (gray+alpha), "
+                               "3 (RGB), 4 (RGBA)")
+
+
+# --------------------------------------------------------------------------------------------
+# 5. evaluate: a grayscale reference for a colour image
+# --------------------------------------------------------------------------------------------
+
+def test_evaluate_refuses_gray_clean_for_rgb_noisy_before_work(tmp_path, capsys):
+    noisy = good_png(tmp_path / "noisy.png")
+    clean = good_png(tmp_path / "clean.png", gray=True)
+    argv = ["--checkpoint", str(tmp_path / "none.pt"), "--noisy", str(noisy), "--clean", str(clean)]
+    assert evaluate_main(argv) == 2
+    line = one_error(capsys)
+    assert str(noisy) in line and str(clean) in line and "grayscale" in line
+
+
+def test_check_pair_compares_pictures_grayscale(tmp_path):
+    from atbsn_edge.evaluate import check_pair
+
+    rgb = np.zeros((4, 5, 3), np.float32)
+    color = Picture(rgb=rgb, grayscale=False, source="n.png")
+    gray = Picture(rgb=rgb, grayscale=True, source="c.png")
+    with pytest.raises(ImageError, match="n.png is colour .* c.png is grayscale"):
+        check_pair(color, gray)
+    check_pair(color, Picture(rgb=rgb, source="c2.png"))  # same kind and size: fine
+
+
+# --------------------------------------------------------------------------------------------
+# 6. a checkpoint that holds pickled code
+# --------------------------------------------------------------------------------------------
+
+class Pwned:
+    """Unpickles as a call to print: harmless, and visible if it ever ran."""
+
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickled_code_is_refused_with_a_safe_message(tmp_path, capsys):
+    from atbsn_edge.errors import CheckpointError
+    from atbsn_edge.models.checkpoint import load_checkpoint
+
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": Pwned()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "contains code objects" in message and "refused for safety" in message
+    assert "print" in message
+    assert "weights_only" not in message and "\n" not in message
+    assert "pwned" not in capsys.readouterr().out  # never executed
+
+
+def test_pickled_code_checkpoint_in_denoise_is_one_line(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": Pwned()}, path)
+    image = good_png(tmp_path / "a.png")
+    assert denoise_main([str(image), "-o", str(tmp_path / "out"), "--checkpoint", str(path)]) == 2
+    assert "contains code objects" in one_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 7. train / distill --out over an existing checkpoint
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def noisy_folder(tmp_path):
+    folder = tmp_path / "noisy"
+    for i in range(2):
+        good_png(folder / f"f{i}.png", i, h=160, w=192)
+    return folder
+
+
+def test_train_refuses_to_replace_an_existing_checkpoint(tmp_path, noisy_folder, capsys):
+    out = tmp_path / "precious.pt"
+    out.write_bytes(b"someone's checkpoint")
+    argv = ["--data", str(noisy_folder), "--out", str(out), *TINY_TRAIN]
+    assert train_main(argv) == 2
+    line = one_error(capsys)
+    assert str(out) in line and "--overwrite" in line
+    assert out.read_bytes() == b"someone's checkpoint"
+    # resuming another checkpoint into it is no excuse either
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"x")
+    assert train_main(argv + ["--resume", str(other)]) == 2
+    assert out.read_bytes() == b"someone's checkpoint"
+    handler = signal.getsignal(signal.SIGTERM)
+    assert train_main(argv + ["--overwrite"]) == 0
+    assert torch.load(out, weights_only=True)["training"]["step"] == 1
+    assert signal.getsignal(signal.SIGTERM) is handler  # training restored the old handler
+
+
+def test_train_validation_pair_of_other_sizes_is_refused_before_work(tmp_path, noisy_folder,
+                                                                    capsys):
+    noisy = good_png(tmp_path / "vn.png", h=64, w=64)
+    clean = good_png(tmp_path / "vc.png", h=64, w=96)
+    out = tmp_path / "o.pt"
+    argv = ["--data", str(noisy_folder), "--out", str(out), "--val-noisy", str(noisy),
+            "--val-clean", str(clean), *TINY_TRAIN]
+    assert train_main(argv) == 2
+    line = one_error(capsys)
+    assert "vn.png is 64x64" in line and "vc.png is 96x64" in line
+    assert not out.exists()
+
+
+def test_distill_refuses_to_replace_an_existing_checkpoint_before_work(tmp_path, noisy_folder,
+                                                                      capsys):
+    out = tmp_path / "precious.pt"
+    out.write_bytes(b"someone's checkpoint")
+    # the teacher does not exist: --out is checked before it is loaded
+    argv = ["--teacher", str(tmp_path / "none.pt"), "--student", "a", "--data",
+            str(noisy_folder), "--out", str(out), *TINY_TRAIN]
+    assert distill_main(argv) == 2
+    assert "--overwrite" in one_error(capsys)
+    assert out.read_bytes() == b"someone's checkpoint"
+
+
+@pytest.mark.parametrize("where", ["folder", "below-file"])
+def test_train_out_that_cannot_be_written_is_refused(tmp_path, noisy_folder, afile, capsys, where):
+    out = tmp_path if where == "folder" else afile / "x.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(out), *TINY_TRAIN]) == 2
+    assert "--out" in one_error(capsys)
+
+
+# --------------------------------------------------------------------------------------------
+# 8. SIGTERM cleans up like Ctrl-C
+# --------------------------------------------------------------------------------------------
+
+def test_run_cli_turns_sigterm_into_exit_143_and_removes_temporaries(tmp_path, capsys):
+    from atbsn_edge.atomic import atomic_path
+    from atbsn_edge.cli import SIGTERM_EXIT, run_cli
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def job() -> int:
+        with atomic_path(tmp_path / "out") as tmp:
+            tmp.mkdir()
+            (tmp / "big.bin").write_bytes(b"x" * 1000)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        return 0
+
+    assert run_cli(job) == SIGTERM_EXIT == 143
+    assert list(tmp_path.iterdir()) == []
+    assert "terminated" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before  # the old handler is back
+
+
+def test_sigterm_during_export_leaves_no_temporary(tmp_path, ckpt):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    out = tmp_path / "X"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "atbsn_edge.export", "--target", "onnx-fp32",
+                                "--checkpoint", str(ckpt), "--tile", "64", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    def staging() -> list[Path]:  # the temporary bundle folder, once the export fills it
+        return [p for p in tmp_path.glob(".X.*.tmp") if p.is_dir()]
+
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not staging():
+        time.sleep(0.005)
+    assert staging(), "the export never reached its temporary folder"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert list(tmp_path.glob(".X*")) == [] and not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 9. third-party noise on stdout and stderr
+# --------------------------------------------------------------------------------------------
+
+def _export(tmp_path: Path, ckpt: Path, target: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "atbsn_edge.export", "--target", target,
+                           "--checkpoint", str(ckpt), "--tile", "64", "--calib-crops", "4",
+                           "--out", str(tmp_path / target)],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_onnx_int8_export_prints_no_preprocessing_advice(tmp_path, ckpt):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    result = _export(tmp_path, ckpt, "onnx-int8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == ""
+    assert "pre-processing" not in result.stderr
+
+
+def test_nncf_progress_stays_off_stdout(tmp_path, ckpt):
+    pytest.importorskip("nncf", reason="NNCF (openvino extra) is not installed")
+    result = _export(tmp_path, ckpt, "openvino-int8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == ""
+
+
+# --------------------------------------------------------------------------------------------
+# 10. --help texts
+# --------------------------------------------------------------------------------------------
+
+PARSERS = ["denoise", "evaluate", "train", "distill", "export.__main__", "parity"]
+
+
+@pytest.mark.parametrize("module", PARSERS)
+def test_help_is_plain_text_and_every_option_is_explained(module):
+    import importlib
+
+    parser = importlib.import_module(f"atbsn_edge.{module}").build_parser()
+    text = parser.format_help()
+    assert "``" not in text and ":func:" not in text and ":class:" not in text
+    unexplained = [a.option_strings or a.dest for a in parser._actions
+                   if not (a.help or "").strip()]
+    assert unexplained == []
+    from atbsn_edge.cli import HelpFormatter
+
+    assert isinstance(parser._get_formatter(), HelpFormatter)

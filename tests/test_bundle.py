@@ -1,0 +1,344 @@
+"""The bundle format: hashes over every file, strict metadata, runtimes chosen by the manifest,
+targets added from a bundle without PyTorch, and TensorRT bundles finished on the device."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+from atbsn_edge.bundle import (PENDING, READY, ArtifactEntry, ArtifactMetadata, Bundle,  # noqa: E402
+                               artifact_files, content_hashes)
+from atbsn_edge.bundle.metadata import read_sidecar, sidecar_path, write_sidecar  # noqa: E402
+from atbsn_edge.denoise import main as denoise  # noqa: E402
+from atbsn_edge.errors import AtbsnError  # noqa: E402
+from atbsn_edge.export.__main__ import EXIT_ENGINE_PENDING  # noqa: E402
+from atbsn_edge.export.__main__ import main as export  # noqa: E402
+from atbsn_edge.parity import main as parity  # noqa: E402
+from conftest import textured_image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    import torch
+
+    from atbsn_edge.models.checkpoint import save_checkpoint
+    from atbsn_edge.models.registry import get_architecture
+    from atbsn_edge.training import init_weights
+
+    torch.manual_seed(0)
+    network = get_architecture("student_a").build()
+    init_weights(network)
+    path = tmp_path_factory.mktemp("ckpt") / "student_a.pt"
+    save_checkpoint(path, network, {})
+    return path
+
+
+def make_bundle(checkpoint: Path, out: Path, target: str, *extra: str) -> Path:
+    assert export(["--target", target, "--checkpoint", str(checkpoint), "--tile", "64",
+                   "--out", str(out), *extra]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_bundle(checkpoint, tmp_path_factory):
+    return make_bundle(checkpoint, tmp_path_factory.mktemp("b") / "onnx", "onnx-fp32")
+
+
+@pytest.fixture(scope="module")
+def openvino_bundle(checkpoint, tmp_path_factory):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    return make_bundle(checkpoint, tmp_path_factory.mktemp("b") / "ov", "openvino-fp32")
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), textured_image(80, 100).astype(np.uint8))
+    return path
+
+
+def copy_of(bundle: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(bundle, tmp_path / bundle.name))
+
+
+def flip_bytes(path: Path, offset_from_end: int = 64) -> None:
+    """Change bytes in place, size unchanged: what a damaged copy looks like."""
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) - offset_from_end, len(data) - offset_from_end + 16):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def strict_json(path: Path) -> dict:
+    """Parse JSON the way other languages do: NaN and Infinity are not JSON."""
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.mark.parametrize("bundle_name,damaged", [("onnx_bundle", "model-fp32.onnx"),
+                                                 ("openvino_bundle", "model-fp32.bin")])
+def test_damaged_weights_are_refused_everywhere(request, bundle_name, damaged, tmp_path, image,
+                                                capsys):
+    bundle = copy_of(request.getfixturevalue(bundle_name), tmp_path)
+    flip_bytes(bundle / damaged)
+    assert denoise([str(image), "-o", str(tmp_path / "out"), "--artifact", str(bundle)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and damaged in err[0] and "SHA-256" in err[0]
+    assert not (tmp_path / "out").exists()
+    report = tmp_path / "p.json"
+    assert parity([str(bundle), "--json", str(report)]) != 0
+    data = strict_json(report)
+    assert data["passed"] is False and damaged in data["error"]
+
+
+def test_nan_output_fails_parity_with_valid_json(onnx_bundle, tmp_path, capsys):
+    """An artifact that computes NaN (weights NaN, manifest re-hashed as a buggy exporter would)
+    fails: NaN metrics never pass, and the report stays JSON."""
+    import onnx
+    from onnx import numpy_helper
+
+    bundle = copy_of(onnx_bundle, tmp_path)
+    model = onnx.load(str(bundle / "model-fp32.onnx"))
+    weight = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    values = numpy_helper.to_array(weight).copy()
+    values.flat[0] = np.nan
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    onnx.save(model, str(bundle / "model-fp32.onnx"))
+    manifest = Bundle.open(bundle)
+    manifest.add_artifact(manifest.artifact("onnx-fp32"))
+    manifest.save()
+    assert parity([str(bundle), "--json", str(tmp_path / "p.json")]) == 1
+    data = strict_json(tmp_path / "p.json")
+    assert data["passed"] is False
+    assert all(r["non_finite"] > 0 and r["rel_l2"] is None for r in data["results"])
+    assert "NaN or infinite" in capsys.readouterr().out
+
+
+def test_foreign_onnx_without_metadata_is_refused(onnx_bundle, tmp_path, image, capsys):
+    import onnx
+
+    model = onnx.load(str(onnx_bundle / "model-fp32.onnx"))
+    del model.metadata_props[:]
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(model, str(foreign))
+    assert denoise([str(image), "-o", str(tmp_path / "o"), "--artifact", str(foreign)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no atbsn-edge metadata" in err[0]
+
+
+def test_metadata_missing_one_key_names_it():
+    raw = {"model": "student_c", "hole_size": "", "stride": "32", "default_overlap": "128",
+           "precision": "fp16", "tile": "512x512", "batch": "1", "value_range": "0,255"}
+    meta = ArtifactMetadata.parse(raw, "x.onnx")
+    assert meta.tile == (512, 512) and meta.hole_size is None and meta.batch == 1
+    assert ArtifactMetadata.parse({**raw, "tile": "dynamic", "batch": "dynamic"}, "x").tile is None
+    with pytest.raises(AtbsnError, match="lacks stride"):
+        ArtifactMetadata.parse({k: v for k, v in raw.items() if k != "stride"}, "x.onnx")
+    with pytest.raises(AtbsnError, match="malformed"):
+        ArtifactMetadata.parse({**raw, "tile": "big"}, "x.onnx")
+
+
+def test_tile_and_batch_flags_with_a_static_artifact_are_refused(onnx_bundle, tmp_path, image,
+                                                                 capsys):
+    for flags, message in ((["--tile", "128"], "tile is fixed at 64x64"),
+                           (["--batch", "4"], "batch is fixed at 1")):
+        assert denoise([str(image), "-o", str(tmp_path / "o"), "--artifact", str(onnx_bundle),
+                        *flags]) == 2
+        assert message in capsys.readouterr().err
+    # the artifact's own values are accepted when repeated
+    assert denoise([str(image), "-o", str(tmp_path / "o"), "--artifact", str(onnx_bundle),
+                    "--tile", "64", "--batch", "1", "--overlap", "32"]) == 0
+
+
+def test_tile_and_batch_flags_apply_to_a_dynamic_artifact(checkpoint, tmp_path, image):
+    from atbsn_edge.pipeline import open_artifact_tiled
+
+    bundle = make_bundle(checkpoint, tmp_path / "dyn", "onnx-fp32", "--dynamic")
+    with open_artifact_tiled(bundle, tile=96, batch=3, overlap=32) as tiled:
+        assert (tiled.spec.tile_h, tiled.spec.batch) == (96, 3)
+    assert denoise([str(image), "-o", str(tmp_path / "o"), "--artifact", str(bundle),
+                    "--tile", "96", "--batch", "3"]) == 0
+
+
+_BLOCKER = """
+import importlib.abc, json, sys
+blocked = json.loads(sys.argv[1])
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + '.') for b in blocked):
+            raise ImportError(f'{name} is blocked for this test')
+sys.meta_path.insert(0, Block())
+import importlib
+main = importlib.import_module(sys.argv[2]).main
+sys.exit(main(json.loads(sys.argv[3])))
+"""
+
+
+def run_blocked(blocked: list[str], module: str, argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", _BLOCKER, json.dumps(blocked), module,
+                           json.dumps(argv)], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_device_side_runs_without_torch_or_exporters(openvino_bundle, tmp_path, image):
+    """What a Jetson without PyTorch runs: denoise --artifact and parity, with torch and every
+    exporter module made unimportable."""
+    blocked = ["torch", "atbsn_edge.export", "atbsn_edge.models"]
+    result = run_blocked(blocked, "atbsn_edge.parity", [str(openvino_bundle)])
+    assert result.returncode == 0, result.stderr
+    assert "| pass |" in result.stdout
+    result = run_blocked(blocked, "atbsn_edge.denoise",
+                         [str(image), "-o", str(tmp_path / "o"), "--artifact",
+                          str(openvino_bundle), "--overlap", "32"])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "o" / "photo.png").is_file()
+
+
+def test_target_added_from_a_bundle_without_torch(onnx_bundle, tmp_path):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    bundle = copy_of(onnx_bundle, tmp_path)
+    result = run_blocked(["torch", "atbsn_edge.models"], "atbsn_edge.export.__main__",
+                         ["--target", "openvino-fp32", "--from-bundle", str(bundle)])
+    assert result.returncode == 0, result.stderr
+    opened = Bundle.open(bundle)
+    assert set(opened.artifacts) == {"onnx-fp32", "openvino-fp32"}
+    assert opened.default_target == "openvino-fp32"
+    assert parity([str(bundle)]) == 0                       # the new default
+    assert parity([str(bundle), "--target", "onnx-fp32"]) == 0
+
+
+def test_from_bundle_refuses_network_flags(onnx_bundle, capsys):
+    assert export(["--target", "onnx-fp16", "--from-bundle", str(onnx_bundle), "--tile", "128"]) == 2
+    assert "--tile describe the network" in capsys.readouterr().err
+
+
+def test_trt_export_without_tensorrt_writes_a_pending_bundle(checkpoint, tmp_path, image, capsys,
+                                                             monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))  # no trtexec
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here: the engine would really be built")
+    out = tmp_path / "trt"
+    code = export(["--target", "trt-fp16", "--checkpoint", str(checkpoint), "--tile", "64",
+                   "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == EXIT_ENGINE_PENDING
+    assert f"--target trt-fp16 --from-bundle {out}" in captured.out
+    bundle = Bundle.open(out)
+    assert bundle.artifacts["trt-fp16"].status == PENDING
+    assert bundle.artifacts["onnx-fp16"].status == READY
+    assert bundle.artifacts["trt-fp16"].details["source_onnx"] == "model-fp16.onnx"
+    assert denoise([str(image), "-o", str(tmp_path / "o"), "--artifact", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "not built yet" in err and "--from-bundle" in err and "onnx-fp16" in err
+    assert parity([str(out), "--target", "onnx-fp16"]) == 0   # the graph the engine comes from
+
+
+def test_export_never_replaces_a_folder_it_did_not_write(checkpoint, tmp_path, capsys,
+                                                         monkeypatch):
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"precious")
+    args = ["--target", "onnx-fp32", "--checkpoint", str(checkpoint), "--tile", "64"]
+    assert export(args + ["--out", str(mine), "--overwrite"]) == 2
+    assert "is not an atbsn-edge bundle" in capsys.readouterr().err
+    assert (mine / "holiday.jpg").read_bytes() == b"precious"
+    monkeypatch.chdir(mine)
+    assert export(args + ["--out", ".", "--overwrite"]) == 2
+    assert "current folder" in capsys.readouterr().err
+    assert export(args + ["--out", "..", "--overwrite"]) == 2
+    assert (mine / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_export_refuses_an_out_that_holds_its_inputs(checkpoint, tmp_path, capsys):
+    bundle = make_bundle(checkpoint, tmp_path / "b", "onnx-fp32")
+    inside = bundle / "ckpt.pt"
+    shutil.copy(checkpoint, inside)
+    Bundle.open(bundle)  # still a bundle
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(inside), "--tile", "64",
+                   "--out", str(bundle), "--overwrite"]) == 2
+    assert "inside --out" in capsys.readouterr().err and inside.is_file()
+
+
+def test_old_and_foreign_manifests_are_refused(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps({"target": "onnx-fp32", "artifact": "m.onnx"}))
+    with pytest.raises(AtbsnError, match="atbsn-edge 0.1"):
+        Bundle.open(old)
+    (old / "manifest.json").write_text(json.dumps({"schema": "atbsn-edge-bundle",
+                                                   "schema_version": 99}))
+    with pytest.raises(AtbsnError, match="schema version 99"):
+        Bundle.open(old)
+    (old / "manifest.json").write_text("{not json")
+    with pytest.raises(AtbsnError, match="cannot read manifest.json"):
+        Bundle.open(old)
+
+
+def test_folder_artifacts_and_engines_hash_every_file(tmp_path):
+    """An .mlpackage is a folder and an engine has a sidecar: the hash covers all of it."""
+    package = tmp_path / "model-fp16.mlpackage"
+    (package / "Data" / "weights").mkdir(parents=True)
+    (package / "Manifest.json").write_text("{}")
+    (package / "Data" / "weights" / "weight.bin").write_bytes(b"\0" * 64)
+    engine = tmp_path / "model-fp16.engine"
+    engine.write_bytes(b"engine")
+    write_sidecar(engine, {"model": "student_c"}, {"tensorrt_version": "10.3.0"})
+    assert [p.name for p in artifact_files(engine)] == ["model-fp16.engine",
+                                                         "model-fp16.engine.json"]
+    assert read_sidecar(engine) == ({"model": "student_c"}, {"tensorrt_version": "10.3.0"})
+    assert set(content_hashes(package, tmp_path)) == {
+        "model-fp16.mlpackage/Manifest.json", "model-fp16.mlpackage/Data/weights/weight.bin"}
+    bundle = Bundle.new(tmp_path, network={}, checkpoint="", checkpoint_sha256="")
+    bundle.add_artifact(ArtifactEntry("coreml-fp16", package.name, "coreml", "fp16"))
+    bundle.add_artifact(ArtifactEntry("trt-fp16", engine.name, "tensorrt", "fp16"))
+    bundle.save()
+    reopened = Bundle.open(tmp_path)
+    reopened.entry_path("coreml-fp16")
+    reopened.entry_path("trt-fp16")
+    flip_bytes(package / "Data" / "weights" / "weight.bin", 32)
+    with pytest.raises(AtbsnError, match="weight.bin does not match"):
+        reopened.entry_path("coreml-fp16")
+    (package / "Data" / "extra.bin").write_bytes(b"x")
+    with pytest.raises(AtbsnError, match="extra.bin is not in the manifest"):
+        reopened.entry_path("coreml-fp16")
+    sidecar_path(engine).unlink()
+    with pytest.raises(AtbsnError, match="engine.json of the trt-fp16 artifact is missing"):
+        reopened.entry_path("trt-fp16")
+
+
+def test_target_table_agrees_with_the_runtime_registry():
+    from atbsn_edge.bundle.files import SUFFIXES
+    from atbsn_edge.export.targets import TARGETS, _checked, Target
+    from atbsn_edge.runtimes.registry import BACKENDS
+
+    for target in TARGETS.values():
+        assert BACKENDS[target.runtime].suffix == SUFFIXES[target.backend]
+        assert target.artifact.endswith(SUFFIXES[target.backend])
+    with pytest.raises(RuntimeError, match="not registered"):
+        _checked([Target("onnx", "fp32", "openvino", (), "onnx", None)])
+
+
+def test_small_reference_images_are_padded_once_and_said_so(tmp_path, caplog):
+    from atbsn_edge.export.reference import reference_crops
+
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), textured_image(40, 50).astype(np.uint8))
+    with caplog.at_level("WARNING"):
+        crops, names = reference_crops([small], 64, 64, 3)
+    assert crops.shape == (1, 3, 64, 64) and names == ["small.png@0,0"]  # one distinct crop
+    assert "reflect-padded" in caplog.text and "only 1 distinct" in caplog.text
