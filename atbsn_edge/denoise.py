@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int, run_cli)
+from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int,
+                  positive_int, run_cli)
 from .errors import AtbsnError, ImageError
 from .imageio import WRITE_SUFFIXES, read_image, write_image
 from .inputs import expand_inputs
@@ -51,10 +52,64 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OpenVINO artifacts: compile for one image at a time (latency, the "
                         "default) or for many tiles in flight (throughput; pair with a batched "
                         "export)")
+    compare = p.add_argument_group("comparison pictures")
+    compare.add_argument("--compare", action="store_true",
+                         help="also write NAME_compare.png beside each output: the same zoomed "
+                              "crop of noisy | denoised (| clean with --clean)")
+    compare.add_argument("--clean", nargs="+", metavar="INPUT",
+                         help="clean references for the comparison, one per input, same order")
+    compare.add_argument("--compare-crop", type=_crop_arg, metavar="X,Y,W,H",
+                         help="the crop to compare (default: the 128x128 window with most detail)")
+    compare.add_argument("--compare-zoom", type=positive_int, default=3,
+                         help="enlargement of the crop, nearest neighbour")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (never an input)")
     add_verbose_argument(p)
     return p
+
+
+def _crop_arg(text: str):
+    from .compare import Crop
+
+    try:
+        return Crop.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def compare_path(target: Path) -> Path:
+    """Where the comparison picture of an output goes: ``NAME_compare.png`` beside it."""
+    return target.with_name(f"{target.stem}_compare.png")
+
+
+def clean_references(args: argparse.Namespace, inputs: list[Path]) -> list[Path | None]:
+    """The --clean image of each input (same order), or None each without --clean."""
+    if args.clean is None:
+        return [None] * len(inputs)
+    if not args.compare:
+        raise AtbsnError("--clean is for the comparison pictures; give --compare too")
+    clean = expand_inputs(args.clean)
+    if len(clean) != len(inputs):
+        raise AtbsnError(f"{len(inputs)} input(s) but {len(clean)} --clean reference(s); give "
+                         "one clean reference per input, in the same order")
+    return clean
+
+
+def write_compare(item: "Job", picture, result, clean: Path | None, args) -> None:
+    """The comparison picture of one denoised image (clean reference checked first)."""
+    from .compare import write_comparison
+
+    panels = [("noisy", picture.rgb), ("denoised", result)]
+    if clean is not None:
+        reference = read_image(clean)
+        if reference.rgb.shape != picture.rgb.shape:
+            raise ImageError(f"{item.source} is {picture.width}x{picture.height} but its clean "
+                             f"reference {clean} is {reference.width}x{reference.height}")
+        panels.append(("clean", reference.rgb))
+    target = compare_path(item.target)
+    if target.exists() and not args.overwrite:
+        raise ImageError(f"{item.source}: {target} exists; pass --overwrite to replace it")
+    write_comparison(target, panels, args.compare_crop, args.compare_zoom)
 
 
 @dataclass
@@ -135,18 +190,21 @@ def main(argv: list[str] | None = None) -> int:
 
         inputs = expand_inputs(args.inputs)
         jobs = plan_outputs(inputs, args.output)
+        references = clean_references(args, inputs)
         tiled = open_source(args)
         input_paths = {os.path.realpath(p) for p in inputs}
         taken: set[str] = set()
         failures = 0
         with tiled, tqdm(total=len(jobs), desc="images", unit="img") as images_bar:
-            for item in jobs:
+            for item, clean in zip(jobs, references):
                 try:
                     check_job(item, input_paths, taken, args.overwrite)
                     picture = read_image(item.source)
                     with tqdm(desc=item.source.name, unit="tile", leave=False) as tiles_bar:
                         result = tiled.denoise(picture.rgb, tiles_bar.update)
                     write_image(item.target, picture, result, overwrite=args.overwrite)
+                    if args.compare:
+                        write_compare(item, picture, result, clean, args)
                     log.debug("%s -> %s", item.source, item.target)
                 except ImageError as exc:
                     failures += 1

@@ -12,20 +12,18 @@ exit code 2: a mean over part of the images would be misleading.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
 from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int, run_cli)
 from .errors import AtbsnError, ImageError
 from .imageio import Picture, probe_image, read_image
 from .inputs import expand_inputs
+from .jsonsafe import write_json
 from .metrics import LAGS, lag_key, psnr, residual_stats, ssim
 from .pipeline import add_tiling_arguments
 
@@ -109,17 +107,6 @@ def score_reference(noisy: np.ndarray, denoised: np.ndarray, clean: np.ndarray) 
     """PSNR and SSIM of the denoised image and of the noisy input against ``clean``."""
     return {"psnr": psnr(denoised, clean), "ssim": ssim(denoised, clean),
             "noisy_psnr": psnr(noisy, clean), "noisy_ssim": ssim(noisy, clean)}
-
-
-def _finite_or_none(value: Any) -> Any:
-    """JSON has no infinity (PSNR of identical images): such values become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
-    return value
 
 
 def mean_reference(rows: list[dict]) -> dict[str, float]:
@@ -222,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tile": tiled.spec.tile_h, "overlap": tiled.spec.overlap,
                 "images": rows, "mean": mean,
             }
-            with atomic_path(args.json) as tmp:
-                tmp.write_text(json.dumps(_finite_or_none(report), indent=2, allow_nan=False) + "\n")
+            write_json(args.json, report)
             log.info("wrote %s", args.json)
         return 0
 

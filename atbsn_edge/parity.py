@@ -12,17 +12,19 @@ unusable input (one line says why).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .atomic import atomic_path
 from .cli import add_verbose_argument, check_output_path, new_parser, run_cli
 from .errors import AtbsnError
-from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, finite_or_none,
-                           mean_psnr_drop, set_failures)
+from .jsonsafe import write_json
+from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
+                           set_failures)
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +59,19 @@ def reference_pairs(bundle, runtime) -> list[tuple[str, np.ndarray, np.ndarray, 
     return [(n, g, o, None) for n, g, o in zip(names, got, outputs)]
 
 
-def image_pairs(args: argparse.Namespace, bundle, tiled) -> list:
+def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: Path | None,
+                bundle, tiled) -> list:
     """(name, artifact output, torch output, clean) for user images, tiled the same way."""
     from .imageio import read_image
     from .inputs import expand_inputs
     from .pipeline import open_tiled
 
-    noisy = expand_inputs(args.images)
-    clean = expand_inputs(args.clean) if args.clean else [None] * len(noisy)
+    noisy = expand_inputs(images)
+    clean = expand_inputs(clean_images) if clean_images else [None] * len(noisy)
     if len(clean) != len(noisy):
         raise AtbsnError(f"--images has {len(noisy)} files, --clean {len(clean)}; give one clean "
                          "reference per noisy image, in the same order")
-    checkpoint = args.checkpoint or Path(bundle.checkpoint)
+    checkpoint = checkpoint or Path(bundle.checkpoint)
     hole = tiled.runtime.info.hole_size
     spec = tiled.spec
     reference = open_tiled(checkpoint, hole_size=hole, tile=spec.tile_h, overlap=spec.overlap,
@@ -127,20 +130,63 @@ def write_heatmaps(folder: Path, pairs: list) -> None:
             tmp.write_bytes(png.tobytes())
 
 
-def write_report(path: Path, report: dict) -> None:
-    """The JSON report, atomically; NaN and infinity (not JSON) become null."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(finite_or_none(report), indent=2, allow_nan=False,
-                                  default=str) + "\n")
+@dataclass
+class ParityRun:
+    """One artifact checked: its comparisons, what failed, and what ran."""
+
+    bundle: Path
+    target: str
+    precision: str
+    info: Any
+    pairs: list
+    results: list[Comparison]
+    failures: dict[str, list[str]]
+    overall: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not any(self.failures.values()) and not self.overall
+
+    def report(self) -> dict:
+        """The JSON report's content."""
+        info = self.info
+        return {"bundle": str(self.bundle), "target": self.target, "precision": self.precision,
+                "backend": info.backend, "device": info.device,
+                "inference_precision": info.inference_precision, "passed": self.passed,
+                "thresholds": THRESHOLDS[self.precision].__dict__,
+                "mean_psnr_drop": mean_psnr_drop(self.results), "set_failures": self.overall,
+                "results": [r.as_dict() for r in self.results]}
+
+
+def check_parity(bundle_path: Path, *, target: str | None = None,
+                 images: list[str] | None = None, clean: list[str] | None = None,
+                 checkpoint: Path | None = None,
+                 inference_precision: str | None = None) -> ParityRun:
+    """Compare a bundle's artifact with PyTorch: on its reference crops, or on ``images``
+    (with ``clean`` references) tiled through both. Raises :class:`AtbsnError` when the
+    bundle cannot be opened or the inputs are unusable."""
+    from .bundle import Bundle
+    from .pipeline import open_artifact_tiled
+
+    bundle = Bundle.open(bundle_path)
+    entry = bundle.artifact(target)
+    options = {"inference_precision": inference_precision} if inference_precision else {}
+    # reference crops run whole: no overlap to fit (nor warn about) then
+    with open_artifact_tiled(bundle_path, target=target, overlap=None if images else 0,
+                             **options) as tiled:
+        info = tiled.runtime.info
+        pairs = (image_pairs(images, clean, checkpoint, bundle, tiled) if images
+                 else reference_pairs(bundle, tiled.runtime))
+    limits = THRESHOLDS[entry.precision]
+    results = [compare(name, got, want, truth) for name, got, want, truth in pairs]
+    return ParityRun(Path(bundle_path), entry.target, entry.precision, info, pairs, results,
+                     {r.name: r.failures(limits) for r in results}, set_failures(results, limits))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def job() -> int:
-        from .bundle import Bundle
-        from .pipeline import open_artifact_tiled
-
         if args.json is not None:
             check_output_path(args.json, "--json")
         if args.heatmaps is not None:
@@ -148,41 +194,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.clean and not args.images:
             raise AtbsnError("--clean needs --images (the noisy images it belongs to)")
         try:
-            bundle = Bundle.open(args.bundle)
-            entry = bundle.artifact(args.target)
-            precision = entry.precision
-            # reference crops run whole: no overlap to fit (nor warn about) then
-            options = ({"inference_precision": args.inference_precision}
-                       if args.inference_precision else {})
-            with open_artifact_tiled(args.bundle, target=args.target,
-                                     overlap=None if args.images else 0, **options) as tiled:
-                info = tiled.runtime.info
-                pairs = image_pairs(args, bundle, tiled) if args.images else \
-                    reference_pairs(bundle, tiled.runtime)
+            run = check_parity(args.bundle, target=args.target, images=args.images,
+                               clean=args.clean, checkpoint=args.checkpoint,
+                               inference_precision=args.inference_precision)
         except AtbsnError as exc:
             if args.json:  # a pipeline reading the report sees the failure too
-                write_report(args.json, {"bundle": str(args.bundle), "target": args.target,
+                write_json(args.json, {"bundle": str(args.bundle), "target": args.target,
                                          "passed": False, "error": str(exc)})
             raise
-        results = [compare(name, got, want, clean) for name, got, want, clean in pairs]
-        failures = {r.name: r.failures(THRESHOLDS[precision]) for r in results}
-        overall = set_failures(results, THRESHOLDS[precision])
-        print(f"{entry.target} ({info.backend} on {info.device}"
+        info = run.info
+        print(f"{run.target} ({info.backend} on {info.device}"
               + (f", computing in {info.inference_precision}" if info.inference_precision else "")
               + ")")
-        print(render(results, precision, failures, overall))
+        print(render(run.results, run.precision, run.failures, run.overall))
         if args.heatmaps:
-            write_heatmaps(args.heatmaps, pairs)
-        passed = not any(failures.values()) and not overall
+            write_heatmaps(args.heatmaps, run.pairs)
         if args.json:
-            report = {"bundle": str(args.bundle), "target": entry.target, "precision": precision,
-                      "backend": info.backend, "device": info.device,
-                      "inference_precision": info.inference_precision, "passed": passed,
-                      "thresholds": THRESHOLDS[precision].__dict__,
-                      "mean_psnr_drop": mean_psnr_drop(results), "set_failures": overall,
-                      "results": [r.as_dict() for r in results]}
-            write_report(args.json, report)
-        return 0 if passed else 1
+            write_json(args.json, run.report())
+        return 0 if run.passed else 1
 
     return run_cli(job, verbose=args.verbose)
 

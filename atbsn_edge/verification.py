@@ -17,6 +17,7 @@ from math import nan
 
 import numpy as np
 
+from .jsonsafe import finite_or_none
 from .metrics import psnr
 
 
@@ -67,18 +68,6 @@ class Comparison:
     def as_dict(self) -> dict:
         """The numbers as JSON-safe values: NaN and infinity become None."""
         return finite_or_none({**asdict(self), "psnr_drop": self.psnr_drop})
-
-
-def finite_or_none(value):
-    """``value`` with every NaN or infinite float (at any depth) replaced by None: JSON has
-    neither."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(v) for v in value]
-    return value
 
 
 def mean_psnr_drop(results: list[Comparison]) -> float | None:

@@ -17,35 +17,32 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.profiling.timing import time_calls
+
 
 def median_time(fn, x, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median and p90 through the toolkit's one timing function."""
     for _ in range(warmup):
         fn(x)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), float(np.percentile(times, 90))
+    timing = time_calls(lambda: fn(x), warmup_s=0.0, iters=repeats)
+    return timing.median, timing.p90
 
 
 def paired_times(interface, direct, x, warmup: int, repeats: int) -> tuple[float, float, float]:
     """Median and p90 of ``interface`` and median of ``direct``, called alternately so that
-    the machine's drift (clock, other load) falls on both alike."""
+    the machine's drift (clock, other load) falls on both alike (each call timed by
+    :func:`atbsn_edge.profiling.timing.time_calls`)."""
     for _ in range(warmup):
         interface(x)
         direct(x)
     a, b = [], []
     for _ in range(repeats):
         for fn, times in ((interface, a), (direct, b)):
-            started = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - started)
+            times.extend(time_calls(lambda: fn(x), warmup_s=0.0, iters=1, min_iters=1).samples)
     return statistics.median(a), float(np.percentile(a, 90)), statistics.median(b)
 
 

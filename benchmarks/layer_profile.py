@@ -5,6 +5,8 @@ Opens the bundle's IR through ``atbsn_edge.runtimes.openvino_runtime`` (the prec
 per convolution, the time, the kernel OpenVINO chose (its precision), the GMAC and the GMAC/s achieved. The last lines bound
 what int8 could reach on this CPU: the network's multiply-adds at the fastest int8 rate any of
 its layers achieved here, with every other cost (memory-bound layers, reorders) ignored.
+(``python -m atbsn_edge.profile`` now measures that rate on its own, on a wide convolution,
+and reports every latency against it; this script stays for the per-layer breakdown.)
 
     python benchmarks/layer_profile.py bundle-openvino-int8 --threads 2
 """
@@ -14,7 +16,6 @@ import argparse
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +55,19 @@ def main() -> None:
     spec = runtime.input_spec
     x = (np.random.default_rng(0).random((spec.batch or 1, spec.channels, spec.height,
                                           spec.width)) * 255).astype(np.float32)
-    times, profiles = [], []
-    for i in range(args.repeats + 2):
-        started = time.perf_counter()
+    from atbsn_edge.profiling.timing import time_calls
+
+    for _ in range(2):  # warm-up, not recorded
         runtime.infer(x)
-        if i >= 2:
-            times.append(time.perf_counter() - started)
-            profiles.append({p.node_name: (p.real_time.total_seconds(), p.exec_type, p.node_type)
-                             for p in runtime.request.profiling_info})
+    profiles = []
+
+    def call():
+        runtime.infer(x)
+        profiles.append({p.node_name: (p.real_time.total_seconds(), p.exec_type, p.node_type)
+                         for p in runtime.request.profiling_info})
+    times = time_calls(call, warmup_s=0.0, iters=args.repeats).samples
     model = runtime.model
-    precision = runtime.metadata.get("precision", "fp32")
+    precision = runtime.metadata.precision
     hint = runtime.inference_precision
     macs = layer_macs(model)
     layers = []

@@ -22,7 +22,10 @@ TORCH_FREE = ["atbsn_edge", "atbsn_edge.errors", "atbsn_edge.atomic", "atbsn_edg
               "atbsn_edge.runtimes.openvino_runtime", "atbsn_edge.runtimes.tensorrt_runtime",
               "atbsn_edge.bundle", "atbsn_edge.bundle.manifest", "atbsn_edge.bundle.metadata",
               "atbsn_edge.bundle.files", "atbsn_edge.bundle.reference", "atbsn_edge.bundle.commands",
-              "atbsn_edge.denoise"]
+              "atbsn_edge.denoise", "atbsn_edge.compare", "atbsn_edge.profile",
+              "atbsn_edge.profiling.timing", "atbsn_edge.profiling.floors",
+              "atbsn_edge.profiling.machine", "atbsn_edge.profiling.tegrastats",
+              "atbsn_edge.profiling.graph_cost"]
 # What adds a target to a bundle on a device (export --from-bundle): no torch either.
 TORCH_FREE_EXPORT = ["atbsn_edge.export.__main__", "atbsn_edge.export.job",
                      "atbsn_edge.export.targets", "atbsn_edge.export.onnx_target",

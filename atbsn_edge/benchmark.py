@@ -1,0 +1,252 @@
+"""python -m atbsn_edge.benchmark: every target of one checkpoint, exported, verified and timed.
+
+For each target (--targets all, or a comma-separated list) it exports a bundle, runs parity on
+the bundle's reference crops (PSNR of the artifact against PyTorch), with --images/--clean the
+quality against clean references (mean PSNR of the artifact, and what it loses against
+PyTorch), and profiles it (python -m atbsn_edge.profile: per-tile latency median and p90, the
+physical floor and the ratio to it, megapixels per second and fps on a tiled 1080p frame).
+A target that cannot be built here is listed with its status: "bundle only" (a TensorRT
+engine is built on the device) or "failed" with the reason. Prints one markdown table with
+the machine it ran on; --json writes the numbers, --log appends the table to a markdown log,
+--plot draws latency against quality (needs matplotlib: pip install 'atbsn-edge[plot]').
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .atomic import atomic_path
+from .cli import add_verbose_argument, check_output_path, new_parser, non_negative_int, positive_int, run_cli
+from .errors import AtbsnError
+from .jsonsafe import write_json
+
+log = logging.getLogger(__name__)
+OK, BUNDLE_ONLY, FAILED, UNAVAILABLE = "ok", "bundle only", "failed", "not available here"
+
+
+@dataclass
+class Row:
+    """One target's line of the table."""
+
+    target: str
+    status: str
+    reason: str = ""
+    size_mb: float | None = None
+    psnr_vs_torch: float | None = None
+    parity_passed: bool | None = None
+    psnr_clean: float | None = None
+    psnr_drop: float | None = None
+    latency_median_ms: float | None = None
+    latency_p90_ms: float | None = None
+    floor_ms: float | None = None
+    ratio_to_floor: float | None = None
+    megapixels_per_s: float | None = None
+    fps: float | None = None
+    inference_precision: str | None = None
+    profile: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = new_parser("python -m atbsn_edge.benchmark", __doc__)
+    p.add_argument("--checkpoint", type=Path,
+                   help="checkpoint to benchmark (default: the bundled demo model)")
+    p.add_argument("--targets", default="all",
+                   help="all, or a comma-separated list such as onnx-fp32,openvino-int8")
+    p.add_argument("--images", nargs="+", help="noisy images for the quality column")
+    p.add_argument("--clean", nargs="+", help="their clean references, same order")
+    p.add_argument("--tile", type=positive_int, default=512, help="tile side of the exports")
+    p.add_argument("--bundles", type=Path, default=Path("benchmark-bundles"),
+                   help="folder for the exported bundles (one per target; replaced)")
+    p.add_argument("--iters", type=positive_int, default=10,
+                   help="timed network calls per target")
+    p.add_argument("--frame-iters", type=positive_int, default=3,
+                   help="timed tiled frames per target")
+    p.add_argument("--resolution", default="1920x1080", help="frame size for MP/s and fps, WxH")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads of the backends (0: their default)")
+    p.add_argument("--json", type=Path, help="write every number as JSON")
+    p.add_argument("--log", type=Path, help="append the table (with date and machine) to this markdown file")
+    p.add_argument("--plot", type=Path, help="write a latency-vs-quality PNG (needs matplotlib)")
+    add_verbose_argument(p)
+    return p
+
+
+def chosen_targets(text: str) -> list[str]:
+    """The targets named by ``--targets``, checked against the target table."""
+    from .export.targets import TARGETS, get_target
+
+    if text == "all":
+        return list(TARGETS)
+    return [get_target(name.strip()).name for name in text.split(",") if name.strip()]
+
+
+def _quiet_call(function, argv: Sequence[str]) -> tuple[int, str]:
+    """Run a CLI ``main`` in-process; its exit code and the last line it printed to stderr."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = function(list(argv))
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
+    return code, (lines[-1][len("error: "):] if lines else "")
+
+
+def export_target(target: str, args: argparse.Namespace) -> tuple[str, str, Path]:
+    """(status, reason, bundle) of exporting ``target`` into ``args.bundles``."""
+    from .export.__main__ import EXIT_ENGINE_PENDING
+    from .export.__main__ import main as export
+    from .export.targets import get_target
+
+    out = args.bundles / target
+    available, why = get_target(target).availability()
+    if not available:
+        return UNAVAILABLE, why, out
+    argv = ["--target", target, "--tile", str(args.tile), "--out", str(out), "--overwrite"]
+    if args.checkpoint:
+        argv += ["--checkpoint", str(args.checkpoint)]
+    code, reason = _quiet_call(export, argv)
+    if code == EXIT_ENGINE_PENDING:
+        return BUNDLE_ONLY, "engine is built on the device (export ... --from-bundle)", out
+    if code != 0:
+        return FAILED, reason or f"export exited with {code}", out
+    return OK, "", out
+
+
+def measure(target: str, args: argparse.Namespace) -> Row:
+    """Export, verify and profile one target."""
+    from .bundle import Bundle
+    from .parity import check_parity
+    from .profile import parse_resolution, profile_artifact
+
+    status, reason, out = export_target(target, args)
+    row = Row(target, status, reason)
+    if status != OK:
+        return row
+    try:
+        bundle = Bundle.open(out)
+        entry = bundle.artifact(target)
+        row.size_mb = sum((out / name).stat().st_size for name in entry.files) / 2**20
+        parity = check_parity(out, target=target)
+        row.parity_passed = parity.passed
+        row.psnr_vs_torch = min(r.psnr_vs_torch for r in parity.results)
+        if args.images:
+            quality = check_parity(out, target=target, images=args.images, clean=args.clean)
+            row.parity_passed = row.parity_passed and quality.passed
+            scored = [r for r in quality.results if r.psnr_clean_artifact is not None]
+            if scored:
+                row.psnr_clean = sum(r.psnr_clean_artifact for r in scored) / len(scored)
+                row.psnr_drop = sum(r.psnr_drop for r in scored) / len(scored)
+        report = profile_artifact(out, target=target, warmup_s=1.0, iters=args.iters,
+                                  frame_iters=args.frame_iters, threads=args.threads,
+                                  resolution=parse_resolution(args.resolution), power=True)
+    except AtbsnError as exc:
+        row.status, row.reason = FAILED, str(exc)
+        return row
+    call = report["call"]
+    row.latency_median_ms = call["latency_ms"]["median"]
+    row.latency_p90_ms = call["latency_ms"]["p90"]
+    row.floor_ms = call["floor_ms"]
+    row.ratio_to_floor = call["ratio_to_floor"]["median"]
+    row.inference_precision = report.get("inference_precision")
+    frame = report.get("frame") or {}
+    row.megapixels_per_s, row.fps = frame.get("megapixels_per_s"), frame.get("fps")
+    row.profile = report
+    return row
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def render_table(rows: list[Row], machine: str, resolution: str) -> str:
+    """The markdown table, with the machine line above it."""
+    lines = [f"Machine: {machine}", "",
+             f"| target | status | size MB | parity PSNR vs torch (min) | PSNR vs clean | drop | "
+             f"latency median / p90 ms | floor ms | x floor | MP/s | fps at {resolution} |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        status = r.status if not r.reason else f"{r.status}: {r.reason}"
+        if r.status == OK and r.parity_passed is False:
+            status = "ok, parity FAILED"
+        compute = f" ({r.inference_precision})" if r.inference_precision else ""
+        latency = ("-" if r.latency_median_ms is None
+                   else f"{r.latency_median_ms:.1f} / {r.latency_p90_ms:.1f}")
+        lines.append(f"| {r.target}{compute} | {status} | {_cell(r.size_mb, '.2f')} | "
+                     f"{_cell(r.psnr_vs_torch, '.2f')} | {_cell(r.psnr_clean, '.3f')} | "
+                     f"{_cell(r.psnr_drop, '.3f')} | {latency} | {_cell(r.floor_ms, '.1f')} | "
+                     f"{_cell(r.ratio_to_floor, '.2f')} | {_cell(r.megapixels_per_s, '.2f')} | "
+                     f"{_cell(r.fps, '.3f')} |")
+    return "\n".join(lines)
+
+
+def write_plot(path: Path, rows: list[Row]) -> None:
+    """Latency (x, log) against quality (y: PSNR vs clean, else vs PyTorch) of the ok rows."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise AtbsnError("--plot needs matplotlib: pip install 'atbsn-edge[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in rows if r.latency_median_ms is not None]
+    clean = all(r.psnr_clean is not None for r in points)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in points:
+        y = r.psnr_clean if clean else r.psnr_vs_torch
+        ax.scatter(r.latency_median_ms, y)
+        ax.annotate(r.target, (r.latency_median_ms, y), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per tile, median (ms, log scale)")
+    ax.set_ylabel("mean PSNR vs clean (dB)" if clean else "min PSNR vs PyTorch (dB)")
+    ax.grid(True, alpha=0.3)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def job() -> int:
+        from tqdm import tqdm
+
+        from .profiling.machine import describe_cpu
+
+        for flag, path in (("--json", args.json), ("--log", args.log), ("--plot", args.plot)):
+            if path is not None:
+                check_output_path(path, flag)
+        if bool(args.images) != bool(args.clean):
+            raise AtbsnError("--images and --clean go together (noisy images and their clean "
+                             "references, same order)")
+        targets = chosen_targets(args.targets)
+        rows = []
+        for target in tqdm(targets, desc="targets", unit="target"):
+            rows.append(measure(target, args))
+            log.info("%s: %s %s", target, rows[-1].status, rows[-1].reason)
+        machine = describe_cpu()
+        table = render_table(rows, machine, args.resolution)
+        print(table)
+        if args.json:
+            write_json(args.json, {"machine": machine, "rows": [asdict(r) for r in rows]})
+        if args.log:
+            args.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.log, "a") as fh:
+                fh.write(f"\n## {time.strftime('%Y-%m-%d %H:%M')} {args.checkpoint or 'demo model'}"
+                         f"\n\n{table}\n")
+        if args.plot:
+            write_plot(args.plot, rows)
+        return 1 if any(r.status == FAILED or r.parity_passed is False for r in rows) else 0
+
+    return run_cli(job, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,365 @@
+"""Latency profile of an exported artifact, beside the physical floor it is measured against.
+
+    python -m atbsn_edge.profile BUNDLE_OR_ARTIFACT [--target T] [--resolution 1920x1080]
+        [--warmup S] [--iters N | --duration S] [--threads N] [--json F]
+
+Runs the artifact through the same Runtime interface and tiler as ``denoise``
+(:func:`atbsn_edge.pipeline.open_artifact_tiled`): one network call (a tile, or a batch of
+tiles) timed with :func:`atbsn_edge.profiling.timing.time_calls` -- median, p90, p99, min,
+mean, standard deviation -- then whole frames of ``--resolution`` through the tiler
+(megapixels per second, frames per second). Beside each latency: the floor, the artifact's
+multiply-adds and minimum bytes per call (from the bundle's fp32 ONNX) over the device's peak
+rate for the precision and its memory bandwidth (:mod:`atbsn_edge.profiling.floors`: a table
+of Jetson modules, or measured on the spot on a CPU), and the ratio to it. Also: peak host
+memory, device memory where the backend reports it, the backend, precision and inference
+precision actually used, the machine, and on a Jetson with ``tegrastats`` the energy of the
+run (mean power, millijoules per tile and per frame). ``--json`` writes all of it atomically
+(no NaN: a figure that does not exist is null). See docs/profiling.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import AtbsnError
+from .jsonsafe import finite_or_none, write_json
+
+log = logging.getLogger(__name__)
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """'1920x1080' -> (1920, 1080) (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution {text!r} is not WIDTHxHEIGHT") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"resolution {text!r} must be positive")
+    return w, h
+
+
+def peak_host_memory_mb() -> float:
+    """Peak resident memory of this process (``getrusage`` ru_maxrss: kB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def device_memory_bytes(runtime) -> int | None:
+    """Device memory the backend reports: a runtime's ``device_memory_bytes``, or a TensorRT
+    engine's activation memory (``device_memory_size_v2`` / ``device_memory_size``)."""
+    value = getattr(runtime, "device_memory_bytes", None)
+    if callable(value):
+        value = value()
+    if value is not None:
+        return int(value)
+    engine = getattr(runtime, "engine", None)
+    for name in ("device_memory_size_v2", "device_memory_size"):
+        size = getattr(engine, name, None)
+        if isinstance(size, (int, np.integer)):
+            return int(size)
+    return None
+
+
+def _choose_floor(choice: str, info, threads: int):
+    """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details) or None."""
+    from .profiling import floors
+
+    device_text = (info.device or "").lower()
+    on_cpu = info.backend in ("openvino", "onnxruntime", "torch") and (
+        "cpu" in device_text or device_text == "")
+    if choice == "auto":
+        jetson = floors.detect_jetson()
+        if jetson and info.backend == "tensorrt":
+            choice = jetson
+        elif on_cpu:
+            choice = "cpu"
+        else:
+            log.info("no floor for %s on %s (not a CPU, not a known Jetson); --floor-device "
+                     "names one", info.backend, info.device)
+            return None
+    if choice == "none":
+        return None
+    if choice == "cpu":
+        rates = floors.measure_cpu_rates(threads)
+
+        def lookup(precision, inference_precision):
+            key = floors.cpu_precision_key(precision, inference_precision, rates.mac_rate)
+            return rates.mac_rate.get(key), f"{key} (measured)"
+        return (f"CPU measured: {rates.cpu}", lookup, rates.bandwidth, rates.as_dict())
+    if choice not in floors.DEVICES:
+        raise AtbsnError(f"--floor-device {choice}: not one of auto, cpu, none, "
+                         f"{', '.join(floors.DEVICES)}")
+    spec = floors.DEVICES[choice]
+
+    def lookup(precision, inference_precision):
+        rate = spec.mac_rate(precision)
+        return rate, f"{precision} dense GPU (table)"
+    bandwidth = spec.bandwidth_gbs * 1e9 if spec.bandwidth_gbs else None
+    details = {"key": choice, **{k: getattr(spec, k) for k in spec.__dataclass_fields__}}
+    return (f"{spec.name} (table)", lookup, bandwidth, details)
+
+
+def _ratio(measured: float | None, floor: float | None) -> float | None:
+    if measured is None or not floor:
+        return None
+    return measured / floor
+
+
+def profile_artifact(artifact: str | Path, *, target: str | None = None,
+                     resolution: tuple[int, int] = (1920, 1080), warmup_s: float = 2.0,
+                     iters: int | None = None, duration_s: float | None = None,
+                     threads: int = 0, floor_device: str = "auto", power: bool = True,
+                     tegrastats_interval_ms: int = 100, performance_hint: str | None = None,
+                     frames: bool = True, frame_iters: int | None = None) -> dict[str, Any]:
+    """Profile ``artifact`` (see the module doc) and return the report as a dict."""
+    from .pipeline import open_artifact_tiled
+    from .profiling import floors
+    from .profiling.graph_cost import fp32_onnx_for, graph_cost
+    from .profiling.machine import machine_info
+    from .profiling.tegrastats import TegrastatsSampler, summarize
+    from .profiling.timing import time_calls
+    from .tiling import plan_tiles
+
+    if iters is None and duration_s is None:
+        duration_s = 10.0
+    options: dict[str, Any] = {}
+    if threads:
+        options["threads"] = threads
+    if performance_hint:
+        options["performance_hint"] = performance_hint.upper()
+    sampler = None
+    if power and TegrastatsSampler.available():
+        sampler = TegrastatsSampler(tegrastats_interval_ms).start()
+    try:
+        with open_artifact_tiled(artifact, target=target, **options) as tiled:
+            runtime, spec = tiled.runtime, tiled.spec
+            info = runtime.info
+            batch = spec.batch
+            shape = (batch, 3, spec.tile_h, spec.tile_w)
+            x = (np.random.default_rng(0).random(shape) * 255).astype(np.float32)
+            call = time_calls(lambda: runtime.run(x), warmup_s, iters, duration_s)
+            width, height = resolution
+            frame_timing = None
+            plan = plan_tiles(height, width, spec)
+            tiles = len(plan.ys) * len(plan.xs)
+            if frames:
+                image = (np.random.default_rng(2).random((height, width, 3)) * 255).astype(np.float32)
+                f_iters = frame_iters if frame_iters is not None else iters
+                frame_timing = time_calls(lambda: tiled.denoise(image), 0.0, f_iters,
+                                          duration_s if f_iters is None else None, min_iters=3)
+            device_mem = device_memory_bytes(runtime)
+            describe = tiled.describe()
+            peak_mb = peak_host_memory_mb()   # before the floor's micro-benchmark allocates
+    finally:
+        if sampler is not None:
+            sampler.stop()
+    floor_choice = _choose_floor(floor_device, info, threads)
+
+    precision = info.precision
+    cost = None
+    onnx_path = fp32_onnx_for(artifact)
+    cost_error = None
+    if onnx_path is not None:
+        try:
+            cost = graph_cost(onnx_path, input_shape=shape)
+        except Exception as exc:  # a foreign graph: report without a floor, say why
+            cost_error = f"{type(exc).__name__}: {exc}"
+    else:
+        cost_error = "no fp32 ONNX beside the artifact (bundle's model-fp32.onnx)"
+    floor_call = None
+    floor_info: dict[str, Any] = {"device": None, "reason": cost_error}
+    if cost is not None and floor_choice is not None:
+        label, lookup, bandwidth, details = floor_choice
+        rate, key = lookup(precision, info.inference_precision)
+        floor_call = floors.make_floor(cost.macs, cost.min_bytes(precision), rate, bandwidth, key, label)
+        floor_info = {"device": label, "details": details, **floor_call.as_dict()}
+    elif floor_choice is None:
+        floor_info["reason"] = cost_error or f"no floor device (--floor-device {floor_device})"
+
+    floor_s = floor_call.seconds if floor_call else None
+    call_stats = call.stats_ms()
+    call_ratios = {k: _ratio(call_stats[k] / 1e3, floor_s) for k in ("median", "p90", "p99", "min", "mean")}
+    report: dict[str, Any] = {
+        "artifact": str(artifact), "target": target, "describe": describe,
+        "backend": info.backend, "precision": precision,
+        "inference_precision": info.inference_precision, "device": info.device,
+        "model": info.model, "hole_size": info.hole_size,
+        "tile": [spec.tile_h, spec.tile_w], "batch": batch, "overlap": spec.overlap,
+        "threads": threads or None,
+        "call": {"per": f"network call of {batch} tile(s) {spec.tile_h}x{spec.tile_w}",
+                 "latency_ms": call_stats,
+                 "per_tile_median_ms": call_stats["median"] / batch,
+                 "floor_ms": floor_s * 1e3 if floor_s else None, "ratio_to_floor": call_ratios},
+        "cost": None if cost is None else {
+            "fp32_onnx": str(onnx_path), "macs_per_call": cost.macs, "conv_macs": cost.conv_macs,
+            "conv_transpose_macs": cost.conv_transpose_macs, "other_macs": cost.other_macs,
+            "weights": cost.weights, "min_bytes_per_call": cost.min_bytes(precision),
+            "macs_per_tile": cost.macs / batch},
+        "floor": floor_info,
+        "memory": {"peak_host_mb": peak_mb,
+                   "device_mb": device_mem / 2**20 if device_mem is not None else None},
+        "machine": machine_info(),
+    }
+    if frame_timing is not None:
+        fstats = frame_timing.stats_ms()
+        frame_floor = floor_s * tiles / batch if floor_s else None
+        median_s = fstats["median"] / 1e3
+        mp = width * height / 1e6
+        report["frame"] = {
+            "resolution": [width, height], "tiles": tiles, "latency_ms": fstats,
+            "megapixels_per_s": mp / median_s if median_s else None,
+            "fps": 1 / median_s if median_s else None,
+            "floor_ms": frame_floor * 1e3 if frame_floor else None,
+            "floor_fps": 1 / frame_floor if frame_floor else None,
+            "ratio_to_floor": {k: _ratio(fstats[k] / 1e3, frame_floor) for k in ("median", "p90", "p99", "min", "mean")},
+            "tiled_over_tiles_x_call": (median_s / (tiles / batch * call.median)) if call.median else None,
+        }
+    if sampler is not None:
+        report["power"] = {
+            "tool": "tegrastats", "interval_ms": tegrastats_interval_ms,
+            "samples_total": len(sampler.samples), "unparsed_lines": len(sampler.errors),
+            "call": summarize(sampler.samples, call.marks["start"], call.marks["end"], call.count),
+            "frame": (summarize(sampler.samples, frame_timing.marks["start"], frame_timing.marks["end"],
+                                frame_timing.count) if frame_timing is not None else None)}
+    else:
+        report["power"] = None
+    return finite_or_none(report)
+
+
+def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The report as text: what ran, the floor, and a table of figures with their ratios."""
+    m = r["machine"]
+    lines = [f"profile: {r['describe']}",
+             f"backend {r['backend']}, precision {r['precision']}, inference precision "
+             f"{r['inference_precision'] or r['precision']}, device {r['device']}"]
+    cpu = m["cpu"]
+    gpu = m.get("gpu") or {}
+    v = m["versions"]
+    lines.append(f"machine: {cpu['model']} ({cpu['cores']} cores, {cpu['arch']}; flags: "
+                 f"{' '.join(cpu['flags_that_matter']) or 'none that matter'}); GPU: "
+                 f"{gpu.get('name') or 'none'}; python {v['python']}, numpy {v['numpy']}, "
+                 f"onnxruntime {v['onnxruntime'] or '-'}, openvino {v['openvino'] or '-'}, "
+                 f"tensorrt {v['tensorrt'] or '-'}")
+    cost = r.get("cost")
+    if cost:
+        lines.append(f"cost per call: {cost['macs_per_call'] / 1e9:.2f} GMAC (conv "
+                     f"{cost['conv_macs'] / 1e9:.2f}, transposed conv "
+                     f"{cost['conv_transpose_macs'] / 1e9:.2f}), at least "
+                     f"{cost['min_bytes_per_call'] / 1e6:.1f} MB moved ({r['precision']}: input + "
+                     f"output + {cost['weights'] / 1e6:.2f} M weights)")
+    f = r["floor"]
+    if f.get("seconds"):
+        rate = f"{f['mac_rate'] / 1e9:.0f} GMAC/s {f['rate_key']}" if f.get("mac_rate") else "no compute rate"
+        bw = f"{f['bandwidth'] / 1e9:.1f} GB/s" if f.get("bandwidth") else "no bandwidth"
+        lines.append(f"floor: {f['device']}: {rate}, {bw} -> {f['seconds'] * 1e3:.2f} ms per call "
+                     f"({f['bound']}-bound)")
+    else:
+        lines.append(f"floor: none ({f.get('reason')})")
+    c = r["call"]
+    lat = c["latency_ms"]
+    lines += ["", f"| {c['per']} ({lat['count']} timed) | ms | x floor |", "|---|---|---|"]
+    for k in ("median", "p90", "p99", "min", "mean"):
+        ratio = c["ratio_to_floor"][k]
+        lines.append(f"| {k} | {_fmt(lat[k], 2)} | {_fmt(ratio, 2, 'x')} |")
+    lines.append(f"| std | {_fmt(lat['std'], 2)} | |")
+    if c.get("floor_ms"):
+        lines.append(f"| floor | {_fmt(c['floor_ms'], 2)} | 1.00x |")
+    fr = r.get("frame")
+    if fr:
+        w, h = fr["resolution"]
+        fl = fr["latency_ms"]
+        lines += ["", f"| frame {w}x{h}, {fr['tiles']} tiles ({fl['count']} timed) | ms | x floor |",
+                  "|---|---|---|"]
+        for k in ("median", "p90", "min", "mean"):
+            lines.append(f"| {k} | {_fmt(fl[k], 1)} | {_fmt(fr['ratio_to_floor'][k], 2, 'x')} |")
+        lines.append(f"| std | {_fmt(fl['std'], 1)} | |")
+        lines.append(f"throughput: {_fmt(fr['megapixels_per_s'], 2)} MP/s, {_fmt(fr['fps'], 2)} fps "
+                     f"(floor: {_fmt(fr['floor_fps'], 2)} fps); tiled / (tiles x call) = "
+                     f"{_fmt(fr['tiled_over_tiles_x_call'], 2)}")
+    mem = r["memory"]
+    lines.append(f"peak host memory {mem['peak_host_mb']:.0f} MB; device memory "
+                 f"{_fmt(mem['device_mb'], 0, ' MB') if mem['device_mb'] is not None else 'not reported by the backend'}")
+    p = r.get("power")
+    if p:
+        for name in ("call", "frame"):
+            s = p.get(name)
+            if s:
+                lines.append(f"power ({name}s, {s['input_rail']}, {s['samples']} samples): mean "
+                             f"{_fmt(s['mean_power_w'], 2)} W, {_fmt(s['mj_per_call'], 1)} mJ per {name}, "
+                             f"peak {_fmt(s['peak_power_w'], 2)} W, GPU load {_fmt(s['gr3d_mean_pct'], 0, '%')}")
+    else:
+        lines.append("power: not measured (no tegrastats on PATH)")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+
+    p = argparse.ArgumentParser(prog="python -m atbsn_edge.profile", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("artifact", type=Path, help="a bundle folder or an artifact file")
+    p.add_argument("--target", help="which artifact of a bundle (default: the bundle's default)")
+    p.add_argument("--resolution", type=parse_resolution, default=(1920, 1080),
+                   help="WIDTHxHEIGHT of the tiled frames (default 1920x1080)")
+    p.add_argument("--warmup", type=float, default=2.0, metavar="S",
+                   help="seconds of warm-up calls before timing (at least one call; default 2)")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--iters", type=int, metavar="N", help="timed calls (and frames)")
+    stop.add_argument("--duration", type=float, metavar="S",
+                      help="seconds of timed calls, then as long for frames (default 10; at least 3 frames)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend (0: its default)")
+    p.add_argument("--performance-hint", choices=("latency", "throughput"),
+                   help="OpenVINO: compile for one call at a time (default) or many")
+    p.add_argument("--floor-device", default="auto", metavar="NAME",
+                   help="what the floor is measured against: auto (a known Jetson for TensorRT, the "
+                        "CPU measured on the spot for CPU backends), cpu, none, or a device: "
+                        "orin-nano-4gb, orin-nano-8gb, orin-nano-8gb-super, orin-nx-8gb, orin-nx-16gb, "
+                        "agx-orin-32gb, agx-orin-64gb")
+    p.add_argument("--frame-iters", type=int, metavar="N",
+                   help="timed frames (default: as --iters / --duration, at least 3)")
+    p.add_argument("--no-frames", action="store_true", help="time network calls only, no tiled frames")
+    p.add_argument("--no-power", action="store_true", help="do not run tegrastats")
+    p.add_argument("--tegrastats-interval", type=int, default=100, metavar="MS",
+                   help="tegrastats sampling interval (default 100 ms)")
+    p.add_argument("--json", type=Path, metavar="F", help="write the full report as JSON (atomically)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import run_cli
+
+    args = build_parser().parse_args(argv)
+    if args.iters is not None and args.iters < 1:
+        build_parser().error("--iters must be at least 1")
+    if args.duration is not None and args.duration <= 0:
+        build_parser().error("--duration must be positive")
+
+    def job() -> int:
+        report = profile_artifact(
+            args.artifact, target=args.target, resolution=args.resolution, warmup_s=args.warmup,
+            iters=args.iters, duration_s=args.duration, threads=args.threads,
+            floor_device=args.floor_device, power=not args.no_power,
+            tegrastats_interval_ms=args.tegrastats_interval,
+            performance_hint=args.performance_hint, frames=not args.no_frames,
+            frame_iters=args.frame_iters)
+        print(format_report(report))
+        if args.json:
+            write_json(args.json, report)
+            log.info("wrote %s", args.json)
+        return 0
+
+    return run_cli(job, args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

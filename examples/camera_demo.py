@@ -1,0 +1,517 @@
+#!/usr/bin/env python3
+"""Live denoising demo: a camera, a CSI sensor, an RTSP stream or a video file, side by side.
+
+    python examples/camera_demo.py --artifact BUNDLE --source SRC
+    python examples/camera_demo.py --artifact BUNDLE --source clip.mp4 --headless --output out.mp4
+
+SRC is a camera index (``0``) or ``/dev/videoN`` (V4L2), ``csi://N`` (a Jetson CSI camera
+through GStreamer's ``nvarguscamerasrc``; OpenCV must be built with GStreamer), an
+``rtsp://`` / ``http://`` URL, or a video file. The artifact runs through the same runtime
+and tiler as ``python -m atbsn_edge.denoise --artifact`` (``open_artifact_tiled`` and
+``TiledRuntime.denoise``).
+
+Capture, inference and display are a pipeline of three threads joined by bounded queues
+(one frame between capture and inference, two between inference and display), so a slow
+frame never stalls capture: a **live** source whose frame finds the queue full replaces the
+waiting frame, and the replaced frame is counted as dropped. A **file** source is read no
+faster than it is processed, so every frame of it is denoised and written (no drops; the
+fps then says how fast the denoiser really is). ``--output`` writes what is shown (side by
+side, or the current view) to a video written atomically (a temporary file renamed when
+complete). ``--process-size WxH`` denoises a resized copy of each frame, for devices too
+slow for the full frame.
+
+Keys (with a display): ``v`` cycles the view (side by side / denoised / noisy), ``+`` and
+``-`` change the blind-spot hole of an AT-BSN artifact -- an exported artifact has its hole
+fixed at export, so this works only between several ``--artifact`` bundles of the same
+network exported at different holes (``--hole``); otherwise it says so -- and ``q`` (or
+Esc) quits. ``--max-frames N`` stops after N frames; the summary (frames, drops, fps,
+latency) is printed at the end and, with ``--json``, written as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import re
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("camera_demo")
+
+VIEWS = ("side-by-side", "denoised", "noisy")
+
+
+class DemoError(Exception):
+    """A one-line problem with the source, the artifact or the output."""
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    kind: str          # "index", "device", "csi", "url", "file"
+    value: Any
+    live: bool
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.value}"
+
+
+def parse_source(text: str) -> Source:
+    """What ``--source`` names (see the module doc)."""
+    if re.fullmatch(r"\d+", text):
+        return Source("index", int(text), True)
+    if text.startswith("/dev/video"):
+        return Source("device", text, True)
+    m = re.fullmatch(r"csi://(\d+)", text)
+    if m:
+        return Source("csi", int(m.group(1)), True)
+    if re.match(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", text):
+        return Source("url", text, True)
+    return Source("file", text, False)
+
+
+def gstreamer_available() -> bool:
+    """Whether this OpenCV was built with GStreamer (``cv2.getBuildInformation()``)."""
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line.split(":", 1)[1]
+    return False
+
+
+def csi_pipeline(sensor: int, width: int = 1920, height: int = 1080, fps: int = 30) -> str:
+    """The GStreamer pipeline of a Jetson CSI camera into OpenCV (BGR frames)."""
+    return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, "
+            f"height={height}, framerate={fps}/1, format=NV12 ! nvvidconv ! "
+            "video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
+            "appsink drop=true max-buffers=1")
+
+
+def open_capture(source: Source, width: int | None = None, height: int | None = None):
+    import cv2
+
+    if source.kind == "csi":
+        if not gstreamer_available():
+            raise DemoError("csi:// needs OpenCV built with GStreamer, and this one has none "
+                            "(cv2.getBuildInformation(): GStreamer NO); on a Jetson use JetPack's "
+                            "python3-opencv (apt), not the pip opencv-python wheel")
+        cap = cv2.VideoCapture(csi_pipeline(source.value, width or 1920, height or 1080),
+                               cv2.CAP_GSTREAMER)
+    elif source.kind == "index":
+        cap = cv2.VideoCapture(source.value)
+    elif source.kind == "device":
+        cap = cv2.VideoCapture(source.value, cv2.CAP_V4L2)
+    elif source.kind == "url":
+        cap = cv2.VideoCapture(source.value, cv2.CAP_FFMPEG)
+    else:
+        if not Path(source.value).is_file():
+            raise DemoError(f"{source.value}: no such video file (or camera index / URL)")
+        cap = cv2.VideoCapture(source.value)
+    if source.kind in ("index", "device") and width and height:
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+    if not cap.isOpened():
+        raise DemoError(f"cannot open {source.describe()} (no such camera, an unreachable stream, "
+                        "or a codec this OpenCV cannot decode)")
+    return cap
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+
+@dataclass
+class Stats:
+    captured: int = 0
+    dropped: int = 0            # live frames replaced before inference took them
+    processed: int = 0
+    shown: int = 0
+    display_dropped: int = 0    # denoised frames the display had no time for (live only)
+    written: int = 0
+    latencies: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        wall = (self.finished or time.perf_counter()) - self.started
+        lat = sorted(self.latencies)
+        return {"frames_captured": self.captured, "frames_dropped": self.dropped,
+                "frames_processed": self.processed, "frames_written": self.written,
+                "display_dropped": self.display_dropped, "wall_s": wall,
+                "fps": self.processed / wall if wall > 0 else None,
+                "latency_ms_median": statistics.median(lat) * 1e3 if lat else None,
+                "latency_ms_p90": float(np.percentile(lat, 90)) * 1e3 if lat else None}
+
+
+def put_latest(q: queue.Queue, item: Any) -> bool:
+    """Put ``item``, replacing what waits if the queue is full; True when something was dropped."""
+    dropped = False
+    while True:
+        try:
+            q.put_nowait(item)
+            return dropped
+        except queue.Full:
+            try:
+                q.get_nowait()
+                dropped = True
+            except queue.Empty:
+                pass
+
+
+class Denoisers:
+    """The artifacts given, ordered by hole; ``current`` is the one in use. Each is opened
+    through ``pipeline.open_artifact_tiled`` (the same runtime and tiler as ``denoise``)."""
+
+    def __init__(self, paths: list[Path], target: str | None, threads: int) -> None:
+        from atbsn_edge.errors import AtbsnError
+        from atbsn_edge.pipeline import open_artifact_tiled
+
+        options = {"threads": threads} if threads else {}
+        self.items = []
+        try:
+            for path in paths:
+                self.items.append(open_artifact_tiled(path, target=target, **options))
+        except AtbsnError as exc:
+            self.close()
+            raise DemoError(str(exc)) from None
+        models = {t.runtime.info.model for t in self.items}
+        if len(models) > 1:
+            self.close()
+            raise DemoError(f"the --artifact bundles are different networks ({', '.join(sorted(models))}); "
+                            "give one network exported at several holes")
+        self.items.sort(key=lambda t: (t.runtime.info.hole_size is None, t.runtime.info.hole_size or 0))
+        self.index = 0
+        self.lock = threading.Lock()
+
+    @property
+    def current(self):
+        return self.items[self.index]
+
+    def hole(self) -> int | None:
+        return self.current.runtime.info.hole_size
+
+    def step(self, delta: int) -> str:
+        """Switch to the next (+1) or previous (-1) hole; the message says what happened."""
+        info = self.current.runtime.info
+        if info.hole_size is None:
+            return (f"{info.model} has no blind spot (a distilled student): there is no hole to change")
+        if len(self.items) == 1:
+            return (f"the hole is fixed at export ({info.hole_size}) in this artifact; to compare holes "
+                    "export the checkpoint with --hole B more than once and pass each bundle with --artifact")
+        with self.lock:
+            new = min(max(self.index + delta, 0), len(self.items) - 1)
+            if new == self.index:
+                return f"hole {info.hole_size} is the {'largest' if delta > 0 else 'smallest'} exported"
+            self.index = new
+        return f"hole {self.hole()}"
+
+    def describe(self) -> str:
+        return self.current.describe()
+
+    def close(self) -> None:
+        for t in self.items:
+            t.close()
+
+
+def side_by_side(noisy: np.ndarray, denoised: np.ndarray, view: str) -> np.ndarray:
+    if view == "denoised":
+        return denoised
+    if view == "noisy":
+        return noisy
+    return np.concatenate([noisy, denoised], axis=1)
+
+
+def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
+    import cv2
+
+    out = frame.copy()
+    for i, text in enumerate(lines):
+        y = 28 + 26 * i
+        cv2.putText(out, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA)
+        cv2.putText(out, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+class AtomicVideo:
+    """A ``cv2.VideoWriter`` into a temporary file beside ``path`` (same suffix, so the
+    container is chosen from it), renamed onto ``path`` when closed after success."""
+
+    FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], overwrite: bool) -> None:
+        import cv2
+
+        if path.exists() and not overwrite:
+            raise DemoError(f"{path} exists; pass --overwrite to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+        fourcc = cv2.VideoWriter_fourcc(*self.FOURCC.get(path.suffix.lower(), "mp4v"))
+        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, fps, size)
+        if not self.writer.isOpened():
+            self.tmp.unlink(missing_ok=True)
+            raise DemoError(f"cannot write {path}: OpenCV has no encoder for {path.suffix} here "
+                            "(try .mp4 or .avi)")
+        self.size = size
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size)
+        self.writer.write(frame)
+
+    def close(self, ok: bool) -> None:
+        self.writer.release()
+        if ok:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = None,
+             threads: int = 0, headless: bool = False, output: Path | None = None,
+             max_frames: int | None = None, view: str = "side-by-side",
+             capture_size: tuple[int, int] | None = None, overwrite: bool = False,
+             overlay_text: bool = True,
+             process_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Run the demo; returns the summary (see :class:`Stats`)."""
+    import cv2
+
+    source = parse_source(source_text)
+    denoisers = Denoisers(artifacts, target, threads)
+    cap = None
+    writer: AtomicVideo | None = None
+    stats = Stats()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    frames_q: queue.Queue = queue.Queue(maxsize=1)
+    shown_q: queue.Queue = queue.Queue(maxsize=2)
+    view_state = {"view": view}
+    DONE = object()
+    ok = False
+    try:
+        cap = open_capture(source, *(capture_size or (None, None)))
+        fps_in = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        fps_out = fps_in if 1 <= fps_in <= 240 else 30.0
+
+        def capture() -> None:
+            try:
+                while not stop.is_set():
+                    if max_frames is not None and stats.captured >= max_frames:
+                        break
+                    good, frame = cap.read()
+                    if not good:
+                        break
+                    stats.captured += 1
+                    if source.live:
+                        if put_latest(frames_q, frame):
+                            stats.dropped += 1
+                    else:  # a file: wait for inference, never drop
+                        while not stop.is_set():
+                            try:
+                                frames_q.put(frame, timeout=0.1)
+                                break
+                            except queue.Full:
+                                continue
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+            finally:
+                while not stop.is_set():
+                    try:
+                        frames_q.put(DONE, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+
+        def infer() -> None:
+            try:
+                while not stop.is_set():
+                    try:
+                        frame = frames_q.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    if frame is DONE:
+                        break
+                    t0 = time.perf_counter()
+                    if process_size is not None and (frame.shape[1], frame.shape[0]) != process_size:
+                        frame = cv2.resize(frame, process_size, interpolation=cv2.INTER_AREA)
+                    rgb = frame[:, :, ::-1].astype(np.float32)
+                    with denoisers.lock:
+                        tiled = denoisers.current
+                    out = tiled.denoise(rgb)
+                    bgr = np.clip(out[:, :, ::-1] + 0.5, 0, 255).astype(np.uint8)
+                    dt = time.perf_counter() - t0
+                    stats.latencies.append(dt)
+                    stats.processed += 1
+                    item = (frame, bgr, dt)
+                    if source.live and not output:
+                        if put_latest(shown_q, item):
+                            stats.display_dropped += 1
+                    else:  # every processed frame reaches the writer
+                        while not stop.is_set():
+                            try:
+                                shown_q.put(item, timeout=0.1)
+                                break
+                            except queue.Full:
+                                continue
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+            finally:
+                while not stop.is_set():
+                    try:
+                        shown_q.put(DONE, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+
+        threads_ = [threading.Thread(target=capture, name="capture", daemon=True),
+                    threading.Thread(target=infer, name="inference", daemon=True)]
+        for t in threads_:
+            t.start()
+        window = "atbsn-edge denoise"
+        recent: list[float] = []
+        message, message_until = "", 0.0
+        while True:
+            try:
+                item = shown_q.get(timeout=0.1)
+            except queue.Empty:
+                if errors or not any(t.is_alive() for t in threads_):
+                    if shown_q.empty():
+                        break
+                continue
+            if item is DONE:
+                break
+            noisy, denoised, dt = item
+            now = time.perf_counter()
+            recent = [t for t in recent if now - t < 2.0] + [now]
+            live_fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
+            frame = side_by_side(noisy, denoised, view_state["view"])
+            if overlay_text:
+                hole = denoisers.hole()
+                lines = [f"{live_fps:5.1f} fps  {dt * 1e3:6.1f} ms/frame  dropped {stats.dropped}",
+                         f"{view_state['view']}  hole {hole if hole is not None else '-'}  "
+                         f"{denoisers.current.runtime.info.precision} {denoisers.current.runtime.info.backend}"]
+                if message and now < message_until:
+                    lines.append(message)
+                frame = overlay(frame, lines)
+            if output is not None:
+                if writer is None:
+                    writer = AtomicVideo(output, fps_out, (frame.shape[1], frame.shape[0]), overwrite)
+                writer.write(frame)
+                stats.written += 1
+            stats.shown += 1
+            if not headless:
+                cv2.imshow(window, frame)
+                key = cv2.waitKey(1) & 0xFF
+                if key in (ord("q"), 27):
+                    break
+                if key == ord("v"):
+                    view_state["view"] = VIEWS[(VIEWS.index(view_state["view"]) + 1) % len(VIEWS)]
+                if key in (ord("+"), ord("="), ord("-"), ord("_")):
+                    message = denoisers.step(+1 if key in (ord("+"), ord("=")) else -1)
+                    message_until = now + 3.0
+                    print(message, file=sys.stderr)
+        stop.set()
+        for t in threads_:
+            t.join(timeout=10)
+        if errors:
+            raise errors[0]
+        ok = True
+    finally:
+        stop.set()
+        stats.finished = time.perf_counter()
+        if writer is not None:
+            writer.close(ok)
+        if cap is not None:
+            cap.release()
+        denoisers.close()
+        if not headless:
+            try:
+                cv2.destroyAllWindows()
+            except Exception:  # noqa: BLE001 - headless OpenCV builds
+                pass
+    summary = stats.summary()
+    summary.update({"source": source.describe(), "live": source.live,
+                    "output": str(output) if output else None})
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--artifact", type=Path, action="append", required=True,
+                   help="bundle folder or artifact file; repeat with the same network exported at "
+                        "other holes to switch with +/-")
+    p.add_argument("--source", required=True, help="camera index, /dev/videoN, csi://N, rtsp://... or a video file")
+    p.add_argument("--target", help="which artifact of the bundle(s)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend")
+    p.add_argument("--headless", action="store_true", help="no window (for machines without a display)")
+    p.add_argument("--output", type=Path, help="write the shown frames to this video (.mp4, .avi)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N captured frames")
+    p.add_argument("--view", choices=VIEWS, default="side-by-side", help="initial view")
+    p.add_argument("--capture-size", metavar="WxH", help="ask a camera for this frame size")
+    p.add_argument("--process-size", metavar="WxH",
+                   help="denoise a copy of each frame resized to WxH (for slow devices: the network "
+                        "then sees downscaled noise, weaker than the sensor's, so this shows speed "
+                        "and the pipeline more than full-resolution quality)")
+    p.add_argument("--no-overlay", action="store_true", help="no fps/latency text on the frames")
+    p.add_argument("--json", type=Path, help="write the summary as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from atbsn_edge.errors import AtbsnError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("atbsn_edge").setLevel(logging.WARNING)
+    if args.headless and args.output is None:
+        print("note: --headless without --output shows nothing; only the summary is printed",
+              file=sys.stderr)
+    sizes = {}
+    for name in ("capture_size", "process_size"):
+        text = getattr(args, name)
+        if text:
+            try:
+                w, h = (int(v) for v in text.lower().split("x"))
+                assert w > 0 and h > 0
+            except (ValueError, AssertionError):
+                print(f"error: --{name.replace('_', '-')} {text} is not WxH", file=sys.stderr)
+                return 2
+            sizes[name] = (w, h)
+    try:
+        summary = run_demo(args.artifact, args.source, target=args.target, threads=args.threads,
+                           headless=args.headless, output=args.output, max_frames=args.max_frames,
+                           view=args.view, capture_size=sizes.get("capture_size"),
+                           overwrite=args.overwrite, overlay_text=not args.no_overlay,
+                           process_size=sizes.get("process_size"))
+    except (DemoError, AtbsnError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"{summary['source']}: {summary['frames_processed']} frames denoised, "
+          f"{summary['frames_dropped']} dropped, {summary['frames_written']} written; "
+          f"{summary['fps'] or 0:.2f} fps; latency median {summary['latency_ms_median'] or 0:.1f} ms, "
+          f"p90 {summary['latency_ms_p90'] or 0:.1f} ms")
+    if args.json:
+        from atbsn_edge.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# From a bundle (exported on a PC, copied to the Jetson) to a TensorRT engine, its parity
+# against the bundle's PyTorch reference outputs, and a latency/power profile at 1080p.
+#   bash examples/jetson/bundle_to_profile.sh BUNDLE [fp16|int8] [OUT_DIR]
+# Exit status: the first step that failed (export 1x, parity 2x, profile 3x).
+set -euo pipefail
+BUNDLE="${1:?usage: bundle_to_profile.sh BUNDLE [fp16|int8] [OUT_DIR]}"
+PRECISION="${2:-fp16}"
+OUT="${3:-profile-$(basename "$BUNDLE")-trt-$PRECISION}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+
+echo "== 1/3 engine: trt-$PRECISION in $BUNDLE"
+"$PY" -m atbsn_edge.export --target "trt-$PRECISION" --from-bundle "$BUNDLE" \
+  || { echo "engine build failed"; exit 10; }
+
+echo "== 2/3 parity against the bundle's reference outputs"
+"$PY" -m atbsn_edge.parity "$BUNDLE" --target "trt-$PRECISION" --json "$OUT/parity.json" \
+  || { echo "parity failed (see $OUT/parity.json)"; exit 20; }
+
+echo "== 3/3 profile at 1920x1080 (tegrastats sampled when present)"
+"$PY" -m atbsn_edge.profile "$BUNDLE" --target "trt-$PRECISION" --resolution 1920x1080 \
+  --warmup 5 --duration 20 --json "$OUT/profile.json" | tee "$OUT/profile.txt" \
+  || { echo "profile failed"; exit 30; }
+echo "wrote $OUT/parity.json, $OUT/profile.json, $OUT/profile.txt"

@@ -1,0 +1,48 @@
+"""``python -m atbsn_edge.benchmark``: one table over targets, with statuses that say why."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+from atbsn_edge.benchmark import main as benchmark  # noqa: E402
+from conftest import textured_image  # noqa: E402
+
+
+def test_benchmark_table_and_json(make_checkpoint, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed: trt-fp16 would be built, not 'bundle only'")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-trtexec"))
+    clean = textured_image(64, 96, seed=5)
+    noisy = np.clip(clean + np.random.default_rng(1).normal(0, 10, clean.shape), 0, 255)
+    cv2.imwrite(str(tmp_path / "n.png"), noisy.astype(np.uint8)[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "c.png"), clean.astype(np.uint8)[:, :, ::-1])
+    code = benchmark(["--checkpoint", str(make_checkpoint("student_a")), "--targets",
+                      "onnx-fp32,trt-fp16", "--tile", "64", "--bundles", str(tmp_path / "b"),
+                      "--images", str(tmp_path / "n.png"), "--clean", str(tmp_path / "c.png"),
+                      "--iters", "2", "--frame-iters", "1", "--resolution", "128x96",
+                      "--json", str(tmp_path / "r.json"), "--log", str(tmp_path / "log.md")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Machine: " in out and "| onnx-fp32 | ok |" in out
+    assert "| trt-fp16 | bundle only: engine is built on the device" in out
+    rows = {r["target"]: r for r in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    ok = rows["onnx-fp32"]
+    assert ok["parity_passed"] and ok["psnr_vs_torch"] > 80         # fp32: float rounding only
+    assert abs(ok["psnr_drop"]) < 1e-3 and ok["psnr_clean"] > 0  # an untrained net: any PSNR
+    assert ok["latency_median_ms"] > 0 and ok["floor_ms"] > 0 and ok["ratio_to_floor"] >= 1
+    assert ok["fps"] > 0 and ok["size_mb"] > 0
+    assert rows["trt-fp16"]["latency_median_ms"] is None
+    assert "| onnx-fp32 | ok |" in (tmp_path / "log.md").read_text()
+
+
+def test_unknown_target_is_one_line(capsys):
+    assert benchmark(["--targets", "onnx-fp23"]) == 2
+    assert "did you mean 'onnx-fp32'" in capsys.readouterr().err

@@ -1,0 +1,161 @@
+"""The profiler: one timing function, MACs from the ONNX graph (Conv and ConvTranspose), the
+floors, and the CLI's report and JSON on a tiny bundle."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from atbsn_edge.profiling.timing import time_calls
+
+
+def test_time_calls_iters_and_duration():
+    calls = []
+    t = time_calls(lambda: calls.append(time.sleep(0.002)), warmup_s=0.0, iters=5)
+    assert t.count == 5 and t.warmup_calls == 1 and len(calls) == 6
+    assert 0.0015 < t.median < 0.05 and t.min <= t.median <= t.p90 <= t.p99
+    assert t.std >= 0 and math.isfinite(t.mean)
+    t = time_calls(lambda: time.sleep(0.01), warmup_s=0.0, duration_s=0.1)
+    assert 3 <= t.count <= 15 and t.marks["end"] >= t.marks["start"]
+    with pytest.raises(ValueError):
+        time_calls(lambda: None, iters=2, duration_s=1.0)
+
+
+def small_graph(path):
+    """x(1,3,32,32) -Conv 3->8 k3 p1-> (1,8,32,32) -Conv 8->16 k3 s2 p1-> (1,16,16,16)
+    -ConvTranspose 16->8 k2 s2-> (1,8,32,32) -Conv 8->3 k1-> (1,3,32,32)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = lambda *s: numpy_helper.from_array(rng.standard_normal(s).astype(np.float32))  # noqa: E731
+    inits = []
+    for name, shape in (("w1", (8, 3, 3, 3)), ("w2", (16, 8, 3, 3)), ("wt", (16, 8, 2, 2)),
+                        ("w3", (3, 8, 1, 1)), ("b3", (3,))):
+        t = w(*shape)
+        t.name = name
+        inits.append(t)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1], name="c1"),
+             helper.make_node("Conv", ["a", "w2"], ["b"], pads=[1, 1, 1, 1], strides=[2, 2], name="c2"),
+             helper.make_node("ConvTranspose", ["b", "wt"], ["c"], strides=[2, 2], name="t1"),
+             helper.make_node("Conv", ["c", "w3", "b3"], ["y"], name="c3")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    conv = 32 * 32 * 8 * 3 * 9 + 16 * 16 * 16 * 8 * 9 + 32 * 32 * 3 * 8
+    convt = 16 * 16 * 16 * 8 * 4          # input elements x (out channels) x taps
+    weights = 8 * 3 * 9 + 16 * 8 * 9 + 16 * 8 * 4 + 3 * 8 + 3
+    return conv, convt, weights
+
+
+def test_graph_cost_counts_conv_and_conv_transpose(tmp_path):
+    from atbsn_edge.profiling.graph_cost import graph_cost
+
+    conv, convt, weights = small_graph(tmp_path / "g.onnx")
+    cost = graph_cost(tmp_path / "g.onnx")
+    assert (cost.conv_macs, cost.conv_transpose_macs) == (conv, convt)
+    assert cost.macs == conv + convt and cost.weights == weights
+    assert cost.input_elements == cost.output_elements == 3 * 32 * 32
+    assert cost.min_bytes("int8") == 2 * 3 * 32 * 32 + weights
+    assert cost.min_bytes("fp32") == 4 * cost.min_bytes("int8")
+    # a batch of 2 costs twice as much; per_tile divides it out
+    two = graph_cost(tmp_path / "g.onnx", input_shape=(2, 3, 32, 32))
+    assert two.macs == 2 * cost.macs and two.per_tile().macs == cost.macs
+
+
+def test_graph_cost_matches_torch_count_on_student_c(tmp_path, make_checkpoint):
+    """The exported (upsampling-fused) student C's ONNX MACs equal count_macs of the
+    fused PyTorch network, and the plain graph's those of the plain network."""
+    torch = pytest.importorskip("torch")
+    from atbsn_edge.export.__main__ import main as export
+    from atbsn_edge.models import load_checkpoint
+    from atbsn_edge.models.complexity import count_macs
+    from atbsn_edge.profiling.graph_cost import graph_cost
+
+    ckpt = make_checkpoint("student_c")
+    out = tmp_path / "b"
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(ckpt), "--tile", "64",
+                   "--no-fuse-upsampling", "--out", str(out)]) == 0
+    cost = graph_cost(out / "model-fp32.onnx")
+    model = load_checkpoint(ckpt)
+    assert cost.macs == count_macs(model.core(), torch.zeros(1, 3, 64, 64))
+
+
+def test_floor_table_and_detection():
+    from atbsn_edge.profiling import floors
+
+    nano = floors.DEVICES["orin-nano-8gb"]
+    assert nano.mac_rate("int8") == 20e12 / 2 and nano.bandwidth_gbs == 68.0
+    assert all(d.sources for d in floors.DEVICES.values())
+    assert floors.detect_jetson("NVIDIA Jetson AGX Orin Developer Kit", 62000) == "agx-orin-64gb"
+    assert floors.detect_jetson("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super",
+                                7600) == "orin-nano-8gb"
+    assert floors.detect_jetson("NVIDIA Jetson Orin NX Engineering Reference Developer Kit",
+                                15600) == "orin-nx-16gb"
+    assert floors.detect_jetson("Raspberry Pi 5", 8000) is None
+    f = floors.make_floor(1e12, 1e9, 1e12, 1e10, "int8", "x")
+    assert f.seconds == 1.0 and f.bound == "compute"
+    f = floors.make_floor(1e9, 1e9, 1e12, 1e9, "int8", "x")
+    assert f.seconds == 1.0 and f.bound == "memory"
+    assert floors.cpu_precision_key("fp16", "bf16", {"f32": 1, "bf16": 2}) == "bf16"
+    assert floors.cpu_precision_key("fp16", None, {"f32": 1, "bf16": 2}) == "bf16"
+    assert floors.cpu_precision_key("int8", "bf16", {"int8": 3}) == "int8"
+
+
+def test_cpu_rates_are_measured_and_cached():
+    pytest.importorskip("openvino")
+    from atbsn_edge.profiling.floors import measure_cpu_rates
+
+    rates = measure_cpu_rates(1, channels=32, size=32, seconds=0.2)
+    assert {"f32", "int8"} <= set(rates.mac_rate)
+    assert all(v > 0 and math.isfinite(v) for v in rates.mac_rate.values()) and rates.bandwidth > 0
+    assert rates.cache_file
+    again = measure_cpu_rates(1, channels=32, size=32, seconds=0.2)
+    assert again.mac_rate == rates.mac_rate and again.measured_at == rates.measured_at
+
+
+def no_nan(text):
+    def bad(value):
+        raise AssertionError(f"non-finite {value} in the JSON")
+    return json.loads(text, parse_constant=bad)
+
+
+def test_profile_cli_report_and_json(tmp_path, make_checkpoint, capsys, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from atbsn_edge.export.__main__ import main as export
+    from atbsn_edge.profile import main
+
+    ckpt = make_checkpoint("student_a")
+    bundle = tmp_path / "b"
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(ckpt), "--tile", "64",
+                   "--out", str(bundle)]) == 0
+    out = tmp_path / "r" / "profile.json"
+    # the floor: this CPU measured with a small convolution (patched to keep the test short)
+    from atbsn_edge.profiling import floors
+    real = floors.measure_cpu_rates
+    monkeypatch.setattr(floors, "measure_cpu_rates",
+                        lambda threads=0, **kw: real(threads, channels=32, size=32, seconds=0.2))
+    assert main([str(bundle), "--resolution", "160x96", "--warmup", "0", "--iters", "3",
+                 "--threads", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "median" in text and "x floor" in text and "MP/s" in text
+    r = no_nan(out.read_text())
+    assert r["backend"] == "onnxruntime" and r["precision"] == "fp32"
+    assert r["call"]["latency_ms"]["count"] == 3
+    assert set(r["call"]["latency_ms"]) >= {"median", "p90", "p99", "min", "mean", "std"}
+    assert r["cost"]["macs_per_call"] > 0 and r["cost"]["min_bytes_per_call"] > 0
+    assert r["floor"]["seconds"] > 0 and r["call"]["ratio_to_floor"]["median"] >= 1.0
+    assert r["frame"]["tiles"] > 1 and r["frame"]["fps"] > 0 and r["frame"]["megapixels_per_s"] > 0
+    assert r["memory"]["peak_host_mb"] > 10
+    assert r["machine"]["cpu"]["model"] and r["machine"]["versions"]["onnxruntime"]
+    assert r["power"] is None                      # no tegrastats here
+    # no floor device: still a report, the ratios null (not NaN)
+    assert main([str(bundle), "--iters", "2", "--warmup", "0", "--no-frames", "--floor-device",
+                 "none", "--json", str(out)]) == 0
+    r = no_nan(out.read_text())
+    assert r["call"]["ratio_to_floor"]["median"] is None and "frame" not in r
+    assert main([str(bundle), "--floor-device", "nonsense", "--iters", "1", "--no-frames"]) == 2
