@@ -140,6 +140,9 @@ def measure(target: str, args: argparse.Namespace) -> Row:
             if scored:
                 row.psnr_clean = sum(r.psnr_clean_artifact for r in scored) / len(scored)
                 row.psnr_drop = sum(r.psnr_drop for r in scored) / len(scored)
+        if not parity.apple_runtime_measured:  # numbers of numpy, not of a device: no latency
+            row.reason = "verified by the numpy evaluator; Apple's runtime needs macOS"
+            return row
         report = profile_artifact(out, target=target, warmup_s=1.0, iters=args.iters,
                                   frame_iters=args.frame_iters, threads=args.threads,
                                   resolution=parse_resolution(args.resolution), power=True)

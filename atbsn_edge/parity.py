@@ -147,12 +147,18 @@ class ParityRun:
     def passed(self) -> bool:
         return not any(self.failures.values()) and not self.overall
 
+    @property
+    def apple_runtime_measured(self) -> bool:
+        """False when a Core ML program was computed by the numpy evaluator instead."""
+        return self.info.backend != "coreml-mil-numpy"
+
     def report(self) -> dict:
         """The JSON report's content."""
         info = self.info
         return {"bundle": str(self.bundle), "target": self.target, "precision": self.precision,
                 "backend": info.backend, "device": info.device,
                 "inference_precision": info.inference_precision, "passed": self.passed,
+                **({} if self.apple_runtime_measured else {"apple_runtime_measured": False}),
                 "thresholds": THRESHOLDS[self.precision].__dict__,
                 "mean_psnr_drop": mean_psnr_drop(self.results), "set_failures": self.overall,
                 "results": [r.as_dict() for r in self.results]}
@@ -206,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run.target} ({info.backend} on {info.device}"
               + (f", computing in {info.inference_precision}" if info.inference_precision else "")
               + ")")
+        if not run.apple_runtime_measured:
+            print("Apple's Core ML runtime was not measured (it needs macOS): the saved ML "
+                  "program was evaluated with numpy, op by op")
         print(render(run.results, run.precision, run.failures, run.overall))
         if args.heatmaps:
             write_heatmaps(args.heatmaps, run.pairs)

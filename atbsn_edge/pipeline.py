@@ -131,9 +131,13 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
     ``tile`` and ``batch`` apply to dynamic artifacts and are refused where the artifact
     fixes another value. ``runtime_options`` (``threads``, ``performance_hint``) go to the
     backend that takes them."""
-    from .runtimes.registry import open_artifact
+    from .runtimes.registry import backend_for_file, open_artifact
 
     entry, runtime_name = locate_artifact(artifact, target)
+    if (runtime_name or backend_for_file(entry)) == "coreml":
+        from .runtimes.coreml_runtime import coreml_runtime_name
+
+        runtime_name = coreml_runtime_name()  # the numpy evaluator off macOS
     runtime = open_artifact(entry, runtime=runtime_name, **runtime_options)
     try:
         spec = _artifact_spec(runtime, tile, batch, overlap)

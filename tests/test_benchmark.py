@@ -24,8 +24,10 @@ def test_benchmark_table_and_json(make_checkpoint, tmp_path, capsys, monkeypatch
     noisy = np.clip(clean + np.random.default_rng(1).normal(0, 10, clean.shape), 0, 255)
     cv2.imwrite(str(tmp_path / "n.png"), noisy.astype(np.uint8)[:, :, ::-1])
     cv2.imwrite(str(tmp_path / "c.png"), clean.astype(np.uint8)[:, :, ::-1])
+    coreml = importlib.util.find_spec("coremltools") is not None
+    targets = "onnx-fp32,trt-fp16" + (",coreml-fp32" if coreml else "")
     code = benchmark(["--checkpoint", str(make_checkpoint("student_a")), "--targets",
-                      "onnx-fp32,trt-fp16", "--tile", "64", "--bundles", str(tmp_path / "b"),
+                      targets, "--tile", "64", "--bundles", str(tmp_path / "b"),
                       "--images", str(tmp_path / "n.png"), "--clean", str(tmp_path / "c.png"),
                       "--iters", "2", "--frame-iters", "1", "--resolution", "128x96",
                       "--json", str(tmp_path / "r.json"), "--log", str(tmp_path / "log.md")])
@@ -40,6 +42,9 @@ def test_benchmark_table_and_json(make_checkpoint, tmp_path, capsys, monkeypatch
     assert ok["latency_median_ms"] > 0 and ok["floor_ms"] > 0 and ok["ratio_to_floor"] >= 1
     assert ok["fps"] > 0 and ok["size_mb"] > 0
     assert rows["trt-fp16"]["latency_median_ms"] is None
+    if coreml:  # checked by the numpy evaluator; no latency claimed for it
+        assert rows["coreml-fp32"]["parity_passed"] and rows["coreml-fp32"]["latency_median_ms"] is None
+        assert "numpy evaluator" in rows["coreml-fp32"]["reason"]
     assert "| onnx-fp32 | ok |" in (tmp_path / "log.md").read_text()
 
 

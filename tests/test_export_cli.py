@@ -50,7 +50,6 @@ def test_existing_bundle_needs_overwrite(bundle, make_checkpoint, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["--target", "onnx-fp23"], "did you mean 'onnx-fp32'"),
-    (["--target", "coreml-fp16"], "cannot be built here"),
     (["--target", "onnx-fp32", "--tile", "100"], "multiple of 32"),
     ([], "--list-targets"),
 ])
@@ -90,3 +89,18 @@ def test_not_a_bundle(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert denoise([str(image), "-o", str(tmp_path / "o"), "--artifact", str(tmp_path / "empty")]) == 2
     assert "is not a bundle" in capsys.readouterr().err
+
+
+def test_target_whose_library_is_missing_names_the_extra(make_checkpoint, tmp_path, capsys,
+                                                         monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else real(name, *a))
+    code = export(["--target", "openvino-fp16", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "cannot be built here: needs openvino: pip install 'atbsn-edge[openvino]'" in err[0]
+    assert not (tmp_path / "b").exists()

@@ -78,7 +78,7 @@ def _rows() -> list[Target]:
                    f"atbsn_edge.export.tensorrt_target:{p}",
                    "engine built on the device that runs it, from the bundle's ONNX"),
             Target("coreml", p, "coreml", ("coremltools",), "coreml",
-                   None),
+                   f"atbsn_edge.export.torch_to_coreml:{p}"),
         ]
     return rows
 

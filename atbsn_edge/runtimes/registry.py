@@ -38,6 +38,9 @@ BACKENDS: dict[str, Backend] = {
                         ".engine"),
     "coreml": Backend("atbsn_edge.runtimes.coreml_runtime", "CoreMlRuntime", "coreml",
                       ".mlpackage"),
+    # the saved ML program computed with numpy: Core ML parity off macOS (not Apple's runtime)
+    "coreml-mil-numpy": Backend("atbsn_edge.coreml_mil.runtime", "CoreMlProgramRuntime",
+                                "coreml", ".mlpackage"),
 }
 
 

@@ -1,0 +1,135 @@
+"""Core ML int8 against clean references, computed by the numpy evaluator of the saved programs.
+
+Converts the checkpoint to Core ML ML programs at the images' size (fp32, fp16, int8 W8A8 through
+``coremltools.optimize.torch`` post-training quantization on the bundled calibration crops, and
+optionally weight-only 8-bit), saves each ``.mlpackage``, evaluates the SAVED programs with
+``atbsn_edge.coreml_mil`` (Apple's runtime needs macOS), and prints PSNR against clean, the drop
+against PyTorch fp32, relative L2 against PyTorch, and the evaluator's seconds per image,
+naming the CPU (the evaluator is a numpy interpreter: its time says nothing about a device).
+
+    python benchmarks/coreml_int8_quality.py --checkpoint atbsn_edge/assets/demo_student_c.pt \\
+        --noisy ../shared/data/real/nam_pairs/*_noisy.png \\
+        --clean ../shared/data/real/nam_pairs/*_clean.png
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def cpu_name() -> str:
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default="atbsn_edge/assets/demo_student_c.pt")
+    parser.add_argument("--hole", type=int, help="AT-BSN hole size (default: the checkpoint's)")
+    parser.add_argument("--noisy", nargs="+", required=True, help="noisy images, all one square size")
+    parser.add_argument("--clean", nargs="+", required=True, help="their clean references")
+    parser.add_argument("--variants", default="fp32,fp16,int8",
+                        help="comma list of fp32, fp16, int8 (W8A8, the default keep-float), "
+                             "int8-all (W8A8, every layer), int8-affine (W8A8 with zero points), "
+                             "int8-w8 (weight-only)")
+    parser.add_argument("--calib-crops", type=int, default=64)
+    parser.add_argument("--keep-float", nargs="*", metavar="PATTERN",
+                        help="int8 variants: layers kept float (default: the architecture's choice)")
+    parser.add_argument("--limit", type=int, help="only the first N pairs (the evaluator is slow)")
+    parser.add_argument("--no-fuse-upsampling", dest="fuse", action="store_false")
+    args = parser.parse_args()
+
+    import torch
+
+    from atbsn_edge.assets import CALIBRATION_IMAGES
+    from atbsn_edge.calibration import collect_crops
+    from atbsn_edge.coreml_mil.evaluator import ProgramEvaluator
+    from atbsn_edge.export import torch_to_coreml as tc
+    from atbsn_edge.imageio import read_image
+    from atbsn_edge.inputs import expand_inputs
+    from atbsn_edge.metrics import psnr
+    from atbsn_edge.models import load_checkpoint
+
+    noisy_paths, clean_paths = expand_inputs(args.noisy), expand_inputs(args.clean)
+    if args.limit:
+        noisy_paths, clean_paths = noisy_paths[:args.limit], clean_paths[:args.limit]
+    noisy = [read_image(p).rgb.transpose(2, 0, 1)[None].copy() for p in noisy_paths]
+    clean = [read_image(p).rgb for p in clean_paths]
+    height, width = noisy[0].shape[2:]
+    if height != width:
+        raise SystemExit("give square images (the Core ML tile is square here)")
+    denoiser = load_checkpoint(args.checkpoint)
+    hole = denoiser.resolve_hole(args.hole)
+    module = tc.prepare_network(denoiser, hole, fuse=args.fuse)
+    with torch.inference_mode():
+        reference = [denoiser.core(hole)(torch.from_numpy(n)).numpy() for n in noisy]
+    base = np.array([psnr(r[0].transpose(1, 2, 0), c) for r, c in zip(reference, clean)])
+    keep_default = (denoiser.architecture.int8_keep_float if args.keep_float is None
+                    else tuple(args.keep_float))
+    calibration = None
+    rows = [("PyTorch fp32", "-", base.mean(), 0.0, 0.0, 0.0, float("nan"))]
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in args.variants.split(","):
+            build_start = time.perf_counter()
+            if variant in ("fp32", "fp16"):
+                mlmodel = tc.convert_module(module, batch=1, height=height, width=width,
+                                            precision=variant)
+                scheme = "-"
+            elif variant in ("int8", "int8-all", "int8-affine"):
+                if calibration is None:
+                    calibration = collect_crops([CALIBRATION_IMAGES], height, width,
+                                                crops=args.calib_crops)
+                keep = () if variant == "int8-all" else keep_default
+                scheme_name = "affine" if variant == "int8-affine" else "symmetric"
+                quantized, kept = tc.quantize_w8a8(tc.prepare_network(denoiser, hole, fuse=args.fuse),
+                                                   calibration.crops, keep, scheme=scheme_name)
+                mlmodel = tc.convert_module(quantized, batch=1, height=height, width=width,
+                                            precision="int8")
+                scheme = f"W8A8 {scheme_name}, float: {','.join(kept) or 'none'}"
+            elif variant == "int8-w8":
+                mlmodel = tc.weight_only_int8(tc.convert_module(module, batch=1, height=height,
+                                                                width=width, precision="fp16"))
+                scheme = "weight-only 8-bit, fp16 compute"
+            else:
+                raise SystemExit(f"unknown variant {variant}")
+            path = Path(tmp) / f"{variant}.mlpackage"
+            tc.save_package(mlmodel, path)
+            build = time.perf_counter() - build_start
+            evaluator = ProgramEvaluator(path)
+            scores, rels, seconds = [], [], []
+            for n, c, r in zip(noisy, clean, reference):
+                start = time.perf_counter()
+                out = evaluator.evaluate({"input": n})["output"].astype(np.float32)
+                seconds.append(time.perf_counter() - start)
+                scores.append(psnr(out[0].transpose(1, 2, 0), c))
+                rels.append(float(np.linalg.norm(out - r) / np.linalg.norm(r)))
+            scores = np.array(scores)
+            rows.append((f"coreml-{variant}", scheme, scores.mean(), (base - scores).mean(),
+                         (base - scores).max(), max(rels), float(np.median(seconds))))
+            print(f"  {variant}: built in {build:.0f} s, evaluated {len(noisy)} images", flush=True)
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores); {Path(args.checkpoint).name} on "
+          f"{len(noisy)} pairs at {width}x{height}; upsampling {'fused' if args.fuse else 'explicit'}; "
+          f"int8 calibration: {args.calib_crops} crops of the bundled DND images, min/max")
+    print("| program | int8 scheme | mean PSNR | mean drop vs PyTorch fp32 | worst image drop | "
+          "max rel L2 vs PyTorch | evaluator s/image (numpy) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, scheme, mean, drop, worst, rel, sec in rows:
+        print(f"| {name} | {scheme} | {mean:.3f} dB | {drop:.3f} dB | {worst:.3f} dB | "
+              f"{rel:.2e} | {sec:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
