@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import logging
 import time
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         for flag, path in (("--json", args.json), ("--log", args.log), ("--plot", args.plot)):
             if path is not None:
                 check_output_path(path, flag)
+        if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+            raise AtbsnError("--plot needs matplotlib: pip install 'atbsn-edge[plot]'")
         if bool(args.images) != bool(args.clean):
             raise AtbsnError("--images and --clean go together (noisy images and their clean "
                              "references, same order)")
