@@ -20,7 +20,7 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
+    tmp = backup = None
     try:
         # a unique name, reserved then freed: the caller writes a file or a folder there
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -35,10 +35,13 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
             backup = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, backup)
             os.replace(tmp, target)
-            _remove(backup)
+            old, backup = backup, None
+            _remove(old)
         else:
             os.replace(tmp, target)
     except BaseException:
+        if backup is not None and backup.exists() and not target.exists():
+            os.replace(backup, target)  # interrupted between the two renames: the old one back
         if tmp is not None:
             _remove(tmp)
         raise

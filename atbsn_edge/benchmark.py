@@ -61,14 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="all, or a comma-separated list such as onnx-fp32,openvino-int8")
     p.add_argument("--images", nargs="+", help="noisy images for the quality column")
     p.add_argument("--clean", nargs="+", help="their clean references, same order")
-    p.add_argument("--tile", type=positive_int, default=512, help="tile side of the exports")
+    p.add_argument("--tile", type=positive_multiple_of_32, default=512, help="tile side of the exports")
     p.add_argument("--bundles", type=Path, default=Path("benchmark-bundles"),
                    help="folder for the exported bundles (one per target; replaced)")
     p.add_argument("--iters", type=positive_int, default=10,
                    help="timed network calls per target")
     p.add_argument("--frame-iters", type=positive_int, default=3,
                    help="timed tiled frames per target")
-    p.add_argument("--resolution", default="1920x1080", help="frame size for MP/s and fps, WxH")
+    p.add_argument("--resolution", type=_resolution, default=(1920, 1080),
+                   help="frame size for MP/s and fps, WIDTHxHEIGHT (default 1920x1080)")
     p.add_argument("--threads", type=non_negative_int, default=0,
                    help="CPU threads of the backends (0: their default)")
     p.add_argument("--json", type=Path, help="write every number as JSON")
@@ -76,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write a latency-vs-quality PNG (needs matplotlib)")
     add_verbose_argument(p)
     return p
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    from .profile import parse_resolution
+
+    return parse_resolution(text)
+
+
+def positive_multiple_of_32(text: str) -> int:
+    """argparse type: a tile side of an export."""
+    from .cli import multiple_of_32
+
+    value = multiple_of_32(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("an exported tile needs a side of at least 32")
+    return value
 
 
 def chosen_targets(text: str) -> list[str]:
@@ -121,7 +138,7 @@ def measure(target: str, args: argparse.Namespace) -> Row:
     """Export, verify and profile one target."""
     from .bundle import Bundle
     from .parity import check_parity
-    from .profile import parse_resolution, profile_artifact
+    from .profile import profile_artifact
 
     status, reason, out = export_target(target, args)
     row = Row(target, status, reason)
@@ -146,7 +163,7 @@ def measure(target: str, args: argparse.Namespace) -> Row:
             return row
         report = profile_artifact(out, target=target, warmup_s=1.0, iters=args.iters,
                                   frame_iters=args.frame_iters, threads=args.threads,
-                                  resolution=parse_resolution(args.resolution), power=True)
+                                  resolution=args.resolution, power=True)
     except AtbsnError as exc:
         row.status, row.reason = FAILED, str(exc)
         return row
@@ -238,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure(target, args))
             log.info("%s: %s %s", target, rows[-1].status, rows[-1].reason)
         machine = describe_cpu()
-        table = render_table(rows, machine, args.resolution)
+        table = render_table(rows, machine, "x".join(map(str, args.resolution)))
         print(table)
         if args.json:
             write_json(args.json, {"machine": machine, "rows": [asdict(r) for r in rows]})

@@ -106,10 +106,7 @@ def write_compare(item: "Job", picture, result, clean: Path | None, args) -> Non
             raise ImageError(f"{item.source} is {picture.width}x{picture.height} but its clean "
                              f"reference {clean} is {reference.width}x{reference.height}")
         panels.append(("clean", reference.rgb))
-    target = compare_path(item.target)
-    if target.exists() and not args.overwrite:
-        raise ImageError(f"{item.source}: {target} exists; pass --overwrite to replace it")
-    write_comparison(target, panels, args.compare_crop, args.compare_zoom)
+    write_comparison(compare_path(item.target), panels, args.compare_crop, args.compare_zoom)
 
 
 @dataclass
@@ -199,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             for item, clean in zip(jobs, references):
                 try:
                     check_job(item, input_paths, taken, args.overwrite)
+                    if args.compare:  # the comparison picture is an output like the other
+                        check_job(Job(item.source, compare_path(item.target)), input_paths,
+                                  taken, args.overwrite)
                     picture = read_image(item.source)
                     with tqdm(desc=item.source.name, unit="tile", leave=False) as tiles_bar:
                         result = tiled.denoise(picture.rgb, tiles_bar.update)

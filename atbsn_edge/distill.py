@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         from .distillation import distill
         from .training import load_noisy_images
 
-        check_out(args.out, args.resume, args.overwrite)
+        check_out(args.out, args.resume, args.overwrite,
+                  inputs=(args.teacher, *(Path(d) for d in args.data)))
         config = config_from_args(args)
         teacher = load_checkpoint(args.teacher, part="teacher")
         if teacher.architecture.name != "atbsn":

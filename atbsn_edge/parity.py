@@ -22,6 +22,7 @@ import numpy as np
 from .atomic import atomic_path
 from .cli import add_verbose_argument, check_output_path, new_parser, run_cli
 from .errors import AtbsnError
+from .hashing import file_sha256
 from .jsonsafe import write_json
 from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
                            set_failures)
@@ -72,10 +73,14 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
         raise AtbsnError(f"--images has {len(noisy)} files, --clean {len(clean)}; give one clean "
                          "reference per noisy image, in the same order")
     checkpoint = checkpoint or Path(bundle.checkpoint)
+    if bundle.checkpoint_sha256 and Path(checkpoint).is_file() \
+            and file_sha256(checkpoint) != bundle.checkpoint_sha256:
+        raise AtbsnError(f"{checkpoint} is not the checkpoint {bundle.path} was exported from "
+                         "(its SHA-256 differs from the manifest's); give that one with --checkpoint")
     hole = tiled.runtime.info.hole_size
     spec = tiled.spec
-    reference = open_tiled(checkpoint, hole_size=hole, tile=spec.tile_h, overlap=spec.overlap,
-                           batch=1)
+    reference = open_tiled(checkpoint, part=bundle.part, hole_size=hole, tile=spec.tile_h,
+                           overlap=spec.overlap, batch=1)
     pairs = []
     with reference:
         for n, c in zip(noisy, clean):

@@ -112,8 +112,9 @@ def _artifact_spec(runtime: Runtime, tile: int | None, batch: int | None,
                              f"--tile {tile} (or --dynamic)")
         tile_h, tile_w = fixed_tile
     else:
-        tile_h = spec_in.height or tile or DEFAULT_TILE
-        tile_w = spec_in.width or tile or DEFAULT_TILE
+        tile = DEFAULT_TILE if tile is None else tile  # 0: the whole image at once
+        tile_h = spec_in.height or tile
+        tile_w = spec_in.width or tile
     if spec_in.batch is not None and batch is not None and batch != spec_in.batch:
         raise AtbsnError(f"the artifact's batch is fixed at {spec_in.batch}; --batch {batch} "
                          f"cannot apply: drop --batch, or re-export with --batch {batch}")

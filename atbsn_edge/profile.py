@@ -303,35 +303,39 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli import (add_verbose_argument, new_parser, non_negative_float, non_negative_int,
+                      positive_float, positive_int)
+    from .profiling.floors import DEVICES
 
-    p = argparse.ArgumentParser(prog="python -m atbsn_edge.profile", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser("python -m atbsn_edge.profile", __doc__)
     p.add_argument("artifact", type=Path, help="a bundle folder or an artifact file")
     p.add_argument("--target", help="which artifact of a bundle (default: the bundle's default)")
     p.add_argument("--resolution", type=parse_resolution, default=(1920, 1080),
                    help="WIDTHxHEIGHT of the tiled frames (default 1920x1080)")
-    p.add_argument("--warmup", type=float, default=2.0, metavar="S",
+    p.add_argument("--warmup", type=non_negative_float, default=2.0, metavar="S",
                    help="seconds of warm-up calls before timing (at least one call; default 2)")
     stop = p.add_mutually_exclusive_group()
-    stop.add_argument("--iters", type=int, metavar="N", help="timed calls (and frames)")
-    stop.add_argument("--duration", type=float, metavar="S",
+    stop.add_argument("--iters", type=positive_int, metavar="N",
+                      help="timed calls (and frames) (default: as many as --duration allows)")
+    stop.add_argument("--duration", type=positive_float, metavar="S",
                       help="seconds of timed calls, then as long for frames (default 10; at least 3 frames)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend (0: its default)")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads of the backend (default 0: its default)")
     p.add_argument("--performance-hint", choices=("latency", "throughput"),
-                   help="OpenVINO: compile for one call at a time (default) or many")
+                   help="OpenVINO: compile for one call at a time (the default) or many")
     p.add_argument("--floor-device", default="auto", metavar="NAME",
+                   choices=("auto", "cpu", "none", *DEVICES),
                    help="what the floor is measured against: auto (a known Jetson for TensorRT, the "
                         "CPU measured on the spot for CPU backends), cpu, none, or a device: "
-                        "orin-nano-4gb, orin-nano-8gb, orin-nano-8gb-super, orin-nx-8gb, orin-nx-16gb, "
-                        "agx-orin-32gb, agx-orin-64gb")
-    p.add_argument("--frame-iters", type=int, metavar="N",
+                        + ", ".join(DEVICES))
+    p.add_argument("--frame-iters", type=positive_int, metavar="N",
                    help="timed frames (default: as --iters / --duration, at least 3)")
     p.add_argument("--no-frames", action="store_true", help="time network calls only, no tiled frames")
     p.add_argument("--no-power", action="store_true", help="do not run tegrastats")
-    p.add_argument("--tegrastats-interval", type=int, default=100, metavar="MS",
+    p.add_argument("--tegrastats-interval", type=positive_int, default=100, metavar="MS",
                    help="tegrastats sampling interval (default 100 ms)")
     p.add_argument("--json", type=Path, metavar="F", help="write the full report as JSON (atomically)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_verbose_argument(p)
     return p
 
 
@@ -339,12 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .cli import run_cli
 
     args = build_parser().parse_args(argv)
-    if args.iters is not None and args.iters < 1:
-        build_parser().error("--iters must be at least 1")
-    if args.duration is not None and args.duration <= 0:
-        build_parser().error("--duration must be positive")
 
     def job() -> int:
+        from .cli import check_output_path
+
+        if args.json is not None:
+            check_output_path(args.json, "--json")  # before the timed runs
         report = profile_artifact(
             args.artifact, target=args.target, resolution=args.resolution, warmup_s=args.warmup,
             iters=args.iters, duration_s=args.duration, threads=args.threads,

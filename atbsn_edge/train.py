@@ -60,10 +60,15 @@ def add_optimisation_args(p: argparse.ArgumentParser) -> None:
     add_verbose_argument(p)
 
 
-def check_out(out: Path, resume: Path | None, overwrite: bool) -> None:
-    """Refuse, before any work, an ``--out`` that cannot be written or that would silently
-    replace a checkpoint other than the one being resumed."""
+def check_out(out: Path, resume: Path | None, overwrite: bool,
+              inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse, before any work, an ``--out`` that cannot be written, that is one of the run's
+    ``inputs`` (a teacher, a data file; never, even with ``--overwrite``), or that would
+    silently replace a checkpoint other than the one being resumed."""
     check_output_path(out, "--out")
+    for item in inputs:
+        if out.exists() and Path(item).exists() and os.path.samefile(item, out):
+            raise AtbsnError(f"--out {out} is an input of this run ({item}); choose another --out")
     if not out.exists() or overwrite:
         return
     if resume is not None and resume.exists() and os.path.samefile(resume, out):
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         from .training import load_noisy_images, train
 
-        check_out(args.out, args.resume, args.overwrite)
+        check_out(args.out, args.resume, args.overwrite, inputs=tuple(Path(d) for d in args.data))
         config = config_from_args(args)
         images = load_noisy_images(args.data, config.crop, args.frames_per_video)
         pairs = read_pairs(args.val_noisy, args.val_clean)

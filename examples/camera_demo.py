@@ -447,17 +447,19 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from atbsn_edge.cli import new_parser, non_negative_int, positive_int
+
+    p = new_parser("examples/camera_demo.py", __doc__)
     p.add_argument("--artifact", type=Path, action="append", required=True,
                    help="bundle folder or artifact file; repeat with the same network exported at "
                         "other holes to switch with +/-")
     p.add_argument("--source", required=True, help="camera index, /dev/videoN, csi://N, rtsp://... or a video file")
     p.add_argument("--target", help="which artifact of the bundle(s)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend")
+    p.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads of the backend")
     p.add_argument("--headless", action="store_true", help="no window (for machines without a display)")
     p.add_argument("--output", type=Path, help="write the shown frames to this video (.mp4, .avi)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N captured frames")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N captured frames")
     p.add_argument("--view", choices=VIEWS, default="side-by-side", help="initial view")
     p.add_argument("--capture-size", metavar="WxH", help="ask a camera for this frame size")
     p.add_argument("--process-size", metavar="WxH",
@@ -475,6 +477,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("atbsn_edge").setLevel(logging.WARNING)
+    from atbsn_edge.cli import check_output_path
+
+    try:
+        for flag, path in (("--output", args.output), ("--json", args.json)):
+            if path is not None:
+                check_output_path(path, flag)
+    except AtbsnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.headless and args.output is None:
         print("note: --headless without --output shows nothing; only the summary is printed",
               file=sys.stderr)

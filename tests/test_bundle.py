@@ -342,3 +342,61 @@ def test_small_reference_images_are_padded_once_and_said_so(tmp_path, caplog):
         crops, names = reference_crops([small], 64, 64, 3)
     assert crops.shape == (1, 3, 64, 64) and names == ["small.png@0,0"]  # one distinct crop
     assert "reflect-padded" in caplog.text and "only 1 distinct" in caplog.text
+
+
+def test_review_guards(checkpoint, onnx_bundle, tmp_path, capsys, make_checkpoint):
+    """Found in review: each is one line and a non-zero exit, before the work."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(checkpoint), "--tile", "64",
+                   "--out", str(afile / "sub")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    from atbsn_edge.profile import main as profile
+
+    assert profile([str(onnx_bundle), "--json", str(afile / "p.json"), "--iters", "1"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    image = tmp_path / "n.png"
+    cv2.imwrite(str(image), textured_image(64, 64).astype(np.uint8))
+    other = make_checkpoint("student_a", description="another one")
+    assert parity([str(onnx_bundle), "--images", str(image), "--checkpoint", str(other)]) == 2
+    assert "is not the checkpoint" in capsys.readouterr().err
+    from atbsn_edge.distill import main as distill
+
+    teacher = make_checkpoint("atbsn")
+    before = teacher.read_bytes()
+    assert distill(["--teacher", str(teacher), "--student", "c", "--data", str(image),
+                    "--out", str(teacher), "--overwrite"]) == 2
+    assert "is an input of this run" in capsys.readouterr().err and teacher.read_bytes() == before
+    assert afile.read_text() == "mine"
+
+
+def test_manifest_paths_outside_the_bundle_are_refused(onnx_bundle, tmp_path):
+    bundle = copy_of(onnx_bundle, tmp_path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["artifacts"]["onnx-fp32"]["entry"] = "../../etc/passwd"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AtbsnError, match="outside the bundle"):
+        Bundle.open(bundle).entry_path()
+
+
+def test_interrupted_folder_swap_keeps_the_old_folder(tmp_path, monkeypatch):
+    import atbsn_edge.atomic as atomic
+
+    target = tmp_path / "bundle"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real = os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the second rename of the swap: new folder onto the target
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt), atomic.atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+    assert (target / "old.txt").read_text() == "old"
+    assert not list(tmp_path.glob(".bundle*"))

@@ -52,3 +52,19 @@ def test_denoise_writes_the_comparison(make_checkpoint, tmp_path, capsys):
     # an existing comparison needs --overwrite like any output; --clean needs --compare
     assert denoise(args + ["--clean", str(tmp_path / "c.png")]) == 2
     assert "give --compare too" in capsys.readouterr().err
+
+
+def test_comparison_never_overwrites_an_input(make_checkpoint, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from atbsn_edge.denoise import main as denoise
+
+    out = tmp_path / "out"
+    out.mkdir()
+    cv2.imwrite(str(out / "a_compare.png"), textured_image(40, 40).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "a.png"), textured_image(40, 40).astype(np.uint8))
+    before = (out / "a_compare.png").read_bytes()
+    code = denoise([str(tmp_path / "a.png"), str(out / "a_compare.png"), "-o", str(out),
+                    "--checkpoint", str(make_checkpoint("student_a")), "--tile", "0",
+                    "--compare", "--overwrite"])
+    assert code == 1 and "is an input" in capsys.readouterr().err
+    assert (out / "a_compare.png").read_bytes() == before

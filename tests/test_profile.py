@@ -102,7 +102,8 @@ def test_floor_table_and_detection():
     f = floors.make_floor(1e9, 1e9, 1e12, 1e9, "int8", "x")
     assert f.seconds == 1.0 and f.bound == "memory"
     assert floors.cpu_precision_key("fp16", "bf16", {"f32": 1, "bf16": 2}) == "bf16"
-    assert floors.cpu_precision_key("fp16", None, {"f32": 1, "bf16": 2}) == "bf16"
+    assert floors.cpu_precision_key("fp16", None, {"f32": 1, "bf16": 2}) == "f32"  # ORT fp16
+    assert floors.cpu_precision_key("fp16", None, {"f32": 1, "f16": 2}) == "f16"
     assert floors.cpu_precision_key("int8", "bf16", {"int8": 3}) == "int8"
 
 
@@ -158,4 +159,6 @@ def test_profile_cli_report_and_json(tmp_path, make_checkpoint, capsys, monkeypa
                  "none", "--json", str(out)]) == 0
     r = no_nan(out.read_text())
     assert r["call"]["ratio_to_floor"]["median"] is None and "frame" not in r
-    assert main([str(bundle), "--floor-device", "nonsense", "--iters", "1", "--no-frames"]) == 2
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it before any work
+        main([str(bundle), "--floor-device", "nonsense", "--iters", "1", "--no-frames"])
+    assert refused.value.code == 2

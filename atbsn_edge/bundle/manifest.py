@@ -87,12 +87,12 @@ class Bundle:
     # --- creating ---------------------------------------------------------------------------
     @classmethod
     def new(cls, path: Path, *, network: dict[str, str], checkpoint: str, checkpoint_sha256: str,
-            int8_keep_float_default: Iterable[str] = ()) -> "Bundle":
+            part: str | None = None, int8_keep_float_default: Iterable[str] = ()) -> "Bundle":
         """An empty bundle of one network (its fp32 ONNX's metadata) at ``path``."""
         return cls(path, {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
                           "toolkit_version": __version__,
                           "source": {"checkpoint": checkpoint,
-                                     "checkpoint_sha256": checkpoint_sha256},
+                                     "checkpoint_sha256": checkpoint_sha256, "part": part},
                           "network": dict(network),
                           "int8_keep_float_default": list(int8_keep_float_default),
                           "reference": {}, "default_target": None, "artifacts": {}})
@@ -166,6 +166,15 @@ class Bundle:
         return str(self.document.get("source", {}).get("checkpoint", ""))
 
     @property
+    def checkpoint_sha256(self) -> str:
+        return str(self.document.get("source", {}).get("checkpoint_sha256", ""))
+
+    @property
+    def part(self) -> str | None:
+        """Which network of a distillation checkpoint was exported (None: the default)."""
+        return self.document.get("source", {}).get("part")
+
+    @property
     def int8_keep_float_default(self) -> list[str]:
         return list(self.document.get("int8_keep_float_default", []))
 
@@ -190,9 +199,20 @@ class Bundle:
         self.verify(entry)
         return self.path / entry.entry
 
+    def _inside(self, name: str) -> Path:
+        """``name`` (from the manifest) as a path inside the bundle, or a one-line refusal."""
+        root = self.path.resolve()
+        path = (self.path / name).resolve()
+        if Path(name).is_absolute() or (path != root and root not in path.parents):
+            raise AtbsnError(f"{self.path}: the manifest names {name!r}, which lies outside the "
+                             "bundle; this manifest was not written by atbsn-edge")
+        return self.path / name
+
     def verify(self, entry: ArtifactEntry) -> None:
         """Refuse an artifact whose files are missing, extra, or differ from the manifest."""
         fix = "re-export the bundle or copy it again"
+        for name in [entry.entry, *entry.files]:
+            self._inside(name)
         present = {p.relative_to(self.path).as_posix()
                    for p in artifact_files(self.path / entry.entry) if p.is_file()}
         for name in sorted(set(entry.files) - present):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 from ..bundle import PENDING, Bundle, is_bundle
-from ..cli import add_verbose_argument, hole_size_arg, new_parser, run_cli
+from ..cli import add_verbose_argument, check_output_path, hole_size_arg, new_parser, run_cli
 from ..errors import AtbsnError
 from .job import ConversionJob, Int8Request
 from .targets import TARGETS, get_target, targets_table
@@ -108,6 +108,7 @@ def check_destination(out: Path, *, overwrite: bool, in_place: Path | None,
     """Refuse an --out that would lose a user's files: the current folder or one above it, a
     folder this toolkit did not write, an existing bundle without --overwrite, or a folder
     that holds one of this export's own inputs."""
+    check_output_path(out, "--out", folder=True)
     resolved = out.resolve()
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
@@ -167,7 +168,7 @@ def _stage_from_checkpoint(args: argparse.Namespace, folder: Path) -> tuple[obje
         raise AtbsnError(str(exc)) from None
     folder.mkdir()
     return denoiser, checkpoint_to_bundle(
-        denoiser, folder, checkpoint=str(checkpoint), tile=args.tile or DEFAULT_TILE,
+        denoiser, folder, checkpoint=str(checkpoint), part=args.part, tile=args.tile or DEFAULT_TILE,
         batch=args.batch or 1, hole_size=hole, dynamic=bool(args.dynamic),
         fuse_upsampling=args.fuse_upsampling is not False,
         reference_images=expand_inputs(args.reference_images or [str(CALIBRATION_IMAGES)]),
@@ -212,13 +213,20 @@ def main(argv: list[str] | None = None) -> int:
             inputs = [Path(p) for p in [args.checkpoint, *(args.reference_images or []),
                                         *(args.calib_data or [])] if p is not None]
         check_destination(out, overwrite=args.overwrite, in_place=source, inputs=inputs)
+        engine = {"workspace_mb": args.workspace_mb, "dla_core": args.dla_core,
+                  "timing_cache": args.timing_cache}
+        if target.backend == "trt":
+            from .onnx_to_tensorrt import EngineOptions
+
+            if args.dynamic and args.tile:  # the static engine profile of a dynamic graph
+                engine["shape"] = (args.tile, args.tile)
+            EngineOptions(precision=target.precision, **engine).check()  # before any work
         with atomic_path(out, overwrite=True) as tmp:
             denoiser, bundle = ((None, _stage_from_bundle(source, tmp)) if source is not None
                                 else _stage_from_checkpoint(args, tmp))
             conversion = ConversionJob(
                 bundle, int8=_int8_request(args, CALIBRATION_IMAGES),
-                engine={"workspace_mb": args.workspace_mb, "dla_core": args.dla_core,
-                        "timing_cache": args.timing_cache},
+                engine=engine,
                 tile=args.tile or DEFAULT_TILE, destination=out, denoiser=denoiser)
             entry = conversion.convert(target.name)
             bundle.add_artifact(entry)

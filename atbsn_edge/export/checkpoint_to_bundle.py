@@ -51,7 +51,8 @@ def export_fp32_onnx(denoiser: Any, path: str | Path, *, tile: int, batch: int =
                        metadata=metadata, check_sizes=checks)
 
 
-def checkpoint_to_bundle(denoiser: Any, folder: Path, *, checkpoint: str, tile: int,
+def checkpoint_to_bundle(denoiser: Any, folder: Path, *, checkpoint: str, part: str | None = None,
+                         tile: int,
                          batch: int = 1, hole_size: int | None = None, dynamic: bool = False,
                          fuse_upsampling: bool = True, reference_images: Sequence[Path],
                          reference_crops: int = 2) -> Bundle:
@@ -64,7 +65,7 @@ def checkpoint_to_bundle(denoiser: Any, folder: Path, *, checkpoint: str, tile: 
     network = export_fp32_onnx(denoiser, folder / FP32_ONNX, tile=tile, batch=batch,
                                hole_size=hole, dynamic=dynamic, fuse_upsampling=fuse_upsampling)
     bundle = Bundle.new(folder, network=network, checkpoint=checkpoint,
-                        checkpoint_sha256=denoiser.metadata.get("checkpoint_sha256", ""),
+                        checkpoint_sha256=denoiser.metadata.get("checkpoint_sha256", ""), part=part,
                         int8_keep_float_default=denoiser.architecture.int8_keep_float)
     inputs, names = cut_crops(reference_images, tile, tile, reference_crops)
     save_reference(folder, inputs, torch_outputs(denoiser, hole, inputs), names)

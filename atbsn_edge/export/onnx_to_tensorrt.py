@@ -399,7 +399,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     from ..bundle.metadata import write_sidecar
 
     write_sidecar(engine_path, sidecar_meta, build)
-    log.info("wrote %s (%s, TensorRT %s, %s, %s)", engine_path, build["builder"],
+    log.info("wrote %s (%s, TensorRT %s, %s, %s)", engine_path.name, build["builder"],
              build["tensorrt_version"], build["gpu_name"],
              "strongly typed" if build["strongly_typed"] else "flags " + ",".join(build["precision_flags"]))
     return build
@@ -589,7 +589,10 @@ def _build_with_trtexec(trtexec: str, onnx_path: Path, engine_path: Path,
                               timing_cache=cache_path,
                               trt_version=version if version != "unknown" else "10.0.0",
                               trtexec=trtexec)
-        log.info("building with: %s", shlex.join(str(c) for c in cmd))
+        # the command as run from the bundle folder: the staged folder's path means nothing later
+        shown = shlex.join(str(c) for c in cmd).replace(str(tmp), engine_path.name) \
+            .replace(str(onnx_path), onnx_path.name)
+        log.info("building with: %s", shown)
         try:
             done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
         except OSError as exc:
@@ -615,7 +618,7 @@ def _build_with_trtexec(trtexec: str, onnx_path: Path, engine_path: Path,
             "gpu_name": gpu_name, "compute_capability": cc, "strongly_typed": strongly_typed,
             "precision_flags": flags, "tf32": options.precision != "fp32",
             "timing_cache": str(cache_path),
-            "command": shlex.join(str(c) for c in cmd).replace(str(tmp), str(engine_path))}
+            "command": shown}
 
 
 __all__ = ["EngineBuilderUnavailable", "EngineOptions", "Profile", "VERSION_GUARDED_NAMES",

@@ -5,8 +5,9 @@ A target names a backend and a precision; the artifact's file name comes from th
 module, the runtime that runs it from the runtime registry (the table is checked against
 that registry when it is built), the modules its converter needs (and the extra that installs
 them), and the converter, ``module:function`` taking an :class:`~atbsn_edge.export.job.ConversionJob`.
-Every converter starts from the bundle's ONNX and imports no torch, so each target can be
-added to an existing bundle on a device (``--from-bundle``). Rows whose converter is not
+Every converter but Core ML's starts from the bundle's ONNX and imports no torch, so those
+targets can be added to an existing bundle on a device (``--from-bundle``); Core ML has no
+ONNX frontend and converts the traced PyTorch network (``--checkpoint`` only). Rows whose converter is not
 written yet stay in the table so that their names are stable and listed, marked as planned.
 """
 from __future__ import annotations
@@ -61,20 +62,18 @@ def _tensorrt_builder_here() -> bool:
     return importlib.util.find_spec("tensorrt") is not None or shutil.which("trtexec") is not None
 
 
-_QUANTIZER_MODULES = {"int8": ("onnxruntime",)}
-
-
 def _rows() -> list[Target]:
     rows = []
     for p in PRECISIONS:
-        extra_modules = _QUANTIZER_MODULES.get(p, ())
         rows += [
             Target("onnx", p, "onnxruntime", ("onnx", "onnxruntime"), "onnx",
                    f"atbsn_edge.export.onnx_target:{p}"),
             Target("openvino", p, "openvino",
                    ("openvino", "onnx") + (("nncf",) if p == "int8" else ()), "openvino",
                    f"atbsn_edge.export.onnx_to_openvino:{p}"),
-            Target("trt", p, "tensorrt", ("onnx",) + extra_modules, "onnx",
+            # the int8 Q/DQ graph needs onnxruntime's quantizer only where the bundle lacks it
+            # (on a Jetson it comes with the bundle): required by that converter, not here
+            Target("trt", p, "tensorrt", ("onnx",), "onnx",
                    f"atbsn_edge.export.tensorrt_target:{p}",
                    "engine built on the device that runs it, from the bundle's ONNX"),
             Target("coreml", p, "coreml", ("coremltools",), "coreml",

@@ -291,17 +291,16 @@ def measure_cpu_rates(threads: int = 0, *, channels: int = 128, size: int = 64,
 
 def cpu_precision_key(precision: str, inference_precision: str | None, rates: dict[str, float]) -> str:
     """Which measured CPU rate bounds an artifact: int8 -> int8; fp32 -> f32; fp16 -> what it
-    computes in (OpenVINO's hint) or the CPU's fastest 16-bit float type."""
+    computes in where the backend says (OpenVINO's hint), else f16 where the CPU computes f16
+    natively and f32 otherwise (ONNX Runtime computes an fp16 graph in f32 on CPUs without
+    native fp16; bf16 is not a type it uses)."""
     if precision == "int8":
         return "int8"
     if precision == "fp32":
         return "f32"
     if inference_precision in rates:
         return inference_precision
-    for key in ("f16", "bf16"):
-        if key in rates:
-            return key
-    return "f32"
+    return "f16" if "f16" in rates else "f32"
 
 
 @dataclass(frozen=True)
