@@ -100,14 +100,19 @@ def _conv_padding(pad_type: str, pad: Any, size: tuple[int, ...], kernel: tuple[
     raise AtbsnError(f"conv pad_type {pad_type!r} is not supported by the numpy evaluator")
 
 
-def conv(op: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """2-D convolution, weight ``[C_out, C_in/groups, kH, kW]``, float32 accumulation."""
+def _conv_inputs(op: Any, env: dict[str, np.ndarray]) -> tuple:
+    """(x, weight, bias, strides, dilations, groups) of a conv or conv_transpose op."""
     x = _f32(_param(op, env, "x"))
     weight = _f32(_param(op, env, "weight"))
     bias = _param(op, env, "bias")
     strides = tuple(int(s) for s in _param(op, env, "strides", (1, 1)))
     dilations = tuple(int(d) for d in _param(op, env, "dilations", (1, 1)))
-    groups = int(_param(op, env, "groups", 1))
+    return x, weight, bias, strides, dilations, int(_param(op, env, "groups", 1))
+
+
+def conv(op: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """2-D convolution, weight ``[C_out, C_in/groups, kH, kW]``, float32 accumulation."""
+    x, weight, bias, strides, dilations, groups = _conv_inputs(op, env)
     if x.ndim != 4:
         raise AtbsnError(f"conv {op.name}: only 2-D convolutions are supported (input {x.shape})")
     kh, kw = weight.shape[2:]
@@ -136,12 +141,7 @@ def conv(op: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def conv_transpose(op: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
     """2-D transposed convolution, weight ``[C_in, C_out/groups, kH, kW]`` (MIL's layout)."""
-    x = _f32(_param(op, env, "x"))
-    weight = _f32(_param(op, env, "weight"))
-    bias = _param(op, env, "bias")
-    strides = tuple(int(s) for s in _param(op, env, "strides", (1, 1)))
-    dilations = tuple(int(d) for d in _param(op, env, "dilations", (1, 1)))
-    groups = int(_param(op, env, "groups", 1))
+    x, weight, bias, strides, dilations, groups = _conv_inputs(op, env)
     pad_type = _string(op, "pad_type", "valid")
     if x.ndim != 4:
         raise AtbsnError(f"conv_transpose {op.name}: only 2-D is supported (input {x.shape})")
