@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .atomic import atomic_path
-from .cli import add_verbose_argument, check_output_path, new_parser, non_negative_int, positive_int, run_cli
+from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int,
+                  positive_int, positive_multiple_of_32, run_cli)
 from .errors import AtbsnError
 from .jsonsafe import write_json
+from .profile import parse_resolution
 
 log = logging.getLogger(__name__)
 OK, BUNDLE_ONLY, FAILED, UNAVAILABLE = "ok", "bundle only", "failed", "not available here"
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed network calls per target")
     p.add_argument("--frame-iters", type=positive_int, default=3,
                    help="timed tiled frames per target")
-    p.add_argument("--resolution", type=_resolution, default=(1920, 1080),
+    p.add_argument("--resolution", type=parse_resolution, default=(1920, 1080),
                    help="frame size for MP/s and fps, WIDTHxHEIGHT (default 1920x1080)")
     p.add_argument("--threads", type=non_negative_int, default=0,
                    help="CPU threads of the backends (0: their default)")
@@ -77,22 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write a latency-vs-quality PNG (needs matplotlib)")
     add_verbose_argument(p)
     return p
-
-
-def _resolution(text: str) -> tuple[int, int]:
-    from .profile import parse_resolution
-
-    return parse_resolution(text)
-
-
-def positive_multiple_of_32(text: str) -> int:
-    """argparse type: a tile side of an export."""
-    from .cli import multiple_of_32
-
-    value = multiple_of_32(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("an exported tile needs a side of at least 32")
-    return value
 
 
 def chosen_targets(text: str) -> list[str]:

@@ -108,6 +108,14 @@ def multiple_of_32(text: str) -> int:
     return value
 
 
+def positive_multiple_of_32(text: str) -> int:
+    """argparse type: a positive multiple of 32 (an exported tile side)."""
+    value = multiple_of_32(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("an exported tile needs a side of at least 32")
+    return value
+
+
 def _number(text: str, what: str) -> float:
     try:
         value = float(text)

@@ -15,23 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -120,7 +108,9 @@ def main() -> None:
             rows.append((f"coreml-{variant}", scheme, scores.mean(), (base - scores).mean(),
                          (base - scores).max(), max(rels), float(np.median(seconds))))
             print(f"  {variant}: built in {build:.0f} s, evaluated {len(noisy)} images", flush=True)
-    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores); {Path(args.checkpoint).name} on "
+    from atbsn_edge.profiling.machine import cpu_info
+
+    print(f"CPU: {cpu_info()['model']} ({os.cpu_count()} cores); {Path(args.checkpoint).name} on "
           f"{len(noisy)} pairs at {width}x{height}; upsampling {'fused' if args.fuse else 'explicit'}; "
           f"int8 calibration: {args.calib_crops} crops of the bundled DND images, min/max")
     print("| program | int8 scheme | mean PSNR | mean drop vs PyTorch fp32 | worst image drop | "

@@ -176,7 +176,7 @@ def _stage_from_checkpoint(args: argparse.Namespace, folder: Path) -> tuple[obje
 
 
 def _stage_from_bundle(source: Path, folder: Path) -> Bundle:
-    Bundle.open(source)  # refuse a non-bundle before copying anything
+    """A copy of the (already opened, so a bundle) ``source`` at ``folder``, opened."""
     shutil.copytree(source, folder, symlinks=True)
     return Bundle.open(folder)
 
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             if fixed:
                 raise AtbsnError(f"{', '.join(fixed)} describe the network, which the bundle "
                                  f"{source} has fixed; drop them, or export from the checkpoint")
-            Bundle.open(source)
+            Bundle.open(source)  # refuse a non-bundle before anything is staged
             out = args.out or source
             inputs = [Path(p) for p in args.calib_data or []]
         else:

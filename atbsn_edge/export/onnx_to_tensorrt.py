@@ -48,6 +48,7 @@ from typing import Any, Mapping, Sequence
 
 from ..bundle.commands import add_target_command
 from ..errors import AtbsnError
+from ..runtimes.tensorrt_runtime import version_tuple
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +142,6 @@ class Profile:
 
 
 # --- pure helpers (unit-tested without TensorRT) ------------------------------------------
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """``"10.3.0.30"`` -> ``(10, 3, 0)``: major, minor, patch (the build number is dropped)."""
-    numbers = re.findall(r"\d+", str(version))
-    return tuple(int(n) for n in numbers[:3])
-
 
 def trt_version_from_number(number: int) -> str:
     """trtexec's ``[TensorRT v100300]`` -> ``10.3.0``; 8.x wrote ``v8502`` -> ``8.5.2``."""

@@ -49,7 +49,8 @@ INSTALL_HINT = ("TensorRT comes with JetPack on a Jetson (python3-libnvinfer), e
 VERSION_GUARDED_NAMES: set[str] = set()
 
 
-def _version3(version: str) -> tuple[int, ...]:
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"10.3.0.30"`` -> ``(10, 3, 0)``: major, minor, patch (the build number is dropped)."""
     import re
 
     return tuple(int(n) for n in re.findall(r"\d+", str(version))[:3])
@@ -76,7 +77,7 @@ def check_engine_compatible(build: Mapping[str, Any], installed_version: str, gp
     built_gpu = str(build.get("gpu_name", "unknown"))
     built_cc = str(build.get("compute_capability", "unknown"))
     problems = []
-    if built_version == "unknown" or _version3(built_version) != _version3(installed_version):
+    if built_version == "unknown" or version_tuple(built_version) != version_tuple(installed_version):
         problems.append("TensorRT version")
     if built_gpu == "unknown" or built_cc == "unknown":
         log.warning("%s: its sidecar does not name the GPU it was built for; it cannot be "
