@@ -49,9 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "artifacts, else the CPU's own default reduced type, bf16 on AMX or "
                         "AVX512-BF16 CPUs)")
     p.add_argument("--performance-hint", choices=("latency", "throughput"),
-                   help="OpenVINO artifacts: compile for one image at a time (latency, the "
-                        "default) or for many tiles in flight (throughput; pair with a batched "
-                        "export)")
+                   help="OpenVINO artifacts: compile for one tile at a time (latency, the "
+                        "default) or for several tiles (or batches, with a batched export) in "
+                        "flight at once, one per CPU stream (throughput)")
+    p.add_argument("--requests", type=positive_int,
+                   help="with --performance-hint throughput: OpenVINO infer requests in flight "
+                        "(default: the compiled model's optimal number, one per stream)")
     compare = p.add_argument_group("comparison pictures")
     compare.add_argument("--compare", action="store_true",
                          help="also write NAME_compare.png beside each output: the same zoomed "
@@ -159,6 +162,13 @@ def open_source(args: argparse.Namespace):
         options = {"threads": args.threads}
         if args.performance_hint:
             options["performance_hint"] = args.performance_hint.upper()
+        if args.requests is not None:
+            if args.performance_hint != "throughput":
+                raise AtbsnError(f"--requests {args.requests} needs --performance-hint "
+                                 "throughput: the latency hint compiles one stream, which runs "
+                                 "one request at a time; add --performance-hint throughput or "
+                                 "drop --requests")
+            options["infer_requests"] = args.requests
         if args.inference_precision:
             options["inference_precision"] = args.inference_precision
         return open_artifact_tiled(args.artifact, target=args.target, tile=args.tile,
@@ -166,6 +176,9 @@ def open_source(args: argparse.Namespace):
     if args.target is not None:
         raise AtbsnError("--target chooses an artifact of the --artifact bundle; it has no "
                          "meaning with a checkpoint")
+    if args.requests is not None:
+        raise AtbsnError("--requests is for OpenVINO artifacts (--artifact BUNDLE with "
+                         "--performance-hint throughput); a checkpoint runs in PyTorch")
     from .assets import default_checkpoint
 
     checkpoint = args.checkpoint or default_checkpoint()

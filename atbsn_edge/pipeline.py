@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import AtbsnError
 from .runtimes.base import Runtime
-from .tiling import DEFAULT_TILE, TileSpec, denoise_tiled
+from .tiling import DEFAULT_TILE, TileSpec, denoise_tiled_many
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,20 @@ class TiledRuntime:
     spec: TileSpec
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
-        """Denoise an H x W x 3 float32 image (0..255), tiled."""
-        return denoise_tiled(rgb, self.runtime.run, self.spec, progress)
+        """Denoise an H x W x 3 float32 image (0..255), tiled, with as many batches in
+        flight as the runtime keeps (``Runtime.run_many``)."""
+        return denoise_tiled_many(rgb, self.runtime.run_many, self.spec, progress)
 
     def describe(self) -> str:
-        """One line: model, hole, device, tiles, overlap, batch."""
+        """One line: model, hole, device, tiles, overlap, batch (and the requests in
+        flight where the backend keeps several)."""
         info = self.runtime.info
         hole = f" (hole {info.hole_size})" if info.hole_size is not None else ""
+        requests = int(info.metadata.get("infer_requests", 1))
+        in_flight = f", {requests} requests in flight" if requests > 1 else ""
         return (f"{info.model}{hole} {info.precision} ({info.backend}) on {info.device}, "
                 f"tiles {self.spec.tile_h or 'whole image'}, "
-                f"overlap {self.spec.overlap}, batch {self.spec.batch}")
+                f"overlap {self.spec.overlap}, batch {self.spec.batch}{in_flight}")
 
     def close(self) -> None:
         self.runtime.close()
@@ -130,8 +134,8 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
     """Open an exported artifact (a bundle folder, verified, or an artifact file); tile shape,
     batch, stride and the default overlap come from its metadata, so no other flag is needed.
     ``tile`` and ``batch`` apply to dynamic artifacts and are refused where the artifact
-    fixes another value. ``runtime_options`` (``threads``, ``performance_hint``) go to the
-    backend that takes them."""
+    fixes another value. ``runtime_options`` (``threads``, ``performance_hint``,
+    ``infer_requests``) go to the backend that takes them."""
     from .runtimes.registry import backend_for_file, open_artifact
 
     entry, runtime_name = locate_artifact(artifact, target)

@@ -7,14 +7,19 @@ which keeps it on the network's own grid), overlap by at least the network's
 effective receptive field, go through the network in batches and are blended with
 separable linear feathers that sum to one. Because all tiles are aligned to the pooling grid
 of the whole padded image, tiled output equals whole-image output up to the influence of
-pixels farther away than half the overlap. Memory: the output array plus one batch of tiles.
+pixels farther away than half the overlap. Memory: the output array plus one batch of tiles
+(plus the batches in flight, with :func:`denoise_tiled_many`).
+
+:func:`denoise_tiled_many` feeds a stream-of-batches function (``Runtime.run_many``), which may
+keep several batches in flight; it yields outputs in input order, so tiles are blended in the
+same order, and so to the same sums, as :func:`denoise_tiled` one batch at a time.
 """
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -24,6 +29,7 @@ GRID = 32
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 128
 InferFn = Callable[[np.ndarray], np.ndarray]
+InferManyFn = Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]]
 
 
 def reflect_indices(length: int, total: int) -> np.ndarray:
@@ -146,9 +152,23 @@ def plan_tiles(height: int, width: int, spec: TileSpec) -> TilePlan:
 
 def denoise_tiled(image: np.ndarray, infer: InferFn, spec: TileSpec = TileSpec(),
                   progress: Callable[[int], object] | None = None) -> np.ndarray:
-    """Denoise an H x W x 3 float32 image (0..255) with ``infer`` on N x 3 x th x tw batches.
+    """Denoise an H x W x 3 float32 image (0..255) with ``infer`` on N x 3 x th x tw batches,
+    one batch at a time.
 
     ``progress`` is called with the number of tiles finished after each batch.
+    """
+    return denoise_tiled_many(image, lambda batches: map(infer, batches), spec, progress)
+
+
+def denoise_tiled_many(image: np.ndarray, infer_many: InferManyFn, spec: TileSpec = TileSpec(),
+                       progress: Callable[[int], object] | None = None) -> np.ndarray:
+    """Denoise an H x W x 3 float32 image (0..255) with ``infer_many``, which maps a lazy
+    stream of N x 3 x th x tw batches to their outputs *in the same order* (e.g.
+    ``Runtime.run_many``, which may keep several in flight).
+
+    Batches are cut only as ``infer_many`` draws them, so memory is the output array plus
+    the batches it holds. ``progress`` is called with the number of tiles finished after
+    each batch.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
@@ -156,30 +176,48 @@ def denoise_tiled(image: np.ndarray, infer: InferFn, spec: TileSpec = TileSpec()
     plan = plan_tiles(height, width, spec)
     rows = [reflect_indices(height, y + plan.tile_h)[y:] for y in plan.ys]
     cols = [reflect_indices(width, x + plan.tile_w)[x:] for x in plan.xs]
+    indices = list(plan.tiles())
+    groups = [indices[start:start + spec.batch] for start in range(0, len(indices), spec.batch)]
+
+    def batches() -> Iterator[np.ndarray]:
+        for group in groups:
+            batch = np.stack([image[np.ix_(rows[i], cols[j])].transpose(2, 0, 1)
+                              for i, j in group])
+            yield np.ascontiguousarray(batch, dtype=np.float32)
+
     output = np.zeros((height, width, 3), dtype=np.float32)
-    pending: list[tuple[int, int]] = []
-
-    def flush() -> None:
-        batch = np.stack([image[np.ix_(rows[i], cols[j])].transpose(2, 0, 1) for i, j in pending])
-        result = np.asarray(infer(np.ascontiguousarray(batch, dtype=np.float32)))
-        expected = (len(pending), 3, plan.tile_h, plan.tile_w)
-        if result.shape != expected:
-            raise ValueError(f"network returned shape {result.shape}, expected {expected}")
-        for (i, j), tile in zip(pending, result):
-            y, x = plan.ys[i], plan.xs[j]
-            h, w = min(plan.tile_h, height - y), min(plan.tile_w, width - x)
-            if h <= 0 or w <= 0:
-                continue
-            weight = plan.wy[i][:h, None] * plan.wx[j][None, :w]
-            output[y:y + h, x:x + w] += tile[:, :h, :w].transpose(1, 2, 0) * weight[:, :, None]
-        if progress is not None:
-            progress(len(pending))
-        pending.clear()
-
-    for index in plan.tiles():
-        pending.append(index)
-        if len(pending) == spec.batch:
-            flush()
-    if pending:
-        flush()
+    outputs = infer_many(batches())
+    blended = 0
+    try:
+        for result in outputs:
+            if blended == len(groups):
+                raise ValueError(f"the network returned more outputs than the {len(groups)} "
+                                 "batches it was given")
+            group = groups[blended]
+            _blend(output, plan, group, np.asarray(result))
+            blended += 1
+            if progress is not None:
+                progress(len(group))
+    finally:
+        close = getattr(outputs, "close", None)
+        if close is not None:  # a generator left early still finishes its requests
+            close()
+    if blended != len(groups):
+        raise ValueError(f"the network returned {blended} outputs for {len(groups)} batches")
     return output
+
+
+def _blend(output: np.ndarray, plan: TilePlan, group: list[tuple[int, int]],
+           result: np.ndarray) -> None:
+    """Add the feathered tiles ``result`` of the tiles ``group`` into ``output``."""
+    height, width = output.shape[:2]
+    expected = (len(group), 3, plan.tile_h, plan.tile_w)
+    if result.shape != expected:
+        raise ValueError(f"network returned shape {result.shape}, expected {expected}")
+    for (i, j), tile in zip(group, result):
+        y, x = plan.ys[i], plan.xs[j]
+        h, w = min(plan.tile_h, height - y), min(plan.tile_w, width - x)
+        if h <= 0 or w <= 0:
+            continue
+        weight = plan.wy[i][:h, None] * plan.wx[j][None, :w]
+        output[y:y + h, x:x + w] += tile[:, :h, :w].transpose(1, 2, 0) * weight[:, :, None]

@@ -247,7 +247,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
              metadata: Callable[[TrainState], dict],
              resume: Path | None = None,
              validate: Callable[[], float] | None = None,
-             desc: str = "train") -> Path:
+             desc: str = "train", bar_by_progress: bool = False) -> Path:
     """The loop shared by training and distillation: Adam, cosine decay, bf16 autocast,
     channels-last, atomic checkpoints with optimizer and sampler state, resume, progress bar,
     and DistributedDataParallel when started by ``torchrun`` (each process draws its own
@@ -257,7 +257,9 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
 
     ``compute_loss(net, batch)`` runs under autocast with ``net`` the (possibly DDP-wrapped)
     model and returns a scalar; ``validate()`` returns a PSNR logged every
-    ``config.validate_every`` iterations.
+    ``config.validate_every`` iterations. ``bar_by_progress`` makes the progress bar count
+    percent of :meth:`TrainConfig.progress` (the clock under a time limit) instead of
+    iterations, whose total means nothing when the clock ends the run.
     """
     from tqdm import tqdm
 
@@ -267,7 +269,8 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     if resume is not None:
         payload = read_checkpoint_file(resume)
         training = payload.get("training") or {}
-        model.load_state_dict(payload["state_dict"])
+        restore = getattr(model, "restore_checkpoint", None)  # a wrapper that saves its inner network
+        restore(payload) if restore is not None else model.load_state_dict(payload["state_dict"])
         state = TrainState(step=int(training.get("step", 0)),
                            elapsed=float(training.get("elapsed", 0.0)),
                            history=list(training.get("history", [])))
@@ -302,8 +305,13 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
         finally:
             model.train()
 
-    bar = tqdm(total=config.iterations, initial=state.step, desc=desc, unit="it",
-               disable=not job.is_main)
+    if bar_by_progress:
+        bar = tqdm(total=100.0, initial=round(100 * config.progress(state.step, state.elapsed), 1),
+                   desc=desc, unit="%", disable=not job.is_main,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+    else:
+        bar = tqdm(total=config.iterations, initial=state.step, desc=desc, unit="it",
+                   disable=not job.is_main)
     restore_sigterm = _interrupt_on_sigterm()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop shape: pick the fastest kernels once
@@ -325,8 +333,11 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
             state.elapsed = start_elapsed + seconds
             if config.time_limit > 0 and job.world_size > 1:
                 state.elapsed = _slowest(state.elapsed, device)  # every rank stops together
-            bar.update(1)
             finished = config.progress(state.step, state.elapsed) >= 1.0
+            if bar_by_progress:
+                bar.update(round(100 * config.progress(state.step, state.elapsed), 1) - bar.n)
+            else:
+                bar.update(1)
             validating = validate is not None and job.is_main and (
                 state.step % config.validate_every == 0 or finished)
             if state.step % LOG_EVERY and not validating and not finished:
@@ -335,7 +346,10 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
             if not math.isfinite(value):
                 raise AtbsnError(f"loss became {value} at iteration {state.step}; "
                                  "lower --lr or resume from the last checkpoint")
-            bar.set_postfix(loss=f"{value:.3f}", it_s=f"{(state.step - start_step) / seconds:.2f}")
+            postfix = {"loss": f"{value:.3f}", "it_s": f"{(state.step - start_step) / seconds:.2f}"}
+            if bar_by_progress:
+                postfix["it"] = state.step
+            bar.set_postfix(postfix)
             record = {"step": state.step, "loss": round(value, 5), "seconds": round(state.elapsed, 1)}
             if validating:
                 record["val_psnr"] = round(run_validation(), 4)

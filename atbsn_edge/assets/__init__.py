@@ -5,6 +5,9 @@ from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent
 DEMO_STUDENT_C = ASSETS / "demo_student_c.pt"
+# the same student fine-tuned for int8 (python -m atbsn_edge.qat): learned ranges, every layer
+# int8; not the default (MODEL_CARD.md: it loses more than the default mixed-precision int8)
+DEMO_STUDENT_C_INT8 = ASSETS / "demo_student_c_int8.pt"
 DEMO_ATBSN = ASSETS / "demo_atbsn.pt"
 EXAMPLE_IMAGE = ASSETS / "example_noisy.png"
 # Three 512 x 512 real noisy crops (Darmstadt Noise Dataset): default int8 calibration and

@@ -161,7 +161,16 @@ def _stage_from_checkpoint(args: argparse.Namespace, folder: Path) -> tuple[obje
     from .checkpoint_to_bundle import checkpoint_to_bundle
 
     checkpoint = args.checkpoint or default_checkpoint()
+    if args.checkpoint is None:
+        log.info("no --checkpoint: exporting the bundled %s", Path(checkpoint).name)
     denoiser = load_checkpoint(checkpoint, part=args.part)
+    target = get_target(args.target)
+    if denoiser.metadata.get("int8_ranges") and (target.precision != "int8"
+                                                 or target.backend == "coreml"):
+        raise AtbsnError(f"{checkpoint} is int8-ready (python -m atbsn_edge.qat: float weights "
+                         f"tuned for the learned int8 ranges), which {target.name} does not use; "
+                         f"export the float checkpoint it came from "
+                         f"({denoiser.metadata.get('qat_from') or 'see its metadata'}) instead")
     try:
         hole = denoiser.resolve_hole(args.hole)
     except ValueError as exc:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
-from ..bundle import FP32_ONNX, READY, ArtifactEntry, Bundle, save_reference
+from ..bundle import FP32_ONNX, READY, ArtifactEntry, Bundle, onnx_name, save_reference
+from .torch_qat_to_int8_onnx import LEARNED, learned_ranges, torch_qat_to_int8_onnx
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,10 @@ def export_fp32_onnx(denoiser: Any, path: str | Path, *, tile: int, batch: int =
     from ..models.upsample_fusion import fuse_upsampling as fuse
     from .torch_to_onnx import export_onnx
 
+    from ..models.checkpoint import float_network
+
     hole = denoiser.resolve_hole(hole_size)
-    module = denoiser.core(hole)
+    module = float_network(denoiser.core(hole))  # an int8-ready checkpoint: its float weights
     metadata = artifact_metadata(denoiser, hole, "fp32")
     if fuse_upsampling:
         module, fused = fuse(module)
@@ -64,12 +67,30 @@ def checkpoint_to_bundle(denoiser: Any, folder: Path, *, checkpoint: str, part: 
     hole = denoiser.resolve_hole(hole_size)
     network = export_fp32_onnx(denoiser, folder / FP32_ONNX, tile=tile, batch=batch,
                                hole_size=hole, dynamic=dynamic, fuse_upsampling=fuse_upsampling)
+    learned = learned_ranges(denoiser) is not None
     bundle = Bundle.new(folder, network=network, checkpoint=checkpoint,
                         checkpoint_sha256=denoiser.metadata.get("checkpoint_sha256", ""), part=part,
-                        int8_keep_float_default=denoiser.architecture.int8_keep_float)
+                        int8_keep_float_default=() if learned else
+                        denoiser.architecture.int8_keep_float)
     inputs, names = cut_crops(reference_images, tile, tile, reference_crops)
     save_reference(folder, inputs, torch_outputs(denoiser, hole, inputs), names)
     bundle.set_reference(names, [str(p) for p in reference_images])
     bundle.add_artifact(ArtifactEntry("onnx-fp32", FP32_ONNX, "onnxruntime", "fp32", READY,
                                       metadata=network), default=False)
+    if learned:  # every int8 target of this bundle starts from the graph with learned ranges
+        name = onnx_name("int8")
+        metadata = torch_qat_to_int8_onnx(
+            denoiser, folder / name, tile=tile, batch=batch, dynamic=dynamic,
+            metadata=artifact_metadata(denoiser, hole, "int8"))
+        bundle.add_artifact(ArtifactEntry("onnx-int8", name, "onnxruntime", "int8", READY,
+                                          metadata=metadata,
+                                          details={"int8_ranges": LEARNED,
+                                                   "qat": _qat_details(denoiser)}), default=False)
     return bundle
+
+
+def _qat_details(denoiser: Any) -> dict[str, Any]:
+    """What the manifest records about a quantization-aware checkpoint's fine-tuning."""
+    meta = denoiser.metadata
+    return {"from": meta.get("qat_from", ""), "iterations": meta.get("iterations"),
+            "points": len((meta.get("int8_ranges") or {}).get("steps", {}))}

@@ -95,10 +95,27 @@ class ConversionJob:
                 crops=self.int8.crops, mode=self.int8.mode, seed=self.int8.seed)
         return self.int8._calibration
 
+    def learned_int8(self) -> ArtifactEntry | None:
+        """The bundle's int8 graph with ranges learned by quantization-aware training
+        (``python -m atbsn_edge.qat``), which every int8 target then starts from; None when
+        int8 targets calibrate. Calibration flags given for such a bundle are an error."""
+        entry = self.bundle.artifacts.get("onnx-int8")
+        if entry is None or entry.details.get("int8_ranges") != "learned":
+            return None
+        if self.int8 is not None and self.int8.explicit:
+            raise AtbsnError("this model's int8 ranges were learned by quantization-aware "
+                             "training (python -m atbsn_edge.qat), so calibration flags "
+                             "(--calib-*, --int8-keep-float) do not apply: drop them, or export "
+                             "the float checkpoint it was fine-tuned from")
+        self.bundle.verify(entry)
+        return entry
+
     def ensure(self, target: str) -> ArtifactEntry:
         """``target``'s artifact in this bundle: the one already there when it is ready,
         verified and (for int8) calibrated as this run asks, else built now."""
         existing = self.bundle.artifacts.get(target)
+        if target == "onnx-int8" and self.learned_int8() is not None:
+            return existing
         if existing is not None and existing.status == READY and self._reusable(existing):
             self.bundle.verify(existing)
             log.info("using the bundle's %s (%s)", target, existing.entry)

@@ -3,7 +3,8 @@
 - ``onnx-fp32``: the fp32 graph itself (written by ``checkpoint_to_bundle``);
 - ``onnx-fp16``: its fp16 graph with fp32 I/O (``onnx_fp32_to_fp16``);
 - ``onnx-int8``: its calibrated Q/DQ graph (``onnx_fp32_to_int8``), nodes matching the
-  keep-float patterns left float.
+  keep-float patterns left float; for a quantization-aware checkpoint the graph with learned
+  ranges that ``checkpoint_to_bundle`` wrote (``torch_qat_to_int8_onnx``), no calibration.
 """
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ def int8(job: ConversionJob) -> ArtifactEntry:
     per-tensor activations, zero points 0: the graph TensorRT takes too)."""
     from .onnx_fp32_to_int8 import onnx_fp32_to_int8
 
+    learned = job.learned_int8()
+    if learned is not None:
+        log.info("int8 graph with learned ranges (quantization-aware training): %s", learned.entry)
+        return learned
     onnx = require("onnx", "onnx")
     job.ensure("onnx-fp32")
     calibration, keep_float = job.calibration(), job.keep_float()

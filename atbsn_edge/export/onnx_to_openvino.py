@@ -79,12 +79,15 @@ def int8(job: ConversionJob) -> ArtifactEntry:
 
     - ``nncf``: NNCF post-training quantization of the fp32 IR, OpenVINO's own path;
     - ``qdq``: the calibrated Q/DQ ONNX of ``onnx-int8`` (kept in the bundle) converted to IR,
-      whose Q/DQ pairs OpenVINO reads as FakeQuantize.
+      whose Q/DQ pairs OpenVINO reads as FakeQuantize; always for a quantization-aware
+      checkpoint, whose Q/DQ graph carries the learned ranges.
     """
     from ..errors import AtbsnError
     from .onnx_target import int8_details
 
     quantizer = job.int8.quantizer if job.int8 else "nncf"
+    if job.learned_int8() is not None:
+        quantizer = "qdq"  # the learned ranges are the Q/DQ graph's; NNCF would recalibrate
     if quantizer not in QUANTIZERS:
         raise AtbsnError(f"--int8-quantizer must be one of {', '.join(QUANTIZERS)}, got {quantizer!r}")
     path = job.folder / artifact_name("openvino", "int8")

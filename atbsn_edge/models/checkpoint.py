@@ -179,8 +179,28 @@ def load_checkpoint(path: str | Path, part: str | None = None) -> Denoiser:
     metadata["checkpoint_sha256"] = file_sha256(path)
     if arch.tunable_hole:
         network.hole_size = int(metadata.get("infer_hole", DEFAULT_INFER_HOLE))
+    if metadata.get("int8_ranges"):  # an int8-ready checkpoint (python -m atbsn_edge.qat)
+        network = _int8_simulation(network, metadata["int8_ranges"], path)
     log.debug("loaded %s from %s", arch.name, path)
     return Denoiser(network, arch, metadata).eval()
+
+
+def _int8_simulation(network: nn.Module, ranges: Mapping[str, Any], path: Path) -> nn.Module:
+    """The network of an int8-ready checkpoint as it computes: fake int8 at every point of its
+    Q/DQ export, with the learned ranges (its float weights alone were tuned for int8)."""
+    from ..quantization.qat_network import quantization_aware
+
+    try:
+        return quantization_aware(network, ranges).eval()
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its int8 ranges do not fit its network ({exc}); "
+                              "re-run python -m atbsn_edge.qat on the float checkpoint") from None
+
+
+def float_network(network: nn.Module) -> nn.Module:
+    """The float network inside an int8 simulation (or ``network`` itself)."""
+    view = getattr(network, "checkpoint_view", None)
+    return view()[0] if view is not None else network
 
 
 def checkpoint_payload(network: nn.Module, metadata: Mapping[str, Any] | None = None,
@@ -188,8 +208,12 @@ def checkpoint_payload(network: nn.Module, metadata: Mapping[str, Any] | None = 
     """The dict this project saves: tensors, architecture and metadata (and training state)."""
     if isinstance(network, Denoiser):
         network = network.network
+    view = getattr(network, "checkpoint_view", None)  # e.g. quantization-aware training's wrapper
+    extra: dict[str, Any] = {}
+    if view is not None:
+        network, extra = view()
     arch = architecture_of(network)
-    meta = {"value_range": [0.0, 255.0], **dict(metadata or {})}
+    meta = {"value_range": [0.0, 255.0], **dict(metadata or {}), **extra}
     if arch.tunable_hole:
         meta.setdefault("train_hole", DEFAULT_TRAIN_HOLE)
         meta.setdefault("infer_hole", DEFAULT_INFER_HOLE)

@@ -23,7 +23,7 @@ from torch import nn
 from .layers import NEGATIVE_SLOPE, Conv, UpsamplingDecoder
 
 
-def _fold_taps(weight: torch.Tensor, dim: int) -> torch.Tensor:
+def fold_taps(weight: torch.Tensor, dim: int) -> torch.Tensor:
     """Three taps along ``dim`` -> the four taps of the stride-2 transposed convolution."""
     w0, w1, w2 = weight.unbind(dim)
     return torch.stack((w2, w1 + w2, w0 + w1, w0), dim)
@@ -41,7 +41,7 @@ class UpsampledConcatConv(nn.Module):
         self.replicate = conv.conv.padding_mode == "replicate"
         padding = (0, 1) if self.blind else (3, 3) if self.replicate else (1, 1)
         self.low = nn.ConvTranspose2d(low_channels, out_ch, 4, stride=2, padding=padding, bias=False)
-        self.low.weight.data = _fold_taps(_fold_taps(weight[:, :low_channels], 2), 3) \
+        self.low.weight.data = fold_taps(fold_taps(weight[:, :low_channels], 2), 3) \
             .transpose(0, 1).contiguous()
         self.skip = Conv(in_ch - low_channels, out_ch, bias=bias is not None, blind=conv.blind,
                          padding_mode=conv.conv.padding_mode, activation=False)

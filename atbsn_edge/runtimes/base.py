@@ -3,13 +3,18 @@
 A runtime takes float32 N x 3 x H x W batches on the 0..255 scale and returns the same shape.
 Its :class:`InputSpec` says which shapes it accepts (static tiles, or any multiple of the
 stride), and the tiler reads the tile shape from there.
+
+:meth:`Runtime.run_many` takes a stream of batches and yields their outputs in the same
+order. By default it runs them one after another; a backend that can keep several batches
+in flight (OpenVINO with the throughput hint) overrides ``_infer_many_impl``.
 """
 from __future__ import annotations
 
 import abc
+import collections
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -95,29 +100,80 @@ class Runtime(abc.ABC):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one float32 N x 3 x H x W batch (0..255) and return the denoised batch."""
+        return self._infer_impl(self._checked(batch))
+
+    def _checked(self, batch: np.ndarray) -> np.ndarray:
+        """``batch`` as a contiguous float32 array this open runtime accepts."""
         if self._closed:
             raise AtbsnError(f"{self.backend} runtime is closed")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         self.input_spec.check(batch)
-        return self._infer_impl(batch)
+        return batch
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Like :meth:`infer` for any batch size: split into, or zero-pad up to, the
-        artifact's fixed batch size when it has one."""
+    def _fixed_chunks(self, batch: np.ndarray) -> list[np.ndarray]:
+        """``batch`` split into, or zero-padded up to, the artifact's fixed batch size (one
+        chunk, ``batch`` itself, when the batch is dynamic or already that size)."""
+        if not len(batch):
+            raise AtbsnError(f"an empty batch (shape {batch.shape}): give at least one image")
         fixed = self.input_spec.batch
         if fixed is None or len(batch) == fixed:
-            return self.infer(batch)
-        outputs = []
+            return [batch]
+        chunks = []
         for start in range(0, len(batch), fixed):
             chunk = batch[start:start + fixed]
             padded = np.zeros((fixed,) + batch.shape[1:], dtype=np.float32)
             padded[:len(chunk)] = chunk
-            outputs.append(self.infer(padded)[:len(chunk)])
-        return np.concatenate(outputs)
+            chunks.append(padded)
+        return chunks
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Like :meth:`infer` for any batch size: split into, or zero-pad up to, the
+        artifact's fixed batch size when it has one."""
+        outputs = [self.infer(chunk) for chunk in self._fixed_chunks(batch)]
+        return (outputs[0] if len(outputs) == 1 else np.concatenate(outputs))[:len(batch)]
+
+    def infer_many(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """:meth:`infer` over a stream of batches: yields each output, in input order.
+
+        Batches are drawn from ``batches`` only as the backend can take them, so a lazy
+        generator keeps memory to the batches in flight. Not re-entrant: finish (or close)
+        one stream before starting another on the same runtime."""
+        yield from self._infer_many_impl(self._checked(batch) for batch in batches)
+
+    def run_many(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """:meth:`run` over a stream of batches of any size: yields each output, in input
+        order, with as many network calls in flight as the backend keeps (see
+        :meth:`infer_many`)."""
+        layout: collections.deque[tuple[int, int]] = collections.deque()  # (chunks, rows)
+
+        def chunks() -> Iterator[np.ndarray]:
+            for batch in batches:
+                pieces = self._fixed_chunks(np.asarray(batch))
+                layout.append((len(pieces), len(batch)))
+                yield from pieces
+
+        parts: list[np.ndarray] = []
+        outputs = self.infer_many(chunks())
+        try:
+            for output in outputs:
+                parts.append(output)
+                count, rows = layout[0]
+                if len(parts) == count:
+                    layout.popleft()
+                    yield (parts[0] if count == 1 else np.concatenate(parts))[:rows]
+                    parts = []
+        finally:
+            outputs.close()  # left early: the backend finishes what it has in flight
 
     @abc.abstractmethod
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         """Backend-specific inference on a validated batch."""
+
+    def _infer_many_impl(self, batches: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Backend-specific inference on a stream of validated batches, outputs in input
+        order (default: one at a time through ``_infer_impl``)."""
+        for batch in batches:
+            yield self._infer_impl(batch)
 
     def close(self) -> None:
         """Release the backend's resources; idempotent."""

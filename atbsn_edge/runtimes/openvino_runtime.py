@@ -16,12 +16,23 @@ always set, from the artifact's precision and the device:
 
 ``inference_precision=`` (``--inference-precision``) overrides the choice; nothing of it is
 stored in the bundle, and ``info.inference_precision`` says what ran.
+
+Throughput: the ``THROUGHPUT`` hint compiles several CPU streams, and only several infer
+requests in flight use them. :meth:`Runtime.run_many` (the tiler's path) then keeps
+``infer_requests`` (default: the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``)
+batches in flight on as many asynchronous infer requests, each output copied out of its
+request before the request is reused, and yields them in input order. (Not
+``openvino.AsyncInferQueue``: its Python callback is freed on an OpenVINO stream thread that
+takes the GIL, and closing the compiled model hung on it with OpenVINO 2026.4.) The ``LATENCY`` hint
+compiles one stream: one request, the synchronous path.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -33,6 +44,7 @@ log = logging.getLogger(__name__)
 
 
 HINTS = ("f32", "bf16", "f16")
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
 _TYPE_NAMES = {"f32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16",
                "f16": "f16", "float16": "f16"}
 
@@ -51,6 +63,15 @@ def choose_inference_precision(precision: str, device_default: str,
     return _TYPE_NAMES.get(str(device_default).lower(), "f32")
 
 
+def performance_hint_name(hint: str) -> str:
+    """``hint`` as OpenVINO spells it (``latency`` -> ``LATENCY``), or :class:`AtbsnError`."""
+    name = str(hint).upper()
+    if name not in PERFORMANCE_HINTS:
+        raise AtbsnError(f"performance hint {hint!r}: valid are "
+                         f"{', '.join(h.lower() for h in PERFORMANCE_HINTS)}")
+    return name
+
+
 def openvino_error(exc: BaseException) -> str:
     """OpenVINO's message without its C++ source locations (``Exception from src/...cpp:123``),
     which tell a user nothing: the lines that say what is wrong, joined into one."""
@@ -64,18 +85,32 @@ def openvino_error(exc: BaseException) -> str:
 class OpenVinoRuntime(Runtime):
     """An IR (``.xml`` with its ``.bin``) compiled on ``device`` with a latency or
     throughput performance hint; ``profile`` turns on OpenVINO's per-layer performance
-    counters (``self.request.profiling_info``, read by ``benchmarks/layer_profile.py``)."""
+    counters (``self.request.profiling_info``, read by ``benchmarks/layer_profile.py``).
+
+    ``infer_requests`` is how many batches :meth:`run_many` keeps in flight: 0 (default)
+    takes the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (1 with the latency hint;
+    one per stream with the throughput hint); more than 1 needs the throughput hint."""
 
     backend = "openvino"
 
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU",
                  performance_hint: str = "LATENCY", threads: int = 0,
-                 inference_precision: str | None = None, profile: bool = False) -> None:
+                 inference_precision: str | None = None, profile: bool = False,
+                 infer_requests: int = 0) -> None:
         super().__init__()
         ov = require("openvino", "openvino")
         path = Path(path)
         if not path.is_file() or not path.with_suffix(".bin").is_file():
             raise AtbsnError(f"OpenVINO artifact {path} (and its .bin) does not exist")
+        hint = performance_hint_name(performance_hint)
+        if infer_requests < 0:
+            raise AtbsnError(f"infer_requests {infer_requests}: give 0 (the compiled model's "
+                             "optimal number) or a positive count")
+        if infer_requests > 1 and hint != "THROUGHPUT":
+            raise AtbsnError(f"{infer_requests} infer requests with the {hint.lower()} hint: "
+                             "give 0 (the compiled model's optimal number) or 1, or compile "
+                             "with the throughput hint (--performance-hint throughput), the "
+                             "one with several streams to run requests in parallel")
         core = ov.Core()
         try:
             model = core.read_model(str(path))
@@ -88,8 +123,8 @@ class OpenVinoRuntime(Runtime):
         self.inference_precision = choose_inference_precision(
             precision, getattr(device_default, "get_type_name", lambda: str(device_default))(),
             inference_precision)
-        config = {"INFERENCE_PRECISION_HINT": self.inference_precision,
-                  "PERFORMANCE_HINT": performance_hint}
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.inference_precision,
+                                  "PERFORMANCE_HINT": hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         if profile:
@@ -101,12 +136,19 @@ class OpenVinoRuntime(Runtime):
             raise AtbsnError(f"OpenVINO cannot compile {path} for {device}: "
                              f"{openvino_error(exc)}") from None
         self.device = device
+        self.performance_hint = hint
+        self.streams = int(self.compiled.get_property("NUM_STREAMS"))
+        self.infer_requests = infer_requests or max(
+            1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.peak_in_flight = 0  # most requests in flight during the last run_many
         self.request = self.compiled.create_infer_request()
         shape = model.inputs[0].partial_shape
         dims = [d.get_length() if d.is_static else None for d in shape]
         self._spec = InputSpec(batch=dims[0], height=dims[2], width=dims[3],
                                channels=dims[1] or 3, stride=self.metadata.stride)
         self.path = path
+        log.debug("%s compiled with the %s hint: %d stream(s), %d infer request(s)", path.name,
+                  hint.lower(), self.streams, self.infer_requests)
 
     @property
     def input_spec(self) -> InputSpec:
@@ -115,10 +157,61 @@ class OpenVinoRuntime(Runtime):
     @property
     def info(self) -> RuntimeInfo:
         return RuntimeInfo.from_metadata(self.backend, self.metadata, self.device,
-                                         inference_precision=self.inference_precision)
+                                         inference_precision=self.inference_precision,
+                                         performance_hint=self.performance_hint,
+                                         streams=self.streams,
+                                         infer_requests=self.infer_requests)
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         return np.array(self.request.infer({0: batch})[0], copy=True)
+
+    def _infer_many_impl(self, batches: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Up to ``infer_requests`` batches in flight on as many infer requests, round robin.
+
+        When every request is busy, the oldest is waited for, its output copied out, and the
+        request restarted on the next batch before that output is yielded, so the CPU streams
+        stay busy while the caller blends. Outputs therefore come in input order. No Python
+        callback is used: OpenVINO frees it on a stream thread that takes the GIL, which hung
+        closing the compiled model."""
+        if self.infer_requests == 1:
+            self.peak_in_flight = 1
+            yield from super()._infer_many_impl(batches)
+            return
+        idle = [self.compiled.create_infer_request() for _ in range(self.infer_requests)]
+        busy: collections.deque[Any] = collections.deque()  # started, oldest first
+        self.peak_in_flight = 0
+        try:
+            for batch in batches:
+                ready = None
+                if not idle:
+                    oldest = busy.popleft()
+                    ready = self._finished_output(oldest)
+                    idle.append(oldest)
+                request = idle.pop()
+                request.start_async({0: batch}, share_inputs=False)  # the input is copied in
+                busy.append(request)
+                self.peak_in_flight = max(self.peak_in_flight, len(busy))
+                if ready is not None:
+                    yield ready
+            while busy:
+                yield self._finished_output(busy.popleft())
+        finally:
+            for request in busy:  # left early: no request may still run once we return
+                try:
+                    request.wait()
+                except Exception:  # noqa: BLE001 - the first error is already propagating
+                    pass
+
+    @staticmethod
+    def _finished_output(request: Any) -> np.ndarray:
+        """Wait for ``request`` and copy its output out (the request will be reused)."""
+        try:
+            request.wait()
+            return np.array(request.get_output_tensor(0).data, copy=True)
+        except Exception as exc:
+            raise AtbsnError(f"an OpenVINO infer request failed: {openvino_error(exc)}; run "
+                             "with --performance-hint latency to see whether it is the "
+                             "parallel path") from None
 
     def _close_impl(self) -> None:
         self.request = None

@@ -1,0 +1,78 @@
+"""``python -m atbsn_edge.qat``: fine-tune a student for int8 (quantization-aware training).
+
+Fake int8 quantization at exactly the points the exported Q/DQ graph quantizes (symmetric,
+per-channel weights, per-tensor activations, zero points 0), trained by distillation from the
+float student itself on noisy images (no clean image needed). The output checkpoint holds
+the fine-tuned float weights and the learned ranges; ``python -m atbsn_edge.export`` then
+writes its int8 targets with those ranges, every layer in int8, with no calibration.
+
+    python -m atbsn_edge.qat --checkpoint student.pt --data frames/ --out student-int8.pt \\
+        --time-limit 1200
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .cli import new_parser, positive_int, run_cli
+from .errors import AtbsnError
+from .train import add_optimisation_args, check_out, config_from_args, read_pairs
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = new_parser("python -m atbsn_edge.qat", __doc__)
+    p.add_argument("--checkpoint", type=Path,
+                   help="float student checkpoint (default: the bundled demo student C)")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="noisy images or videos: files, folders, globs (the student's training "
+                        "data or the camera's own frames)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="int8-ready checkpoint to write; an existing one only with --overwrite "
+                        "or when it is the --resume checkpoint")
+    p.add_argument("--calibration-batches", type=positive_int, default=8,
+                   help="batches that set the starting ranges (default 8)")
+    add_optimisation_args(p)
+    p.set_defaults(lr=5e-5, lr_min=1e-6, iterations=1000, validate_every=250,
+                   checkpoint_every=50)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def job() -> int:
+        from .assets import DEMO_STUDENT_C
+        from .models.checkpoint import load_checkpoint
+        from .quantization.qat_training import train_qat
+        from .training import load_noisy_images
+
+        checkpoint = args.checkpoint or DEMO_STUDENT_C
+        check_out(args.out, args.resume, args.overwrite,
+                  inputs=(checkpoint, *(Path(d) for d in args.data)))
+        denoiser = load_checkpoint(checkpoint)
+        if denoiser.architecture.tunable_hole:
+            raise AtbsnError(f"--checkpoint {checkpoint} is AT-BSN; quantization-aware training "
+                             "takes a student (A, B or C): distil one first "
+                             "(python -m atbsn_edge.distill)")
+        if denoiser.metadata.get("int8_ranges"):
+            raise AtbsnError(f"--checkpoint {checkpoint} is already int8-ready (fine-tuned by "
+                             "python -m atbsn_edge.qat); give the float checkpoint it came from "
+                             f"({denoiser.metadata.get('qat_from') or 'see its metadata'})")
+        config = config_from_args(args)
+        images = load_noisy_images(args.data, config.crop, args.frames_per_video)
+        pairs = read_pairs(args.val_noisy, args.val_clean)
+        train_qat(config, denoiser, images, args.out, resume=args.resume, val_pairs=pairs,
+                  calibration_batches=args.calibration_batches, source=str(checkpoint),
+                  description=args.description)
+        log.info("wrote %s; export it with python -m atbsn_edge.export --checkpoint %s "
+                 "--target openvino-int8 (or onnx-int8, trt-int8)", args.out, args.out)
+        return 0
+
+    return run_cli(job, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Symmetric int8 fake quantization as the exported Q/DQ graph computes it.
+
+``QuantizeLinear``/``DequantizeLinear`` with zero point 0 and the int8 range [-128, 127] (the
+form TensorRT's explicit quantization, ONNX Runtime and OpenVINO all take): activations per
+tensor with a learned step (LSQ, Esser et al., ICLR 2020, its step parametrised in the log
+domain so that Adam moves it by relative amounts), weights per output channel with the step
+``max|w| / 127`` that ONNX Runtime's and NNCF's symmetric weight quantization use. Rounding is
+to nearest even, as ``QuantizeLinear`` rounds, with a straight-through gradient.
+
+Under ``torch.onnx.export`` the same numbers are written with PyTorch's fake-quantize
+operators, which the exporter turns into ``QuantizeLinear``/``DequantizeLinear`` pairs.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+QMIN, QMAX = -128, 127
+MIN_STEP = 1e-8
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round to nearest even, gradient passed straight through."""
+    return (torch.round(x) - x).detach() + x
+
+
+def exporting() -> bool:
+    return torch.onnx.is_in_onnx_export()
+
+
+def weight_steps(weight: torch.Tensor, axis: int) -> torch.Tensor:
+    """Per-channel steps ``max|w| / 127`` along ``axis`` (no gradient flows into them)."""
+    dims = [d for d in range(weight.dim()) if d != axis]
+    return (weight.detach().abs().amax(dim=dims) / 127.0).clamp_min(MIN_STEP)
+
+
+def fake_quantize_weight(weight: torch.Tensor, axis: int = 0) -> torch.Tensor:
+    """``weight`` through per-channel symmetric int8 along ``axis`` (the output channels)."""
+    steps = weight_steps(weight, axis)
+    if exporting():
+        zeros = torch.zeros_like(steps, dtype=torch.int32)
+        return torch.fake_quantize_per_channel_affine(weight, steps, zeros, axis, QMIN, QMAX)
+    shape = [1] * weight.dim()
+    shape[axis] = -1
+    steps = steps.reshape(shape)
+    return round_ste(torch.clamp(weight / steps, QMIN, QMAX)) * steps
+
+
+def best_step(samples: torch.Tensor, candidates: int = 100) -> float:
+    """The per-tensor step with the least squared quantization error on ``samples``: the
+    learned step's starting point (the max-abs step wastes levels on rare outliers)."""
+    x = samples.detach().float().flatten()
+    peak = float(x.abs().max())
+    if peak == 0.0:
+        return 1.0
+    best, best_error = peak / 127.0, math.inf
+    for fraction in torch.linspace(0.02, 1.0, candidates).tolist():
+        step = peak * fraction / 127.0
+        error = float(((torch.clamp(torch.round(x / step), QMIN, QMAX) * step - x) ** 2).mean())
+        if error < best_error:
+            best, best_error = step, error
+    return best
+
+
+class ActivationQuantizer(nn.Module):
+    """Per-tensor symmetric int8 fake quantization of an activation, with a learned step.
+
+    While ``observing`` it passes its input through unchanged and keeps a sample of it (for
+    :func:`best_step`); :meth:`start_from_observations` then sets the step.
+    """
+
+    def __init__(self, step: float = 1.0) -> None:
+        super().__init__()
+        self.log_step = nn.Parameter(torch.tensor(math.log(step)))
+        self.observing = False
+        self._observed: list[torch.Tensor] = []
+
+    @property
+    def step(self) -> float:
+        return float(self.log_step.detach().exp())
+
+    def set_step(self, step: float) -> None:
+        with torch.no_grad():
+            self.log_step.fill_(math.log(max(step, MIN_STEP)))
+
+    def start_from_observations(self) -> float:
+        """Set the step from what was observed (least squared error) and stop observing;
+        a quantizer that saw nothing (the input image's, quantized exactly) keeps its step."""
+        if self._observed:
+            self.set_step(best_step(torch.cat(self._observed)))
+        self._observed.clear()
+        self.observing = False
+        return self.step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observing:
+            flat = x.detach().float().flatten()
+            keep = flat[torch.randint(0, flat.numel(), (min(flat.numel(), 200_000),))]
+            self._observed.append(keep.cpu())
+            return x
+        if exporting():
+            return torch.fake_quantize_per_tensor_affine(x, self.step, 0, QMIN, QMAX)
+        # LSQ gradient scale: 1 / sqrt(elements per sample x QMAX)
+        grad_scale = 1.0 / math.sqrt(max(x[0].numel(), 1) * QMAX)
+        log_step = self.log_step * grad_scale + (self.log_step * (1 - grad_scale)).detach()
+        step = log_step.exp().clamp_min(MIN_STEP)
+        x32 = x.float()
+        return (round_ste(torch.clamp(x32 / step, QMIN, QMAX)) * step).to(x.dtype)

@@ -1,0 +1,105 @@
+"""Quantization-aware fine-tuning: the int8 form of a network learns to match its float self.
+
+The float network is copied twice: a frozen copy is the teacher, the other is trained through
+:class:`~atbsn_edge.quantization.qat_network.QuantizationAware` (fake int8 at every Q/DQ point
+of the export) on the L1 distance between the two outputs on noisy training crops, so no
+clean image and no blind-spot teacher is needed. The activation steps start at the
+least-squared-error step of a few calibration batches and are then learned with the weights.
+Training runs in float32 (bf16 autocast would round the fake-quantized values again).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.denoiser import Denoiser, pad_reflect_to_multiple
+from ..training import CropSampler, TrainConfig, TrainState, optimise, validate_pairs
+from .qat_network import QuantizationAware, quantization_aware
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def initial_ranges(wrapped: QuantizationAware, sampler: CropSampler, batches: int, batch: int,
+                   device: torch.device) -> dict[str, float]:
+    """Set every activation step from ``batches`` calibration batches; returns the steps."""
+    wrapped.eval().observe(True)
+    try:
+        for _ in range(batches):
+            wrapped(sampler.sample(batch).to(device))
+    finally:
+        wrapped.observe(False)
+    return {name: q.start_from_observations() for name, q in wrapped.quantizers().items()}
+
+
+def quantized_runner(wrapped: QuantizationAware, stride: int):
+    """``x -> int8-simulated output`` for any H x W (padded like :class:`Denoiser`)."""
+    def run(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        return wrapped(pad_reflect_to_multiple(x, stride))[:, :, :h, :w]
+    return run
+
+
+def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarray], out: Path,
+              *, resume: Path | None = None,
+              val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+              calibration_batches: int = 8, source: str = "",
+              description: str = "") -> Path:
+    """Fine-tune ``denoiser`` (a student; AT-BSN with its hole fixed is not supported) for
+    int8 into ``out``: its float weights, with the learned ranges as ``int8_ranges``."""
+    if denoiser.metadata.get("int8_ranges"):
+        raise ValueError(f"{denoiser.metadata.get('checkpoint', 'this checkpoint')} is already "
+                         "int8-ready (its float weights were tuned for int8); fine-tune the float "
+                         f"checkpoint it came from ({denoiser.metadata.get('qat_from') or 'qat_from'})")
+    if denoiser.architecture.tunable_hole:
+        raise ValueError("quantization-aware training takes a student (A, B or C); AT-BSN's "
+                         "tunable blind spot is not a fixed graph")
+    config = replace(config, bf16=False)
+    config.validate()
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    reference = copy.deepcopy(denoiser.network).eval().requires_grad_(False).to(device)
+    wrapped = quantization_aware(copy.deepcopy(denoiser.network)).to(device)
+    sampler = CropSampler(images, config.crop, config.seed)
+    if resume is None:
+        steps = initial_ranges(wrapped, CropSampler(images, config.crop, config.seed + 1),
+                               calibration_batches, config.batch, device)
+        log.info("int8 ranges started from %d calibration batches (%d points)",
+                 calibration_batches, len(steps))
+
+    def compute_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = reference(batch)
+        return F.l1_loss(net(batch), target)
+
+    inherited = {k: v for k, v in denoiser.metadata.items()
+                 if k in ("teacher", "teacher_holes", "description", "iterations")}
+
+    def metadata(state: TrainState) -> dict[str, Any]:
+        return {"description": description or f"{denoiser.architecture.name} fine-tuned for "
+                                              "int8 (quantization-aware) with atbsn-edge",
+                "qat_from": source, "qat_from_sha256": denoiser.metadata.get("checkpoint_sha256", ""),
+                "float_training": inherited, "iterations": state.step, "config": asdict(config)}
+
+    validate = None
+    if val_pairs:
+        run = quantized_runner(wrapped, denoiser.stride)
+        validate = lambda: validate_pairs(run, val_pairs, device)  # noqa: E731
+        if resume is None:  # a resumed run's ranges are loaded by the training loop
+            with torch.no_grad():
+                before = validate_pairs(Denoiser(reference, denoiser.architecture), val_pairs,
+                                        device)
+                start = validate_pairs(run, val_pairs, device)
+            log.info("validation PSNR: float %.3f dB, int8 before fine-tuning %.3f dB",
+                     before, start)
+    return optimise(wrapped, compute_loss, config, sampler, out, metadata=metadata,
+                    resume=resume, validate=validate, desc="int8 fine-tune",
+                    bar_by_progress=config.time_limit > 0)

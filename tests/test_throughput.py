@@ -1,0 +1,223 @@
+"""Throughput: several OpenVINO infer requests in flight (``Runtime.run_many`` with the
+throughput hint) give the tiled output of the one-at-a-time latency path, outputs come back
+in input order and copied out of their requests, and bad combinations are refused.
+
+The OpenVINO bundles are tiny (He-initialised student C, 64-pixel tiles), exported once per
+module. Throughput and latency compile the CPU differently (one thread per stream against
+all threads on one request), so their convolutions may sum in another order: float rounding,
+held to ``ATOL`` on the 0..255 scale (measured 0.002).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from atbsn_edge.errors import AtbsnError
+from atbsn_edge.runtimes.base import InputSpec, Runtime, RuntimeInfo
+from atbsn_edge.tiling import TileSpec, denoise_tiled, denoise_tiled_many, plan_tiles
+from conftest import textured_image
+
+ATOL = 1e-2          # float rounding between CPU stream layouts, on 0..255
+TILE, OVERLAP = 64, 32
+IMAGE = (180, 250)   # padded 192 x 256: 5 x 7 = 35 tiles, so a batch of 2 ends padded
+
+
+# --------------------------------------------------------------------------------------------
+# The default, sequential run_many every backend inherits (no OpenVINO needed)
+# --------------------------------------------------------------------------------------------
+
+class AddOne(Runtime):
+    """A runtime of fixed batch ``batch`` that adds one and records its calls."""
+
+    backend = "add-one"
+
+    def __init__(self, batch: int | None) -> None:
+        super().__init__()
+        self._spec = InputSpec(batch=batch, height=TILE, width=TILE, stride=32)
+        self.calls: list[int] = []
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self._spec
+
+    @property
+    def info(self) -> RuntimeInfo:
+        return RuntimeInfo("add-one", "none", "fp32", None, OVERLAP, "CPU")
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append(len(batch))
+        return batch + 1
+
+
+def test_default_run_many_pads_to_the_fixed_batch_and_keeps_order():
+    runtime = AddOne(batch=2)
+    rng = np.random.default_rng(0)
+    batches = [rng.random((n, 3, TILE, TILE), dtype=np.float32) for n in (3, 1, 2)]
+    outputs = list(runtime.run_many(iter(batches)))
+    assert [len(o) for o in outputs] == [3, 1, 2] and runtime.calls == [2, 2, 2, 2]
+    for batch, output in zip(batches, outputs):
+        np.testing.assert_array_equal(output, batch + 1)
+
+
+def test_tiled_many_equals_tiled_one_batch_at_a_time():
+    image = textured_image(*IMAGE)
+    spec = TileSpec(TILE, TILE, OVERLAP, batch=3)
+    one = denoise_tiled(image, AddOne(None).run, spec)
+    many = denoise_tiled_many(image, AddOne(None).run_many, spec)
+    np.testing.assert_array_equal(one, many)
+    np.testing.assert_allclose(many, image + 1, atol=1e-3)
+
+
+def test_empty_batch_is_refused():
+    with pytest.raises(AtbsnError, match="empty batch"):
+        AddOne(2).run(np.zeros((0, 3, TILE, TILE), np.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# OpenVINO
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[int, object]:
+    """openvino-fp32 bundles of one He-initialised student C at batch 1 and batch 2."""
+    pytest.importorskip("torch")
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    pytest.importorskip("onnx", reason="the onnx extra is not installed")
+    import torch
+
+    from atbsn_edge.export.__main__ import main as export
+    from atbsn_edge.models.checkpoint import save_checkpoint
+    from atbsn_edge.models.registry import get_architecture
+    from atbsn_edge.training import init_weights
+
+    folder = tmp_path_factory.mktemp("throughput")
+    torch.manual_seed(0)
+    network = get_architecture("student_c").build()
+    init_weights(network)
+    checkpoint = folder / "student_c.pt"
+    save_checkpoint(checkpoint, network, {})
+    out = {}
+    for batch in (1, 2):
+        out[batch] = folder / f"ov-b{batch}"
+        assert export(["--target", "openvino-fp32", "--checkpoint", str(checkpoint), "--tile",
+                       str(TILE), "--batch", str(batch), "--reference-crops", "1",
+                       "--out", str(out[batch])]) == 0
+    return out
+
+
+def open_tiled(bundle, **options):
+    from atbsn_edge.pipeline import open_artifact_tiled
+
+    return open_artifact_tiled(bundle, overlap=OVERLAP, threads=2, **options)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_throughput_requests_give_the_latency_output(bundles, batch):
+    image = textured_image(*IMAGE)
+    with open_tiled(bundles[batch]) as latency:
+        assert latency.runtime.infer_requests == 1
+        want = latency.denoise(image)
+        assert latency.runtime.peak_in_flight == 1
+    assert plan_tiles(*IMAGE, latency.spec).count % 2 == 1  # batch 2: the last one is padded
+    for requests in (0, 3):  # 0: the compiled model's OPTIMAL_NUMBER_OF_INFER_REQUESTS
+        with open_tiled(bundles[batch], performance_hint="THROUGHPUT",
+                        infer_requests=requests) as throughput:
+            runtime = throughput.runtime
+            tiles = []
+            got = throughput.denoise(image, tiles.append)
+            assert runtime.info.metadata["performance_hint"] == "THROUGHPUT"
+            if requests:
+                assert runtime.infer_requests == requests and runtime.peak_in_flight >= 2
+                assert f"{requests} requests in flight" in throughput.describe()
+        assert sum(tiles) == plan_tiles(*IMAGE, throughput.spec).count
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+    assert want.std() > 1  # a network ran, not a constant
+
+
+def test_a_stream_left_early_finishes_its_requests(bundles):
+    with open_tiled(bundles[1], performance_hint="THROUGHPUT", infer_requests=3) as tiled:
+        runtime = tiled.runtime
+        x = textured_image(TILE, TILE)[None].transpose(0, 3, 1, 2).copy()
+        stream = runtime.run_many(x + k for k in range(10))
+        first = next(stream)
+        stream.close()  # three requests were in flight: they finish before close returns
+        again = list(runtime.run_many([x, x + 1]))
+        np.testing.assert_allclose(again[0], first, atol=ATOL, rtol=0)
+        np.testing.assert_allclose(runtime.infer(x), first, atol=ATOL, rtol=0)
+
+
+class ReusedBufferRequest:
+    """Stands in for an ``openvino.InferRequest``: its output tensor is one buffer,
+    overwritten in place each time the request is started again (as a reused request's
+    is); ``fail`` makes ``wait`` raise as a request that failed in OpenVINO would."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.buffer: np.ndarray | None = None
+
+    def start_async(self, inputs, share_inputs: bool = False) -> None:
+        if self.buffer is None:
+            self.buffer = np.empty_like(inputs[0])
+        self.buffer[...] = inputs[0] * 2
+
+    def wait(self) -> None:
+        if self.fail:
+            raise RuntimeError("Exception from src/plugin.cpp:12:\ndevice lost")
+
+    def get_output_tensor(self, index: int):
+        return type("Tensor", (), {"data": self.buffer})()
+
+
+class FakeCompiled:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def create_infer_request(self) -> ReusedBufferRequest:
+        return ReusedBufferRequest(self.fail)
+
+
+def test_outputs_come_back_in_input_order_and_copied(bundles, monkeypatch):
+    with open_tiled(bundles[1], performance_hint="THROUGHPUT", infer_requests=3) as tiled:
+        monkeypatch.setattr(tiled.runtime, "compiled", FakeCompiled())
+        batches = [np.full((1, 3, TILE, TILE), k, np.float32) for k in range(8)]
+        outputs = list(tiled.runtime.run_many(iter(batches)))
+        assert tiled.runtime.peak_in_flight == 3
+    assert [float(o.mean()) for o in outputs] == [2.0 * k for k in range(8)]
+
+
+def test_a_failed_request_is_one_clear_error(bundles, monkeypatch):
+    with open_tiled(bundles[1], performance_hint="THROUGHPUT", infer_requests=2) as tiled:
+        monkeypatch.setattr(tiled.runtime, "compiled", FakeCompiled(fail=True))
+        with pytest.raises(AtbsnError, match="infer request failed: device lost; run with "
+                                             "--performance-hint latency"):
+            tiled.denoise(textured_image(*IMAGE))
+
+
+def test_several_requests_need_the_throughput_hint(bundles):
+    from atbsn_edge.pipeline import locate_artifact
+    from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
+
+    ir, _ = locate_artifact(bundles[1])
+    with pytest.raises(AtbsnError, match="2 infer requests with the latency hint.*"
+                                         "--performance-hint throughput"):
+        OpenVinoRuntime(ir, infer_requests=2)
+    with pytest.raises(AtbsnError, match="performance hint 'fast': valid are latency, throughput"):
+        OpenVinoRuntime(ir, performance_hint="fast")
+    with pytest.raises(AtbsnError, match="infer_requests -1: give 0"):
+        OpenVinoRuntime(ir, performance_hint="THROUGHPUT", infer_requests=-1)
+
+
+def test_cli_refuses_requests_without_the_throughput_hint(bundles, tmp_path, capsys):
+    from atbsn_edge.denoise import main
+
+    src = tmp_path / "in.png"
+    assert cv2.imwrite(str(src), np.rint(textured_image(40, 50)).astype(np.uint8))
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), "--artifact", str(bundles[1]), "--requests", "2"]) == 2
+    assert "--requests 2 needs --performance-hint throughput" in capsys.readouterr().err
+    assert main([str(src), "-o", str(out), "--requests", "2"]) == 2
+    assert "--requests is for OpenVINO artifacts" in capsys.readouterr().err
+    assert main([str(src), "-o", str(out), "--artifact", str(bundles[1]), "--performance-hint",
+                 "throughput", "--requests", "2", "--overlap", "32"]) == 0
+    assert (out / "in.png").is_file()
