@@ -37,10 +37,9 @@ def export_fp32_onnx(denoiser: Any, path: str | Path, *, tile: int, batch: int =
     (``atbsn_edge.models.upsample_fusion``: same outputs, 4/9 of that convolution's work).
     Dynamic exports are verified against PyTorch at two sizes.
     """
+    from ..models.checkpoint import float_network
     from ..models.upsample_fusion import fuse_upsampling as fuse
     from .torch_to_onnx import export_onnx
-
-    from ..models.checkpoint import float_network
 
     hole = denoiser.resolve_hole(hole_size)
     module = float_network(denoiser.core(hole))  # an int8-ready checkpoint: its float weights
