@@ -50,13 +50,19 @@ def add_optimisation_args(p: argparse.ArgumentParser) -> None:
                    help="noisy validation images (default: none, no validation)")
     p.add_argument("--val-clean", nargs="*", default=[],
                    help="their clean references, same order (default: none)")
+    add_run_arguments(p)
+
+
+def add_run_arguments(p: argparse.ArgumentParser, written: str = "checkpoint") -> None:
+    """``--device``, ``--no-bf16``, ``--threads``, ``--description`` and ``--verbose``: the
+    flags every training CLI shares (train, distill, qat, adapt)."""
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-bf16", action="store_true",
                    help="train in float32 (default: bf16 autocast where the device has it)")
     p.add_argument("--threads", type=non_negative_int, default=0,
                    help="CPU threads (default 0: PyTorch's default)")
     p.add_argument("--description", default="",
-                   help="text stored in the checkpoint's metadata (default: a generic one)")
+                   help=f"text stored in the {written}'s metadata (default: a generic one)")
     add_verbose_argument(p)
 
 

@@ -1,0 +1,540 @@
+"""Adapting a teacher and its student to one camera from that camera's own noisy frames.
+
+Self-supervised throughout: the blind-spot teacher (AT-BSN) is fine-tuned with its own
+training loss (L1 to the noisy input at its training hole), then the student is fine-tuned
+by distillation from the adapted teacher at several hole sizes (the sum of L1 distances, as
+:mod:`atbsn_edge.distillation`), both starting from the given weights. No clean image is used.
+
+On a CPU the teacher is the expensive part: one multi-hole teacher pass over a 4 x 128 x 128
+batch costs about ten student training iterations. With ``targets="pool"`` (the default) the
+teacher's outputs are computed once on a pool of regions of the frames (a third of the
+student's time), and the student then trains on random crops, flips and rotations of those
+regions and of their targets: many more student iterations for the same time. With
+``targets="online"`` every batch gets fresh teacher outputs, as ``distill`` does.
+
+:func:`no_reference_report` is the report printed before and after: the residual statistics
+of ``python -m atbsn_edge.evaluate`` without references, plus a noise-level estimate of the
+input and of the output (:func:`noise_sigma`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .distillation import PUBLISHED_HOLES, MultiTeacher
+from .errors import AtbsnError
+from .metrics import LAGS, lag_key, residual_stats
+from .models.atbsn import hole_to_shift
+from .models.checkpoint import save_checkpoint
+from .models.denoiser import Denoiser
+from .sources import expand_sources, load_pictures
+from .training import CropSampler, TrainConfig, TrainState, autocast_context, optimise
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 128          # the smallest crop training accepts (TrainConfig.validate)
+POOL_SHARE = 1 / 3      # of the student's time, spent computing the pool's teacher targets
+POOL_MIN = 4            # regions computed even when the clock says stop
+POOL_MAX = 256          # regions at most (about 3.5 MB each at 256 x 256 with 7 holes)
+POOL_AUTO_UNTIMED = 64  # regions without a time limit, when --pool-regions is not given
+NO_LIMIT = 10 ** 9      # iteration cap that never binds: the clock ends the phase
+TARGETS = ("pool", "online")
+
+
+@dataclass
+class AdaptConfig:
+    """Every knob of an adaptation run; saved in the adapted checkpoint's metadata.
+
+    With ``time_limit`` > 0 the teacher gets ``time_limit * teacher_share`` seconds and the
+    student (its targets included) the rest; ``teacher_iterations`` / ``student_iterations``
+    then cap the phases (0: no cap). With ``time_limit`` 0 the iteration counts decide
+    (``teacher_iterations`` 0 skips the teacher phase).
+    """
+
+    time_limit: float = 300.0
+    teacher_share: float = 0.5
+    teacher_iterations: int = 0
+    student_iterations: int = 0
+    targets: str = "pool"
+    pool_regions: int = 0
+    region: int = 256
+    holes: list = field(default_factory=lambda: list(PUBLISHED_HOLES))
+    batch: int = 4
+    crop: int = 128
+    teacher_lr: float = 1e-4
+    student_lr: float = 1e-4
+    lr_min: float = 1e-6
+    seed: int = 0
+    device: str = "cpu"
+    bf16: bool = True
+    threads: int = 0
+    report_frames: int = 8
+    report_crop: int = 512
+
+    def validate(self) -> None:
+        """Raise :class:`AtbsnError` naming the first unusable value and the valid ones."""
+        if self.time_limit < 0:
+            raise AtbsnError(f"--time-limit must be a number of seconds >= 0; got {self.time_limit}")
+        if not 0 <= self.teacher_share < 1:
+            raise AtbsnError(f"--teacher-share must be in [0, 1) (the student needs some of the "
+                             f"time); got {self.teacher_share}")
+        if self.teacher_iterations < 0 or self.student_iterations < 0:
+            raise AtbsnError("--teacher-iterations and --student-iterations must be >= 0")
+        if self.time_limit == 0 and self.student_iterations < 1:
+            raise AtbsnError("without --time-limit give --student-iterations N (and "
+                             "--teacher-iterations N to fine-tune the teacher too)")
+        if self.targets not in TARGETS:
+            raise AtbsnError(f"--targets must be one of {', '.join(TARGETS)}; got {self.targets!r}")
+        if self.crop % 32 or self.crop < MIN_SIDE:
+            raise AtbsnError(f"--crop must be a multiple of 32 and at least {MIN_SIDE}; got {self.crop}")
+        if self.region % 32 or self.region < self.crop:
+            raise AtbsnError(f"--region must be a multiple of 32 and at least --crop "
+                             f"({self.crop}); got {self.region}")
+        if self.batch < 1 or self.pool_regions < 0 or self.report_frames < 0:
+            raise AtbsnError("--batch must be positive, --pool-regions and --report-frames >= 0")
+        if self.report_crop < 32:
+            raise AtbsnError(f"--report-crop must be at least 32; got {self.report_crop}")
+        if not self.holes:
+            raise AtbsnError("--holes needs at least one hole size")
+        for hole in self.holes:
+            hole_to_shift(hole)
+
+    @property
+    def teacher_seconds(self) -> float:
+        """The teacher phase's clock budget (0: not clock-limited)."""
+        return self.time_limit * self.teacher_share
+
+    def runs_teacher(self) -> bool:
+        """Whether the teacher is fine-tuned at all."""
+        if self.time_limit > 0:
+            return self.teacher_share > 0
+        return self.teacher_iterations > 0
+
+
+# --------------------------------------------------------------------------------------------
+# frames
+# --------------------------------------------------------------------------------------------
+
+def load_camera_frames(items: Sequence[str | Path], min_side: int = MIN_SIDE,
+                       frames_per_video: int = 32) -> tuple[list[Path], list[tuple[str, np.ndarray]]]:
+    """The files ``items`` name (images, folders, globs, videos) and their pictures as
+    ``(name, HxWx3 float32)``. Unreadable files are skipped with a warning; a picture smaller
+    than ``min_side`` on its short side is refused (:class:`AtbsnError` naming it)."""
+    if frames_per_video < 1:
+        raise AtbsnError(f"--frames-per-video must be at least 1; got {frames_per_video}")
+    paths = expand_sources(items)
+    pictures = load_pictures(paths, frames_per_video)
+    small = [(name, rgb.shape) for name, rgb in pictures if min(rgb.shape[:2]) < min_side]
+    if small:
+        shown = ", ".join(f"{name} ({shape[1]}x{shape[0]})" for name, shape in small[:3])
+        more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+        raise AtbsnError(f"{shown}{more}: smaller than {min_side} pixels on the short side; "
+                         f"adaptation trains on crops of at least {min_side} pixels (smaller "
+                         "crops teach the network image borders), so give full-size frames of "
+                         "the camera or leave these out")
+    if not pictures:
+        raise AtbsnError(f"no readable picture among {len(paths)} file(s); give the camera's "
+                         "noisy images or videos")
+    return paths, pictures
+
+
+# --------------------------------------------------------------------------------------------
+# the no-reference report
+# --------------------------------------------------------------------------------------------
+
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """Immerkaer's (1996) noise standard deviation estimate, the mean over channels.
+
+    ``sqrt(pi / 2) / 6 * mean |I * N|`` with ``N`` the 3 x 3 difference of two Laplacians:
+    exact for white Gaussian noise on a smooth image; texture raises it, and spatially
+    correlated (demosaiced, JPEG) noise reads lower than its true level. A relative measure:
+    compare an image with its denoised version, not across cameras.
+    """
+    import cv2
+
+    planes = image[:, :, None] if image.ndim == 2 else image
+    h, w = planes.shape[:2]
+    if min(h, w) < 3:
+        raise ValueError(f"noise_sigma needs at least 3 x 3 pixels, got {h} x {w}")
+    sigmas = []
+    for c in range(planes.shape[2]):
+        plane = np.ascontiguousarray(planes[:, :, c], dtype=np.float32)
+        response = cv2.filter2D(plane, cv2.CV_32F, _IMMERKAER)[1:-1, 1:-1]
+        sigmas.append(math.sqrt(math.pi / 2) * float(np.abs(response).mean(dtype=np.float64)) / 6)
+    return float(np.mean(sigmas))
+
+
+def report_crops(pictures: Sequence[tuple[str, np.ndarray]], count: int,
+                 crop: int) -> list[tuple[str, np.ndarray]]:
+    """Up to ``count`` evenly spaced pictures, each its centre crop of at most ``crop`` x ``crop``."""
+    if count <= 0 or not pictures:
+        return []
+    picks = np.unique(np.linspace(0, len(pictures) - 1, num=min(count, len(pictures))).astype(int))
+    crops = []
+    for index in picks:
+        name, rgb = pictures[index]
+        h, w = rgb.shape[:2]
+        ch, cw = min(crop, h), min(crop, w)
+        y, x = (h - ch) // 2, (w - cw) // 2
+        crops.append((name, np.ascontiguousarray(rgb[y:y + ch, x:x + cw])))
+    return crops
+
+
+@torch.no_grad()
+def run_denoiser(model: Denoiser, rgb: np.ndarray, device: torch.device) -> np.ndarray:
+    """One whole H x W x 3 float32 image through ``model`` in float32, as H x W x 3 float32."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
+    return model(x)[0].float().cpu().numpy().transpose(1, 2, 0)
+
+
+def no_reference_report(model: Denoiser, crops: Sequence[tuple[str, np.ndarray]],
+                        device: torch.device) -> dict:
+    """Means over ``crops`` of: the input's and the output's :func:`noise_sigma`, the
+    residual's standard deviation and its autocorrelation at the lags of
+    :data:`~atbsn_edge.metrics.LAGS` (:func:`~atbsn_edge.metrics.residual_stats`)."""
+    if not crops:
+        return {}
+    model = model.eval()
+    rows = []
+    for _, noisy in crops:
+        denoised = run_denoiser(model, noisy, device)
+        stats = residual_stats(noisy, denoised)
+        rows.append({"input_sigma": noise_sigma(noisy),
+                     "output_sigma": noise_sigma(np.clip(denoised, 0, 255)),
+                     "residual_std": float(np.mean(stats.std)), "autocorr": stats.autocorr})
+    keys = [lag_key(lag) for lag in LAGS]
+    return {"frames": len(rows),
+            "input_sigma": float(np.mean([r["input_sigma"] for r in rows])),
+            "output_sigma": float(np.mean([r["output_sigma"] for r in rows])),
+            "residual_std": float(np.mean([r["residual_std"] for r in rows])),
+            "autocorr": {k: float(np.mean([r["autocorr"][k] for r in rows])) for k in keys}}
+
+
+def report_table(rows: Sequence[tuple[str, dict]]) -> str:
+    """Markdown table of :func:`no_reference_report` results, one row per ``(label, report)``."""
+    keys = [lag_key(lag) for lag in LAGS]
+    lines = ["| student | frames | noise σ̂ input | noise σ̂ output | residual std | "
+             + " | ".join(f"residual ρ({k})" for k in keys) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(keys)]
+    for label, rep in rows:
+        if not rep:
+            continue
+        lines.append(f"| {label} | {rep['frames']} | {rep['input_sigma']:.3f} | "
+                     f"{rep['output_sigma']:.3f} | {rep['residual_std']:.3f} | "
+                     + " | ".join(f"{rep['autocorr'][k]:.3f}" for k in keys) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# teacher targets computed once: the pool
+# --------------------------------------------------------------------------------------------
+
+class PoolSampler:
+    """Random crops of pooled regions with their teacher targets, flipped and rotated alike.
+
+    ``sample(batch)`` returns ``N x (3 + 3K) x crop x crop`` float32: the noisy crop, then
+    the K teacher outputs, so that :func:`~atbsn_edge.training.optimise` can carry both.
+    """
+
+    def __init__(self, inputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
+                 crop: int, seed: int) -> None:
+        if not inputs or len(inputs) != len(targets):
+            raise ValueError("give as many target stacks as input regions, at least one")
+        self.inputs = list(inputs)      # 3 x s x s float32
+        self.targets = list(targets)    # 3K x s x s float16
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        for region in self.inputs:
+            if min(region.shape[1:]) < crop:
+                raise ValueError(f"a region of {tuple(region.shape[1:])} is smaller than the "
+                                 f"crop {crop}")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def sample(self, batch: int) -> torch.Tensor:
+        crops = []
+        for _ in range(batch):
+            index = int(self.rng.integers(len(self.inputs)))
+            stack = torch.cat((self.inputs[index], self.targets[index].float()), dim=0)
+            y = int(self.rng.integers(0, stack.shape[1] - self.crop + 1))
+            x = int(self.rng.integers(0, stack.shape[2] - self.crop + 1))
+            patch = stack[:, y:y + self.crop, x:x + self.crop]
+            patch = torch.rot90(patch, int(self.rng.integers(4)), dims=(1, 2))
+            if self.rng.integers(2):
+                patch = patch.flip(2)
+            crops.append(patch.contiguous())
+        return torch.stack(crops)
+
+
+def pool_capacity(pictures: Sequence[np.ndarray], region: int) -> int:
+    """Regions worth pooling: twice the frames' area in regions, within [POOL_MIN, POOL_MAX]."""
+    area = sum(p.shape[0] * p.shape[1] for p in pictures)
+    return int(min(POOL_MAX, max(POOL_MIN, math.ceil(2 * area / region ** 2))))
+
+
+@torch.no_grad()
+def build_pool(teacher: nn.Module, pictures: Sequence[np.ndarray], holes: Sequence[int], *,
+               region: int, crop: int, count: int, seconds: float, device: torch.device,
+               bf16: bool, seed: int) -> PoolSampler:
+    """Teacher outputs at ``holes`` on random regions of ``pictures`` (at most ``region`` on a
+    side, a multiple of 32), until ``count`` regions or ``seconds`` (0: no clock) are reached
+    (at least :data:`POOL_MIN` regions). Returns the sampler of crops over them."""
+    from tqdm import tqdm
+
+    teachers = MultiTeacher(teacher, holes).to(device).to(memory_format=torch.channels_last)
+    rng = np.random.default_rng([seed, 7])
+    weights = np.array([p.shape[0] * p.shape[1] for p in pictures], dtype=np.float64)
+    weights /= weights.sum()
+    inputs: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    started = time.perf_counter()
+    with tqdm(total=count, desc="teacher targets", unit="region") as bar:
+        while len(inputs) < count:
+            if seconds > 0 and len(inputs) >= POOL_MIN and time.perf_counter() - started >= seconds:
+                break
+            picture = pictures[int(rng.choice(len(pictures), p=weights))]
+            h, w = picture.shape[:2]
+            side_h = min(region, h // 32 * 32)
+            side_w = min(region, w // 32 * 32)
+            y = int(rng.integers(0, h - side_h + 1))
+            x = int(rng.integers(0, w - side_w + 1))
+            noisy = torch.from_numpy(np.ascontiguousarray(
+                picture[y:y + side_h, x:x + side_w].transpose(2, 0, 1)))
+            batch = noisy[None].to(device).contiguous(memory_format=torch.channels_last)
+            with autocast_context(device, bf16):
+                outputs = teachers(batch)
+            stacked = torch.cat([o.float() for o in outputs], dim=1)[0]
+            inputs.append(noisy.clone())
+            targets.append(stacked.clamp(-1024, 1024).to(torch.float16).cpu())
+            bar.update(1)
+    log.info("teacher targets on %d regions in %.1f s", len(inputs), time.perf_counter() - started)
+    return PoolSampler(inputs, targets, crop, seed)
+
+
+def pooled_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Sum of L1 distances of the student's output on ``batch[:, :3]`` to each 3-channel
+    target that follows it (a :class:`PoolSampler` batch)."""
+    noisy = batch[:, :3].contiguous(memory_format=torch.channels_last)
+    output = net(noisy).float()
+    return sum(F.l1_loss(output, target) for target in batch[:, 3:].float().split(3, dim=1))
+
+
+# --------------------------------------------------------------------------------------------
+# the two phases
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class PhaseResult:
+    """What one phase did: iterations and seconds of optimisation (targets: regions, seconds)."""
+
+    iterations: int = 0
+    seconds: float = 0.0
+    regions: int = 0
+    target_seconds: float = 0.0
+
+
+def _phase_config(config: AdaptConfig, *, iterations: int, seconds: float, lr: float,
+                  train_hole: int = 9, infer_hole: int = 3) -> TrainConfig:
+    cap = iterations if iterations > 0 else NO_LIMIT
+    return TrainConfig(iterations=cap, batch=config.batch, crop=config.crop, lr=lr,
+                       lr_min=min(config.lr_min, lr), train_hole=train_hole,
+                       infer_hole=infer_hole, seed=config.seed, checkpoint_every=NO_LIMIT,
+                       validate_every=NO_LIMIT, device=config.device, bf16=config.bf16,
+                       threads=config.threads, time_limit=seconds)
+
+
+def _run(model: nn.Module, loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+         train: TrainConfig, sampler, work: Path, desc: str) -> PhaseResult:
+    """:func:`optimise` into a scratch checkpoint under ``work``; its step and seconds."""
+    final: dict = {}
+
+    def metadata(state: TrainState) -> dict:
+        final.update(step=state.step, elapsed=state.elapsed)
+        return {"description": f"atbsn-edge adapt scratch ({desc})"}
+
+    optimise(model, loss, train, sampler, work / f"{desc.replace(' ', '_')}.pt",
+             metadata=metadata, desc=desc, bar_by_progress=train.time_limit > 0)
+    return PhaseResult(iterations=int(final.get("step", 0)),
+                       seconds=float(final.get("elapsed", 0.0)))
+
+
+def _infer_hole(teacher: Denoiser) -> int:
+    hole = teacher.default_hole
+    return 3 if hole is None else int(hole)
+
+
+def fine_tune_teacher(teacher: Denoiser, pictures: Sequence[np.ndarray], config: AdaptConfig,
+                      work: Path) -> PhaseResult:
+    """Fine-tune the AT-BSN in ``teacher`` in place with its training loss (L1 to the input at
+    its training hole) on crops of ``pictures``, from its current weights."""
+    train_hole = int(teacher.metadata.get("train_hole", 9))
+    train = _phase_config(config, iterations=config.teacher_iterations,
+                          seconds=config.teacher_seconds, lr=config.teacher_lr,
+                          train_hole=train_hole, infer_hole=_infer_hole(teacher))
+    train.validate()
+    sampler = CropSampler(pictures, config.crop, config.seed)
+
+    def loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(net(batch, hole_size=train_hole).float(), batch)
+
+    result = _run(teacher.network, loss, train, sampler, work, "adapt teacher")
+    teacher.network.eval()
+    return result
+
+
+def distill_student(student: Denoiser, teacher: Denoiser, pictures: Sequence[np.ndarray],
+                    config: AdaptConfig, seconds: float, work: Path) -> PhaseResult:
+    """Fine-tune ``student`` in place by distillation from ``teacher`` at ``config.holes``,
+    within ``seconds`` (0: ``config.student_iterations``), the pool's targets included."""
+    device = torch.device(config.device)
+    teacher.network.eval()
+    result = PhaseResult()
+    if config.targets == "pool":
+        started = time.perf_counter()
+        if config.pool_regions:
+            count = config.pool_regions
+        elif seconds > 0:
+            count = pool_capacity(pictures, config.region)
+        else:
+            count = min(POOL_AUTO_UNTIMED, pool_capacity(pictures, config.region))
+        sampler = build_pool(teacher.network, pictures, config.holes, region=config.region,
+                             crop=config.crop, count=count,
+                             seconds=seconds * POOL_SHARE if not config.pool_regions else 0.0,
+                             device=device, bf16=config.bf16, seed=config.seed)
+        result.regions = len(sampler)
+        result.target_seconds = time.perf_counter() - started
+        if seconds > 0:
+            seconds = max(seconds - result.target_seconds, 1.0)
+        loss = pooled_loss
+    else:
+        sampler = CropSampler(pictures, config.crop, config.seed)
+        teachers = MultiTeacher(teacher.network, config.holes).to(device).to(
+            memory_format=torch.channels_last)
+
+        def loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+            targets = teachers(batch)
+            output = net(batch).float()
+            return sum(F.l1_loss(output, target.float()) for target in targets)
+
+    train = _phase_config(config, iterations=config.student_iterations, seconds=seconds,
+                          lr=config.student_lr)
+    train.validate()
+    run = _run(student.network, loss, train, sampler, work, "adapt student")
+    student.network.eval()
+    result.iterations, result.seconds = run.iterations, run.seconds
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# the whole run
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class AdaptResult:
+    """What :func:`adapt` wrote and measured."""
+
+    out: Path
+    teacher_out: Path | None
+    teacher: PhaseResult
+    student: PhaseResult
+    seconds: float
+    before: dict
+    after: dict
+
+
+def _source_of(model: Denoiser) -> dict:
+    meta = model.metadata
+    return {"path": str(meta.get("checkpoint", "")), "sha256": meta.get("checkpoint_sha256", ""),
+            "architecture": model.architecture.name,
+            "description": str(meta.get("description", meta.get("source", "")))}
+
+
+def adapt(config: AdaptConfig, teacher: Denoiser, student: Denoiser,
+          pictures: Sequence[tuple[str, np.ndarray]], out: Path, *,
+          teacher_out: Path | None = None, sources: Sequence[str] = (),
+          description: str = "", on_report: Callable[[str, dict], None] | None = None
+          ) -> AdaptResult:
+    """Adapt ``teacher`` and ``student`` (both modified in place) to ``pictures`` and write the
+    student to ``out`` (and the teacher to ``teacher_out``), atomically. ``on_report(label,
+    report)`` is called with the no-reference report before and after. The phases' scratch
+    checkpoints live in a hidden folder beside ``out``, removed at the end; an interrupted
+    run writes nothing."""
+    config.validate()
+    if teacher.architecture.name != "atbsn":
+        raise AtbsnError(f"the teacher is {teacher.architecture.name}, not AT-BSN")
+    if not student.architecture.name.startswith("student"):
+        raise AtbsnError(f"the student is {student.architecture.name}, not a student (A, B or C)")
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    frames = [rgb for _, rgb in pictures]
+    crops = report_crops(pictures, config.report_frames, config.report_crop)
+    student_source, teacher_source = _source_of(student), _source_of(teacher)
+    student.network.to(device)
+    teacher.network.to(device)
+    before = no_reference_report(student, crops, device)
+    if on_report is not None and before:
+        on_report("before", before)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.adapt-", dir=out.parent))
+    started = time.perf_counter()
+    try:
+        teacher_result = PhaseResult()
+        if config.runs_teacher():
+            log.info("fine-tuning the teacher on %d pictures (%s)", len(frames),
+                     f"{config.teacher_seconds:.0f} s" if config.time_limit
+                     else f"{config.teacher_iterations} iterations")
+            teacher_result = fine_tune_teacher(teacher, frames, config, work)
+        student_seconds = 0.0
+        if config.time_limit > 0:
+            student_seconds = max(config.time_limit - teacher_result.seconds, 1.0)
+        log.info("distilling the student from the %steacher (%s targets)",
+                 "adapted " if config.runs_teacher() else "", config.targets)
+        student_result = distill_student(student, teacher, frames, config, student_seconds, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    after = no_reference_report(student, crops, device)
+    if on_report is not None and after:
+        on_report("after", after)
+    files = [name for name, _ in pictures]
+    adaptation = {
+        "sources": [str(s) for s in sources], "pictures": len(pictures),
+        "files": files[:100], "files_total": len(files),
+        "seconds": {"total": round(seconds, 2), "teacher": round(teacher_result.seconds, 2),
+                    "targets": round(student_result.target_seconds, 2),
+                    "student": round(student_result.seconds, 2)},
+        "iterations": {"teacher": teacher_result.iterations, "student": student_result.iterations},
+        "pool_regions": student_result.regions,
+        "config": asdict(config), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    student_meta = {"description": description or f"{student.architecture.name} adapted to a "
+                                                   "camera's noisy frames with atbsn-edge adapt",
+                    "teacher_holes": list(config.holes), "iterations": student_result.iterations,
+                    "adapted_from": {"student": student_source, "teacher": teacher_source},
+                    "adaptation": {**adaptation, "report": {"before": before, "after": after}}}
+    save_checkpoint(out, student.network, student_meta)
+    if teacher_out is not None:
+        teacher_meta = {"description": f"AT-BSN adapted to a camera's noisy frames with "
+                                       f"atbsn-edge adapt{': ' + description if description else ''}",
+                        "train_hole": int(teacher.metadata.get("train_hole", 9)),
+                        "infer_hole": _infer_hole(teacher),
+                        "iterations": teacher_result.iterations,
+                        "adapted_from": {"teacher": teacher_source}, "adaptation": adaptation}
+        save_checkpoint(teacher_out, teacher.network, teacher_meta)
+    return AdaptResult(out=out, teacher_out=teacher_out, teacher=teacher_result,
+                       student=student_result, seconds=seconds, before=before, after=after)
