@@ -40,20 +40,40 @@ def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture
+def noisy_folder(tmp_path):
+    """Two 192 x 160 noisy PNG frames (a textured image plus Gaussian noise, sigma 10)."""
+    import cv2
+
+    folder = tmp_path / "noisy"
+    folder.mkdir()
+    for i in range(2):
+        image = textured_image(160, 192, seed=i)
+        noisy = np.clip(image + np.random.default_rng(i).normal(0, 10, image.shape), 0, 255)
+        cv2.imwrite(str(folder / f"frame{i}.png"), noisy.astype(np.uint8))
+    return folder
+
+
+def write_checkpoint(folder: Path, name: str = "student_c", **metadata) -> Path:
+    """``folder/NAME.pt``: a He-initialised network of architecture ``name`` (seed 0) in the
+    project's format."""
+    import torch
+
+    from atbsn_edge.models.checkpoint import save_checkpoint
+    from atbsn_edge.models.registry import get_architecture
+    from atbsn_edge.training import init_weights
+
+    torch.manual_seed(0)
+    network = get_architecture(name).build()
+    init_weights(network)
+    path = folder / f"{name}.pt"
+    save_checkpoint(path, network, metadata)
+    return path
+
+
+@pytest.fixture
 def make_checkpoint(tmp_path):
     """Write a He-initialised network of the given architecture in the project's format."""
     def make(name: str = "student_c", **metadata) -> Path:
-        import torch
-
-        from atbsn_edge.models.checkpoint import save_checkpoint
-        from atbsn_edge.models.registry import get_architecture
-        from atbsn_edge.training import init_weights
-
-        torch.manual_seed(0)
-        network = get_architecture(name).build()
-        init_weights(network)
-        path = tmp_path / f"{name}.pt"
-        save_checkpoint(path, network, metadata)
-        return path
+        return write_checkpoint(tmp_path, name, **metadata)
 
     return make

@@ -82,18 +82,10 @@ def _const_dtypes(path) -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def student_c_bundle(tmp_path_factory):
     """Student C (He init) exported as coreml-fp32 through the CLI, then fp16 and int8 added."""
-    import torch as t
-
-    from atbsn_edge.models.checkpoint import save_checkpoint
-    from atbsn_edge.models.registry import get_architecture
-    from atbsn_edge.training import init_weights
+    from conftest import write_checkpoint
 
     tmp = tmp_path_factory.mktemp("coreml")
-    t.manual_seed(0)
-    network = get_architecture("student_c").build()
-    init_weights(network)
-    checkpoint = tmp / "student_c.pt"
-    save_checkpoint(checkpoint, network, {})
+    checkpoint = write_checkpoint(tmp, "student_c")
     _, bundle = _bundle(lambda name: checkpoint, tmp)
     for target in ("coreml-fp16", "coreml-int8"):
         _add(bundle, checkpoint, target)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 
@@ -39,17 +38,6 @@ def _calibrated(network, x):
     for quantizer in wrapped.quantizers().values():
         quantizer.start_from_observations()
     return wrapped.eval()
-
-
-@pytest.fixture
-def noisy_folder(tmp_path):
-    folder = tmp_path / "noisy"
-    folder.mkdir()
-    for i in range(2):
-        image = textured_image(160, 192, seed=i)
-        noisy = np.clip(image + np.random.default_rng(i).normal(0, 10, image.shape), 0, 255)
-        cv2.imwrite(str(folder / f"frame{i}.png"), noisy.astype(np.uint8))
-    return folder
 
 
 def test_weight_quantization_is_per_channel_symmetric_int8():

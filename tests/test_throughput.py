@@ -84,19 +84,11 @@ def bundles(tmp_path_factory) -> dict[int, object]:
     pytest.importorskip("torch")
     pytest.importorskip("openvino", reason="the openvino extra is not installed")
     pytest.importorskip("onnx", reason="the onnx extra is not installed")
-    import torch
-
     from atbsn_edge.export.__main__ import main as export
-    from atbsn_edge.models.checkpoint import save_checkpoint
-    from atbsn_edge.models.registry import get_architecture
-    from atbsn_edge.training import init_weights
+    from conftest import write_checkpoint
 
     folder = tmp_path_factory.mktemp("throughput")
-    torch.manual_seed(0)
-    network = get_architecture("student_c").build()
-    init_weights(network)
-    checkpoint = folder / "student_c.pt"
-    save_checkpoint(checkpoint, network, {})
+    checkpoint = write_checkpoint(folder, "student_c")
     out = {}
     for batch in (1, 2):
         out[batch] = folder / f"ov-b{batch}"

@@ -21,17 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--batch", "1", "--crop", "128", "--threads", "1"]
 
 
-@pytest.fixture
-def noisy_folder(tmp_path):
-    folder = tmp_path / "noisy"
-    folder.mkdir()
-    for i in range(2):
-        image = textured_image(160, 192, seed=i)
-        noisy = np.clip(image + np.random.default_rng(i).normal(0, 10, image.shape), 0, 255)
-        cv2.imwrite(str(folder / f"frame{i}.png"), noisy.astype(np.uint8))
-    return folder
-
-
 def test_train_resume_and_metadata(noisy_folder, tmp_path):
     out = tmp_path / "atbsn.pt"
     assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "2",

@@ -107,15 +107,12 @@ class ConversionJob:
                              "training (python -m atbsn_edge.qat), so calibration flags "
                              "(--calib-*, --int8-keep-float) do not apply: drop them, or export "
                              "the float checkpoint it was fine-tuned from")
-        self.bundle.verify(entry)
         return entry
 
     def ensure(self, target: str) -> ArtifactEntry:
         """``target``'s artifact in this bundle: the one already there when it is ready,
         verified and (for int8) calibrated as this run asks, else built now."""
         existing = self.bundle.artifacts.get(target)
-        if target == "onnx-int8" and self.learned_int8() is not None:
-            return existing
         if existing is not None and existing.status == READY and self._reusable(existing):
             self.bundle.verify(existing)
             log.info("using the bundle's %s (%s)", target, existing.entry)
@@ -135,6 +132,8 @@ class ConversionJob:
         return getattr(importlib.import_module(module), function)(self)
 
     def _reusable(self, entry: ArtifactEntry) -> bool:
+        if entry.details.get("int8_ranges") == "learned":
+            return self.learned_int8() is not None  # the learned graph, or its refusal
         if entry.precision != "int8" or self.int8 is None or not self.int8.explicit:
             return True
         return entry.details.get("int8_request") == self.int8.key(self.keep_float())

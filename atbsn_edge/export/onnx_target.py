@@ -48,6 +48,7 @@ def int8(job: ConversionJob) -> ArtifactEntry:
 
     learned = job.learned_int8()
     if learned is not None:
+        job.bundle.verify(learned)
         log.info("int8 graph with learned ranges (quantization-aware training): %s", learned.entry)
         return learned
     onnx = require("onnx", "onnx")
