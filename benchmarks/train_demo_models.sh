@@ -10,6 +10,16 @@
 #   DATA=../shared/data/real OUT=runs/demo DEVICE=cuda TRAIN_SECONDS=300 DISTILL_SECONDS=150 \
 #       benchmarks/train_demo_models.sh
 # DATA holds dnd_patches/*.png and nam_pairs/NN_{noisy,clean}.png. Each step logs to OUT/*.log.
+#
+# Resumable: a step whose checkpoint is already in OUT continues it (optimizer, sampler and
+# clock; the time limits count across runs), so after a lease ends the same command goes on.
+# To continue the bundled models instead of starting from scratch (the next GPU lease):
+#   TEACHER_FROM=atbsn_edge/assets/demo_atbsn.pt STUDENT_FROM=atbsn_edge/assets/demo_student_c.pt \
+#   CLAIM_A=0 DATA=../shared/data/real OUT=runs/more DEVICE=cuda TRAIN_SECONDS=1800 \
+#   DISTILL_SECONDS=120 benchmarks/train_demo_models.sh
+# (from a bundled checkpoint the weights are loaded and a fresh optimizer and cosine schedule
+# start). CLAIM_A=0 skips the hole-1 AT-BSN of claim (a). The validation history of each
+# checkpoint is the quality-against-iterations curve: python benchmarks/training_curves.py.
 set -u
 PY=${PYTHON:-python3}
 DATA=${DATA:?set DATA to the folder with dnd_patches/ and nam_pairs/}
@@ -20,30 +30,44 @@ DISTILL_SECONDS=${DISTILL_SECONDS:-1800}
 BATCH=${BATCH:-8}
 CROP=${CROP:-256}
 THREADS=${THREADS:-4}
+CLAIM_A=${CLAIM_A:-1}
 mkdir -p "$OUT"
+
+start_from() {  # start_from CHECKPOINT_IN_OUT [BUNDLED]: the --resume flag of a step, if any
+    if [ -e "$1" ]; then echo "--resume $1"; elif [ -n "${2:-}" ]; then echo "--resume $2"; fi
+}
 
 noisy=("$DATA"/dnd_patches/*.png "$DATA"/nam_pairs/*_noisy.png)
 val=(--val-noisy "$DATA"/nam_pairs/0[1-4]_noisy.png --val-clean "$DATA"/nam_pairs/0[1-4]_clean.png)
 common=(--device "$DEVICE" --batch "$BATCH" --crop "$CROP" --threads "$THREADS"
         --iterations 400000 --checkpoint-every 500 --validate-every 1000)
 
-echo "$(date -u +%T) training AT-BSN hole 9 and hole 1 for ${TRAIN_SECONDS}s each on $DEVICE"
+echo "$(date -u +%T) training AT-BSN hole 9 (and hole 1: CLAIM_A=$CLAIM_A) for ${TRAIN_SECONDS}s on $DEVICE"
+# shellcheck disable=SC2046  # start_from prints zero or two words
 $PY -m atbsn_edge.train --data "${noisy[@]}" --out "$OUT/atbsn_h9.pt" --train-hole 9 --infer-hole 3 \
+    $(start_from "$OUT/atbsn_h9.pt" "${TEACHER_FROM:-}") \
     --time-limit "$TRAIN_SECONDS" "${common[@]}" "${val[@]}" \
-    --description "AT-BSN demo teacher: train hole 9, DND + Nam noisy images" >"$OUT/train_h9.log" 2>&1 &
+    --description "AT-BSN demo teacher: train hole 9, DND + Nam noisy images" >>"$OUT/train_h9.log" 2>&1 &
 h9=$!
-$PY -m atbsn_edge.train --data "${noisy[@]}" --out "$OUT/atbsn_h1.pt" --train-hole 1 --infer-hole 1 \
-    --time-limit "$TRAIN_SECONDS" "${common[@]}" "${val[@]}" \
-    --description "symmetric AT-BSN: train hole 1, DND + Nam noisy images" >"$OUT/train_h1.log" 2>&1 &
-h1=$!
+h1=
+if [ "$CLAIM_A" != 0 ]; then
+    # shellcheck disable=SC2046
+    $PY -m atbsn_edge.train --data "${noisy[@]}" --out "$OUT/atbsn_h1.pt" --train-hole 1 --infer-hole 1 \
+        $(start_from "$OUT/atbsn_h1.pt") \
+        --time-limit "$TRAIN_SECONDS" "${common[@]}" "${val[@]}" \
+        --description "symmetric AT-BSN: train hole 1, DND + Nam noisy images" >>"$OUT/train_h1.log" 2>&1 &
+    h1=$!
+fi
 wait $h9; echo "$(date -u +%T) hole-9 training exit $?"
 
 echo "$(date -u +%T) distilling student C for ${DISTILL_SECONDS}s"
+# shellcheck disable=SC2046
 $PY -m atbsn_edge.distill --teacher "$OUT/atbsn_h9.pt" --student c --data "${noisy[@]}" \
+    $(start_from "$OUT/student_c.pt" "${STUDENT_FROM:-}") \
     --out "$OUT/student_c.pt" --time-limit "$DISTILL_SECONDS" "${common[@]}" "${val[@]}" \
-    --description "student C demo: distilled from the demo AT-BSN at holes 0-11" >"$OUT/distill_c.log" 2>&1
+    --description "student C demo: distilled from the demo AT-BSN at holes 0-11" >>"$OUT/distill_c.log" 2>&1
 echo "$(date -u +%T) distillation exit $?"
-wait $h1; echo "$(date -u +%T) hole-1 training exit $?"
+if [ -n "$h1" ]; then wait "$h1"; echo "$(date -u +%T) hole-1 training exit $?"; fi
 
 score() {  # score NAME CHECKPOINT [evaluate flags...]
     local name=$1 ckpt=$2; shift 2
@@ -52,6 +76,6 @@ score() {  # score NAME CHECKPOINT [evaluate flags...]
         >>"$OUT/evaluate.log" 2>&1 || echo "evaluate $name failed"
 }
 for hole in 1 3 5 7 9; do score "h9_infer$hole" "$OUT/atbsn_h9.pt" --hole $hole; done
-score h1_infer1 "$OUT/atbsn_h1.pt" --hole 1
+if [ "$CLAIM_A" != 0 ]; then score h1_infer1 "$OUT/atbsn_h1.pt" --hole 1; fi
 score student_c "$OUT/student_c.pt"
 echo "$(date -u +%T) done"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,13 +174,38 @@ def test_sigterm_saves_a_checkpoint_and_keeps_it_loadable(noisy_folder, tmp_path
                                 "--checkpoint-every", "1000", *TINY],
                                stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
-    while time.time() < deadline:  # wait until training iterations are running
-        line = process.stderr.readline()
-        if "train:" in line and "1/1000" in line or "it/s" in line:
+    seen = ""
+    while time.time() < deadline:  # until the progress bar shows a finished iteration
+        char = process.stderr.read(1)  # tqdm redraws with \r, so lines would wait for the end
+        if not char:
+            break
+        seen += char
+        if re.search(r"\b[1-9]\d*/1000\b", seen):
             break
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
+    _, rest = process.communicate(timeout=120)
+    err = seen + rest
     assert process.returncode != 0 and "saving a checkpoint" in err
     payload = torch.load(out, weights_only=True)
     assert 1 <= payload["training"]["step"] < 1000
     assert not list(tmp_path.glob(".stopped.pt.*"))  # no half-written temporary left
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_only_where_the_cpu_computes_bf16(monkeypatch, native):
+    """bf16 is emulated (and several times slower than float32) on a CPU without avx512_bf16 /
+    amx_bf16, so autocast is switched on by the CPU's flags, not by a capability of the build."""
+    from atbsn_edge import training
+    from atbsn_edge.profiling import machine
+
+    flags = ["avx2", "fma"] + (["avx512_bf16"] if native else [])
+    monkeypatch.setattr(machine, "cpu_info", lambda: {"flags_that_matter": flags})
+    training.cpu_has_native_bf16.cache_clear()
+    try:
+        assert training.cpu_has_native_bf16() is native
+        with training.autocast_context(torch.device("cpu"), True):
+            assert torch.is_autocast_enabled("cpu") is (native and torch.backends.mkldnn.is_available())
+        with training.autocast_context(torch.device("cpu"), False):
+            assert not torch.is_autocast_enabled("cpu")
+    finally:
+        training.cpu_has_native_bf16.cache_clear()

@@ -1,0 +1,181 @@
+"""Issue 14, part 1: which distillation targets make a better student? Measured by training.
+
+``distillation_targets.py`` scores the teacher's candidate targets against clean, but the
+student is not bounded by its targets (on the Nam pairs the bundled student beats every one
+of them: it cannot copy the teacher's errors). So each recipe here continues the distillation
+of the bundled student C from its weights, for the same ``--iterations``, the same seed (the
+same crops, flips and rotations) and the same learning rate, on the demo models' own training
+images (the DND crops and the Nam noisy halves, never a clean image), and the result is scored
+on the 12 Nam pairs: per image, mean, against the noisy input and NL-means.
+
+Recipes (targets computed once per image by the OpenVINO teacher of ``distillation_targets``,
+cached as float16; the loss is the sum of L1 distances to the recipe's targets):
+
+- ``plain``: the teacher at holes 0,1,3,5,7,9,11 (the bundled student's own objective, so this
+  row is "longer distillation");
+- ``x8``: the same holes, each the mean of the teacher's 8 flips and rotations;
+- ``x8-mean-1-11``: one target, the mean over holes 1-11 of the x8 outputs (the best target
+  ``distillation_targets.py`` found: the sum of L1 distances to several holes is minimised by
+  their median, and the mean of the holes scores better than their median; hole 0 hurts);
+- ``x8-median``: one target, the median over the 7 holes of the x8 outputs.
+
+    python benchmarks/distillation_finetune.py --iterations 600 --cache runs/targets \\
+        --out runs/finetune --json runs/finetune/scores.json
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distillation_targets import HOLES, OpenVINOTeacher, teacher_outputs  # noqa: E402
+
+from atbsn_edge.adaptation import PoolSampler, pooled_loss, run_denoiser  # noqa: E402
+from atbsn_edge.imageio import read_image  # noqa: E402
+from atbsn_edge.metrics import psnr, ssim  # noqa: E402
+from atbsn_edge.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from atbsn_edge.training import TrainConfig, optimise  # noqa: E402
+
+log = logging.getLogger("distillation_finetune")
+
+NO_LIMIT = 10 ** 9
+RECIPES = {  # name: (transforms averaged, holes, reduction over holes)
+    "plain": (1, HOLES, None),
+    "x8": (8, HOLES, None),
+    "x8-mean-1-11": (8, HOLES[1:], "mean"),
+    "x8-median": (8, HOLES, "median"),
+}
+
+
+def recipe_targets(outputs: np.ndarray, recipe: str) -> np.ndarray:
+    """(3K) x H x W float16 targets of ``recipe`` from T x K x H x W x 3 teacher outputs."""
+    transforms, holes, reduce = RECIPES[recipe]
+    per_hole = outputs[:transforms].mean(axis=0)[[HOLES.index(h) for h in holes]]
+    if reduce == "median":
+        per_hole = np.median(per_hole, axis=0, keepdims=True)
+    elif reduce == "mean":
+        per_hole = per_hole.mean(axis=0, keepdims=True)
+    return per_hole.transpose(0, 3, 1, 2).reshape(-1, *per_hole.shape[1:3]).astype(np.float16)
+
+
+def score_student(student, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
+    rows = []
+    for noisy, clean in pairs:
+        out = run_denoiser(student, noisy, torch.device("cpu"))
+        rows.append({"psnr": psnr(out, clean), "ssim": ssim(np.clip(out, 0, 255), clean),
+                     "noisy_psnr": psnr(noisy, clean)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", nargs="+", default=[
+        "../shared/data/real/dnd_patches", "../shared/data/real/nam_pairs"],
+        help="folders of training images (*_noise.png, *_noisy.png; clean files are skipped)")
+    parser.add_argument("--pairs", default="../shared/data/real/nam_pairs")
+    parser.add_argument("--teacher", default="atbsn_edge/assets/demo_atbsn.pt")
+    parser.add_argument("--student", default="atbsn_edge/assets/demo_student_c.pt")
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--iterations", type=int, default=600)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (slow on some CPUs)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", default="runs/targets")
+    parser.add_argument("--out", default="runs/finetune")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    recipes = args.recipes.split(",")
+    for name in recipes:
+        if name not in RECIPES:
+            raise SystemExit(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
+
+    from atbsn_edge.profiling.machine import cpu_info
+
+    torch.set_num_threads(args.threads)
+    cache, out = Path(args.cache), Path(args.out)
+    cache.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for folder in args.train for p in Path(folder).glob("*.png")
+                   if not p.name.endswith("_clean.png"))
+    if not files:
+        raise SystemExit(f"no training images in {args.train}")
+    pictures = {f: read_image(f).rgb for f in files}
+    size = next(iter(pictures.values())).shape[0]
+    transforms = max(RECIPES[r][0] for r in recipes)
+    teacher = OpenVINOTeacher(args.teacher, HOLES, size, cache, threads=args.threads)
+    outputs = {}
+    for f in files:  # keys as distillation_targets names them: nam_01, dnd_patches_01, ...
+        stem = f.stem.rsplit("_", 1)[0]
+        key = f"nam_{stem}" if f.name.endswith("_noisy.png") else f"{f.parent.name}_{stem}"
+        outputs[f] = teacher_outputs(teacher, pictures[f], cache, key, transforms)
+    del teacher
+
+    pairs = [(read_image(p).rgb, read_image(p.with_name(p.name.replace("_noisy", "_clean"))).rgb)
+             for p in sorted(Path(args.pairs).glob("*_noisy.png"))]
+    base_student = load_checkpoint(args.student)
+    results = {"bundled student C": score_student(base_student, pairs)}
+    seconds = {}
+    for name in recipes:
+        inputs = [torch.from_numpy(np.ascontiguousarray(pictures[f].transpose(2, 0, 1)))
+                  for f in files]
+        targets = [torch.from_numpy(recipe_targets(outputs[f], name)) for f in files]
+        sampler = PoolSampler(inputs, targets, args.crop, seed=0)
+        student = copy.deepcopy(base_student)
+        config = TrainConfig(iterations=args.iterations, batch=args.batch, crop=args.crop,
+                             lr=args.lr, lr_min=1e-6, seed=0, checkpoint_every=NO_LIMIT,
+                             validate_every=NO_LIMIT, bf16=args.bf16, threads=args.threads)
+        started = time.perf_counter()
+        optimise(student.network, pooled_loss, config, sampler, out / f"{name}.scratch.pt",
+                 metadata=lambda state, name=name: {"description": f"finetune {name}"},
+                 desc=name)
+        seconds[name] = time.perf_counter() - started
+        student.network.eval()
+        save_checkpoint(out / f"student_c_{name}.pt", student.network, {
+            **base_student.metadata, "description": f"demo student C fine-tuned {args.iterations} "
+            f"iterations on recipe {name} (benchmarks/distillation_finetune.py)"})
+        results[name] = score_student(student, pairs)
+        log.info("%s: %.3f dB in %.0f s", name, np.mean([r["psnr"] for r in results[name]]),
+                 seconds[name])
+
+    import cv2
+    nlm = []
+    for noisy, clean in pairs:
+        bgr = np.clip(noisy[:, :, ::-1] + 0.5, 0, 255).astype(np.uint8)
+        den = cv2.fastNlMeansDenoisingColored(bgr, None, 4, 4, 7, 21)[:, :, ::-1]
+        nlm.append(psnr(den.astype(np.float32), clean))
+    cpu = cpu_info()
+    noisy_mean = np.mean([r["noisy_psnr"] for r in results["bundled student C"]])
+    print(f"\n{len(files)} training images, {len(pairs)} Nam pairs scored; {args.iterations} "
+          f"iterations of batch {args.batch} x {args.crop}^2 per recipe, lr {args.lr:g} cosine; "
+          f"CPU: {cpu.get('model')}, {args.threads} threads")
+    print(f"noisy input {noisy_mean:.3f} dB, NL-means h=4 {np.mean(nlm):.3f} dB")
+    print("| student | mean PSNR | vs noisy | vs NL-means | mean SSIM | worse than noisy on | "
+          "seconds | per image PSNR |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, rows in results.items():
+        p = [r["psnr"] for r in rows]
+        worse = sum(r["psnr"] < r["noisy_psnr"] for r in rows)
+        print(f"| {name} | {np.mean(p):.3f} dB | {np.mean(p) - noisy_mean:+.3f} | "
+              f"{np.mean(p) - np.mean(nlm):+.3f} | {np.mean([r['ssim'] for r in rows]):.4f} | "
+              f"{worse} of {len(rows)} | {seconds.get(name, 0):.0f} | "
+              f"{' '.join(f'{v:.2f}' for v in p)} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": cpu, "iterations": args.iterations,
+                                               "seconds": seconds, "nlm": nlm,
+                                               "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

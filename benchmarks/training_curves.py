@@ -1,0 +1,46 @@
+"""Quality against training compute, from the validation history stored in checkpoints.
+
+``python -m atbsn_edge.train`` and ``distill`` record, every ``--validate-every`` iterations,
+the step, the training loss, the seconds of training so far and the validation PSNR (mean
+over the ``--val-noisy``/``--val-clean`` pairs, at the inference hole) in
+``metadata["history"]``. This prints that curve for each checkpoint, with the batch and crop
+of the run, so that the next training budget is planned from it (issue 14, part 2).
+
+    python benchmarks/training_curves.py atbsn_edge/assets/demo_atbsn.pt \\
+        atbsn_edge/assets/demo_student_c.pt
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    args = parser.parse_args()
+    for path in args.checkpoints:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        meta = payload.get("metadata") or {}
+        config = meta.get("config") or (payload.get("training") or {}).get("config") or {}
+        history = meta.get("history") or []
+        print(f"\n{path.name}: {meta.get('description', '')}")
+        print(f"batch {config.get('batch', '?')} x {config.get('crop', '?')}^2, "
+              f"device {config.get('device', '?')}, trained on {meta.get('trained_on', '?')}")
+        if not history:
+            print("(no validation history stored)")
+            continue
+        print("| iteration | training seconds | crop-pixels seen (M) | loss | validation PSNR |")
+        print("|---|---|---|---|---|")
+        pixels = int(config.get("batch", 0)) * int(config.get("crop", 0)) ** 2
+        for row in history:
+            seen = row["step"] * pixels / 1e6 if pixels else float("nan")
+            print(f"| {row['step']} | {row.get('seconds', float('nan')):.0f} | {seen:.0f} | "
+                  f"{row.get('loss', float('nan')):.3f} | {row.get('val_psnr', float('nan')):.3f} dB |")
+
+
+if __name__ == "__main__":
+    main()
