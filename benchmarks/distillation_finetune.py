@@ -36,17 +36,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distillation_targets import HOLES, OpenVINOTeacher, teacher_outputs  # noqa: E402
+from distillation_targets import (HOLES, OpenVINOTeacher, nl_means, score,  # noqa: E402
+                                  teacher_outputs)
 
-from atbsn_edge.adaptation import PoolSampler, pooled_loss, run_denoiser  # noqa: E402
+from atbsn_edge.adaptation import NO_LIMIT, PoolSampler, pooled_loss, run_denoiser  # noqa: E402
 from atbsn_edge.imageio import read_image  # noqa: E402
-from atbsn_edge.metrics import psnr, ssim  # noqa: E402
+from atbsn_edge.metrics import psnr  # noqa: E402
 from atbsn_edge.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from atbsn_edge.training import TrainConfig, optimise  # noqa: E402
 
 log = logging.getLogger("distillation_finetune")
 
-NO_LIMIT = 10 ** 9
 RECIPES = {  # name: (transforms averaged, holes, reduction over holes)
     "plain": (1, HOLES, None),
     "x8": (8, HOLES, None),
@@ -69,9 +69,8 @@ def recipe_targets(outputs: np.ndarray, recipe: str) -> np.ndarray:
 def score_student(student, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
     rows = []
     for noisy, clean in pairs:
-        out = run_denoiser(student, noisy, torch.device("cpu"))
-        rows.append({"psnr": psnr(out, clean), "ssim": ssim(np.clip(out, 0, 255), clean),
-                     "noisy_psnr": psnr(noisy, clean)})
+        value, similarity = score(run_denoiser(student, noisy, torch.device("cpu")), clean)
+        rows.append({"psnr": value, "ssim": similarity, "noisy_psnr": psnr(noisy, clean)})
     return rows
 
 
@@ -127,9 +126,9 @@ def main() -> None:
     base_student = load_checkpoint(args.student)
     results = {"bundled student C": score_student(base_student, pairs)}
     seconds = {}
+    inputs = [torch.from_numpy(np.ascontiguousarray(pictures[f].transpose(2, 0, 1)))
+              for f in files]
     for name in recipes:
-        inputs = [torch.from_numpy(np.ascontiguousarray(pictures[f].transpose(2, 0, 1)))
-                  for f in files]
         targets = [torch.from_numpy(recipe_targets(outputs[f], name)) for f in files]
         sampler = PoolSampler(inputs, targets, args.crop, seed=0)
         student = copy.deepcopy(base_student)
@@ -149,12 +148,7 @@ def main() -> None:
         log.info("%s: %.3f dB in %.0f s", name, np.mean([r["psnr"] for r in results[name]]),
                  seconds[name])
 
-    import cv2
-    nlm = []
-    for noisy, clean in pairs:
-        bgr = np.clip(noisy[:, :, ::-1] + 0.5, 0, 255).astype(np.uint8)
-        den = cv2.fastNlMeansDenoisingColored(bgr, None, 4, 4, 7, 21)[:, :, ::-1]
-        nlm.append(psnr(den.astype(np.float32), clean))
+    nlm = [psnr(nl_means(noisy, 4.0), clean) for noisy, clean in pairs]
     cpu = cpu_info()
     noisy_mean = np.mean([r["noisy_psnr"] for r in results["bundled student C"]])
     print(f"\n{len(files)} training images, {len(pairs)} Nam pairs scored; {args.iterations} "

@@ -141,6 +141,14 @@ def score(estimate: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     return psnr(estimate, clean), ssim(np.clip(estimate, 0, 255), clean)
 
 
+def nl_means(noisy: np.ndarray, h: float) -> np.ndarray:
+    """OpenCV's fastNlMeansDenoisingColored (h = hColor, 7 / 21 windows) of an RGB float image."""
+    import cv2
+
+    bgr = np.clip(noisy[:, :, ::-1] + 0.5, 0, 255).astype(np.uint8)
+    return cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21)[:, :, ::-1].astype(np.float32)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,7 +168,6 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    import cv2
     from tqdm import tqdm
 
     from atbsn_edge.adaptation import run_denoiser
@@ -193,9 +200,7 @@ def main() -> None:
         if noisy.shape[0] != noisy.shape[1] or noisy.shape != first.shape:
             raise SystemExit(f"{pair}: the study needs square pairs of one size")
         add("noisy input", noisy, clean)
-        bgr = np.clip(noisy[:, :, ::-1] + 0.5, 0, 255).astype(np.uint8)
-        nlm = cv2.fastNlMeansDenoisingColored(bgr, None, args.nlm_h, args.nlm_h, 7, 21)
-        add(f"NL-means h={args.nlm_h:g}", nlm[:, :, ::-1].astype(np.float32), clean)
+        add(f"NL-means h={args.nlm_h:g}", nl_means(noisy, args.nlm_h), clean)
 
         outputs = teacher_outputs(teacher, noisy, cache, f"nam_{stem}", args.transforms)
         plain = outputs[0]
