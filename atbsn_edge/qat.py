@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "or when it is the --resume checkpoint")
     p.add_argument("--calibration-batches", type=positive_int, default=8,
                    help="batches that set the starting ranges (default 8)")
+    p.add_argument("--weight-bits", choices=("portable", "7", "8"), default="portable",
+                   help="weight width: portable (default: 7 bits, except the weights of the "
+                        "input image and of the output convolution at 8; the same outputs on "
+                        "CPUs without VNNI, whose int16 pair sums saturate with 8-bit weights), "
+                        "7 or 8 for every weight (8: an export whose 8-bit weights could "
+                        "saturate writes them as two convolutions each, exact but slower)")
     add_optimisation_args(p)
     p.set_defaults(lr=5e-5, lr_min=1e-6, iterations=1000, validate_every=250,
                    checkpoint_every=50)
@@ -66,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs = read_pairs(args.val_noisy, args.val_clean)
         train_qat(config, denoiser, images, args.out, resume=args.resume, val_pairs=pairs,
                   calibration_batches=args.calibration_batches, source=str(checkpoint),
-                  description=args.description)
+                  description=args.description,
+                  weight_bits=None if args.weight_bits == "portable" else int(args.weight_bits))
         log.info("wrote %s; export it with python -m atbsn_edge.export --checkpoint %s "
                  "--target openvino-int8 (or onnx-int8, trt-int8)", args.out, args.out)
         return 0

@@ -9,8 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from atbsn_edge.quantization.fake_quant import (  # noqa: E402
-    ActivationQuantizer, best_step, fake_quantize_weight)
-from atbsn_edge.quantization.qat_network import quantization_aware  # noqa: E402
+    ActivationQuantizer, best_step, fake_quantize_weight, pairs_may_saturate, split_weight_levels)
+from atbsn_edge.quantization.qat_network import (  # noqa: E402
+    portable_weight_bits, quantization_aware)
 from conftest import textured_image  # noqa: E402
 
 TINY = ["--batch", "1", "--crop", "128", "--threads", "1"]
@@ -30,8 +31,10 @@ def _image_batch(size: int = 128, count: int = 1) -> torch.Tensor:
     return torch.from_numpy(np.stack(images).copy())
 
 
-def _calibrated(network, x):
+def _calibrated(network, x, weight_bits=8):
     wrapped = quantization_aware(network)
+    wrapped.set_weight_bits(portable_weight_bits(wrapped) if weight_bits == "portable"
+                            else weight_bits)
     wrapped.observe(True)
     with torch.no_grad():
         wrapped(x)
@@ -92,36 +95,111 @@ def _demo_student():
     return load_checkpoint(DEMO_STUDENT_C).network
 
 
+def _int8_conv_weights(graph) -> list[tuple[str, np.ndarray, int]]:
+    """(node, int8 weight, input-channel axis) of every Conv/ConvTranspose of a Q/DQ graph."""
+    from onnx import numpy_helper
+
+    initializers = {i.name: i for i in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    weights = []
+    for node in graph.node:
+        if node.op_type in ("Conv", "ConvTranspose"):
+            dq = producers[node.input[1]]
+            q = numpy_helper.to_array(initializers[dq.input[0]])
+            assert q.dtype == np.int8
+            weights.append((node.name, q, 1 if node.op_type == "Conv" else 0))
+    return weights
+
+
 # ONNX Runtime and PyTorch differ by an ulp in a dequantized value now and then; a trained
 # network damps such flips (demo student C: 1e-4), an untrained one amplifies them layer after
 # layer (student A He-initialised: ~1e-2), hence the two tolerances.
+@pytest.mark.parametrize("weight_bits", ["portable", 8])
 @pytest.mark.parametrize("name, network, tolerance", [("student_c", _demo_student, 1e-3),
                                                       ("student_a", _network, 5e-2)])
-def test_onnx_export_has_qdq_on_every_conv_input_and_weight(name, network, tolerance, tmp_path):
+def test_onnx_export_has_qdq_on_every_conv_input_and_weight(name, network, tolerance,
+                                                           weight_bits, tmp_path):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from atbsn_edge.export.torch_to_onnx import export_onnx
 
     x = _image_batch(128)
-    wrapped = _calibrated(network() if network is _demo_student else network(name), x)
+    wrapped = _calibrated(network() if network is _demo_student else network(name), x,
+                          weight_bits)
     path = tmp_path / "int8.onnx"
     export_onnx(wrapped, path, height=128, width=128, metadata={})
-    from atbsn_edge.export.torch_qat_to_int8_onnx import unquantized_convolution_inputs
+    from atbsn_edge.export.torch_qat_to_int8_onnx import (fold_weight_quantization,
+                                                          unquantized_convolution_inputs)
 
-    graph = onnx.load(str(path)).graph
+    model = onnx.load(str(path))
+    fold_weight_quantization(model)
+    graph = model.graph
     convs = unquantized_convolution_inputs(graph)
-    assert convs["count"] == (22 if name == "student_c" else 7) and not convs["unquantized"]
+    layers = 22 if name == "student_c" else 7
+    assert not convs["unquantized"]
+    if name == "student_c" and weight_bits == "portable":
+        # 7-bit weights everywhere but the image's two (each split in two) and the output's
+        assert convs["count"] == layers + 2
+    else:
+        assert convs["count"] >= layers
+    # no weight of the graph can saturate a CPU without VNNI: 8-bit ones were split
+    risky = [n for n, q, axis in _int8_conv_weights(graph) if pairs_may_saturate(
+        torch.from_numpy(q.astype(np.int32)), axis)]
+    assert not risky
     for node in graph.node:  # zero points 0 (int8), as TensorRT takes them
         if node.op_type == "QuantizeLinear" and len(node.input) > 2:
             zero = next(i for i in graph.initializer if i.name == node.input[2]) \
                 if any(i.name == node.input[2] for i in graph.initializer) else None
             if zero is not None:
                 assert not onnx.numpy_helper.to_array(zero).any()
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"input": x.numpy()})[0]
     with torch.no_grad():
         want = wrapped(x).numpy()
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < tolerance
+
+
+def test_pairs_may_saturate_is_the_int16_pair_sum_bound():
+    def q(*pairs):  # one output channel, input channels in the order given, 1x1 kernel
+        return torch.tensor(pairs, dtype=torch.float32).reshape(1, -1, 1, 1)
+
+    assert pairs_may_saturate(q(100, 29), 1)  # 255 * 129 = 32895 > 32767
+    assert not pairs_may_saturate(q(100, 28), 1)
+    assert pairs_may_saturate(q(-100, -29), 1)
+    assert not pairs_may_saturate(q(127, -127), 1)  # opposite signs never overflow
+    assert not pairs_may_saturate(q(1, 127, 127), 1)  # pairs are (0, 1), (2, pad)
+    assert pairs_may_saturate(q(1, 127, 127, 2).transpose(0, 1), 0)  # a ConvTranspose's axis
+    seven = torch.randint(-63, 64, (16, 48, 3, 3)).float()
+    assert not pairs_may_saturate(seven, 1)
+
+
+def test_split_weight_levels_adds_up_and_fits_seven_bits():
+    q = torch.arange(-127, 128).float().reshape(-1, 1, 1, 1)
+    a, b = split_weight_levels(q)
+    assert torch.equal(a + b, q)
+    assert a.abs().max() <= 64 and b.abs().max() <= 64
+    assert not pairs_may_saturate(torch.cat([a, b], 1), 1)
+
+
+def test_portable_weight_bits_keep_eight_bits_for_the_image_and_the_output():
+    from atbsn_edge.quantization.qat_network import QuantizationAware
+
+    wrapped = QuantizationAware(_network("student_c"))
+    bits = portable_weight_bits(wrapped)
+    assert {p for p, b in bits.items() if b == 8} == {
+        "unet.intro.input", "unet.dec1.conv1.skip", "unet.dec1.conv2.input"}
+    assert len(bits) == 22 and set(bits.values()) == {7, 8}
+    wrapped.set_weight_bits(bits)
+    ranges = wrapped.ranges()
+    assert ranges["weight_bits"] == bits
+    assert quantization_aware(_network("student_c"), ranges).weight_bits() == bits
+    # ranges written before weight widths existed mean 8 bits everywhere
+    legacy = {k: v for k, v in ranges.items() if k != "weight_bits"}
+    assert set(quantization_aware(_network("student_c"), legacy).weight_bits().values()) == {8}
+    with pytest.raises(ValueError, match="weight bits 6"):
+        wrapped.set_weight_bits(6)
+    with pytest.raises(ValueError, match="do not fit"):
+        wrapped.set_weight_bits({"unet.intro.input": 8})
 
 
 def test_ranges_round_trip_and_mismatch_is_refused():
@@ -185,11 +263,11 @@ def test_qat_refuses_atbsn(noisy_folder, tmp_path, make_checkpoint, capsys):
 
 @pytest.fixture
 def qat_checkpoint(tmp_path):
-    """A student C checkpoint with calibrated (not fine-tuned) int8 ranges."""
+    """A student C checkpoint with calibrated (not fine-tuned) int8 ranges, portable weights."""
     from atbsn_edge.models.checkpoint import save_checkpoint
 
     network = _demo_student()
-    wrapped = _calibrated(network, _image_batch(128))
+    wrapped = _calibrated(network, _image_batch(128), "portable")
     path = tmp_path / "student_c_int8.pt"
     save_checkpoint(path, wrapped, {"qat_from": "test", "iterations": 0})
     return path
@@ -206,6 +284,8 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     manifest = json.loads((out / "manifest.json").read_text())
     artifacts = manifest["artifacts"]
     assert artifacts["onnx-int8"]["details"]["int8_ranges"] == "learned"
+    qat = artifacts["onnx-int8"]["details"]["qat"]
+    assert (qat["points"], qat["weights_7bit"], qat["weights_8bit"]) == (22, 19, 3)
     assert artifacts["openvino-int8"]["metadata"]["int8_quantizer"] == "qdq"
     assert manifest["int8_keep_float_default"] == []
     import onnx
@@ -213,7 +293,8 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     graph = onnx.load(str(out / "model-int8.onnx")).graph
     int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8
                     and len(i.dims) == 4]
-    assert len(int8_weights) == 22  # every weight folded into an int8 initializer
+    # every weight folded into an int8 initializer; the image's two 8-bit ones split in two
+    assert len(int8_weights) == 24
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in {i.name for i in
                    graph.initializer} for n in graph.node)
     # the IR computes the fake-quantized network (not a recalibrated one)
@@ -298,3 +379,65 @@ def test_an_int8_ready_checkpoint_refuses_float_targets_and_a_second_qat(qat_che
                      "--out", str(tmp_path / "again.pt"), *TINY])
     assert code != 0 and "already int8-ready" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "again.pt").exists()
+
+
+# OpenVINO's CPU plugin honours oneDNN's ONEDNN_MAX_CPU_ISA: capped at AVX2 it runs int8
+# convolutions as a CPU without VNNI does (u8 x s8 pairs added in int16), which reproduced the
+# failure measured on a real AVX2-only EPYC to the hundredth of a dB (38.090 dB, 0.278 lost).
+_NO_VNNI_RUN = r"""
+import sys
+import numpy as np
+import openvino as ov
+
+core = ov.Core()
+x = np.load(sys.argv[1])
+for onnx_path, out in zip(sys.argv[2::2], sys.argv[3::2]):
+    compiled = core.compile_model(onnx_path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    np.save(out, compiled(x)[0])
+"""
+
+
+def test_the_int8_ready_student_computes_its_simulation_on_a_cpu_without_vnni(tmp_path,
+                                                                              monkeypatch):
+    """Portable weights (7 bits, the image's split) give the simulation's output on a CPU
+    without VNNI; the same network with plain 8-bit weights saturates there (the control:
+    without it this test could not tell an emulation that does nothing)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    from atbsn_edge.assets import DEMO_STUDENT_C_INT8, EXAMPLE_IMAGE
+    from atbsn_edge.export.torch_qat_to_int8_onnx import torch_qat_to_int8_onnx
+    from atbsn_edge.imageio import read_image
+    from atbsn_edge.metrics import psnr
+    from atbsn_edge.models.checkpoint import load_checkpoint
+    from atbsn_edge.quantization import qat_network
+
+    rgb = read_image(EXAMPLE_IMAGE).rgb[:256, :256]
+    x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None].astype(np.float32))
+    np.save(tmp_path / "x.npy", x)
+    denoiser = load_checkpoint(DEMO_STUDENT_C_INT8)
+    simulation = denoiser.core(None)
+    assert sorted(p for p, b in simulation.weight_bits().items() if b == 8) == [
+        "unet.dec1.conv1.skip", "unet.dec1.conv2.input", "unet.intro.input"]
+    with torch.no_grad():
+        portable_want = simulation(torch.from_numpy(x))[0].numpy()
+    torch_qat_to_int8_onnx(denoiser, tmp_path / "portable.onnx", tile=256, metadata={})
+    simulation.set_weight_bits(8)  # what the export wrote before: 8-bit weights, none split
+    with torch.no_grad():
+        plain_want = simulation(torch.from_numpy(x))[0].numpy()
+    monkeypatch.setattr(qat_network, "pairs_may_saturate", lambda q, axis: False)
+    torch_qat_to_int8_onnx(denoiser, tmp_path / "plain.onnx", tile=256, metadata={})
+
+    env = {**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    subprocess.run([sys.executable, "-c", _NO_VNNI_RUN, str(tmp_path / "x.npy"),
+                    str(tmp_path / "portable.onnx"), str(tmp_path / "portable.npy"),
+                    str(tmp_path / "plain.onnx"), str(tmp_path / "plain.npy")],
+                   env=env, check=True, timeout=300)
+    plain = psnr(np.load(tmp_path / "plain.npy")[0], plain_want, clip=False)
+    portable = psnr(np.load(tmp_path / "portable.npy")[0], portable_want, clip=False)
+    if plain > 55:
+        pytest.skip(f"ONEDNN_MAX_CPU_ISA=AVX2 did not take effect here (plain 8-bit weights "
+                    f"gave {plain:.1f} dB against their simulation, no saturation)")
+    # measured (AMD EPYC, AVX-512 VNNI capped at AVX2): portable 62.8 dB, as with VNNI; plain 40.1
+    assert portable > 55, (portable, plain)

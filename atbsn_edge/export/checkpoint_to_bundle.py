@@ -91,5 +91,10 @@ def checkpoint_to_bundle(denoiser: Any, folder: Path, *, checkpoint: str, part: 
 def _qat_details(denoiser: Any) -> dict[str, Any]:
     """What the manifest records about a quantization-aware checkpoint's fine-tuning."""
     meta = denoiser.metadata
+    ranges = meta.get("int8_ranges") or {}
+    steps = ranges.get("steps", {})
+    bits = ranges.get("weight_bits", 8)  # ranges written before weight widths existed: 8
+    widths = list(bits.values()) if isinstance(bits, dict) else [bits] * len(steps)
     return {"from": meta.get("qat_from", ""), "iterations": meta.get("iterations"),
-            "points": len((meta.get("int8_ranges") or {}).get("steps", {}))}
+            "points": len(steps),
+            "weights_7bit": sum(b == 7 for b in widths), "weights_8bit": sum(b == 8 for b in widths)}

@@ -7,6 +7,9 @@ exporter writes as ``QuantizeLinear``/``DequantizeLinear`` pairs: symmetric int8
 per-channel weights (axis 0 of a Conv, 1 of a ConvTranspose), per-tensor activations, biases
 float, every layer in int8: the graph ONNX Runtime runs, OpenVINO reads as FakeQuantize and
 TensorRT's explicit quantization takes. No calibration: the ranges are the learned ones.
+Weights have the widths the checkpoint records (7 or 8 bits per weight); an 8-bit weight whose
+pairs could saturate a CPU without VNNI is written as two convolutions of the same input whose
+weights add up to it (``quantization/qat_network.py: exported_weights``).
 """
 from __future__ import annotations
 
@@ -62,7 +65,10 @@ def torch_qat_to_int8_onnx(denoiser: Any, path: str | Path, *, tile: int, batch:
                          "without a DequantizeLinear: the exporter folded a quantization; "
                          "report it")
     _check_against_torch(wrapped, path, torch, batch, tile)
-    log.info("int8 graph with learned ranges: %d convolutions, every one int8", convs["count"])
+    bits = list(wrapped.weight_bits().values())
+    log.info("int8 graph with learned ranges: %d convolutions, every one int8 (weights: %d at 7 "
+             "bits, %d at 8; an 8-bit weight that could saturate a CPU without VNNI is written "
+             "as two convolutions)", convs["count"], bits.count(7), bits.count(8))
     return meta
 
 

@@ -4,11 +4,15 @@
 form TensorRT's explicit quantization, ONNX Runtime and OpenVINO all take): activations per
 tensor with a learned step (LSQ, Esser et al., ICLR 2020, its step parametrised in the log
 domain so that Adam moves it by relative amounts), weights per output channel with the step
-``max|w| / 127`` that ONNX Runtime's and NNCF's symmetric weight quantization use. Rounding is
+``max|w| / 127`` that ONNX Runtime's and NNCF's symmetric weight quantization use, or with 7-bit
+weights ``max|w| / 63`` (still int8 in the graph, values within [-63, 63]): CPUs without VNNI
+add pairs of u8 x s8 products in 16-bit registers, which saturate with full 8-bit weights
+(OpenVINO's documented saturation issue; NNCF's ``overflow_fix`` is the same remedy). Rounding is
 to nearest even, as ``QuantizeLinear`` rounds, with a straight-through gradient.
 
 Under ``torch.onnx.export`` the same numbers are written with PyTorch's fake-quantize
-operators, which the exporter turns into ``QuantizeLinear``/``DequantizeLinear`` pairs.
+operators, which the exporter turns into ``QuantizeLinear``/``DequantizeLinear`` pairs
+(activations here, weights in ``qat_network.exported_weights``).
 """
 from __future__ import annotations
 
@@ -19,6 +23,16 @@ from torch import nn
 
 QMIN, QMAX = -128, 127
 MIN_STEP = 1e-8
+#: weight widths a checkpoint may ask for: 8 (levels -127..127) or 7 (-63..63, no saturation
+#: on CPUs without VNNI)
+WEIGHT_BITS = (7, 8)
+
+
+def weight_levels(bits: int) -> int:
+    """The largest weight magnitude in steps for ``bits``-bit symmetric weights (127 or 63)."""
+    if bits not in WEIGHT_BITS:
+        raise ValueError(f"weight bits {bits!r}: valid are {', '.join(map(str, WEIGHT_BITS))}")
+    return 2 ** (bits - 1) - 1
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -30,22 +44,42 @@ def exporting() -> bool:
     return torch.onnx.is_in_onnx_export()
 
 
-def weight_steps(weight: torch.Tensor, axis: int) -> torch.Tensor:
-    """Per-channel steps ``max|w| / 127`` along ``axis`` (no gradient flows into them)."""
+def weight_steps(weight: torch.Tensor, axis: int, levels: int = 127) -> torch.Tensor:
+    """Per-channel steps ``max|w| / levels`` along ``axis`` (no gradient flows into them)."""
     dims = [d for d in range(weight.dim()) if d != axis]
-    return (weight.detach().abs().amax(dim=dims) / 127.0).clamp_min(MIN_STEP)
+    return (weight.detach().abs().amax(dim=dims) / float(levels)).clamp_min(MIN_STEP)
 
 
-def fake_quantize_weight(weight: torch.Tensor, axis: int = 0) -> torch.Tensor:
-    """``weight`` through per-channel symmetric int8 along ``axis`` (the output channels)."""
-    steps = weight_steps(weight, axis)
-    if exporting():
-        zeros = torch.zeros_like(steps, dtype=torch.int32)
-        return torch.fake_quantize_per_channel_affine(weight, steps, zeros, axis, QMIN, QMAX)
+def fake_quantize_weight(weight: torch.Tensor, axis: int = 0, levels: int = 127) -> torch.Tensor:
+    """``weight`` through per-channel symmetric int8 along ``axis`` (the output channels),
+    ``levels`` steps either side of 0 (127: 8 bits, 63: 7 bits), for training and simulation.
+    The export writes the same integers as int8 Q/DQ (``qat_network.exported_weights``); they
+    never pass ``levels``, so its clamp at -128/127 is inert."""
+    steps = weight_steps(weight, axis, levels)
     shape = [1] * weight.dim()
     shape[axis] = -1
     steps = steps.reshape(shape)
-    return round_ste(torch.clamp(weight / steps, QMIN, QMAX)) * steps
+    return round_ste(torch.clamp(weight / steps, -levels, levels)) * steps
+
+
+def pairs_may_saturate(q: torch.Tensor, in_axis: int) -> bool:
+    """Whether integer weights ``q`` can saturate a CPU without VNNI: it multiplies u8
+    activations (0..255) by s8 weights and adds adjacent input channels in pairs in int16
+    (``vpmaddubsw``), which overflows when two same-sign weights of a pair add up to more than
+    128 steps (255 x 129 > 32767). 7-bit weights (at most 63) never do."""
+    q = q.movedim(in_axis, 0)
+    if q.shape[0] % 2:
+        q = torch.cat([q, torch.zeros_like(q[:1])])
+    a, b = q[0::2], q[1::2]
+    same_sign = (a * b) > 0
+    return bool(((a + b).abs() > 128)[same_sign].any())
+
+
+def split_weight_levels(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer weights ``q`` (|q| <= 127) as two halves ``a + b == q``, |a|, |b| <= 64: two
+    convolutions of one input whose pair sums (at most 255 x 128) fit in int16."""
+    b = torch.div(q, 2, rounding_mode="floor")
+    return q - b, b
 
 
 def best_step(samples: torch.Tensor, candidates: int = 100) -> float:

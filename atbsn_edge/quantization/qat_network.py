@@ -25,7 +25,9 @@ from torch import nn
 
 from ..models.layers import NEGATIVE_SLOPE, Conv, UpsamplingDecoder
 from ..models.upsample_fusion import fold_taps
-from .fake_quant import QMAX, QMIN, ActivationQuantizer, exporting, fake_quantize_weight, round_ste
+from .fake_quant import (QMAX, QMIN, ActivationQuantizer, exporting, fake_quantize_weight,
+                         pairs_may_saturate, round_ste, split_weight_levels, weight_levels,
+                         weight_steps)
 
 RANGES_FORMAT = "int8-symmetric-per-tensor-activations-v1"
 
@@ -38,21 +40,50 @@ def _constant(tensor: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(tensor.detach().cpu().numpy().copy())
 
 
-def _image_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``conv`` of the network's input image (0..255), quantized without loss of an 8-bit
-    image: the graph quantizes ``x - 128`` with step 1 (int8 holds -128..127 exactly) and
-    adds ``128 * sum(weight)`` to the bias; zero padding becomes padding with -128 before the
-    quantization. A symmetric step on 0..255 itself would leave 7 bits to the image."""
+def exported_weights(weight: torch.Tensor, axis: int, levels: int) -> list[torch.Tensor]:
+    """What the export writes for ``weight`` (output channels along ``axis``): its per-channel
+    fake quantization to ``levels``, as one tensor, or as two whose integers add up to it
+    when 8-bit pairs could saturate a CPU without VNNI (:func:`pairs_may_saturate`): two
+    convolutions of the same input then compute the same integers on every CPU."""
+    steps = weight_steps(weight, axis, levels)
+    shape = [1] * weight.dim()
+    shape[axis] = -1
+    q = torch.clamp(torch.round(weight.detach() / steps.reshape(shape)), -levels, levels)
+    parts = split_weight_levels(q) if pairs_may_saturate(q, 1 - axis) else (q,)
+    zeros = torch.zeros_like(steps, dtype=torch.int32)
+    return [torch.fake_quantize_per_channel_affine(_constant(part * steps.reshape(shape)),
+                                                   _constant(steps), zeros, axis, QMIN, QMAX)
+            for part in parts]
+
+
+def _sum_of_convs(conv_fn, x: torch.Tensor, weights: list[torch.Tensor],
+                  bias: torch.Tensor | None, **kwargs) -> torch.Tensor:
+    """``conv_fn(x, w0, bias) + conv_fn(x, w1) + ...``: one convolution per weight part."""
+    out = conv_fn(x, weights[0], bias, **kwargs)
+    for weight in weights[1:]:
+        out = out + conv_fn(x, weight, None, **kwargs)
+    return out
+
+
+def _image_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor,
+                levels: int) -> torch.Tensor:
+    """``conv`` of the network's input image (0..255) with ``weight`` quantized per channel to
+    ``levels``, the image without loss of an 8-bit image: the graph quantizes ``x - 128`` with
+    step 1 (int8 holds -128..127 exactly) and adds ``128 * sum(weight)`` to the bias; zero
+    padding becomes padding with -128 before the quantization. A symmetric step on 0..255
+    itself would leave 7 bits to the image."""
     if exporting():
         shifted = x - 128.0
         pad = conv._reversed_padding_repeated_twice
         shifted = F.pad(shifted, pad, value=-128.0) if conv.padding_mode == "zeros" \
             else F.pad(shifted, pad, mode=conv.padding_mode)
         shifted = torch.fake_quantize_per_tensor_affine(shifted, 1.0, 0, QMIN, QMAX)
-        bias = 128.0 * weight.detach().sum(dim=(1, 2, 3))
+        weights = exported_weights(weight, 0, levels)
+        bias = 128.0 * sum(w.detach() for w in weights).sum(dim=(1, 2, 3))
         if conv.bias is not None:
             bias = bias + conv.bias.detach()
-        return F.conv2d(shifted, weight, _constant(bias))
+        return _sum_of_convs(F.conv2d, shifted, weights, _constant(bias))
+    weight = fake_quantize_weight(weight, 0, levels)
     x = round_ste(torch.clamp(x.float(), 0.0, 255.0))
     if conv.padding_mode == "zeros":
         return F.conv2d(x, weight, conv.bias, padding=conv.padding)
@@ -61,38 +92,47 @@ def _image_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor) -> torch
 
 
 def _conv(conv: nn.Conv2d, quantize: ActivationQuantizer, x: torch.Tensor,
-          weight: torch.Tensor) -> torch.Tensor:
-    """``conv`` on ``quantize(x)`` with another weight (padding mode and bias kept). A
-    replicate pad comes before the quantization, so that a DequantizeLinear feeds the Conv
-    directly (the pattern TensorRT fuses); the pad commutes with a per-tensor quantization.
-    The network's input image takes :func:`_image_conv` instead (``quantize`` unused)."""
+          weight: torch.Tensor, levels: int) -> torch.Tensor:
+    """``conv`` on ``quantize(x)`` with another float ``weight``, quantized per output channel
+    to ``levels`` (padding mode and bias kept). A replicate pad comes before the quantization,
+    so that a DequantizeLinear feeds the Conv directly (the pattern TensorRT fuses); the pad
+    commutes with a per-tensor quantization. The network's input image takes
+    :func:`_image_conv` instead (``quantize`` unused)."""
     if x is _NETWORK_INPUT.get():
-        return _image_conv(conv, x, weight)
-    if conv.padding_mode == "zeros":
-        return F.conv2d(quantize(x), weight, conv.bias, padding=conv.padding)
-    x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
-    return F.conv2d(quantize(x), weight, conv.bias)
+        return _image_conv(conv, x, weight, levels)
+    padding = conv.padding
+    if conv.padding_mode != "zeros":
+        x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
+        padding = 0
+    if exporting():
+        return _sum_of_convs(F.conv2d, quantize(x), exported_weights(weight, 0, levels),
+                             conv.bias, padding=padding)
+    return F.conv2d(quantize(x), fake_quantize_weight(weight, 0, levels), conv.bias,
+                    padding=padding)
 
 
 class QuantizedConv(nn.Module):
-    """A :class:`Conv` (shared, not copied) with its input and weights fake-quantized."""
+    """A :class:`Conv` (shared, not copied) with its input and weights fake-quantized; its
+    weight has ``weight_levels["input"]`` levels (the point named by its input quantizer)."""
 
     def __init__(self, conv: Conv) -> None:
         super().__init__()
         self.float_conv = conv
         self.input = ActivationQuantizer()
+        self.weight_levels = {"input": 127}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.float_conv
         if conv.blind:
             x = F.pad(x, (0, 0, 2, 0))
-        x = _conv(conv.conv, self.input, x, fake_quantize_weight(conv.conv.weight, 0))
+        x = _conv(conv.conv, self.input, x, conv.conv.weight, self.weight_levels["input"])
         return F.leaky_relu(x, NEGATIVE_SLOPE) if conv.activation else x
 
 
 class QuantizedUpsampledConcat(nn.Module):
     """``conv(cat(upsample2x(low), skip))`` as the export computes it, fake-quantized:
-    ``ConvTranspose(q(low), q(W_folded)) + conv(q(skip), q(W_skip))``, then activated."""
+    ``ConvTranspose(q(low), q(W_folded)) + conv(q(skip), q(W_skip))``, then activated; the
+    two weights have ``weight_levels["low"]`` and ``weight_levels["skip"]`` levels."""
 
     def __init__(self, conv: Conv, low_channels: int) -> None:
         super().__init__()
@@ -100,6 +140,7 @@ class QuantizedUpsampledConcat(nn.Module):
         self.low_channels = low_channels
         self.low = ActivationQuantizer()
         self.skip = ActivationQuantizer()
+        self.weight_levels = {"low": 127, "skip": 127}
 
     def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         conv = self.float_conv
@@ -110,12 +151,18 @@ class QuantizedUpsampledConcat(nn.Module):
         padding = (0, 1) if conv.blind else (3, 3) if replicate else (1, 1)
         if replicate:
             low = F.pad(low, (1, 1, 1, 1), mode="replicate")
-        up = F.conv_transpose2d(self.low(low), fake_quantize_weight(folded, 1), stride=2,
-                                padding=padding)
+        levels = self.weight_levels
+        if exporting():
+            up = _sum_of_convs(F.conv_transpose2d, self.low(low),
+                               exported_weights(folded, 1, levels["low"]), None, stride=2,
+                               padding=padding)
+        else:
+            up = F.conv_transpose2d(self.low(low), fake_quantize_weight(folded, 1, levels["low"]),
+                                    stride=2, padding=padding)
         if conv.blind:
             up = up[:, :, :-2, :]
             skip = F.pad(skip, (0, 0, 2, 0))
-        out = _conv(conv.conv, self.skip, skip, fake_quantize_weight(weight[:, lc:], 0))
+        out = _conv(conv.conv, self.skip, skip, weight[:, lc:], levels["skip"])
         return F.leaky_relu(up + out, NEGATIVE_SLOPE)
 
 
@@ -139,12 +186,41 @@ class QuantizedDecoder(nn.Module):
 
 class QuantizationAware(nn.Module):
     """``network`` (kept as ``self.network``, its weights trained in place) with fake int8
-    quantization at every point of the Q/DQ export; ``self.quantized`` runs it."""
+    quantization at every point of the Q/DQ export; ``self.quantized`` runs it. Weights have
+    ``weight_bits`` bits (8, or 7: no saturation on CPUs without VNNI, see ``fake_quant``),
+    one width for all or one per point."""
 
-    def __init__(self, network: nn.Module) -> None:
+    def __init__(self, network: nn.Module, weight_bits: int | Mapping[str, int] = 8) -> None:
         super().__init__()
         self.network = network
         self.quantized = _replace(copy.copy(network), network)
+        self.set_weight_bits(weight_bits)
+
+    def _weight_points(self) -> dict[str, tuple[nn.Module, str]]:
+        """Every weight by the point of the activation it multiplies (``unet.enc1.conv1.input``,
+        ``unet.dec1.conv1.skip``): the module holding its levels and the key there."""
+        return {f"{name}.{key}": (module, key) for name, module in self.quantized.named_modules()
+                if isinstance(module, (QuantizedConv, QuantizedUpsampledConcat))
+                for key in module.weight_levels}
+
+    def weight_bits(self) -> dict[str, int]:
+        """The width of every weight (7 or 8 bits), by point."""
+        return {point: 8 if module.weight_levels[key] == weight_levels(8) else 7
+                for point, (module, key) in sorted(self._weight_points().items())}
+
+    def set_weight_bits(self, bits: int | Mapping[str, int]) -> None:
+        """Quantize every weight to ``bits`` (7 or 8), or each to ``bits[point]`` (a mapping
+        naming every point of :meth:`weight_bits`)."""
+        points = self._weight_points()
+        if not isinstance(bits, Mapping):
+            bits = {point: bits for point in points}
+        missing = sorted(set(points) - set(bits))
+        extra = sorted(set(bits) - set(points))
+        if missing or extra:
+            raise ValueError(f"weight bits do not fit this network: missing {missing[:3]}, "
+                             f"unknown {extra[:3]}")
+        for point, (module, key) in points.items():
+            module.weight_levels[key] = weight_levels(int(bits[point]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         token = _NETWORK_INPUT.set(x)  # the convolutions of the image quantize it exactly
@@ -160,14 +236,16 @@ class QuantizationAware(nn.Module):
 
     def ranges(self) -> dict:
         """The learned steps, as a checkpoint's ``metadata["int8_ranges"]`` carries them."""
-        return {"format": RANGES_FORMAT,
+        return {"format": RANGES_FORMAT, "weight_bits": self.weight_bits(),
                 "steps": {name: q.step for name, q in sorted(self.quantizers().items())}}
 
     def load_ranges(self, ranges: Mapping) -> None:
-        """Set the steps from a checkpoint's ``int8_ranges`` (every point must be named)."""
+        """Set the steps from a checkpoint's ``int8_ranges`` (every point must be named) and
+        the weight widths (``weight_bits``; ranges written before they existed mean 8)."""
         if ranges.get("format") != RANGES_FORMAT:
             raise ValueError(f"int8 ranges of format {ranges.get('format')!r}; this version "
                              f"reads {RANGES_FORMAT!r}")
+        self.set_weight_bits(ranges.get("weight_bits", 8))
         steps = ranges.get("steps", {})
         quantizers = self.quantizers()
         missing = sorted(set(quantizers) - set(steps))
@@ -212,9 +290,43 @@ def _replace(shell: nn.Module, source: nn.Module) -> nn.Module:
     return shell
 
 
-def quantization_aware(network: nn.Module, ranges: Mapping | None = None) -> QuantizationAware:
-    """``network`` wrapped for quantization-aware training (or export with ``ranges``)."""
-    wrapped = QuantizationAware(network)
+def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[str, int]:
+    """The weight widths that run alike on every CPU at the least cost in quality: 8 bits for
+    the weights that multiply the network's input image (the export splits them exactly, see
+    :func:`exported_weights`) and for its output convolution (the last one run: one weight
+    per colour, where a level is worth most), 7 bits for every other weight (never saturate,
+    so no split and no extra cost). Found by running ``wrapped`` once on a ``stride`` square."""
+    points = {id(module): name for name, module in wrapped.quantized.named_modules()
+              if isinstance(module, (QuantizedConv, QuantizedUpsampledConcat))}
+    image_points: set[str] = set()
+    order: list[str] = []
+    x = torch.zeros(1, 3, stride, stride, device=next(wrapped.parameters()).device)
+
+    def record(module: nn.Module, inputs: tuple) -> None:
+        name = points[id(module)]
+        order.append(f"{name}.input" if isinstance(module, QuantizedConv) else f"{name}.low")
+        if isinstance(module, QuantizedConv) and inputs[0] is x:
+            image_points.add(f"{name}.input")
+        if isinstance(module, QuantizedUpsampledConcat) and inputs[1] is x:
+            image_points.add(f"{name}.skip")
+
+    modules = [m for m in wrapped.quantized.modules() if id(m) in points]
+    hooks = [m.register_forward_pre_hook(record) for m in modules]
+    try:
+        with torch.no_grad():
+            wrapped(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    eight = image_points | {order[-1]}
+    return {point: 8 if point in eight else 7 for point in wrapped.weight_bits()}
+
+
+def quantization_aware(network: nn.Module, ranges: Mapping | None = None,
+                       weight_bits: int | Mapping[str, int] = 8) -> QuantizationAware:
+    """``network`` wrapped for quantization-aware training with ``weight_bits``-bit weights,
+    or for export with ``ranges`` (which carry their own weight width)."""
+    wrapped = QuantizationAware(network, weight_bits)
     if ranges is not None:
         wrapped.load_ranges(ranges)
     return wrapped

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..models.denoiser import Denoiser, pad_reflect_to_multiple
 from ..training import CropSampler, TrainConfig, TrainState, optimise, validate_pairs
-from .qat_network import QuantizationAware, quantization_aware
+from .qat_network import QuantizationAware, portable_weight_bits, quantization_aware
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,11 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
               *, resume: Path | None = None,
               val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
               calibration_batches: int = 8, source: str = "",
-              description: str = "") -> Path:
+              description: str = "", weight_bits: int | None = None) -> Path:
     """Fine-tune ``denoiser`` (a student; AT-BSN with its hole fixed is not supported) for
-    int8 into ``out``: its float weights, with the learned ranges as ``int8_ranges``."""
+    int8 into ``out``: its float weights, with the learned ranges as ``int8_ranges``.
+    ``weight_bits`` 7 or 8 for every weight; None: :func:`portable_weight_bits` (7 bits except
+    the image's and the output's weights), which runs alike on CPUs without VNNI."""
     if denoiser.metadata.get("int8_ranges"):
         raise ValueError(f"{denoiser.metadata.get('checkpoint', 'this checkpoint')} is already "
                          "int8-ready (its float weights were tuned for int8); fine-tune the float "
@@ -68,6 +70,11 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     torch.manual_seed(config.seed)
     reference = copy.deepcopy(denoiser.network).eval().requires_grad_(False).to(device)
     wrapped = quantization_aware(copy.deepcopy(denoiser.network)).to(device)
+    wrapped.set_weight_bits(portable_weight_bits(wrapped, denoiser.stride) if weight_bits is None
+                            else weight_bits)
+    eight = [point for point, b in wrapped.weight_bits().items() if b == 8]
+    log.info("weights: %d at 7 bits, %d at 8 bits (%s)", len(wrapped.weight_bits()) - len(eight),
+             len(eight), ", ".join(eight) or "none")
     sampler = CropSampler(images, config.crop, config.seed)
     if resume is None:
         steps = initial_ranges(wrapped, CropSampler(images, config.crop, config.seed + 1),
