@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distillation import PUBLISHED_HOLES, MultiTeacher
+from .distillation import PUBLISHED_HOLES, MultiTeacher, distillation_loss
 from .errors import AtbsnError
 from .metrics import LAGS, lag_key, residual_stats
 from .models.atbsn import hole_to_shift
@@ -330,8 +330,7 @@ def pooled_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """Sum of L1 distances of the student's output on ``batch[:, :3]`` to each 3-channel
     target that follows it (a :class:`PoolSampler` batch)."""
     noisy = batch[:, :3].contiguous(memory_format=torch.channels_last)
-    output = net(noisy).float()
-    return sum(F.l1_loss(output, target) for target in batch[:, 3:].float().split(3, dim=1))
+    return distillation_loss(net(noisy).float(), batch[:, 3:].float().split(3, dim=1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -427,9 +426,7 @@ def distill_student(student: Denoiser, teacher: Denoiser, pictures: Sequence[np.
             memory_format=torch.channels_last)
 
         def loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-            targets = teachers(batch)
-            output = net(batch).float()
-            return sum(F.l1_loss(output, target.float()) for target in targets)
+            return distillation_loss(net(batch).float(), teachers(batch))
 
     train = _phase_config(config, iterations=config.student_iterations, seconds=seconds,
                           lr=config.student_lr)

@@ -14,6 +14,8 @@ cached as float16; the loss is the sum of L1 distances to the recipe's targets):
 - ``plain``: the teacher at holes 0,1,3,5,7,9,11 (the bundled student's own objective, so this
   row is "longer distillation");
 - ``x8``: the same holes, each the mean of the teacher's 8 flips and rotations;
+- ``mean-1-11``: one target, the mean over holes 1-11 of the plain teacher outputs (what
+  ``python -m atbsn_edge.distill --target mean`` computes online);
 - ``x8-mean-1-11``: one target, the mean over holes 1-11 of the x8 outputs (the best target
   ``distillation_targets.py`` found: the sum of L1 distances to several holes is minimised by
   their median, and the mean of the holes scores better than their median; hole 0 hurts);
@@ -50,6 +52,7 @@ log = logging.getLogger("distillation_finetune")
 RECIPES = {  # name: (transforms averaged, holes, reduction over holes)
     "plain": (1, HOLES, None),
     "x8": (8, HOLES, None),
+    "mean-1-11": (1, HOLES[1:], "mean"),
     "x8-mean-1-11": (8, HOLES[1:], "mean"),
     "x8-median": (8, HOLES, "median"),
 }

@@ -209,3 +209,24 @@ def test_bf16_autocast_only_where_the_cpu_computes_bf16(monkeypatch, native):
             assert not torch.is_autocast_enabled("cpu")
     finally:
         training.cpu_has_native_bf16.cache_clear()
+
+
+def test_distillation_target_mean_is_the_l1_to_the_mean_of_the_holes(noisy_folder, tmp_path,
+                                                                    make_checkpoint):
+    from atbsn_edge.distill import build_parser
+    from atbsn_edge.distillation import TARGETS, distillation_loss
+
+    output = torch.zeros(1, 3, 4, 4)
+    targets = [torch.full((1, 3, 4, 4), 1.0), torch.full((1, 3, 4, 4), 3.0),
+               torch.full((1, 3, 4, 4), 8.0)]
+    assert float(distillation_loss(output, targets)) == pytest.approx(12.0)  # 1 + 3 + 8
+    assert float(distillation_loss(output, targets, "mean")) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="valid are holes, mean"):
+        distillation_loss(output, targets, "median")
+    choices = next(a.choices for a in build_parser()._actions if a.dest == "target")
+    assert tuple(choices) == TARGETS
+    out = tmp_path / "student.pt"
+    assert distill_main(["--teacher", str(make_checkpoint("atbsn")), "--student", "a",
+                         "--holes", "1,3", "--target", "mean", "--data", str(noisy_folder),
+                         "--out", str(out), "--iterations", "2", *TINY]) == 0
+    assert torch.load(out, weights_only=True)["metadata"]["distillation_target"] == "mean"
