@@ -2,9 +2,9 @@
 
 Exports (or takes) the openvino-fp16 and openvino-int8 bundles of a checkpoint and times each
 artifact under every ``INFERENCE_PRECISION_HINT`` this CPU offers (f32 always; bf16 and f16
-where OpenVINO lists BF16 / FP16 among its capabilities), alternating the hints in rounds so
-that machine drift falls on all alike, then prints the table with the CPU named and the hint
-``--inference-precision auto`` chooses (the CPU's own default, see
+where OpenVINO lists BF16 / FP16 among its capabilities), alternating hints and bundles in
+rounds so that machine drift falls on all alike, then prints the table with the CPU named and
+the hint ``--inference-precision auto`` chooses (the CPU's own default, see
 ``atbsn_edge/runtimes/openvino_runtime.py``).
 
     python benchmarks/inference_precision.py                       # demo student C, 512x512
@@ -54,26 +54,36 @@ def main() -> None:
               f"{', '.join(capabilities)}; {args.threads} threads\n")
         print("| bundle | " + " | ".join(f"{h} median ms" for h in hints) + " | fastest | auto picks |")
         print("|---|" + "---|" * (len(hints) + 2))
+        # every bundle under every hint, opened first and timed in alternating rounds, so
+        # that drift falls on all alike (bundles are compared in one run, too)
+        opened = {(bundle, h): open_artifact_tiled(bundle, threads=args.threads,
+                                                   inference_precision=h)
+                  for bundle in bundles for h in hints}
+        chosen = {}
         for bundle in bundles:
-            opened = {h: open_artifact_tiled(bundle, threads=args.threads, inference_precision=h)
-                      for h in hints}
             with open_artifact_tiled(bundle, threads=args.threads) as auto:
-                chosen = auto.runtime.info.inference_precision
-            spec = next(iter(opened.values())).runtime.input_spec
-            x = (np.random.default_rng(0).random((spec.batch or 1, 3, spec.height, spec.width))
-                 * 255).astype(np.float32)
-            samples: dict[str, list[float]] = {h: [] for h in hints}
-            for _ in range(args.rounds):
-                for hint, tiled in opened.items():
-                    timing = time_calls(lambda: tiled.runtime.run(x), 0.5, args.iters)
-                    samples[hint].extend(timing.samples)
-            medians = {h: float(np.median(v)) * 1e3 for h, v in samples.items()}
+                chosen[bundle] = auto.runtime.info.inference_precision
+        inputs = {}
+        for key, tiled in opened.items():
+            spec = tiled.runtime.input_spec
+            inputs[key] = (np.random.default_rng(0).random(
+                (spec.batch or 1, 3, spec.height, spec.width)) * 255).astype(np.float32)
+        samples: dict[tuple, list[float]] = {key: [] for key in opened}
+        for _ in range(args.rounds):
+            for key, tiled in opened.items():
+                x = inputs[key]
+                timing = time_calls(lambda: tiled.runtime.run(x), 0.5, args.iters)
+                samples[key].extend(timing.samples)
+        for tiled in opened.values():
+            tiled.close()
+        names = [b.name for b in bundles]
+        for bundle in bundles:
+            medians = {h: float(np.median(samples[bundle, h])) * 1e3 for h in hints}
             fastest = min(medians, key=medians.get)
-            for tiled in opened.values():
-                tiled.close()
-            print(f"| {bundle.name} | " + " | ".join(f"{medians[h]:.1f}" for h in hints)
-                  + f" | {fastest} | {chosen}{'' if chosen == fastest else ' (not the fastest)'} |")
-
+            label = bundle.name if names.count(bundle.name) == 1 else str(bundle)
+            pick = chosen[bundle]
+            print(f"| {label} | " + " | ".join(f"{medians[h]:.1f}" for h in hints)
+                  + f" | {fastest} | {pick}{'' if pick == fastest else ' (not the fastest)'} |")
 
 if __name__ == "__main__":
     main()
