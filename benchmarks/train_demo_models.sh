@@ -2,7 +2,10 @@
 # Train the demo models the way the bundled ones were trained, within a wall-clock budget:
 #   1. AT-BSN at training hole 9 (the demo teacher), inference hole 3;
 #   2. in parallel, a symmetric AT-BSN trained and used at hole 1 (the paper's claim (a));
-#   3. student C distilled from (1) at holes 0,1,3,5,7,9,11;
+#   3. student C distilled from (1) at DISTILL_HOLES (default 1,3,5,7,9,11) with the loss
+#      DISTILL_TARGET (default mean: towards their mean, measured better; holes: the paper's sum
+#      of L1 distances to each, with DISTILL_HOLES=0,1,3,5,7,9,11; see
+#      docs/quality.md);
 #   4. the Nam-pair scores of all three (claims (a) and (b)) as JSON.
 # Noisy images only are trained on; the clean halves of Nam pairs 01-04 only monitor training
 # and the clean halves of all 12 pairs score the results.
@@ -31,6 +34,8 @@ BATCH=${BATCH:-8}
 CROP=${CROP:-256}
 THREADS=${THREADS:-4}
 CLAIM_A=${CLAIM_A:-1}
+DISTILL_HOLES=${DISTILL_HOLES:-1,3,5,7,9,11}
+DISTILL_TARGET=${DISTILL_TARGET:-mean}
 mkdir -p "$OUT"
 
 start_from() {  # start_from CHECKPOINT_IN_OUT [BUNDLED]: the --resume flag of a step, if any
@@ -63,9 +68,10 @@ wait $h9; echo "$(date -u +%T) hole-9 training exit $?"
 echo "$(date -u +%T) distilling student C for ${DISTILL_SECONDS}s"
 # shellcheck disable=SC2046
 $PY -m atbsn_edge.distill --teacher "$OUT/atbsn_h9.pt" --student c --data "${noisy[@]}" \
+    --holes "$DISTILL_HOLES" --target "$DISTILL_TARGET" \
     $(start_from "$OUT/student_c.pt" "${STUDENT_FROM:-}") \
     --out "$OUT/student_c.pt" --time-limit "$DISTILL_SECONDS" "${common[@]}" "${val[@]}" \
-    --description "student C demo: distilled from the demo AT-BSN at holes 0-11" >>"$OUT/distill_c.log" 2>&1
+    --description "student C demo: distilled from the demo AT-BSN at holes $DISTILL_HOLES ($DISTILL_TARGET)" >>"$OUT/distill_c.log" 2>&1
 echo "$(date -u +%T) distillation exit $?"
 if [ -n "$h1" ]; then wait "$h1"; echo "$(date -u +%T) hole-1 training exit $?"; fi
 
