@@ -32,6 +32,10 @@ STUDENTS = ("student_a", "student_b", "student_c")
 TARGETS = ("holes", "mean")
 
 
+def _unknown_target(target: str) -> ValueError:
+    return ValueError(f"distillation target {target!r}: valid are {', '.join(TARGETS)}")
+
+
 def distillation_loss(output: torch.Tensor, targets: Sequence[torch.Tensor],
                       target: str = "holes") -> torch.Tensor:
     """The student's ``output`` against the teacher's ``targets`` (one per hole), combined as
@@ -40,7 +44,7 @@ def distillation_loss(output: torch.Tensor, targets: Sequence[torch.Tensor],
         return sum(F.l1_loss(output, t.float()) for t in targets)
     if target == "mean":
         return F.l1_loss(output, torch.stack([t.float() for t in targets]).mean(dim=0))
-    raise ValueError(f"distillation target {target!r}: valid are {', '.join(TARGETS)}")
+    raise _unknown_target(target)
 
 
 class MultiTeacher(nn.Module):
@@ -98,8 +102,8 @@ def distill(config: TrainConfig, teacher: ATBSN, student_name: str, holes: Seque
     says (:func:`distillation_loss`)."""
     if student_name not in STUDENTS:
         raise ValueError(f"student must be one of {', '.join(STUDENTS)}, got {student_name!r}")
-    if target not in TARGETS:
-        raise ValueError(f"distillation target {target!r}: valid are {', '.join(TARGETS)}")
+    if target not in TARGETS:  # before the teacher and the data are touched
+        raise _unknown_target(target)
     config.validate()
     device = torch.device(config.device)
     torch.manual_seed(config.seed)

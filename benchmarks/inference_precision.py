@@ -63,15 +63,15 @@ def main() -> None:
         for bundle in bundles:
             with open_artifact_tiled(bundle, threads=args.threads) as auto:
                 chosen[bundle] = auto.runtime.info.inference_precision
-        inputs = {}
-        for key, tiled in opened.items():
-            spec = tiled.runtime.input_spec
-            inputs[key] = (np.random.default_rng(0).random(
+        inputs = {}  # one input per bundle, shared by its hints
+        for bundle in bundles:
+            spec = opened[bundle, hints[0]].runtime.input_spec
+            inputs[bundle] = (np.random.default_rng(0).random(
                 (spec.batch or 1, 3, spec.height, spec.width)) * 255).astype(np.float32)
         samples: dict[tuple, list[float]] = {key: [] for key in opened}
         for _ in range(args.rounds):
             for key, tiled in opened.items():
-                x = inputs[key]
+                x = inputs[key[0]]
                 timing = time_calls(lambda: tiled.runtime.run(x), 0.5, args.iters)
                 samples[key].extend(timing.samples)
         for tiled in opened.values():
@@ -84,6 +84,7 @@ def main() -> None:
             pick = chosen[bundle]
             print(f"| {label} | " + " | ".join(f"{medians[h]:.1f}" for h in hints)
                   + f" | {fastest} | {pick}{'' if pick == fastest else ' (not the fastest)'} |")
+
 
 if __name__ == "__main__":
     main()
