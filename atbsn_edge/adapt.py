@@ -34,9 +34,11 @@ def _share(text: str) -> float:
 
 # AdaptConfig's defaults, repeated here so that --help needs no PyTorch (a test keeps them equal)
 DEFAULTS = argparse.Namespace(time_limit=300.0, teacher_share=0.5, targets="pool", region=256,
-                              holes=[0, 1, 3, 5, 7, 9, 11], batch=4, crop=128, student_lr=1e-4,
-                              teacher_lr=1e-4, seed=0, report_frames=8, report_crop=512)
+                              holes=[0, 1, 3, 5, 7, 9, 11], distill_target="holes", batch=4,
+                              crop=128, student_lr=1e-4, teacher_lr=1e-4, warmup=0.0, seed=0,
+                              report_frames=8, report_crop=512)
 TARGETS = ("pool", "online")
+DISTILL_TARGETS = ("holes", "mean")  # atbsn_edge.distillation.TARGETS (a test keeps them equal)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="side of a pooled region, multiple of 32, >= --crop")
     p.add_argument("--holes", type=parse_holes, default=d.holes,
                    help="teacher hole sizes the student is distilled from")
+    p.add_argument("--distill-target", choices=DISTILL_TARGETS, default=d.distill_target,
+                   help="holes: the sum of L1 distances to the teacher at each hole (the "
+                        "paper's loss); mean: the L1 distance to the mean of those outputs")
     p.add_argument("--batch", type=positive_int, default=d.batch, help="crops per iteration")
     p.add_argument("--crop", type=positive_int, default=d.crop,
                    help="crop side, multiple of 32, >= 128")
@@ -91,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="student Adam learning rate at the start of the cosine decay")
     p.add_argument("--teacher-lr", type=positive_float, default=d.teacher_lr,
                    help="teacher Adam learning rate at the start of the cosine decay")
+    p.add_argument("--warmup", type=_share, default=d.warmup,
+                   help="fraction of each phase (of its clock under --time-limit) over which "
+                        "the learning rate rises linearly to --lr / --teacher-lr before the "
+                        "cosine decay")
     p.add_argument("--seed", type=non_negative_int, default=d.seed,
                    help="seed of the crop and region samplers")
     p.add_argument("--frames-per-video", type=positive_int, default=32,
@@ -131,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                              teacher_iterations=args.teacher_iterations,
                              student_iterations=args.student_iterations, targets=args.targets,
                              pool_regions=args.pool_regions, region=args.region,
-                             holes=list(args.holes), batch=args.batch, crop=args.crop,
-                             teacher_lr=args.teacher_lr, student_lr=args.lr, seed=args.seed,
+                             holes=list(args.holes), distill_target=args.distill_target,
+                             batch=args.batch, crop=args.crop,
+                             teacher_lr=args.teacher_lr, student_lr=args.lr,
+                             warmup=args.warmup, seed=args.seed,
                              device=args.device, bf16=not args.no_bf16, threads=args.threads,
                              report_frames=args.report_frames, report_crop=args.report_crop)
         config.validate()
@@ -177,10 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         if reports:
             print(report_table(reports))
         sys.stdout.flush()
-        log.info("wrote %s%s in %.0f s: teacher %d iterations (%.0f s), teacher targets on %d "
+        check = result.teacher.check
+        log.info("wrote %s%s in %.0f s: teacher %d iterations (%.0f s%s), teacher targets on %d "
                  "regions (%.0f s), student %d iterations (%.0f s)", result.out,
                  f" and {result.teacher_out}" if result.teacher_out else "", result.seconds,
-                 result.teacher.iterations, result.teacher.seconds, result.student.regions,
+                 result.teacher.iterations, result.teacher.seconds,
+                 "" if not check else ", kept" if check["kept"] else ", not kept: its loss rose",
+                 result.student.regions,
                  result.student.target_seconds, result.student.iterations,
                  result.student.seconds)
         return 0

@@ -2,8 +2,9 @@
 
 Self-supervised throughout: the blind-spot teacher (AT-BSN) is fine-tuned with its own
 training loss (L1 to the noisy input at its training hole), then the student is fine-tuned
-by distillation from the adapted teacher at several hole sizes (the sum of L1 distances, as
-:mod:`atbsn_edge.distillation`), both starting from the given weights. No clean image is used.
+by distillation from the adapted teacher at several hole sizes (the sum of L1 distances, or
+the distance to their mean, as :mod:`atbsn_edge.distillation`), both starting from the given
+weights. No clean image is used.
 
 On a CPU the teacher is the expensive part: one multi-hole teacher pass over a 4 x 128 x 128
 batch costs about ten student training iterations. With ``targets="pool"`` (the default) the
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distillation import PUBLISHED_HOLES, MultiTeacher, distillation_loss
+from .distillation import TARGETS as DISTILL_TARGETS
 from .errors import AtbsnError
 from .metrics import LAGS, lag_key, residual_stats
 from .models.atbsn import hole_to_shift
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 MIN_SIDE = 128          # the smallest crop training accepts (TrainConfig.validate)
 POOL_SHARE = 1 / 3      # of the student's time, spent computing the pool's teacher targets
 POOL_MIN = 4            # regions computed even when the clock says stop
+#: batches of fixed crops of the frames on which the teacher's own blind-spot loss is measured
+#: before and after its fine-tune; the fine-tune is kept only if that loss went down
+TEACHER_CHECK_BATCHES = 2
 POOL_MAX = 256          # regions at most (about 3.5 MB each at 256 x 256 with 7 holes)
 POOL_AUTO_UNTIMED = 64  # regions without a time limit, when --pool-regions is not given
 NO_LIMIT = 10 ** 9      # iteration cap that never binds: the clock ends the phase
@@ -70,11 +75,13 @@ class AdaptConfig:
     pool_regions: int = 0
     region: int = 256
     holes: list = field(default_factory=lambda: list(PUBLISHED_HOLES))
+    distill_target: str = "holes"
     batch: int = 4
     crop: int = 128
     teacher_lr: float = 1e-4
     student_lr: float = 1e-4
     lr_min: float = 1e-6
+    warmup: float = 0.0
     seed: int = 0
     device: str = "cpu"
     bf16: bool = True
@@ -96,6 +103,9 @@ class AdaptConfig:
                              "--teacher-iterations N to fine-tune the teacher too)")
         if self.targets not in TARGETS:
             raise AtbsnError(f"--targets must be one of {', '.join(TARGETS)}; got {self.targets!r}")
+        if self.distill_target not in DISTILL_TARGETS:
+            raise AtbsnError(f"--distill-target must be one of {', '.join(DISTILL_TARGETS)}; "
+                             f"got {self.distill_target!r}")
         if self.crop % 32 or self.crop < MIN_SIDE:
             raise AtbsnError(f"--crop must be a multiple of 32 and at least {MIN_SIDE}; got {self.crop}")
         if self.region % 32 or self.region < self.crop:
@@ -326,11 +336,12 @@ def build_pool(teacher: nn.Module, pictures: Sequence[np.ndarray], holes: Sequen
     return PoolSampler(inputs, targets, crop, seed)
 
 
-def pooled_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Sum of L1 distances of the student's output on ``batch[:, :3]`` to each 3-channel
-    target that follows it (a :class:`PoolSampler` batch)."""
+def pooled_loss(net: nn.Module, batch: torch.Tensor, target: str = "holes") -> torch.Tensor:
+    """The distillation loss (``target``: :data:`atbsn_edge.distillation.TARGETS`) of the
+    student's output on ``batch[:, :3]`` against the 3-channel targets that follow it (a
+    :class:`PoolSampler` batch)."""
     noisy = batch[:, :3].contiguous(memory_format=torch.channels_last)
-    return distillation_loss(net(noisy).float(), batch[:, 3:].float().split(3, dim=1))
+    return distillation_loss(net(noisy).float(), batch[:, 3:].float().split(3, dim=1), target)
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,6 +356,7 @@ class PhaseResult:
     seconds: float = 0.0
     regions: int = 0
     target_seconds: float = 0.0
+    check: dict = field(default_factory=dict)
 
 
 def _phase_config(config: AdaptConfig, *, iterations: int, seconds: float, lr: float,
@@ -354,7 +366,7 @@ def _phase_config(config: AdaptConfig, *, iterations: int, seconds: float, lr: f
                        lr_min=min(config.lr_min, lr), train_hole=train_hole,
                        infer_hole=infer_hole, seed=config.seed, checkpoint_every=NO_LIMIT,
                        validate_every=NO_LIMIT, device=config.device, bf16=config.bf16,
-                       threads=config.threads, time_limit=seconds)
+                       threads=config.threads, time_limit=seconds, warmup=config.warmup)
 
 
 def _run(model: nn.Module, loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
@@ -377,14 +389,41 @@ def _infer_hole(teacher: Denoiser) -> int:
     return 3 if hole is None else int(hole)
 
 
+def blind_spot_loss(network: nn.Module, crops: torch.Tensor, hole: int, batch: int,
+                    device: torch.device) -> float:
+    """The AT-BSN's training loss (mean L1 to the input at ``hole``) over ``crops``, in float32
+    without gradients, ``batch`` crops per pass."""
+    network.eval()
+    total = 0.0
+    with torch.no_grad():
+        for chunk in crops.split(batch):
+            chunk = chunk.to(device).contiguous(memory_format=torch.channels_last)
+            total += float(F.l1_loss(network(chunk, hole_size=hole).float(), chunk,
+                                     reduction="sum"))
+    return total / crops.numel()
+
+
 def fine_tune_teacher(teacher: Denoiser, pictures: Sequence[np.ndarray], config: AdaptConfig,
                       work: Path) -> PhaseResult:
     """Fine-tune the AT-BSN in ``teacher`` in place with its training loss (L1 to the input at
-    its training hole) on crops of ``pictures``, from its current weights."""
+    its training hole) on crops of ``pictures``, from its current weights. The same loss on
+    :data:`TEACHER_CHECK_BATCHES` batches of fixed crops, before and after, decides: if the
+    fine-tune did not lower it, the teacher's given weights are restored
+    (``result.check["kept"]`` False). The check's time comes out of the teacher's clock and
+    counts in ``result.seconds``."""
+    started = time.perf_counter()
+    device = torch.device(config.device)
     train_hole = int(teacher.metadata.get("train_hole", 9))
-    train = _phase_config(config, iterations=config.teacher_iterations,
-                          seconds=config.teacher_seconds, lr=config.teacher_lr,
-                          train_hole=train_hole, infer_hole=_infer_hole(teacher))
+    crops = TEACHER_CHECK_BATCHES * config.batch
+    check_crops = CropSampler(pictures, config.crop, config.seed + 1).sample(crops)
+    given = {k: v.detach().clone() for k, v in teacher.network.state_dict().items()}
+    loss_before = blind_spot_loss(teacher.network, check_crops, train_hole, config.batch, device)
+    seconds = config.teacher_seconds
+    if seconds > 0:     # the check before and the one after come out of the teacher's clock
+        seconds = max(seconds - 2 * (time.perf_counter() - started), 1.0)
+    train = _phase_config(config, iterations=config.teacher_iterations, seconds=seconds,
+                          lr=config.teacher_lr, train_hole=train_hole,
+                          infer_hole=_infer_hole(teacher))
     train.validate()
     sampler = CropSampler(pictures, config.crop, config.seed)
 
@@ -392,7 +431,22 @@ def fine_tune_teacher(teacher: Denoiser, pictures: Sequence[np.ndarray], config:
         return F.l1_loss(net(batch, hole_size=train_hole).float(), batch)
 
     result = _run(teacher.network, loss, train, sampler, work, "adapt teacher")
+    loss_after = blind_spot_loss(teacher.network, check_crops, train_hole, config.batch, device)
+    kept = loss_after < loss_before
+    if not kept:
+        teacher.network.load_state_dict(given)
+        log.warning("the teacher's fine-tune (%d iterations) raised its blind-spot loss on %d "
+                    "fixed crops of the frames from %.4f to %.4f: distilling from the given "
+                    "teacher instead (more --time-limit or a GPU gives the fine-tune more "
+                    "iterations)", result.iterations, crops, loss_before, loss_after)
+    else:
+        log.info("teacher blind-spot loss on %d fixed crops: %.4f -> %.4f", crops, loss_before,
+                 loss_after)
     teacher.network.eval()
+    result.check = {"crops": crops, "hole": train_hole,
+                    "loss_before": round(loss_before, 5), "loss_after": round(loss_after, 5),
+                    "kept": kept}
+    result.seconds = time.perf_counter() - started
     return result
 
 
@@ -419,14 +473,15 @@ def distill_student(student: Denoiser, teacher: Denoiser, pictures: Sequence[np.
         result.target_seconds = time.perf_counter() - started
         if seconds > 0:
             seconds = max(seconds - result.target_seconds, 1.0)
-        loss = pooled_loss
+        def loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+            return pooled_loss(net, batch, config.distill_target)
     else:
         sampler = CropSampler(pictures, config.crop, config.seed)
         teachers = MultiTeacher(teacher.network, config.holes).to(device).to(
             memory_format=torch.channels_last)
 
         def loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-            return distillation_loss(net(batch).float(), teachers(batch))
+            return distillation_loss(net(batch).float(), teachers(batch), config.distill_target)
 
     train = _phase_config(config, iterations=config.student_iterations, seconds=seconds,
                           lr=config.student_lr)
@@ -517,11 +572,14 @@ def adapt(config: AdaptConfig, teacher: Denoiser, student: Denoiser,
                     "student": round(student_result.seconds, 2)},
         "iterations": {"teacher": teacher_result.iterations, "student": student_result.iterations},
         "pool_regions": student_result.regions,
+        "teacher_check": teacher_result.check,
         "config": asdict(config), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     student_meta = {"description": description or f"{student.architecture.name} adapted to a "
                                                    "camera's noisy frames with atbsn-edge adapt",
-                    "teacher_holes": list(config.holes), "iterations": student_result.iterations,
+                    "teacher_holes": list(config.holes),
+                    "distillation_target": config.distill_target,
+                    "iterations": student_result.iterations,
                     "adapted_from": {"student": student_source, "teacher": teacher_source},
                     "adaptation": {**adaptation, "report": {"before": before, "after": after}}}
     save_checkpoint(out, student.network, student_meta)

@@ -49,6 +49,7 @@ class TrainConfig:
     bf16: bool = True
     threads: int = 0
     time_limit: float = 0.0
+    warmup: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -61,6 +62,8 @@ class TrainConfig:
             raise AtbsnError("--batch and --iterations must be positive")
         if self.time_limit < 0:
             raise AtbsnError(f"--time-limit must be a number of seconds >= 0; got {self.time_limit}")
+        if not 0 <= self.warmup < 1:
+            raise AtbsnError(f"the learning-rate warm-up must be a fraction in [0, 1); got {self.warmup}")
 
     def progress(self, step: int, elapsed: float) -> float:
         """How far through the run (0..1): iterations done, or the clock under ``time_limit``."""
@@ -157,9 +160,14 @@ def init_neighbour_average(model: ATBSN, random_scale: float = 0.1) -> None:
         model.nin_C.weight[c, c] = 1.0
 
 
-def cosine_lr(progress: float, lr: float, lr_min: float) -> float:
-    """Cosine decay from ``lr`` at progress 0 to ``lr_min`` at progress 1."""
-    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+def cosine_lr(progress: float, lr: float, lr_min: float, warmup: float = 0.0) -> float:
+    """Cosine decay from ``lr`` to ``lr_min`` at progress 1, after a linear rise from
+    ``lr_min`` over the first ``warmup`` of the progress (0: none, the decay starts at 0)."""
+    progress = min(max(progress, 0.0), 1.0)
+    if progress < warmup:
+        return lr_min + (lr - lr_min) * progress / warmup
+    rest = (progress - warmup) / (1.0 - warmup)
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * rest))
 
 
 @functools.lru_cache(maxsize=1)
@@ -343,7 +351,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
         while config.progress(state.step, state.elapsed) < 1.0:
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(config.progress(state.step, state.elapsed),
-                                        config.lr, config.lr_min)
+                                        config.lr, config.lr_min, config.warmup)
             batch = sampler.sample(config.batch).to(device, non_blocking=True)
             batch = batch.contiguous(memory_format=torch.channels_last)
             with autocast_context(device, config.bf16):

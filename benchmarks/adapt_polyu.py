@@ -58,12 +58,28 @@ def split_scenes(scenes: list[str], test: int, seed: int, split: int) -> tuple[l
     return sorted(order[test:]), sorted(order[:test])
 
 
-def parse_variant(text: str) -> tuple[str, float, str | None]:
-    """``pool:0.5`` -> ("pool", 0.5, None); ``pool:0@Canon600D`` -> (..., "Canon600D"): a
-    control adapted on every noisy image of another camera instead of the training scenes."""
+def parse_variant(text: str) -> tuple[str, float, list[str], str | None]:
+    """``pool:0.5`` -> ("pool", 0.5, [], None); each ``+FLAG=VALUE`` adds ``--FLAG VALUE`` to
+    the adapt command (``pool:0.5+distill-target=mean+holes=1,3,5,7,9,11``); ``@CAMERA`` at the
+    end makes it a control adapted on every noisy image of that camera instead of the
+    training scenes (``pool:0@Canon600D``)."""
     text, _, camera = text.partition("@")
-    targets, _, share = text.partition(":")
-    return targets, float(share or 0), camera or None
+    head, *options = text.split("+")
+    targets, _, share = head.partition(":")
+    flags = []
+    for option in options:
+        flag, sep, value = option.partition("=")
+        if not sep or not flag:
+            raise SystemExit(f"variant {text!r}: expected TARGETS:SHARE[+FLAG=VALUE...][@CAMERA]")
+        flags += [f"--{flag}", value]
+    return targets, float(share or 0), flags, camera or None
+
+
+def variant_label(targets: str, share: float, flags: list[str], camera: str | None) -> str:
+    """A variant's column title: ``after, pool targets, teacher share 0.5, distill-target mean``."""
+    options = "".join(f", {flags[i][2:]} {flags[i + 1]}" for i in range(0, len(flags), 2))
+    return (f"after, {targets} targets, teacher share {share:g}{options}"
+            + (f", adapted on {camera} (control)" if camera else ""))
 
 
 def spread(values: list[float]) -> str:
@@ -118,9 +134,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=80.0,
                         help="adapt's --time-limit of every run")
-    parser.add_argument("--variants", default="pool:0,pool:0.5,online:0,pool:0@Canon600D",
-                        help="TARGETS:TEACHER_SHARE[@OTHER_CAMERA], comma-separated; one adapt "
-                             "run each per split (@CAMERA: adapted on that camera's images)")
+    parser.add_argument("--variants", nargs="+",
+                        default=["pool:0", "pool:0.5", "online:0", "pool:0@Canon600D"],
+                        help="TARGETS:TEACHER_SHARE[+FLAG=VALUE...][@OTHER_CAMERA]: one adapt run "
+                             "each per split (+FLAG=VALUE: also --FLAG VALUE; @CAMERA: adapted "
+                             "on that camera's images)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report-frames", type=int, default=4)
     parser.add_argument("--strengths", default="2,3,4,5,6,7", help="NL-means h values")
@@ -174,7 +192,7 @@ def main() -> None:
             out = cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21)
             nlm[h][p] = psnr(out[:, :, ::-1].astype(np.float32), c)
 
-    variants = [parse_variant(v) for v in args.variants.split(",")]
+    variants = {v: parse_variant(v) for v in args.variants}
     work = args.work or Path(tempfile.mkdtemp(prefix="adapt_polyu_"))
     work.mkdir(parents=True, exist_ok=True)
     splits = []
@@ -191,16 +209,15 @@ def main() -> None:
                    "variants": {}}
             print(f"split {split}: held out {', '.join(test)} ({len(test_files)} images); "
                   f"adapting on {', '.join(train)} ({len(train_files)} images)", flush=True)
-            for targets, share, other in variants:
-                key = f"{targets}:{share:g}" + (f"@{other}" if other else "")
-                out = work / f"split{split}_{targets}_{share:g}_{other or 'same'}.pt"
+            for number, (key, (targets, share, flags, other)) in enumerate(variants.items()):
+                out = work / f"split{split}_variant{number}.pt"
                 data = ([str(n) for items in scenes_of(args.polyu, other).values() for n, _ in items]
                         if other else train_files)
                 code = adapt_main(["--data", *data, "--out", str(out), "--overwrite",
                                    "--time-limit", str(args.time_limit), "--teacher-share",
                                    str(share), "--targets", targets, "--threads",
                                    str(args.threads), "--seed", str(args.seed + split),
-                                   "--report-frames", str(args.report_frames)])
+                                   "--report-frames", str(args.report_frames), *flags])
                 if code != 0:
                     raise SystemExit(f"adapt exited with {code} on split {split}, {key}")
                 adapted = load_checkpoint(out)
@@ -221,9 +238,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     best_h = max(strengths, key=lambda h: np.mean([r["nlm"][h] for r in splits]))
-    keys = [f"{t}:{s:g}" + (f"@{o}" if o else "") for t, s, o in variants]
-    label = {k: f"after, {t} targets, teacher share {s:g}" + (f", adapted on {o} (control)" if o else "")
-             for k, (t, s, o) in zip(keys, variants)}
+    keys = list(variants)
+    label = {k: variant_label(*v) for k, v in variants.items()}
     print()
     print(f"CPU: {describe_cpu()}; torch threads {args.threads}; load average "
           f"{load_start[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (the CPU is "

@@ -59,6 +59,9 @@ def test_end_to_end_writes_loadable_checkpoints_and_reports(camera_folder, model
     assert adaptation["pictures"] == 3 and adaptation["pool_regions"] == 2
     assert adaptation["sources"] == [str(camera_folder)]
     assert set(adaptation["seconds"]) == {"total", "teacher", "targets", "student"}
+    check = adaptation["teacher_check"]
+    assert check["crops"] == 2 and check["hole"] == 9        # 2 batches of --batch 1
+    assert check["kept"] == (check["loss_after"] < check["loss_before"])
     assert student.metadata["adapted_from"]["student"]["architecture"] == "student_c"
     report = adaptation["report"]
     assert report["before"]["frames"] == 2 and report["after"]["frames"] == 2
@@ -74,6 +77,25 @@ def test_end_to_end_writes_loadable_checkpoints_and_reports(camera_folder, model
         cells = [c.strip() for c in row.strip("|").split("|")][1:]
         assert all(np.isfinite(float(c)) for c in cells)
     assert not list(tmp_path.glob(".adapted.pt.adapt-*"))  # scratch folder removed
+
+
+def test_a_fine_tune_that_raises_the_teacher_loss_is_undone(camera_folder, models, tmp_path):
+    """A learning rate of 0.03 wrecks the teacher: its blind-spot loss on the fixed crops rises,
+    so the given weights come back and the student is distilled from them."""
+    import atbsn_edge
+
+    out, teacher_out = tmp_path / "adapted.pt", tmp_path / "teacher.pt"
+    assert adapt_main(["--data", str(camera_folder), "--out", str(out), "--teacher-out",
+                       str(teacher_out), "--time-limit", "0", "--teacher-iterations", "2",
+                       "--teacher-lr", "0.03", "--student-iterations", "1", "--pool-regions", "1",
+                       *models, *TINY]) == 0
+    check = torch.load(out, weights_only=True)["metadata"]["adaptation"]["teacher_check"]
+    assert not check["kept"] and check["loss_after"] > check["loss_before"]
+    given = atbsn_edge.load_checkpoint(models[1]).network.state_dict()
+    written = atbsn_edge.load_checkpoint(teacher_out).network.state_dict()
+    assert set(given) == set(written)
+    for name, tensor in given.items():
+        assert torch.equal(tensor, written[name]), name
 
 
 def test_time_limit_splits_the_clock_between_teacher_and_student(camera_folder, models,
@@ -92,8 +114,11 @@ def test_time_limit_splits_the_clock_between_teacher_and_student(camera_folder, 
 def test_online_targets_and_no_teacher_iterations_skip_the_teacher(camera_folder, models, tmp_path):
     out = tmp_path / "online.pt"
     assert adapt_main(["--data", str(camera_folder), "--out", str(out), "--time-limit", "0",
-                       "--student-iterations", "1", "--targets", "online", *models, *TINY]) == 0
-    adaptation = torch.load(out, weights_only=True)["metadata"]["adaptation"]
+                       "--student-iterations", "1", "--targets", "online",
+                       "--distill-target", "mean", *models, *TINY]) == 0
+    metadata = torch.load(out, weights_only=True)["metadata"]
+    adaptation = metadata["adaptation"]
+    assert metadata["distillation_target"] == adaptation["config"]["distill_target"] == "mean"
     assert adaptation["iterations"] == {"teacher": 0, "student": 1}
     assert adaptation["pool_regions"] == 0
 
@@ -157,10 +182,12 @@ def test_refuses_swapped_models_and_bad_values(camera_folder, make_checkpoint, t
 
 def test_parser_defaults_match_the_config():
     from atbsn_edge.adaptation import TARGETS, AdaptConfig
+    from atbsn_edge.adapt import DISTILL_TARGETS as CLI_DISTILL_TARGETS
     from atbsn_edge.adapt import TARGETS as CLI_TARGETS
+    from atbsn_edge.distillation import TARGETS as DISTILL_TARGETS
 
     config, d = AdaptConfig(), DEFAULTS
-    assert TARGETS == CLI_TARGETS
+    assert TARGETS == CLI_TARGETS and DISTILL_TARGETS == CLI_DISTILL_TARGETS
     for name in vars(d):
         assert getattr(config, name) == getattr(d, name), name
     args = build_parser().parse_args(["--data", "x", "--out", "y"])
@@ -185,6 +212,9 @@ def test_pool_sampler_transforms_input_and_targets_alike():
 
     loss = pooled_loss(Half(), batch)  # exact on the first target, 0.5 x + 1 off the second
     expected = float((noisy * 0.5 + 1).abs().mean())
+    assert float(loss) == pytest.approx(expected, rel=1e-2)
+    loss = pooled_loss(Half(), batch, "mean")  # the targets' mean is 0.75 x + 0.5
+    expected = float((noisy * 0.25 + 0.5).abs().mean())
     assert float(loss) == pytest.approx(expected, rel=1e-2)
 
 

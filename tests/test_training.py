@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from atbsn_edge.distill import main as distill_main  # noqa: E402
+from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.train import main as train_main  # noqa: E402
 from conftest import textured_image  # noqa: E402
 
@@ -108,6 +109,14 @@ def test_time_limit_drives_the_schedule_and_stops_the_run(noisy_folder, tmp_path
     assert cosine_lr(0.0, 3e-4, 1e-6) == pytest.approx(3e-4)
     assert cosine_lr(0.5, 3e-4, 1e-6) == pytest.approx((3e-4 + 1e-6) / 2)
     assert cosine_lr(1.0, 3e-4, 1e-6) == pytest.approx(1e-6)
+    # A warm-up rises linearly from lr_min, then the cosine runs over the rest of the progress.
+    assert cosine_lr(0.0, 3e-4, 1e-6, warmup=0.2) == pytest.approx(1e-6)
+    assert cosine_lr(0.1, 3e-4, 1e-6, warmup=0.2) == pytest.approx((3e-4 + 1e-6) / 2)
+    assert cosine_lr(0.2, 3e-4, 1e-6, warmup=0.2) == pytest.approx(3e-4)
+    assert cosine_lr(0.6, 3e-4, 1e-6, warmup=0.2) == pytest.approx((3e-4 + 1e-6) / 2)
+    assert cosine_lr(1.0, 3e-4, 1e-6, warmup=0.2) == pytest.approx(1e-6)
+    with pytest.raises(AtbsnError, match="warm-up"):
+        TrainConfig(warmup=1.0).validate()
 
     out = tmp_path / "timed.pt"
     assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "100000",
