@@ -582,6 +582,8 @@ def adapt(config: AdaptConfig, teacher: Denoiser, student: Denoiser,
                     "iterations": student_result.iterations,
                     "adapted_from": {"student": student_source, "teacher": teacher_source},
                     "adaptation": {**adaptation, "report": {"before": before, "after": after}}}
+    if "strength" in student.metadata:   # denoise keeps blending as it did with the given one
+        student_meta["strength"] = student.metadata["strength"]
     save_checkpoint(out, student.network, student_meta)
     if teacher_out is not None:
         teacher_meta = {"description": f"AT-BSN adapted to a camera's noisy frames with "

@@ -172,7 +172,8 @@ def open_source(args: argparse.Namespace):
         if args.inference_precision:
             options["inference_precision"] = args.inference_precision
         return open_artifact_tiled(args.artifact, target=args.target, tile=args.tile,
-                                   overlap=args.overlap, batch=args.batch, **options)
+                                   overlap=args.overlap, batch=args.batch,
+                                   strength=args.strength, **options)
     if args.target is not None:
         raise AtbsnError("--target chooses an artifact of the --artifact bundle; it has no "
                          "meaning with a checkpoint")
@@ -189,7 +190,8 @@ def open_source(args: argparse.Namespace):
 
         torch.set_num_threads(args.threads)
     return open_tiled(checkpoint, part=args.part, hole_size=args.hole, device=args.device,
-                      tile=args.tile, overlap=args.overlap, batch=args.batch)
+                      tile=args.tile, overlap=args.overlap, batch=args.batch,
+                      strength=args.strength)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         tiled = open_tiled(args.checkpoint, part=args.part, hole_size=args.hole,
                            device=args.device, tile=args.tile, overlap=args.overlap,
-                           batch=args.batch)
+                           batch=args.batch, strength=args.strength)
         rows: list[dict] = []
         with tiled, tqdm(total=len(pairs), desc="images", unit="img") as bar:
             for noisy_path, clean_path in pairs:

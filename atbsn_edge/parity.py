@@ -80,7 +80,7 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
     hole = tiled.runtime.info.hole_size
     spec = tiled.spec
     reference = open_tiled(checkpoint, part=bundle.part, hole_size=hole, tile=spec.tile_h,
-                           overlap=spec.overlap, batch=1)
+                           overlap=spec.overlap, batch=1, strength=1.0)
     pairs = []
     with reference:
         for n, c in zip(noisy, clean):
@@ -182,9 +182,10 @@ def check_parity(bundle_path: Path, *, target: str | None = None,
     bundle = Bundle.open(bundle_path)
     entry = bundle.artifact(target)
     options = {"inference_precision": inference_precision} if inference_precision else {}
-    # reference crops run whole: no overlap to fit (nor warn about) then
+    # reference crops run whole: no overlap to fit (nor warn about) then; parity compares
+    # the networks, so both run at strength 1 whatever the model's metadata recommends
     with open_artifact_tiled(bundle_path, target=target, overlap=None if images else 0,
-                             **options) as tiled:
+                             strength=1.0, **options) as tiled:
         info = tiled.runtime.info
         pairs = (image_pairs(images, clean, checkpoint, bundle, tiled) if images
                  else reference_pairs(bundle, tiled.runtime))

@@ -4,6 +4,11 @@
 and builds the :class:`~atbsn_edge.tiling.TileSpec` for it: the architecture's default
 overlap unless one is given, the runtime's stride. Bad flags and checkpoints become
 :class:`~atbsn_edge.errors.AtbsnError` (one line from a CLI).
+
+The denoising strength ``s`` blends the network's output with its input,
+``input + s * (output - input)``, after tiling (the same on every backend): 1 is the network's
+output, below 1 keeps more of the input. Its default is the model's own (the ``strength``
+entry of the checkpoint's or artifact's metadata), 1 where it has none.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -21,18 +26,53 @@ from .tiling import DEFAULT_TILE, TileSpec, denoise_tiled_many
 
 log = logging.getLogger(__name__)
 
+STRENGTH_KEY = "strength"        # a model's recommended strength, in its metadata
+STRENGTH_RANGE = (0.0, 2.0)
+
+
+def check_strength(value: float, source: str) -> float:
+    """``value`` if it is a strength in :data:`STRENGTH_RANGE`, else :class:`AtbsnError`."""
+    low, high = STRENGTH_RANGE
+    if not low <= value <= high:   # also refuses NaN
+        raise AtbsnError(f"{source}: strength {value} is outside {low:g}..{high:g} (1: the "
+                         "network's output, 0: the input unchanged)")
+    return value
+
+
+def model_strength(metadata: Mapping[str, Any], source: str = "the model") -> float:
+    """The strength a model's metadata recommends (its ``strength`` entry), 1.0 without one."""
+    value = metadata.get(STRENGTH_KEY, "")
+    if value in ("", None):
+        return 1.0
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise AtbsnError(f"{source}: metadata strength {value!r} is not a number; re-export "
+                         "it, or give --strength") from None
+    return check_strength(number, f"{source} metadata")
+
+
+def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: float) -> np.ndarray:
+    """``rgb + strength * (denoised - rgb)`` in float32 (``denoised`` itself at strength 1)."""
+    if strength == 1.0:
+        return denoised
+    return (rgb + np.float32(strength) * (denoised - rgb)).astype(np.float32, copy=False)
+
 
 @dataclass
 class TiledRuntime:
-    """A runtime and the tile layout to run it with; closes the runtime as a context manager."""
+    """A runtime, the tile layout to run it with and the denoising strength; closes the
+    runtime as a context manager."""
 
     runtime: Runtime
     spec: TileSpec
+    strength: float = 1.0
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Denoise an H x W x 3 float32 image (0..255), tiled, with as many batches in
-        flight as the runtime keeps (``Runtime.run_many``)."""
-        return denoise_tiled_many(rgb, self.runtime.run_many, self.spec, progress)
+        flight as the runtime keeps (``Runtime.run_many``), at :attr:`strength`."""
+        denoised = denoise_tiled_many(rgb, self.runtime.run_many, self.spec, progress)
+        return blend_with_input(rgb, denoised, self.strength)
 
     def describe(self) -> str:
         """One line: model, hole, device, tiles, overlap, batch (and the requests in
@@ -41,9 +81,10 @@ class TiledRuntime:
         hole = f" (hole {info.hole_size})" if info.hole_size is not None else ""
         requests = int(info.metadata.get("infer_requests", 1))
         in_flight = f", {requests} requests in flight" if requests > 1 else ""
+        strength = f", strength {self.strength:g}" if self.strength != 1.0 else ""
         return (f"{info.model}{hole} {info.precision} ({info.backend}) on {info.device}, "
                 f"tiles {self.spec.tile_h or 'whole image'}, "
-                f"overlap {self.spec.overlap}, batch {self.spec.batch}{in_flight}")
+                f"overlap {self.spec.overlap}, batch {self.spec.batch}{in_flight}{strength}")
 
     def close(self) -> None:
         self.runtime.close()
@@ -71,6 +112,22 @@ def add_tiling_arguments(p) -> None:
     p.add_argument("--batch", type=positive_int,
                    help="tiles per network call (default 1; an exported artifact's own batch)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help=DEVICE_HELP)
+    p.add_argument("--strength", type=strength_arg,
+                   help="output = input + S x (network output - input), S in 0..2: below 1 "
+                        "keeps more of the input's texture (and noise); default: the model's "
+                        "own (its metadata's strength), else 1")
+
+
+def strength_arg(text: str) -> float:
+    """argparse type: a denoising strength in :data:`STRENGTH_RANGE`."""
+    import argparse
+
+    try:
+        return check_strength(float(text), "--strength")
+    except (ValueError, AtbsnError) as exc:
+        low, high = STRENGTH_RANGE
+        raise argparse.ArgumentTypeError(f"expected a number in {low:g}..{high:g}, got "
+                                         f"{text!r}") from exc
 
 
 def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
@@ -130,12 +187,14 @@ def _artifact_spec(runtime: Runtime, tile: int | None, batch: int | None,
 
 def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = None,
                         tile: int | None = None, overlap: int | None = None,
-                        batch: int | None = None, **runtime_options: Any) -> TiledRuntime:
+                        batch: int | None = None, strength: float | None = None,
+                        **runtime_options: Any) -> TiledRuntime:
     """Open an exported artifact (a bundle folder, verified, or an artifact file); tile shape,
     batch, stride and the default overlap come from its metadata, so no other flag is needed.
     ``tile`` and ``batch`` apply to dynamic artifacts and are refused where the artifact
-    fixes another value. ``runtime_options`` (``threads``, ``performance_hint``,
-    ``infer_requests``) go to the backend that takes them."""
+    fixes another value. ``strength`` defaults to the artifact's own (metadata), else 1.
+    ``runtime_options`` (``threads``, ``performance_hint``, ``infer_requests``) go to the
+    backend that takes them."""
     from .runtimes.registry import backend_for_file, open_artifact
 
     entry, runtime_name = locate_artifact(artifact, target)
@@ -149,25 +208,30 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
     except AtbsnError:
         runtime.close()
         raise
-    return _validated(runtime, spec)
+    return _validated(runtime, spec, strength, str(entry))
 
 
-def _validated(runtime: Runtime, spec: TileSpec) -> TiledRuntime:
+def _validated(runtime: Runtime, spec: TileSpec, strength: float | None,
+               source: str) -> TiledRuntime:
     try:
         spec.validate()
-    except ValueError as exc:
+        if strength is None:
+            strength = model_strength(runtime.info.metadata, source)
+    except (ValueError, AtbsnError) as exc:
         runtime.close()
         raise AtbsnError(str(exc)) from None
-    tiled = TiledRuntime(runtime, spec)
+    tiled = TiledRuntime(runtime, spec, strength)
     log.info("%s", tiled.describe())
     return tiled
 
 
 def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
                hole_size: int | None = None, device: str = "cpu", tile: int | None = None,
-               overlap: int | None = None, batch: int | None = None) -> TiledRuntime:
+               overlap: int | None = None, batch: int | None = None,
+               strength: float | None = None) -> TiledRuntime:
     """Load ``checkpoint`` into a PyTorch runtime and lay out square tiles of side ``tile``
-    (default 512), ``batch`` tiles per call (default 1).
+    (default 512), ``batch`` tiles per call (default 1), at ``strength`` (default: the
+    checkpoint's own, its metadata's ``strength``, else 1).
 
     ``overlap`` defaults to the architecture's ``default_overlap``; ``tile=0`` runs whole
     images. Raises :class:`AtbsnError` for an unusable checkpoint, hole size or tile layout.
@@ -184,4 +248,4 @@ def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
         overlap = fitting_overlap(runtime.denoiser.architecture.default_overlap, tile, tile)
     spec = TileSpec(tile_h=tile, tile_w=tile, overlap=overlap, batch=batch or 1,
                     stride=runtime.input_spec.stride)
-    return _validated(runtime, spec)
+    return _validated(runtime, spec, strength, str(checkpoint))

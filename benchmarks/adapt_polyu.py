@@ -163,6 +163,7 @@ def main() -> None:
     from atbsn_edge.imageio import read_image
     from atbsn_edge.metrics import psnr
     from atbsn_edge.models.checkpoint import load_checkpoint
+    from atbsn_edge.pipeline import blend_with_input, model_strength
     from atbsn_edge.profiling.machine import describe_cpu
     from tqdm import tqdm
 
@@ -182,8 +183,11 @@ def main() -> None:
     images = {p: (read_image(p).rgb, read_image(m).rgb) for p, m in pairs.items()}
     noisy_psnr = {p: psnr(n, c) for p, (n, c) in images.items()}
     before_model = load_checkpoint(DEMO_STUDENT_C)
-    before_psnr = {p: psnr(run_denoiser(before_model, n, device), c)
-                   for p, (n, c) in tqdm(images.items(), desc="demo student", unit="img")}
+    strength = model_strength(before_model.metadata)   # what denoise applies by default
+    before_psnr, before_blended = {}, {}
+    for p, (n, c) in tqdm(images.items(), desc="demo student", unit="img"):
+        out = run_denoiser(before_model, n, device)
+        before_psnr[p], before_blended[p] = psnr(out, c), psnr(blend_with_input(n, out, strength), c)
     strengths = [float(h) for h in args.strengths.split(",")]
     nlm: dict[float, dict[Path, float]] = {h: {} for h in strengths}
     for p, (n, c) in tqdm(images.items(), desc="NL-means", unit="img"):
@@ -205,6 +209,7 @@ def main() -> None:
                    "train_images": len(train_files), "test_images": len(test_files),
                    "noisy": float(np.mean([noisy_psnr[p] for p in test_files])),
                    "before": float(np.mean([before_psnr[p] for p in test_files])),
+                   "before_blended": float(np.mean([before_blended[p] for p in test_files])),
                    "nlm": {h: float(np.mean([nlm[h][p] for p in test_files])) for h in strengths},
                    "variants": {}}
             print(f"split {split}: held out {', '.join(test)} ({len(test_files)} images); "
@@ -221,13 +226,18 @@ def main() -> None:
                 if code != 0:
                     raise SystemExit(f"adapt exited with {code} on split {split}, {key}")
                 adapted = load_checkpoint(out)
-                scores = [psnr(run_denoiser(adapted, images[p][0], device), images[p][1])
-                          for p in test_files]
+                outputs = {p: run_denoiser(adapted, images[p][0], device) for p in test_files}
+                scores = [psnr(outputs[p], images[p][1]) for p in test_files]
+                blended = [psnr(blend_with_input(images[p][0], outputs[p],
+                                                 model_strength(adapted.metadata)), images[p][1])
+                           for p in test_files]
                 meta = adapted.metadata["adaptation"]
                 row["variants"][key] = {"psnr": float(np.mean(scores)),
+                                        "psnr_blended": float(np.mean(blended)),
                                         "iterations": meta["iterations"],
                                         "seconds": meta["seconds"],
                                         "pool_regions": meta["pool_regions"],
+                                        "teacher_check": meta.get("teacher_check") or {},
                                         "report": meta["report"]}
                 out.unlink()
                 print(f"  {key}: {np.mean(scores):.3f} dB held out (before {row['before']:.3f}); "
@@ -266,16 +276,38 @@ def main() -> None:
           f"{spread([r['before'] - r['noisy'] for r in splits])} |")
     print(f"| NL-means h={best_h:g} over the unadapted student | "
           f"{spread([r['nlm'][best_h] - r['before'] for r in splits])} |")
+    if strength != 1.0:
+        print()
+        print(f"The same at the strength `denoise` applies by default (the model's {strength:g}: "
+              "input + s x (output - input)), gain over the unadapted student at that strength")
+        print()
+        print("| split | noisy | before | " + " | ".join(label[k] for k in keys) + " |")
+        print("|---|---:|---:|" + "---:|" * len(keys))
+        for r in splits:
+            cells = " | ".join(f"{r['variants'][k]['psnr_blended']:.3f} "
+                               f"({r['variants'][k]['psnr_blended'] - r['before_blended']:+.3f})"
+                               for k in keys)
+            print(f"| {r['split']} | {r['noisy']:.3f} | {r['before_blended']:.3f} | {cells} |")
+        print()
+        print(f"| gain at strength {strength:g}, mean ± sd over splits (min .. max) | dB |")
+        print("|---|---|")
+        for k in keys:
+            print(f"| {label[k]} | " + spread([r["variants"][k]["psnr_blended"]
+                                               - r["before_blended"] for r in splits]) + " |")
     print()
-    print("| split | variant | teacher it | pool regions | student it | seconds (teacher / "
-          "targets / student) | no-ref before: σ̂ out, residual std | after: σ̂ out, residual std |")
-    print("|---|---|---:|---:|---:|---|---|---|")
+    print("| split | variant | teacher it | teacher loss before -> after (kept) | pool regions | "
+          "student it | seconds (teacher / targets / student) | no-ref before: σ̂ out, residual "
+          "std | after: σ̂ out, residual std |")
+    print("|---|---|---:|---|---:|---:|---|---|---|")
     for r in splits:
         for k in keys:
             v = r["variants"][k]
             b, a = v["report"].get("before") or {}, v["report"].get("after") or {}
-            s = v["seconds"]
-            print(f"| {r['split']} | {k} | {v['iterations']['teacher']} | {v['pool_regions']} | "
+            s, c = v["seconds"], v.get("teacher_check") or {}
+            check = (f"{c['loss_before']:.4f} -> {c['loss_after']:.4f} "
+                     f"({'kept' if c['kept'] else 'undone'})" if c else "-")
+            print(f"| {r['split']} | {k} | {v['iterations']['teacher']} | {check} | "
+                  f"{v['pool_regions']} | "
                   f"{v['iterations']['student']} | {s['teacher']:.0f} / {s['targets']:.0f} / "
                   f"{s['student']:.0f} | {b.get('output_sigma', float('nan')):.3f}, "
                   f"{b.get('residual_std', float('nan')):.3f} | "

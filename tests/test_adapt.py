@@ -34,7 +34,7 @@ def camera_folder(tmp_path):
 @pytest.fixture
 def models(make_checkpoint):
     return ["--teacher", str(make_checkpoint("atbsn", train_hole=9, infer_hole=3)),
-            "--student", str(make_checkpoint("student_c"))]
+            "--student", str(make_checkpoint("student_c", strength=0.7))]
 
 
 def _exit_code(argv: list[str]) -> int:
@@ -54,6 +54,7 @@ def test_end_to_end_writes_loadable_checkpoints_and_reports(camera_folder, model
                        "--student-iterations", "2", "--pool-regions", "2", *models, *TINY]) == 0
     student = atbsn_edge.load_checkpoint(out)
     assert student.architecture.name == "student_c"
+    assert student.metadata["strength"] == 0.7      # denoise blends as with the given student
     adaptation = student.metadata["adaptation"]
     assert adaptation["iterations"] == {"teacher": 1, "student": 2}
     assert adaptation["pictures"] == 3 and adaptation["pool_regions"] == 2

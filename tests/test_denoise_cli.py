@@ -14,7 +14,7 @@ import pytest
 
 from atbsn_edge.denoise import main
 from atbsn_edge.imageio import read_image, to_storage
-from conftest import textured_image
+from conftest import textured_image, write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 40, 50
@@ -347,3 +347,49 @@ def test_bundled_defaults_denoise_the_example_image(tmp_path):
     assert np.abs(blur(out) - blur(noisy)).mean() < 4  # the picture is kept (measured 1.7) ...
     high_freq = lambda im: cv2.Laplacian(im, cv2.CV_32F).var()  # noqa: E731
     assert high_freq(out) < 0.8 * high_freq(noisy)  # ... and its pixel noise reduced
+
+
+# --------------------------------------------------------------------------------------------
+# Denoising strength
+# --------------------------------------------------------------------------------------------
+
+def test_strength_blends_the_network_output_with_the_input(tmp_path, make_checkpoint):
+    from atbsn_edge.pipeline import open_tiled
+
+    rgb = textured_image(64, 96).astype(np.float32)
+    plain = make_checkpoint("student_a")
+    with open_tiled(plain, tile=0) as tiled:        # no strength in its metadata: 1
+        assert tiled.strength == 1.0
+        full = tiled.denoise(rgb)
+    with open_tiled(plain, tile=0, strength=0.25) as tiled:
+        np.testing.assert_allclose(tiled.denoise(rgb), rgb + 0.25 * (full - rgb), atol=1e-4)
+    recommended = write_checkpoint(tmp_path / "rec", "student_a", strength=0.4)
+    with open_tiled(recommended, tile=0) as tiled:   # the model's own, from its metadata
+        assert tiled.strength == 0.4 and "strength 0.4" in tiled.describe()
+        np.testing.assert_allclose(tiled.denoise(rgb), rgb + 0.4 * (full - rgb), atol=1e-4)
+    with open_tiled(recommended, tile=0, strength=1.0) as tiled:  # --strength 1 overrides it
+        np.testing.assert_allclose(tiled.denoise(rgb), full, atol=0)
+
+
+def test_the_bundled_student_recommends_its_strength():
+    from atbsn_edge.assets import DEMO_STUDENT_C
+    from atbsn_edge.models.checkpoint import load_checkpoint
+
+    assert load_checkpoint(DEMO_STUDENT_C).metadata["strength"] == 0.65
+
+
+@pytest.mark.parametrize("value, message", [("3", "0..2"), ("nan", "0..2"), ("x", "0..2")])
+def test_bad_strength_is_an_argparse_error(tmp_path, ckpt, capsys, value, message):
+    image = save(tmp_path / "in.png", rgb_u8())
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(image), "-o", str(tmp_path / "out"), "--checkpoint", str(ckpt),
+              "--strength", value])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_malformed_strength_in_a_model_exits_2(tmp_path, capsys):
+    bad = write_checkpoint(tmp_path / "bad", "student_a", strength="strong")
+    image = save(tmp_path / "in.png", rgb_u8())
+    assert main([str(image), "-o", str(tmp_path / "out"), "--checkpoint", str(bad)]) == 2
+    assert "metadata strength 'strong' is not a number" in only_error(capsys)

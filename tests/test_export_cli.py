@@ -75,6 +75,21 @@ def test_denoise_with_artifact_matches_checkpoint(bundle, make_checkpoint, tmp_p
     assert np.abs(a - c).max() <= 1  # fp32 graph vs eager, then 8-bit rounding
 
 
+def test_a_model_strength_travels_into_the_bundle(tmp_path):
+    from atbsn_edge.pipeline import open_artifact_tiled
+    from conftest import write_checkpoint
+
+    checkpoint = write_checkpoint(tmp_path, "student_a", strength=0.5)
+    out = tmp_path / "bundle"
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(checkpoint), "--tile", "64",
+                   "--out", str(out)]) == 0
+    assert Bundle.open(out).artifact().metadata["strength"] == "0.5"
+    with open_artifact_tiled(out, overlap=32) as tiled:
+        assert tiled.strength == 0.5
+    with open_artifact_tiled(out, overlap=32, strength=1.0) as tiled:
+        assert tiled.strength == 1.0
+
+
 def test_artifact_rejects_checkpoint_flags(bundle, tmp_path, capsys):
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), textured_image(40, 40).astype(np.uint8))

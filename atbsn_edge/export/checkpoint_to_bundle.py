@@ -25,7 +25,7 @@ def artifact_metadata(denoiser: Any, hole_size: int | None, precision: str) -> d
     return {"model": arch.name, "hole_size": "" if hole_size is None else hole_size,
             "value_range": "0,255", "stride": arch.stride, "default_overlap": arch.default_overlap,
             "precision": precision, "checkpoint_sha256": denoiser.metadata.get("checkpoint_sha256", ""),
-            "toolkit_version": __version__}
+            "strength": denoiser.metadata.get("strength", ""), "toolkit_version": __version__}
 
 
 def export_fp32_onnx(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,

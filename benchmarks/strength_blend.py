@@ -1,0 +1,116 @@
+"""Would a denoising strength help? ``noisy + s * (student - noisy)`` scored against clean.
+
+The bundled student over-smooths fine texture (it is below the noisy input on some pairs) and
+under-denoises elsewhere. A single global strength ``s`` (1 = the student's output, 0 = the
+noisy input) is the simplest knob a user could turn; this measures, on the 12 Nam pairs and the
+44 PolyU pairs (two cameras the models never saw), the mean PSNR and the number of pairs below
+the noisy input at each ``s``, and the best ``s`` per image (an oracle: how much a per-image
+strength could give at most). ``--select`` names the Nam pairs a single strength is chosen on
+(default 01-04, the pairs that already chose the AT-BSN's default hole); that strength's row
+is then scored on every pair. The PolyU pairs are licensed for non-commercial use: only read.
+
+    .venv/bin/python benchmarks/strength_blend.py --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "data" / "real"
+SETS = {"Nam (12)": ("nam_pairs", "*_noisy.png", "_noisy.png", "_clean.png"),
+        "PolyU (44)": ("polyu", "*_real.JPG", "_real.JPG", "_mean.JPG")}
+
+
+def pairs_of(folder: Path, pattern: str, noisy_suffix: str, clean_suffix: str) -> list[tuple[Path, Path]]:
+    """Sorted (noisy, clean) paths of one data set, from the file names."""
+    pairs = []
+    for noisy in sorted(folder.glob(pattern)):
+        clean = noisy.with_name(noisy.name[:-len(noisy_suffix)] + clean_suffix)
+        if not clean.is_file():
+            raise SystemExit(f"{noisy} has no {clean.name} beside it")
+        pairs.append((noisy, clean))
+    if not pairs:
+        raise SystemExit(f"no {pattern} in {folder}")
+    return pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="student checkpoint (default: the bundled demo student C)")
+    parser.add_argument("--strengths", default="0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--real", type=Path, default=REAL)
+    parser.add_argument("--select", default="01,02,03,04",
+                        help="Nam pairs (file name prefixes) the single strength is chosen on")
+    args = parser.parse_args()
+
+    import torch
+    from tqdm import tqdm
+
+    from atbsn_edge.adaptation import run_denoiser
+    from atbsn_edge.assets import DEMO_STUDENT_C
+    from atbsn_edge.imageio import read_image
+    from atbsn_edge.metrics import psnr, ssim
+    from atbsn_edge.models.checkpoint import load_checkpoint
+    from atbsn_edge.profiling.machine import describe_cpu
+
+    torch.set_num_threads(args.threads)
+    strengths = [float(s) for s in args.strengths.split(",")]
+    grid = [float(g) for g in np.round(np.arange(0.0, 1.51, 0.05), 2)]
+    model = load_checkpoint(args.checkpoint or DEMO_STUDENT_C)
+    started = time.perf_counter()
+    results = {}
+    for name, (folder, pattern, noisy_suffix, clean_suffix) in SETS.items():
+        rows = []
+        for noisy_path, clean_path in tqdm(pairs_of(args.real / folder, pattern, noisy_suffix,
+                                                    clean_suffix), desc=name, unit="img"):
+            noisy, clean = read_image(noisy_path).rgb, read_image(clean_path).rgb
+            with torch.no_grad():
+                residual = run_denoiser(model, noisy, torch.device("cpu")) - noisy
+            rows.append({"name": noisy_path.name, "noisy": psnr(noisy, clean),
+                         "images": (noisy, residual, clean),
+                         "grid": {s: psnr(noisy + s * residual, clean) for s in grid},
+                         "by_s": {s: (psnr(noisy + s * residual, clean),
+                                      ssim(noisy + s * residual, clean)) for s in strengths}})
+        results[name] = rows
+
+    print(f"CPU: {describe_cpu()}; torch threads {args.threads}; checkpoint "
+          f"{args.checkpoint or DEMO_STUDENT_C}; {time.perf_counter() - started:.0f} s")
+    print()
+    chosen_on = [r for r in results["Nam (12)"] if r["name"].split("_")[0] in args.select.split(",")]
+    chosen = max(grid, key=lambda g: np.mean([r["grid"][g] for r in chosen_on]))
+    print("| strength s | " + " | ".join(f"{n}: mean PSNR, SSIM, below the noisy input on"
+                                         for n in results) + " |")
+    print("|---:|" + "---|" * len(results))
+    print("| 0 (noisy) | " + " | ".join(f"{np.mean([r['noisy'] for r in rows]):.3f} dB, -, -"
+                                        for rows in results.values()) + " |")
+    for s in strengths:
+        cells = []
+        for rows in results.values():
+            worse = sum(r["by_s"][s][0] < r["noisy"] for r in rows)
+            cells.append(f"{np.mean([r['by_s'][s][0] for r in rows]):.3f} dB, "
+                         f"{np.mean([r['by_s'][s][1] for r in rows]):.4f}, {worse} of {len(rows)}")
+        print(f"| {s:g} | " + " | ".join(cells) + " |")
+    cells = []
+    for rows in results.values():
+        worse = sum(r["grid"][chosen] < r["noisy"] for r in rows)
+        chosen_ssim = np.mean([ssim(n + chosen * d, c) for n, d, c in (r["images"] for r in rows)])
+        cells.append(f"{np.mean([r['grid'][chosen] for r in rows]):.3f} dB, {chosen_ssim:.4f}, "
+                     f"{worse} of {len(rows)}")
+    print(f"| {chosen:g}, chosen on Nam {args.select} | " + " | ".join(cells) + " |")
+    cells = []
+    for rows in results.values():
+        best = [max((r["grid"][g], g) for g in grid) for r in rows]
+        cells.append(f"{np.mean([b[0] for b in best]):.3f} dB (s from {min(b[1] for b in best):g} "
+                     f"to {max(b[1] for b in best):g})")
+    print("| best s per image (oracle, uses clean) | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
