@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 "checkpoint": str(args.checkpoint), "model": info.model,
                 "hole_size": info.hole_size, "device": args.device,
                 "tile": tiled.spec.tile_h, "overlap": tiled.spec.overlap,
+                "strength": tiled.strength,
                 "images": rows, "mean": mean,
             }
             write_json(args.json, report)

@@ -82,7 +82,7 @@ def test_reference_scores_equal_the_metrics_of_the_tiled_output(tmp_path, pairs,
     assert rc == 0
     report = json.loads(report_path.read_text())
     assert report["mode"] == "reference" and report["model"] == "student_a"
-    assert (report["tile"], report["overlap"]) == (64, 32)
+    assert (report["tile"], report["overlap"], report["strength"]) == (64, 32, 1.0)
     rows = report["images"]
     assert [Path(r["noisy"]).name for r in rows] == ["0_astronaut.png", "1_coffee.png"]
     assert [Path(r["clean"]).parent for r in rows] == [clean_dir, clean_dir]
