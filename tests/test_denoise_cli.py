@@ -369,6 +369,11 @@ def test_strength_blends_the_network_output_with_the_input(tmp_path, make_checkp
         np.testing.assert_allclose(tiled.denoise(rgb), rgb + 0.4 * (full - rgb), atol=1e-4)
     with open_tiled(recommended, tile=0, strength=1.0) as tiled:  # --strength 1 overrides it
         np.testing.assert_allclose(tiled.denoise(rgb), full, atol=0)
+    from atbsn_edge.pipeline import blend_with_input
+
+    copy = full.copy()
+    assert blend_with_input(rgb, copy, 0.3, in_place=True) is copy
+    np.testing.assert_allclose(copy, blend_with_input(rgb, full, 0.3), atol=1e-4)
 
 
 def test_the_bundled_student_recommends_its_strength():
