@@ -30,7 +30,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .distillation import PUBLISHED_HOLES, MultiTeacher, distillation_loss
@@ -40,8 +39,10 @@ from .metrics import LAGS, lag_key, residual_stats
 from .models.atbsn import hole_to_shift
 from .models.checkpoint import save_checkpoint
 from .models.denoiser import Denoiser
+from .pipeline import STRENGTH_KEY
 from .sources import expand_sources, load_pictures
-from .training import CropSampler, TrainConfig, TrainState, autocast_context, optimise
+from .training import (CropSampler, TrainConfig, TrainState, autocast_context,
+                       blind_spot_loss, optimise)
 
 log = logging.getLogger(__name__)
 
@@ -389,17 +390,16 @@ def _infer_hole(teacher: Denoiser) -> int:
     return 3 if hole is None else int(hole)
 
 
-def blind_spot_loss(network: nn.Module, crops: torch.Tensor, hole: int, batch: int,
-                    device: torch.device) -> float:
-    """The AT-BSN's training loss (mean L1 to the input at ``hole``) over ``crops``, in float32
-    without gradients, ``batch`` crops per pass."""
+def mean_blind_spot_loss(network: nn.Module, crops: torch.Tensor, hole: int, batch: int,
+                         device: torch.device) -> float:
+    """:func:`~atbsn_edge.training.blind_spot_loss` over all of ``crops``, in float32 without
+    gradients, ``batch`` crops per pass."""
     network.eval()
     total = 0.0
     with torch.no_grad():
         for chunk in crops.split(batch):
             chunk = chunk.to(device).contiguous(memory_format=torch.channels_last)
-            total += float(F.l1_loss(network(chunk, hole_size=hole).float(), chunk,
-                                     reduction="sum"))
+            total += float(blind_spot_loss(network, chunk, hole)) * chunk.numel()
     return total / crops.numel()
 
 
@@ -417,7 +417,8 @@ def fine_tune_teacher(teacher: Denoiser, pictures: Sequence[np.ndarray], config:
     crops = TEACHER_CHECK_BATCHES * config.batch
     check_crops = CropSampler(pictures, config.crop, config.seed + 1).sample(crops)
     given = {k: v.detach().clone() for k, v in teacher.network.state_dict().items()}
-    loss_before = blind_spot_loss(teacher.network, check_crops, train_hole, config.batch, device)
+    loss_before = mean_blind_spot_loss(teacher.network, check_crops, train_hole, config.batch,
+                                       device)
     seconds = config.teacher_seconds
     if seconds > 0:     # the check before and the one after come out of the teacher's clock
         seconds = max(seconds - 2 * (time.perf_counter() - started), 1.0)
@@ -428,10 +429,11 @@ def fine_tune_teacher(teacher: Denoiser, pictures: Sequence[np.ndarray], config:
     sampler = CropSampler(pictures, config.crop, config.seed)
 
     def loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(net(batch, hole_size=train_hole).float(), batch)
+        return blind_spot_loss(net, batch, train_hole)
 
     result = _run(teacher.network, loss, train, sampler, work, "adapt teacher")
-    loss_after = blind_spot_loss(teacher.network, check_crops, train_hole, config.batch, device)
+    loss_after = mean_blind_spot_loss(teacher.network, check_crops, train_hole, config.batch,
+                                       device)
     kept = loss_after < loss_before
     if not kept:
         teacher.network.load_state_dict(given)
@@ -582,8 +584,8 @@ def adapt(config: AdaptConfig, teacher: Denoiser, student: Denoiser,
                     "iterations": student_result.iterations,
                     "adapted_from": {"student": student_source, "teacher": teacher_source},
                     "adaptation": {**adaptation, "report": {"before": before, "after": after}}}
-    if "strength" in student.metadata:   # denoise keeps blending as it did with the given one
-        student_meta["strength"] = student.metadata["strength"]
+    if STRENGTH_KEY in student.metadata:   # denoise keeps blending as with the given one
+        student_meta[STRENGTH_KEY] = student.metadata[STRENGTH_KEY]
     save_checkpoint(out, student.network, student_meta)
     if teacher_out is not None:
         teacher_meta = {"description": f"AT-BSN adapted to a camera's noisy frames with "

@@ -160,6 +160,11 @@ def init_neighbour_average(model: ATBSN, random_scale: float = 0.1) -> None:
         model.nin_C.weight[c, c] = 1.0
 
 
+def blind_spot_loss(network: nn.Module, batch: torch.Tensor, hole: int) -> torch.Tensor:
+    """AT-BSN's self-supervised training loss: mean L1 of its output at ``hole`` to its input."""
+    return F.l1_loss(network(batch, hole_size=hole).float(), batch)
+
+
 def cosine_lr(progress: float, lr: float, lr_min: float, warmup: float = 0.0) -> float:
     """Cosine decay from ``lr`` to ``lr_min`` at progress 1, after a linear rise from
     ``lr_min`` over the first ``warmup`` of the progress (0: none, the decay starts at 0)."""
@@ -416,7 +421,7 @@ def train(config: TrainConfig, images: Sequence[np.ndarray], out: Path, *,
     sampler = CropSampler(images, config.crop, config.seed)
 
     def compute_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(net(batch, hole_size=config.train_hole).float(), batch)
+        return blind_spot_loss(net, batch, config.train_hole)
 
     def metadata(state: TrainState) -> dict:
         return {"train_hole": config.train_hole, "infer_hole": config.infer_hole,

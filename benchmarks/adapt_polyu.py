@@ -228,9 +228,9 @@ def main() -> None:
                 adapted = load_checkpoint(out)
                 outputs = {p: run_denoiser(adapted, images[p][0], device) for p in test_files}
                 scores = [psnr(outputs[p], images[p][1]) for p in test_files]
-                blended = [psnr(blend_with_input(images[p][0], outputs[p],
-                                                 model_strength(adapted.metadata)), images[p][1])
-                           for p in test_files]
+                adapted_strength = model_strength(adapted.metadata)
+                blended = [psnr(blend_with_input(images[p][0], outputs[p], adapted_strength),
+                                images[p][1]) for p in test_files]
                 meta = adapted.metadata["adaptation"]
                 row["variants"][key] = {"psnr": float(np.mean(scores)),
                                         "psnr_blended": float(np.mean(blended)),

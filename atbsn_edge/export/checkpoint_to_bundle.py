@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from .. import __version__
 from ..bundle import FP32_ONNX, READY, ArtifactEntry, Bundle, onnx_name, save_reference
+from ..pipeline import STRENGTH_KEY
 from .torch_qat_to_int8_onnx import LEARNED, learned_ranges, torch_qat_to_int8_onnx
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def artifact_metadata(denoiser: Any, hole_size: int | None, precision: str) -> d
     return {"model": arch.name, "hole_size": "" if hole_size is None else hole_size,
             "value_range": "0,255", "stride": arch.stride, "default_overlap": arch.default_overlap,
             "precision": precision, "checkpoint_sha256": denoiser.metadata.get("checkpoint_sha256", ""),
-            "strength": denoiser.metadata.get("strength", ""), "toolkit_version": __version__}
+            STRENGTH_KEY: denoiser.metadata.get(STRENGTH_KEY, ""), "toolkit_version": __version__}
 
 
 def export_fp32_onnx(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,
