@@ -182,12 +182,22 @@ def main() -> None:
 
     images = {p: (read_image(p).rgb, read_image(m).rgb) for p, m in pairs.items()}
     noisy_psnr = {p: psnr(n, c) for p, (n, c) in images.items()}
+
+    def scores(model, paths) -> tuple[dict[Path, float], dict[Path, float]]:
+        """PSNR of ``model``'s network output on ``paths``, and at its own strength (what
+        ``denoise`` applies by default)."""
+        strength = model_strength(model.metadata)
+        plain, blended = {}, {}
+        for p in paths:
+            n, c = images[p]
+            out = run_denoiser(model, n, device)
+            plain[p], blended[p] = psnr(out, c), psnr(blend_with_input(n, out, strength), c)
+        return plain, blended
+
     before_model = load_checkpoint(DEMO_STUDENT_C)
-    strength = model_strength(before_model.metadata)   # what denoise applies by default
-    before_psnr, before_blended = {}, {}
-    for p, (n, c) in tqdm(images.items(), desc="demo student", unit="img"):
-        out = run_denoiser(before_model, n, device)
-        before_psnr[p], before_blended[p] = psnr(out, c), psnr(blend_with_input(n, out, strength), c)
+    strength = model_strength(before_model.metadata)
+    before_psnr, before_blended = scores(before_model, tqdm(images, desc="demo student",
+                                                            unit="img"))
     strengths = [float(h) for h in args.strengths.split(",")]
     nlm: dict[float, dict[Path, float]] = {h: {} for h in strengths}
     for p, (n, c) in tqdm(images.items(), desc="NL-means", unit="img"):
@@ -226,21 +236,18 @@ def main() -> None:
                 if code != 0:
                     raise SystemExit(f"adapt exited with {code} on split {split}, {key}")
                 adapted = load_checkpoint(out)
-                outputs = {p: run_denoiser(adapted, images[p][0], device) for p in test_files}
-                scores = [psnr(outputs[p], images[p][1]) for p in test_files]
-                adapted_strength = model_strength(adapted.metadata)
-                blended = [psnr(blend_with_input(images[p][0], outputs[p], adapted_strength),
-                                images[p][1]) for p in test_files]
+                plain, blended = scores(adapted, test_files)
                 meta = adapted.metadata["adaptation"]
-                row["variants"][key] = {"psnr": float(np.mean(scores)),
-                                        "psnr_blended": float(np.mean(blended)),
+                row["variants"][key] = {"psnr": float(np.mean(list(plain.values()))),
+                                        "psnr_blended": float(np.mean(list(blended.values()))),
                                         "iterations": meta["iterations"],
                                         "seconds": meta["seconds"],
                                         "pool_regions": meta["pool_regions"],
                                         "teacher_check": meta.get("teacher_check") or {},
                                         "report": meta["report"]}
                 out.unlink()
-                print(f"  {key}: {np.mean(scores):.3f} dB held out (before {row['before']:.3f}); "
+                print(f"  {key}: {row['variants'][key]['psnr']:.3f} dB held out "
+                      f"(before {row['before']:.3f}); "
                       f"{meta['iterations']}, {meta['pool_regions']} regions", flush=True)
             splits.append(row)
     finally:
