@@ -39,7 +39,7 @@ from .metrics import LAGS, lag_key, residual_stats
 from .models.atbsn import hole_to_shift
 from .models.checkpoint import save_checkpoint
 from .models.denoiser import Denoiser
-from .pipeline import STRENGTH_KEY
+from .strength import STRENGTH_KEY
 from .sources import expand_sources, load_pictures
 from .training import (CropSampler, TrainConfig, TrainState, autocast_context,
                        blind_spot_loss, optimise)

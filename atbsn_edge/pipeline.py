@@ -5,10 +5,10 @@ and builds the :class:`~atbsn_edge.tiling.TileSpec` for it: the architecture's d
 overlap unless one is given, the runtime's stride. Bad flags and checkpoints become
 :class:`~atbsn_edge.errors.AtbsnError` (one line from a CLI).
 
-The denoising strength ``s`` blends the network's output with its input,
-``input + s * (output - input)``, after tiling (the same on every backend): 1 is the network's
-output, below 1 keeps more of the input. Its default is the model's own (the ``strength``
-entry of the checkpoint's or artifact's metadata), 1 where it has none.
+The denoising strength (:mod:`atbsn_edge.strength`: a number ``s``, ``input + s * (output -
+input)``, or ``auto``, a per-pixel gain from the residual) is applied after tiling, the same on
+every backend. Its default is the model's own (the ``strength`` entry of the checkpoint's or
+artifact's metadata), 1 where it has none.
 """
 from __future__ import annotations
 
@@ -22,50 +22,10 @@ import numpy as np
 
 from .errors import AtbsnError
 from .runtimes.base import Runtime
+from .strength import Strength, blend_with_input, describe_strength, model_strength, strength_arg
 from .tiling import DEFAULT_TILE, TileSpec, denoise_tiled_many
 
 log = logging.getLogger(__name__)
-
-STRENGTH_KEY = "strength"        # a model's recommended strength, in its metadata
-STRENGTH_RANGE = (0.0, 2.0)
-
-
-def check_strength(value: float, source: str) -> float:
-    """``value`` if it is a strength in :data:`STRENGTH_RANGE`, else :class:`AtbsnError`."""
-    low, high = STRENGTH_RANGE
-    if not low <= value <= high:   # also refuses NaN
-        raise AtbsnError(f"{source}: strength {value} is outside {low:g}..{high:g} (1: the "
-                         "network's output, 0: the input unchanged)")
-    return value
-
-
-def model_strength(metadata: Mapping[str, Any], source: str = "the model") -> float:
-    """The strength a model's metadata recommends (its ``strength`` entry), 1.0 without one."""
-    value = metadata.get(STRENGTH_KEY, "")
-    if value in ("", None):
-        return 1.0
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise AtbsnError(f"{source}: metadata strength {value!r} is not a number; re-export "
-                         "it, or give --strength") from None
-    return check_strength(number, f"{source} metadata")
-
-
-def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: float, *,
-                     in_place: bool = False) -> np.ndarray:
-    """``rgb + strength * (denoised - rgb)`` in float32 (``denoised`` itself at strength 1).
-    ``in_place`` writes it into ``denoised`` (a float32 array) instead of new arrays: no extra
-    image-sized buffers, which matter at 12 MP (144 MB each)."""
-    if strength == 1.0:
-        return denoised
-    if not in_place:
-        return (rgb + np.float32(strength) * (denoised - rgb)).astype(np.float32, copy=False)
-    np.subtract(denoised, rgb, out=denoised)
-    np.multiply(denoised, np.float32(strength), out=denoised)
-    np.add(denoised, rgb, out=denoised)
-    return denoised
-
 
 @dataclass
 class TiledRuntime:
@@ -74,7 +34,7 @@ class TiledRuntime:
 
     runtime: Runtime
     spec: TileSpec
-    strength: float = 1.0
+    strength: Strength = 1.0
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Denoise an H x W x 3 float32 image (0..255), tiled, with as many batches in
@@ -89,7 +49,8 @@ class TiledRuntime:
         hole = f" (hole {info.hole_size})" if info.hole_size is not None else ""
         requests = int(info.metadata.get("infer_requests", 1))
         in_flight = f", {requests} requests in flight" if requests > 1 else ""
-        strength = f", strength {self.strength:g}" if self.strength != 1.0 else ""
+        strength = (f", strength {describe_strength(self.strength)}"
+                    if self.strength != 1.0 else "")
         return (f"{info.model}{hole} {info.precision} ({info.backend}) on {info.device}, "
                 f"tiles {self.spec.tile_h or 'whole image'}, "
                 f"overlap {self.spec.overlap}, batch {self.spec.batch}{in_flight}{strength}")
@@ -122,20 +83,9 @@ def add_tiling_arguments(p) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help=DEVICE_HELP)
     p.add_argument("--strength", type=strength_arg,
                    help="output = input + S x (network output - input), S in 0..2: below 1 "
-                        "keeps more of the input's texture (and noise); default: the model's "
-                        "own (its metadata's strength), else 1")
-
-
-def strength_arg(text: str) -> float:
-    """argparse type: a denoising strength in :data:`STRENGTH_RANGE`."""
-    import argparse
-
-    try:
-        return check_strength(float(text), "--strength")
-    except (ValueError, AtbsnError) as exc:
-        low, high = STRENGTH_RANGE
-        raise argparse.ArgumentTypeError(f"expected a number in {low:g}..{high:g}, got "
-                                         f"{text!r}") from exc
+                        "keeps more of the input's texture (and noise); 'auto': S per pixel, "
+                        "lower where the network removed more than the image's noise level "
+                        "(texture); default: the model's own (its metadata's strength), else 1")
 
 
 def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
@@ -195,7 +145,7 @@ def _artifact_spec(runtime: Runtime, tile: int | None, batch: int | None,
 
 def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = None,
                         tile: int | None = None, overlap: int | None = None,
-                        batch: int | None = None, strength: float | None = None,
+                        batch: int | None = None, strength: Strength | None = None,
                         **runtime_options: Any) -> TiledRuntime:
     """Open an exported artifact (a bundle folder, verified, or an artifact file); tile shape,
     batch, stride and the default overlap come from its metadata, so no other flag is needed.
@@ -219,7 +169,7 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
     return _validated(runtime, spec, strength, str(entry))
 
 
-def _validated(runtime: Runtime, spec: TileSpec, strength: float | None,
+def _validated(runtime: Runtime, spec: TileSpec, strength: Strength | None,
                source: str) -> TiledRuntime:
     try:
         spec.validate()
@@ -236,7 +186,7 @@ def _validated(runtime: Runtime, spec: TileSpec, strength: float | None,
 def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
                hole_size: int | None = None, device: str = "cpu", tile: int | None = None,
                overlap: int | None = None, batch: int | None = None,
-               strength: float | None = None) -> TiledRuntime:
+               strength: Strength | None = None) -> TiledRuntime:
     """Load ``checkpoint`` into a PyTorch runtime and lay out square tiles of side ``tile``
     (default 512), ``batch`` tiles per call (default 1), at ``strength`` (default: the
     checkpoint's own, its metadata's ``strength``, else 1).

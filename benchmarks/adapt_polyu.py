@@ -163,7 +163,7 @@ def main() -> None:
     from atbsn_edge.imageio import read_image
     from atbsn_edge.metrics import psnr
     from atbsn_edge.models.checkpoint import load_checkpoint
-    from atbsn_edge.pipeline import blend_with_input, model_strength
+    from atbsn_edge.strength import blend_with_input, describe_strength, model_strength
     from atbsn_edge.profiling.machine import describe_cpu
     from tqdm import tqdm
 
@@ -285,8 +285,8 @@ def main() -> None:
           f"{spread([r['nlm'][best_h] - r['before'] for r in splits])} |")
     if strength != 1.0:
         print()
-        print(f"The same at the strength `denoise` applies by default (the model's {strength:g}: "
-              "input + s x (output - input)), gain over the unadapted student at that strength")
+        print(f"The same at the strength `denoise` applies by default (the model's "
+              f"{describe_strength(strength)}), gain over the unadapted student at that strength")
         print()
         print("| split | noisy | before | " + " | ".join(label[k] for k in keys) + " |")
         print("|---|---:|---:|" + "---:|" * len(keys))
@@ -296,7 +296,7 @@ def main() -> None:
                                for k in keys)
             print(f"| {r['split']} | {r['noisy']:.3f} | {r['before_blended']:.3f} | {cells} |")
         print()
-        print(f"| gain at strength {strength:g}, mean ± sd over splits (min .. max) | dB |")
+        print(f"| gain at strength {describe_strength(strength)}, mean ± sd over splits (min .. max) | dB |")
         print("|---|---|")
         for k in keys:
             print(f"| {label[k]} | " + spread([r["variants"][k]["psnr_blended"]

@@ -23,6 +23,7 @@ import torch
 from atbsn_edge.compare import Crop, write_comparison
 from atbsn_edge.imageio import read_image
 from atbsn_edge.metrics import psnr
+from atbsn_edge.strength import strength_arg
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--nlmeans-h", type=float, default=4.0)
     parser.add_argument("--crop", type=Crop.parse, help="X,Y,W,H (default: the most detailed 128x128)")
     parser.add_argument("--zoom", type=int, default=3)
-    parser.add_argument("--strength", type=float,
+    parser.add_argument("--strength", type=strength_arg,
                         help="the student's strength (default: the model's own, else 1)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the pictures")
     args = parser.parse_args()
@@ -43,7 +44,7 @@ def main() -> None:
 
     from atbsn_edge.assets import default_checkpoint
     from atbsn_edge.models.checkpoint import load_checkpoint
-    from atbsn_edge.pipeline import blend_with_input, model_strength
+    from atbsn_edge.strength import blend_with_input, describe_strength, model_strength
 
     model = load_checkpoint(args.checkpoint or default_checkpoint())
     strength = model_strength(model.metadata) if args.strength is None else args.strength
@@ -58,7 +59,7 @@ def main() -> None:
             x = torch.from_numpy(noisy.transpose(2, 0, 1).copy())[None]
             student = model(x)[0].numpy().transpose(1, 2, 0)
         student = blend_with_input(noisy, student, strength)
-        name = model.architecture.name + (f" s={strength:g}" if strength != 1.0 else "")
+        name = model.architecture.name + (f" s={describe_strength(strength)}" if strength != 1.0 else "")
         panels = [(f"noisy {psnr(noisy, clean):.2f} dB", noisy),
                   (f"NL-means h={args.nlmeans_h:g} {psnr(nlmeans, clean):.2f} dB", nlmeans),
                   (f"{name} {psnr(student, clean):.2f} dB", student),

@@ -7,9 +7,12 @@ noisy input) is the simplest knob a user could turn; this measures, on the 12 Na
 the noisy input at each ``s``, and the best ``s`` per image (an oracle: how much a per-image
 strength could give at most). ``--select`` names the Nam pairs a single strength is chosen on
 (default 01-04, the pairs that already chose the AT-BSN's default hole); that strength's row
-is then scored on every pair. The PolyU pairs are licensed for non-commercial use: only read.
+is then scored on every pair. The last rows score ``auto`` (a per-pixel gain from the residual,
+``atbsn_edge/strength.py``), whose quantile and window were chosen on the same Nam pairs:
+``--auto-grid`` prints that choice (mean PSNR of every quantile x window on the ``--select``
+pairs, and on every set). The PolyU pairs are licensed for non-commercial use: only read.
 
-    .venv/bin/python benchmarks/strength_blend.py --threads 2
+    .venv/bin/python benchmarks/strength_blend.py --threads 2 --auto-grid
 """
 from __future__ import annotations
 
@@ -48,6 +51,8 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=REAL)
     parser.add_argument("--select", default="01,02,03,04",
                         help="Nam pairs (file name prefixes) the single strength is chosen on")
+    parser.add_argument("--auto-grid", action="store_true",
+                        help="also score auto's quantile x window grid (the choice of its constants)")
     args = parser.parse_args()
 
     import torch
@@ -59,6 +64,7 @@ def main() -> None:
     from atbsn_edge.metrics import psnr, ssim
     from atbsn_edge.models.checkpoint import load_checkpoint
     from atbsn_edge.profiling.machine import describe_cpu
+    from atbsn_edge.strength import AUTO_QUANTILE, AUTO_WINDOW, auto_gain
 
     torch.set_num_threads(args.threads)
     strengths = [float(s) for s in args.strengths.split(",")]
@@ -110,6 +116,36 @@ def main() -> None:
         cells.append(f"{np.mean([b[0] for b in best]):.3f} dB (s from {min(b[1] for b in best):g} "
                      f"to {max(b[1] for b in best):g})")
     print("| best s per image (oracle, uses clean) | " + " | ".join(cells) + " |")
+    cells = []
+    for rows in results.values():
+        outs = [(n + auto_gain(d)[:, :, None] * d, n, c) for n, d, c in (r["images"] for r in rows)]
+        scores = [(psnr(o, c), ssim(o, c), psnr(n, c)) for o, n, c in outs]
+        cells.append(f"{np.mean([p for p, _, _ in scores]):.3f} dB, "
+                     f"{np.mean([q for _, q, _ in scores]):.4f}, "
+                     f"{sum(p < p0 for p, _, p0 in scores)} of {len(rows)}")
+    print(f"| auto (quantile {AUTO_QUANTILE:g}, window {AUTO_WINDOW}, chosen on Nam {args.select}) | "
+          + " | ".join(cells) + " |")
+    if args.auto_grid:
+        print_auto_grid(results, chosen_on, auto_gain, psnr)
+
+
+def print_auto_grid(results: dict, chosen_on: list, auto_gain, psnr) -> None:
+    """Mean PSNR (and pairs below the noisy input) of auto at every quantile x window."""
+    print()
+    print("auto's constants: mean PSNR, below the noisy input on (block 8, gain at most 1)")
+    print()
+    sets = {"chosen on": chosen_on, **results}
+    print("| quantile | window | " + " | ".join(sets) + " |")
+    print("|---:|---:|" + "---|" * len(sets))
+    for quantile in (0.5, 0.6, 0.7, 0.8, 0.9):
+        for window in (7, 11, 15, 21, 31):
+            cells = []
+            for rows in sets.values():
+                scores = [(psnr(n + auto_gain(d, quantile=quantile, window=window)[:, :, None] * d,
+                                c), r["noisy"]) for r, (n, d, c) in ((r, r["images"]) for r in rows)]
+                cells.append(f"{np.mean([p for p, _ in scores]):.3f} dB, "
+                             f"{sum(p < p0 for p, p0 in scores)}")
+            print(f"| {quantile:g} | {window} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

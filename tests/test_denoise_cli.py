@@ -369,21 +369,23 @@ def test_strength_blends_the_network_output_with_the_input(tmp_path, make_checkp
         np.testing.assert_allclose(tiled.denoise(rgb), rgb + 0.4 * (full - rgb), atol=1e-4)
     with open_tiled(recommended, tile=0, strength=1.0) as tiled:  # --strength 1 overrides it
         np.testing.assert_allclose(tiled.denoise(rgb), full, atol=0)
-    from atbsn_edge.pipeline import blend_with_input
+    from atbsn_edge.strength import auto_gain
 
-    copy = full.copy()
-    assert blend_with_input(rgb, copy, 0.3, in_place=True) is copy
-    np.testing.assert_allclose(copy, blend_with_input(rgb, full, 0.3), atol=1e-4)
+    with open_tiled(plain, tile=0, strength="auto") as tiled:   # per pixel, after tiling
+        assert "strength auto" in tiled.describe()
+        gain = auto_gain(full - rgb)[:, :, None]
+        np.testing.assert_allclose(tiled.denoise(rgb), rgb + gain * (full - rgb), atol=1e-3)
 
 
 def test_the_bundled_student_recommends_its_strength():
     from atbsn_edge.assets import DEMO_STUDENT_C
     from atbsn_edge.models.checkpoint import load_checkpoint
 
-    assert load_checkpoint(DEMO_STUDENT_C).metadata["strength"] == 0.65
+    assert load_checkpoint(DEMO_STUDENT_C).metadata["strength"] == "auto"
 
 
-@pytest.mark.parametrize("value, message", [("3", "0..2"), ("nan", "0..2"), ("x", "0..2")])
+@pytest.mark.parametrize("value, message", [("3", "auto' or a number in 0..2"), ("nan", "0..2"),
+                                            ("x", "0..2")])
 def test_bad_strength_is_an_argparse_error(tmp_path, ckpt, capsys, value, message):
     image = save(tmp_path / "in.png", rgb_u8())
     with pytest.raises(SystemExit) as exit_info:
@@ -397,4 +399,4 @@ def test_malformed_strength_in_a_model_exits_2(tmp_path, capsys):
     bad = write_checkpoint(tmp_path / "bad", "student_a", strength="strong")
     image = save(tmp_path / "in.png", rgb_u8())
     assert main([str(image), "-o", str(tmp_path / "out"), "--checkpoint", str(bad)]) == 2
-    assert "metadata strength 'strong' is not a number" in only_error(capsys)
+    assert "metadata: strength 'strong' is not a number or 'auto'" in only_error(capsys)

@@ -17,7 +17,7 @@ EXTRAS = ["onnx", "onnxruntime", "onnxslim", "onnxsim", "openvino", "nncf", "cor
 TORCH_FREE = ["atbsn_edge", "atbsn_edge.errors", "atbsn_edge.atomic", "atbsn_edge.imageio",
               "atbsn_edge.inputs", "atbsn_edge.tiling", "atbsn_edge.cli", "atbsn_edge.assets",
               "atbsn_edge.runtimes", "atbsn_edge.runtimes.base", "atbsn_edge.hashing",
-              "atbsn_edge.pipeline", "atbsn_edge.parity", "atbsn_edge.verification",
+              "atbsn_edge.pipeline", "atbsn_edge.strength", "atbsn_edge.parity", "atbsn_edge.verification",
               "atbsn_edge.runtimes.registry", "atbsn_edge.runtimes.onnxruntime_runtime",
               "atbsn_edge.runtimes.openvino_runtime", "atbsn_edge.runtimes.tensorrt_runtime",
               "atbsn_edge.bundle", "atbsn_edge.bundle.manifest", "atbsn_edge.bundle.metadata",

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from .. import __version__
 from ..bundle import FP32_ONNX, READY, ArtifactEntry, Bundle, onnx_name, save_reference
-from ..pipeline import STRENGTH_KEY
+from ..strength import STRENGTH_KEY
 from .torch_qat_to_int8_onnx import LEARNED, learned_ranges, torch_qat_to_int8_onnx
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,135 @@
+"""Denoising strength: how much of the network's output replaces its input.
+
+A number ``s`` blends globally, ``input + s * (output - input)``: 1 is the network's output,
+0 the input unchanged, below 1 keeps more of the input's texture (and noise).
+
+``auto`` blends pixel by pixel with a local Wiener gain computed from the residual
+``r = output - input`` alone (no clean image, no noise model): where the network removed no more
+energy than the image's noise level, its output is kept; where it removed more (texture the
+network took for noise), the gain falls as ``noise level / removed energy``::
+
+    level = the QUANTILE of the BLOCK x BLOCK means of |r|^2 (mean over channels)
+    gain  = min(1, level / (WINDOW x WINDOW box mean of |r|^2))
+    out   = input + gain * r
+
+If ``r`` were the noise plus lost detail ``d`` uncorrelated with it, the MSE-optimal gain
+is ``sigma^2 / (sigma^2 + |d|^2)``: the formula above with the level as the noise variance.
+The three constants were chosen on Nam pairs 01-04 only (``benchmarks/strength_blend.py``).
+
+Everything here is numpy and OpenCV: it runs on a device without PyTorch, after tiling, the
+same on every backend.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Union
+
+import numpy as np
+
+from .errors import AtbsnError
+
+STRENGTH_KEY = "strength"        # a model's recommended strength, in its metadata
+STRENGTH_RANGE = (0.0, 2.0)
+AUTO = "auto"
+
+# The auto gain, chosen on Nam pairs 01-04 (benchmarks/strength_blend.py --auto-grid)
+AUTO_BLOCK = 8                   # block side of the noise-level estimate
+AUTO_QUANTILE = 0.8              # the level: this quantile of the blocks' residual energy
+AUTO_WINDOW = 11                 # window side of the local residual energy
+
+Strength = Union[float, str]     # a number in STRENGTH_RANGE, or AUTO
+
+
+def check_strength(value: Strength, source: str) -> Strength:
+    """``value`` if it is :data:`AUTO` or a number in :data:`STRENGTH_RANGE`, else
+    :class:`AtbsnError`."""
+    if value == AUTO:
+        return AUTO
+    low, high = STRENGTH_RANGE
+    if isinstance(value, str) or not low <= value <= high:   # also refuses NaN
+        raise AtbsnError(f"{source}: strength {value} is neither '{AUTO}' nor in {low:g}..{high:g} "
+                         "(1: the network's output, 0: the input unchanged)")
+    return float(value)
+
+
+def parse_strength(text: Any, source: str) -> Strength:
+    """A strength from text or a number (``"auto"``, ``"0.65"``, ``0.65``); :class:`AtbsnError`
+    for anything else."""
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        raise AtbsnError(f"{source}: strength {text!r} is not a number or '{AUTO}'") from None
+    return check_strength(number, source)
+
+
+def model_strength(metadata: Mapping[str, Any], source: str = "the model") -> Strength:
+    """The strength a model's metadata recommends (its ``strength`` entry), 1.0 without one."""
+    value = metadata.get(STRENGTH_KEY, "")
+    if value in ("", None):
+        return 1.0
+    try:
+        return parse_strength(value, f"{source} metadata")
+    except AtbsnError as exc:
+        raise AtbsnError(f"{exc}; re-export it, or give --strength") from None
+
+
+def describe_strength(strength: Strength) -> str:
+    """``auto`` or the number, for logs and tables."""
+    return AUTO if strength == AUTO else f"{strength:g}"
+
+
+def strength_arg(text: str) -> Strength:
+    """argparse type: ``auto`` or a denoising strength in :data:`STRENGTH_RANGE`."""
+    import argparse
+
+    try:
+        return parse_strength(text, "--strength")
+    except AtbsnError as exc:
+        low, high = STRENGTH_RANGE
+        raise argparse.ArgumentTypeError(f"expected '{AUTO}' or a number in {low:g}..{high:g}, "
+                                         f"got {text!r}") from exc
+
+
+def _residual_energy(residual: np.ndarray) -> np.ndarray:
+    """H x W float32 mean over channels of ``residual ** 2`` (no H x W x 3 temporary)."""
+    energy = np.zeros(residual.shape[:2], np.float32)
+    for c in range(residual.shape[2]):
+        plane = residual[:, :, c]
+        energy += plane * plane
+    energy /= np.float32(residual.shape[2])
+    return energy
+
+
+def auto_gain(residual: np.ndarray, *, block: int = AUTO_BLOCK, quantile: float = AUTO_QUANTILE,
+              window: int = AUTO_WINDOW) -> np.ndarray:
+    """H x W float32 gain in 0..1 of the ``auto`` strength for an H x W x C residual
+    ``output - input`` (module docstring; the keywords are for the benchmark's grid)."""
+    import cv2
+
+    energy = _residual_energy(residual)
+    h, w = energy.shape
+    block = max(1, min(block, h, w))
+    cropped = energy[:h - h % block, :w - w % block]
+    blocks = cropped.reshape(h // block, block, w // block, block).mean(axis=(1, 3))
+    level = np.float32(np.quantile(blocks, quantile))
+    local = cv2.blur(energy, (window, window), borderType=cv2.BORDER_REPLICATE)
+    np.maximum(local, np.float32(1e-6), out=local)
+    np.divide(level, local, out=local)
+    return np.minimum(local, np.float32(1.0), out=local)
+
+
+def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, *,
+                     in_place: bool = False) -> np.ndarray:
+    """``rgb + s * (denoised - rgb)`` in float32, ``s`` the strength or the :func:`auto_gain`
+    map (``denoised`` itself at strength 1). ``in_place`` writes it into ``denoised`` (a float32
+    array) instead of new arrays: no extra image-sized buffers, which matter at 12 MP (144 MB
+    each)."""
+    if strength == 1.0:
+        return denoised
+    out = denoised if in_place else denoised.astype(np.float32, copy=True)
+    np.subtract(out, rgb, out=out)
+    gain = auto_gain(out)[:, :, None] if strength == AUTO else np.float32(strength)
+    np.multiply(out, gain, out=out)
+    np.add(out, rgb, out=out)
+    return out
