@@ -17,7 +17,7 @@ from pathlib import Path
 from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int,
                   positive_int, run_cli)
 from .errors import AtbsnError, ImageError
-from .imageio import WRITE_SUFFIXES, read_image, write_image
+from .imageio import WRITE_SUFFIXES, probe_image, read_image, write_image
 from .inputs import expand_inputs
 from .pipeline import add_tiling_arguments, open_tiled
 
@@ -48,13 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OpenVINO artifacts: what the CPU computes in (default auto: f32 for fp32 "
                         "artifacts, else the CPU's own default reduced type, bf16 on AMX or "
                         "AVX512-BF16 CPUs)")
-    p.add_argument("--performance-hint", choices=("latency", "throughput"),
-                   help="OpenVINO artifacts: compile for one tile at a time (latency, the "
-                        "default) or for several tiles (or batches, with a batched export) in "
-                        "flight at once, one per CPU stream (throughput)")
+    p.add_argument("--performance-hint", choices=("auto", "latency", "throughput"),
+                   default="auto",
+                   help="OpenVINO artifacts: compile for one tile at a time (latency) or for "
+                        "several tiles (or batches, with a batched export) in flight at once, "
+                        "one per CPU stream (throughput); default auto: throughput when an "
+                        "input needs more than one tile, else latency")
     p.add_argument("--requests", type=positive_int,
-                   help="with --performance-hint throughput: OpenVINO infer requests in flight "
-                        "(default: the compiled model's optimal number, one per stream)")
+                   help="OpenVINO infer requests in flight, with the throughput hint (default: "
+                        "the compiled model's optimal number, one per stream)")
     compare = p.add_argument_group("comparison pictures")
     compare.add_argument("--compare", action="store_true",
                          help="also write NAME_compare.png beside each output: the same zoomed "
@@ -151,7 +153,21 @@ def check_job(job: Job, inputs: set[str], taken: set[str], overwrite: bool) -> N
     taken.add(target)
 
 
-def open_source(args: argparse.Namespace):
+def image_sizes(paths: list[Path]) -> list[tuple[int, int]]:
+    """(height, width) of each readable input, upright, from its header alone; an unreadable
+    one is left out here and reported when its turn comes."""
+    sizes = []
+    for path in paths:
+        try:
+            header = probe_image(path)
+        except ImageError:
+            continue
+        turned = header.orientation in (5, 6, 7, 8)  # EXIF: stored on its side
+        sizes.append((header.width, header.height) if turned else (header.height, header.width))
+    return sizes
+
+
+def open_source(args: argparse.Namespace, inputs: list[Path]):
     """The network to run: an exported artifact (no torch needed) or a checkpoint."""
     if args.artifact is not None:
         if args.hole is not None or args.part is not None or args.device != "cpu":
@@ -159,27 +175,25 @@ def open_source(args: argparse.Namespace):
                              "has its hole size and backend fixed at export")
         from .pipeline import open_artifact_tiled
 
-        options = {"threads": args.threads}
-        if args.performance_hint:
-            options["performance_hint"] = args.performance_hint.upper()
+        options = {"threads": args.threads, "performance_hint": args.performance_hint}
         if args.requests is not None:
-            if args.performance_hint != "throughput":
-                raise AtbsnError(f"--requests {args.requests} needs --performance-hint "
-                                 "throughput: the latency hint compiles one stream, which runs "
-                                 "one request at a time; add --performance-hint throughput or "
-                                 "drop --requests")
+            if args.performance_hint == "latency":
+                raise AtbsnError(f"--requests {args.requests} needs the throughput hint: the "
+                                 "latency hint compiles one stream, which runs one request at "
+                                 "a time; drop --performance-hint latency or --requests")
             options["infer_requests"] = args.requests
         if args.inference_precision:
             options["inference_precision"] = args.inference_precision
+        sizes = image_sizes(inputs) if args.performance_hint == "auto" else []
         return open_artifact_tiled(args.artifact, target=args.target, tile=args.tile,
                                    overlap=args.overlap, batch=args.batch,
-                                   strength=args.strength, **options)
+                                   strength=args.strength, image_sizes=sizes, **options)
     if args.target is not None:
         raise AtbsnError("--target chooses an artifact of the --artifact bundle; it has no "
                          "meaning with a checkpoint")
     if args.requests is not None:
-        raise AtbsnError("--requests is for OpenVINO artifacts (--artifact BUNDLE with "
-                         "--performance-hint throughput); a checkpoint runs in PyTorch")
+        raise AtbsnError("--requests is for OpenVINO artifacts (--artifact BUNDLE); a "
+                         "checkpoint runs in PyTorch")
     from .assets import default_checkpoint
 
     checkpoint = args.checkpoint or default_checkpoint()
@@ -203,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = expand_inputs(args.inputs)
         jobs = plan_outputs(inputs, args.output)
         references = clean_references(args, inputs)
-        tiled = open_source(args)
+        tiled = open_source(args, inputs)
         input_paths = {os.path.realpath(p) for p in inputs}
         taken: set[str] = set()
         failures = 0

@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -146,20 +146,27 @@ def _artifact_spec(runtime: Runtime, tile: int | None, batch: int | None,
 def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = None,
                         tile: int | None = None, overlap: int | None = None,
                         batch: int | None = None, strength: Strength | None = None,
+                        image_sizes: Sequence[tuple[int, int]] = (),
                         **runtime_options: Any) -> TiledRuntime:
     """Open an exported artifact (a bundle folder, verified, or an artifact file); tile shape,
     batch, stride and the default overlap come from its metadata, so no other flag is needed.
     ``tile`` and ``batch`` apply to dynamic artifacts and are refused where the artifact
     fixes another value. ``strength`` defaults to the artifact's own (metadata), else 1.
     ``runtime_options`` (``threads``, ``performance_hint``, ``infer_requests``) go to the
-    backend that takes them."""
+    backend that takes them. ``performance_hint="auto"`` (OpenVINO) compiles for throughput
+    when one of ``image_sizes`` ((height, width) of the images to come) needs several tiles,
+    else for latency."""
     from .runtimes.registry import backend_for_file, open_artifact
 
     entry, runtime_name = locate_artifact(artifact, target)
-    if (runtime_name or backend_for_file(entry)) == "coreml":
+    backend = runtime_name or backend_for_file(entry)
+    if backend == "coreml":
         from .runtimes.coreml_runtime import coreml_runtime_name
 
         runtime_name = coreml_runtime_name()  # the numpy evaluator off macOS
+    if str(runtime_options.get("performance_hint", "")).lower() == "auto":
+        runtime_options["performance_hint"] = _auto_hint(backend, entry, image_sizes, tile,
+                                                         runtime_options)
     runtime = open_artifact(entry, runtime=runtime_name, **runtime_options)
     try:
         spec = _artifact_spec(runtime, tile, batch, overlap)
@@ -167,6 +174,21 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
         runtime.close()
         raise
     return _validated(runtime, spec, strength, str(entry))
+
+
+def _auto_hint(backend: str, entry: Path, image_sizes: Sequence[tuple[int, int]],
+               tile: int | None, options: Mapping[str, Any]) -> str:
+    """The performance hint ``auto`` stands for: several requests asked for mean throughput;
+    otherwise OpenVINO's choice from the images (other backends take no hint)."""
+    if int(options.get("infer_requests") or 0) > 1:
+        return "THROUGHPUT"
+    if backend != "openvino":
+        return "LATENCY"  # dropped: only OpenVINO takes a performance hint
+    from .runtimes.openvino_runtime import auto_performance_hint
+
+    hint = auto_performance_hint(entry, image_sizes, tile)
+    log.debug("performance hint auto: %s for %d image(s)", hint.lower(), len(image_sizes))
+    return hint
 
 
 def _validated(runtime: Runtime, spec: TileSpec, strength: Strength | None,

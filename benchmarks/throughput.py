@@ -82,7 +82,8 @@ def test_photo(width: int, height: int, source: Path) -> np.ndarray:
     return np.ascontiguousarray(rgb[np.ix_(rows, cols)], dtype=np.float32)
 
 
-def measure(config: Config, image: np.ndarray, threads: int, overlap: int | None) -> None:
+def measure(config: Config, image: np.ndarray, threads: int, overlap: int | None,
+            inference_precision: str | None = None) -> None:
     """Open ``config``'s bundle, warm it up on one batch, denoise ``image`` once, timed."""
     from tqdm import tqdm
 
@@ -91,6 +92,8 @@ def measure(config: Config, image: np.ndarray, threads: int, overlap: int | None
 
     options = {"performance_hint": config.hint, "threads": threads,
                "infer_requests": config.requests}
+    if inference_precision:
+        options["inference_precision"] = inference_precision
     with open_artifact_tiled(config.bundle, overlap=overlap, **options) as tiled:
         runtime, spec = tiled.runtime, tiled.spec
         config.tiles = plan_tiles(image.shape[0], image.shape[1], spec).count
@@ -126,6 +129,9 @@ def main() -> None:
                         help="requests in flight with the throughput hint (default 0: "
                              "OpenVINO's optimal number)")
     parser.add_argument("--rounds", type=int, default=2, help="photos per configuration")
+    parser.add_argument("--inference-precision", choices=("auto", "f32", "bf16", "f16"),
+                        help="OpenVINO's float type for the float layers (default: the CPU's "
+                             "own; f32 under ONEDNN_MAX_CPU_ISA=AVX2, which has no bf16)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -147,11 +153,14 @@ def main() -> None:
                           args.requests)]
         for _ in range(args.rounds):
             for config in configs:
-                measure(config, image, args.threads, args.overlap)
+                measure(config, image, args.threads, args.overlap, args.inference_precision)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     megapixels = args.width * args.height / 1e6
-    print(f"\nCPU: {describe_cpu()}; OpenVINO {ov.__version__}; {args.threads} threads; "
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    cap = f" (OpenVINO capped at ONEDNN_MAX_CPU_ISA={capped})" if capped else ""
+    precision = f", inference precision {args.inference_precision}" if args.inference_precision else ""
+    print(f"\nCPU: {describe_cpu()}{cap}{precision}; OpenVINO {ov.__version__}; {args.threads} threads; "
           f"openvino-int8 {args.checkpoint or 'demo student C'}, tile {args.tile}, overlap "
           f"{configs[0].overlap}; "
           f"{args.width}x{args.height} photo ({megapixels:.1f} MP, {configs[0].tiles} tiles); "

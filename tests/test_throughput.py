@@ -200,16 +200,51 @@ def test_several_requests_need_the_throughput_hint(bundles):
         OpenVinoRuntime(ir, performance_hint="THROUGHPUT", infer_requests=-1)
 
 
-def test_cli_refuses_requests_without_the_throughput_hint(bundles, tmp_path, capsys):
+def test_cli_refuses_requests_with_the_latency_hint(bundles, tmp_path, capsys):
     from atbsn_edge.denoise import main
 
     src = tmp_path / "in.png"
     assert cv2.imwrite(str(src), np.rint(textured_image(40, 50)).astype(np.uint8))
     out = tmp_path / "out"
-    assert main([str(src), "-o", str(out), "--artifact", str(bundles[1]), "--requests", "2"]) == 2
-    assert "--requests 2 needs --performance-hint throughput" in capsys.readouterr().err
+    assert main([str(src), "-o", str(out), "--artifact", str(bundles[1]), "--requests", "2",
+                 "--performance-hint", "latency"]) == 2
+    assert "--requests 2 needs the throughput hint" in capsys.readouterr().err
     assert main([str(src), "-o", str(out), "--requests", "2"]) == 2
     assert "--requests is for OpenVINO artifacts" in capsys.readouterr().err
     assert main([str(src), "-o", str(out), "--artifact", str(bundles[1]), "--performance-hint",
                  "throughput", "--requests", "2", "--overlap", "32"]) == 0
     assert (out / "in.png").is_file()
+
+
+@pytest.mark.parametrize("sizes, want", [
+    ([(40, 50)], "LATENCY"),                      # one 64-pixel tile: every thread on it
+    ([(64, 64), (40, 50)], "LATENCY"),            # exactly one tile each
+    ([(40, 50), IMAGE], "THROUGHPUT"),            # one image of 35 tiles is enough
+    ([(65, 40)], "THROUGHPUT"),                   # padded to 96 rows: two tiles
+    ([], "LATENCY"),
+])
+def test_auto_hint_is_throughput_once_an_image_needs_several_tiles(bundles, sizes, want):
+    from atbsn_edge.runtimes.openvino_runtime import auto_performance_hint
+
+    ir = next(bundles[1].glob("*.xml"))
+    assert auto_performance_hint(ir, sizes) == want
+    with open_tiled(bundles[1], performance_hint="auto", image_sizes=sizes) as tiled:
+        assert tiled.runtime.info.metadata["performance_hint"] == want
+    with open_tiled(bundles[1], performance_hint="auto", image_sizes=sizes,
+                    infer_requests=2) as tiled:  # several requests asked for: throughput
+        assert tiled.runtime.info.metadata["performance_hint"] == "THROUGHPUT"
+
+
+def test_cli_default_hint_follows_the_images(bundles, tmp_path, caplog):
+    from atbsn_edge.denoise import main
+
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    assert cv2.imwrite(str(small), np.rint(textured_image(40, 50)).astype(np.uint8))
+    assert cv2.imwrite(str(large), np.rint(textured_image(*IMAGE)).astype(np.uint8))
+    for inputs, want in (([small], "latency"), ([small, large], "throughput")):
+        caplog.clear()
+        with caplog.at_level("DEBUG", logger="atbsn_edge.pipeline"):
+            assert main([*map(str, inputs), "-o", str(tmp_path / want), "--artifact",
+                         str(bundles[1]), "--overlap", "32"]) == 0
+        assert f"performance hint auto: {want}" in caplog.text
+        assert all((tmp_path / want / p.name).is_file() for p in inputs)

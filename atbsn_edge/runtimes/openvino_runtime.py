@@ -24,7 +24,10 @@ batches in flight on as many asynchronous infer requests, each output copied out
 request before the request is reused, and yields them in input order. (Not
 ``openvino.AsyncInferQueue``: its Python callback is freed on an OpenVINO stream thread that
 takes the GIL, and closing the compiled model hung on it with OpenVINO 2026.4.) The ``LATENCY`` hint
-compiles one stream: one request, the synchronous path.
+compiles one stream: one request, the synchronous path. :func:`auto_performance_hint` chooses
+between them for the images at hand (``denoise``'s default): throughput once an image needs
+several tiles, measured faster for a 12 MP photo on every CPU kind of the development pool
+(docs/tiling.md), latency for an image of one tile, which then gets every thread.
 """
 from __future__ import annotations
 
@@ -32,12 +35,13 @@ import collections
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from ..bundle.metadata import ArtifactMetadata, read_openvino_metadata
 from ..errors import AtbsnError, require
+from ..tiling import DEFAULT_TILE, round_up
 from .base import InputSpec, Runtime, RuntimeInfo
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,29 @@ def performance_hint_name(hint: str) -> str:
         raise AtbsnError(f"performance hint {hint!r}: valid are "
                          f"{', '.join(h.lower() for h in PERFORMANCE_HINTS)}")
     return name
+
+
+def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[int, int]],
+                          tile: int | None = None) -> str:
+    """``THROUGHPUT`` when some image of ``image_sizes`` ((height, width) pairs) needs more than
+    one of the IR's tiles, so that several tiles can be in flight, one per CPU stream; else
+    ``LATENCY`` (one tile, on every thread). Reads the IR's input shape and stride without
+    compiling it; ``tile`` is the side a dynamic IR is tiled at (default 512, 0: whole images).
+    An IR it cannot read gets ``LATENCY``: opening it reports the error."""
+    ov = require("openvino", "openvino")
+    try:
+        model = ov.Core().read_model(str(path))
+        stride = int(read_openvino_metadata(model).get("stride") or 1)
+    except Exception:  # truncated or foreign: the runtime's own open says what is wrong
+        return "LATENCY"
+    dims = [d.get_length() if d.is_static else None for d in model.inputs[0].partial_shape]
+    side = DEFAULT_TILE if tile is None else tile
+    tile_h, tile_w = dims[2] or side, dims[3] or side
+    if not (tile_h and tile_w):  # a dynamic IR run on whole images: one tile each
+        return "LATENCY"
+    several = any(round_up(h, stride) > tile_h or round_up(w, stride) > tile_w
+                  for h, w in image_sizes)
+    return "THROUGHPUT" if several else "LATENCY"
 
 
 def openvino_error(exc: BaseException) -> str:
