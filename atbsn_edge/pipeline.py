@@ -178,8 +178,8 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
 
 def _auto_hint(backend: str, entry: Path, image_sizes: Sequence[tuple[int, int]],
                tile: int | None, options: Mapping[str, Any]) -> str:
-    """The performance hint ``auto`` stands for: several requests asked for mean throughput;
-    otherwise OpenVINO's choice from the images (other backends take no hint)."""
+    """The performance hint ``auto`` stands for: throughput where several requests in flight
+    were asked for, else the choice from the images (other backends take no hint)."""
     if int(options.get("infer_requests") or 0) > 1:
         return "THROUGHPUT"
     if backend != "openvino":
