@@ -179,10 +179,16 @@ def denoise_tiled_many(image: np.ndarray, infer_many: InferManyFn, spec: TileSpe
     indices = list(plan.tiles())
     groups = [indices[start:start + spec.batch] for start in range(0, len(indices), spec.batch)]
 
+    def cut(i: int, j: int) -> np.ndarray:
+        """Tile (i, j): a view where it lies inside the image, else gathered with reflection."""
+        y, x = plan.ys[i], plan.xs[j]
+        if y + plan.tile_h <= height and x + plan.tile_w <= width:
+            return image[y:y + plan.tile_h, x:x + plan.tile_w]
+        return image[np.ix_(rows[i], cols[j])]
+
     def batches() -> Iterator[np.ndarray]:
         for group in groups:
-            batch = np.stack([image[np.ix_(rows[i], cols[j])].transpose(2, 0, 1)
-                              for i, j in group])
+            batch = np.stack([cut(i, j).transpose(2, 0, 1) for i, j in group])
             yield np.ascontiguousarray(batch, dtype=np.float32)
 
     output = np.zeros((height, width, 3), dtype=np.float32)

@@ -70,3 +70,17 @@ def test_invalid_specs(bad):
 def test_wrong_network_output_shape_is_reported():
     with pytest.raises(ValueError, match="expected"):
         denoise_tiled(textured_image(64, 64), lambda b: b[:, :, :32], TileSpec(64, 64, 32))
+
+
+def test_each_tile_is_its_window_of_the_reflect_padded_image():
+    """Inner tiles are sliced, border tiles gathered with reflection: both give the window."""
+    image = textured_image(100, 230)
+    spec = TileSpec(64, 64, 32, batch=2)
+    plan = plan_tiles(100, 230, spec)
+    padded = np.pad(image, ((0, 128 - 100), (0, 256 - 230), (0, 0)), mode="reflect")
+    seen = []
+    denoise_tiled(image, lambda batch: seen.append(batch.copy()) or batch, spec)
+    tiles = np.concatenate(seen)[:plan.count]
+    for k, (i, j) in enumerate(plan.tiles()):
+        y, x = plan.ys[i], plan.xs[j]
+        np.testing.assert_array_equal(tiles[k], padded[y:y + 64, x:x + 64].transpose(2, 0, 1))
