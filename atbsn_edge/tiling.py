@@ -192,6 +192,7 @@ def denoise_tiled_many(image: np.ndarray, infer_many: InferManyFn, spec: TileSpe
             yield np.ascontiguousarray(batch, dtype=np.float32)
 
     output = np.zeros((height, width, 3), dtype=np.float32)
+    scratch = np.empty((plan.tile_h, plan.tile_w, 3), dtype=np.float32)  # one weighted tile
     outputs = infer_many(batches())
     blended = 0
     try:
@@ -200,7 +201,7 @@ def denoise_tiled_many(image: np.ndarray, infer_many: InferManyFn, spec: TileSpe
                 raise ValueError(f"the network returned more outputs than the {len(groups)} "
                                  "batches it was given")
             group = groups[blended]
-            _blend(output, plan, group, np.asarray(result))
+            _blend(output, plan, group, np.asarray(result), scratch)
             blended += 1
             if progress is not None:
                 progress(len(group))
@@ -214,8 +215,9 @@ def denoise_tiled_many(image: np.ndarray, infer_many: InferManyFn, spec: TileSpe
 
 
 def _blend(output: np.ndarray, plan: TilePlan, group: list[tuple[int, int]],
-           result: np.ndarray) -> None:
-    """Add the feathered tiles ``result`` of the tiles ``group`` into ``output``."""
+           result: np.ndarray, scratch: np.ndarray) -> None:
+    """Add the feathered tiles ``result`` of the tiles ``group`` into ``output``, each
+    weighted in ``scratch`` (tile_h x tile_w x 3 float32) rather than in a new array."""
     height, width = output.shape[:2]
     expected = (len(group), 3, plan.tile_h, plan.tile_w)
     if result.shape != expected:
@@ -226,4 +228,6 @@ def _blend(output: np.ndarray, plan: TilePlan, group: list[tuple[int, int]],
         if h <= 0 or w <= 0:
             continue
         weight = plan.wy[i][:h, None] * plan.wx[j][None, :w]
-        output[y:y + h, x:x + w] += tile[:, :h, :w].transpose(1, 2, 0) * weight[:, :, None]
+        weighted = np.multiply(tile[:, :h, :w].transpose(1, 2, 0), weight[:, :, None],
+                               out=scratch[:h, :w])
+        output[y:y + h, x:x + w] += weighted
