@@ -242,6 +242,29 @@ def test_every_exif_orientation_matches_pillow_exactly(tmp_path, orientation):
     np.testing.assert_array_equal(pic.rgb, ref)
 
 
+def test_png_exif_after_the_image_data_is_read_from_the_header(tmp_path):
+    """An eXIf chunk after IDAT (allowed, and found by Pillow only after decoding) is found by
+    walking the chunks: the header says orientation 6, and read_image turns the picture."""
+    import struct
+    import zlib
+
+    stored = rgb_u8(20, 30, seed=3)
+    path = tmp_path / "late.png"
+    Image.fromarray(stored).save(path, "PNG")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    body = exif.tobytes()
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body
+    chunk += struct.pack(">I", zlib.crc32(chunk[4:]) & 0xFFFFFFFF)
+    data = path.read_bytes()
+    iend = data.rindex(b"IEND") - 4
+    path.write_bytes(data[:iend] + chunk + data[iend:])
+    with Image.open(path) as im:
+        assert im.getexif().get(0x0112) == 6  # Pillow agrees, after loading the pixels
+    assert imageio.probe_image(path).orientation == 6
+    np.testing.assert_array_equal(read_image(path).rgb, apply_orientation(stored, 6))
+
+
 def test_apply_orientation_leaves_unknown_values_alone():
     a = np.arange(6).reshape(2, 3)
     for value in (0, 1, 9):
