@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int,
                   positive_int, run_cli)
@@ -153,18 +154,17 @@ def check_job(job: Job, inputs: set[str], taken: set[str], overwrite: bool) -> N
     taken.add(target)
 
 
-def image_sizes(paths: list[Path]) -> list[tuple[int, int]]:
-    """(height, width) of each readable input, upright, from its header alone; an unreadable
-    one is left out here and reported when its turn comes."""
-    sizes = []
+def image_sizes(paths: list[Path]) -> Iterator[tuple[int, int]]:
+    """(height, width) of each readable input, upright, from its header alone, read only as
+    they are drawn (the hint stops at the first input of several tiles); an unreadable one is
+    left out here and reported when its turn comes."""
     for path in paths:
         try:
             header = probe_image(path)
         except ImageError:
             continue
         turned = header.orientation in (5, 6, 7, 8)  # EXIF: stored on its side
-        sizes.append((header.width, header.height) if turned else (header.height, header.width))
-    return sizes
+        yield (header.width, header.height) if turned else (header.height, header.width)
 
 
 def open_source(args: argparse.Namespace, inputs: list[Path]):
@@ -184,7 +184,7 @@ def open_source(args: argparse.Namespace, inputs: list[Path]):
             options["infer_requests"] = args.requests
         if args.inference_precision:
             options["inference_precision"] = args.inference_precision
-        sizes = image_sizes(inputs) if args.performance_hint == "auto" else []
+        sizes = image_sizes(inputs) if args.performance_hint == "auto" else iter(())
         return open_artifact_tiled(args.artifact, target=args.target, tile=args.tile,
                                    overlap=args.overlap, batch=args.batch,
                                    strength=args.strength, image_sizes=sizes, **options)

@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -146,7 +146,7 @@ def _artifact_spec(runtime: Runtime, tile: int | None, batch: int | None,
 def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = None,
                         tile: int | None = None, overlap: int | None = None,
                         batch: int | None = None, strength: Strength | None = None,
-                        image_sizes: Sequence[tuple[int, int]] = (),
+                        image_sizes: Iterable[tuple[int, int]] = (),
                         **runtime_options: Any) -> TiledRuntime:
     """Open an exported artifact (a bundle folder, verified, or an artifact file); tile shape,
     batch, stride and the default overlap come from its metadata, so no other flag is needed.
@@ -176,7 +176,7 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
     return _validated(runtime, spec, strength, str(entry))
 
 
-def _auto_hint(backend: str, entry: Path, image_sizes: Sequence[tuple[int, int]],
+def _auto_hint(backend: str, entry: Path, image_sizes: Iterable[tuple[int, int]],
                tile: int | None, options: Mapping[str, Any]) -> str:
     """The performance hint ``auto`` stands for: throughput where several requests in flight
     were asked for, else the choice from the images (other backends take no hint)."""
@@ -187,7 +187,7 @@ def _auto_hint(backend: str, entry: Path, image_sizes: Sequence[tuple[int, int]]
     from .runtimes.openvino_runtime import auto_performance_hint
 
     hint = auto_performance_hint(entry, image_sizes, tile)
-    log.debug("performance hint auto: %s for %d image(s)", hint.lower(), len(image_sizes))
+    log.debug("performance hint auto: %s", hint.lower())
     return hint
 
 

@@ -77,6 +77,11 @@ def performance_hint_name(hint: str) -> str:
     return name
 
 
+def _input_dims(model: Any) -> list[int | None]:
+    """The model input's N, C, H, W: a length where static, None where dynamic."""
+    return [d.get_length() if d.is_static else None for d in model.inputs[0].partial_shape]
+
+
 def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[int, int]],
                           tile: int | None = None) -> str:
     """``THROUGHPUT`` when some image of ``image_sizes`` ((height, width) pairs) needs more than
@@ -90,7 +95,7 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
         stride = int(read_openvino_metadata(model).get("stride") or 1)
     except Exception:  # truncated or foreign: the runtime's own open says what is wrong
         return "LATENCY"
-    dims = [d.get_length() if d.is_static else None for d in model.inputs[0].partial_shape]
+    dims = _input_dims(model)
     side = DEFAULT_TILE if tile is None else tile
     tile_h, tile_w = dims[2] or side, dims[3] or side
     if not (tile_h and tile_w):  # a dynamic IR run on whole images: one tile each
@@ -170,8 +175,7 @@ class OpenVinoRuntime(Runtime):
             1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.peak_in_flight = 0  # most requests in flight during the last run_many
         self.request = self.compiled.create_infer_request()
-        shape = model.inputs[0].partial_shape
-        dims = [d.get_length() if d.is_static else None for d in shape]
+        dims = _input_dims(model)
         self._spec = InputSpec(batch=dims[0], height=dims[2], width=dims[3],
                                channels=dims[1] or 3, stride=self.metadata.stride)
         self.path = path
