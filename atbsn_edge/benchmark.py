@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .atomic import atomic_path
-from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int,
+from .cli import (add_verbose_argument, check_output_path, check_report_path, new_parser, non_negative_int,
                   positive_int, positive_multiple_of_32, run_cli)
 from .errors import AtbsnError
 from .jsonsafe import write_json
@@ -227,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
 
         from .profiling.machine import describe_cpu
 
-        for flag, path in (("--json", args.json), ("--log", args.log), ("--plot", args.plot)):
+        for flag, path in (("--log", args.log), ("--plot", args.plot)):
             if path is not None:
                 check_output_path(path, flag)
+        if args.json is not None:
+            check_report_path(args.json, "--json", inputs=[args.checkpoint, *(args.images or ()),
+                                                           *(args.clean or ())])
         if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
             raise AtbsnError("--plot needs matplotlib: pip install 'atbsn-edge[plot]'")
         if bool(args.images) != bool(args.clean):

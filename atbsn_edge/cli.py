@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .errors import AtbsnError
 
@@ -55,15 +55,49 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: optional dependencies imported deep inside a job (PyTorch by the models), by module name:
+#: the extra that installs them, for the one-line error of :func:`run_cli`
+OPTIONAL_MODULES = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx",
+                    "openvino": "openvino", "nncf": "openvino", "coremltools": "coreml"}
+
+
+def _missing_module_line(exc: ModuleNotFoundError) -> str | None:
+    """The one-line error for an optional dependency that is not installed, else None."""
+    top = (exc.name or "").split(".")[0]
+    if top not in OPTIONAL_MODULES:
+        return None
+    return (f"'{top}' is not installed, and this command needs it; install it with "
+            f"pip install 'atbsn-edge[{OPTIONAL_MODULES[top]}]'")
+
+
+def _os_error_line(exc: OSError) -> str:
+    """An operating-system error (a file that cannot be read or written) as one line."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    return f"{exc.filename}: {reason}; check that it exists and that you may read (or write) it"
+
+
 def run_cli(job: Callable[[], int], verbose: bool = False) -> int:
-    """Run ``job`` with logging configured; user errors become one line and exit code 2,
-    Ctrl-C exit code 130 and SIGTERM 143 (both after the job's clean-up has run)."""
+    """Run ``job`` with logging configured; user errors become one line and exit code 2
+    (an :class:`AtbsnError`, an optional dependency that is not installed, a file the
+    operating system refuses to read or write), Ctrl-C exit code 130 and SIGTERM 143 (both
+    after the job's clean-up has run)."""
     configure_logging(verbose)
     try:
         with sigterm_as_interrupt():
             return job()
     except AtbsnError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        line = _missing_module_line(exc)
+        if line is None:
+            raise  # not an optional dependency: a defect, keep its traceback
+        print(f"error: {line}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
         return 2
     except Terminated:
         print("terminated", file=sys.stderr)
@@ -247,4 +281,45 @@ def check_output_path(path: str | os.PathLike, flag: str, *, folder: bool = Fals
     writable = path if folder and path.is_dir() else ancestor
     if not os.access(writable, os.W_OK | os.X_OK):
         raise AtbsnError(f"{flag} {path}: no permission to write in {writable}")
+    return path
+
+
+def _is_json_file(path: Path, limit: int = 64 << 20) -> bool:
+    """Whether ``path`` holds a JSON document (a report an earlier run wrote)."""
+    import json
+
+    try:
+        if path.stat().st_size > limit:
+            return False
+        json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def check_report_path(path: str | os.PathLike, flag: str, *,
+                      inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """:func:`check_output_path` for a JSON report (``--json``), and what a report must never
+    replace: one of ``inputs`` (the run's input files and folders), a file of a bundle among
+    them (its manifest or one of the files it lists, also when an artifact file inside it is
+    the input), or any existing file that is not JSON (an image, a checkpoint, weights). An
+    earlier report (an existing JSON file) is replaced, as a rerun expects."""
+    from .bundle.manifest import bundle_files
+
+    path = check_output_path(path, flag)
+    target = path.resolve()
+    for item in inputs:
+        if item is None or not Path(item).exists():
+            continue
+        source = Path(item).resolve()
+        if target == source:
+            raise AtbsnError(f"{flag} {path} would replace an input of this run; choose another "
+                             "path for the report")
+        for folder in (source.parent, source) if source.is_file() else (source,):
+            if target in bundle_files(folder):
+                raise AtbsnError(f"{flag} {path} would replace a file of the bundle {folder}; "
+                                 "choose another path for the report")
+    if path.is_file() and not _is_json_file(path):
+        raise AtbsnError(f"{flag} {path} exists and is not a JSON report (it would be replaced); "
+                         "choose another path, or delete the file first")
     return path

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int,
                   positive_int, run_cli)
 from .errors import AtbsnError, ImageError
@@ -66,12 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="clean references for the comparison, one per input, same order")
     compare.add_argument("--compare-crop", type=_crop_arg, metavar="X,Y,W,H",
                          help="the crop to compare (default: the 128x128 window with most detail)")
-    compare.add_argument("--compare-zoom", type=positive_int, default=3,
-                         help="enlargement of the crop, nearest neighbour")
+    compare.add_argument("--compare-zoom", type=_zoom_arg, default=3,
+                         help=f"enlargement of the crop, nearest neighbour, 1 to {MAX_ZOOM}")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (never an input)")
     add_verbose_argument(p)
     return p
+
+
+MAX_ZOOM = 16  # a 128-pixel crop becomes 2048 pixels per panel
+
+
+def _zoom_arg(text: str) -> int:
+    """argparse type of --compare-zoom: 1 to MAX_ZOOM."""
+    value = positive_int(text)
+    if value > MAX_ZOOM:
+        raise argparse.ArgumentTypeError(f"expected a zoom of 1 to {MAX_ZOOM}, got {text!r}")
+    return value
 
 
 def _crop_arg(text: str):
@@ -101,17 +114,26 @@ def clean_references(args: argparse.Namespace, inputs: list[Path]) -> list[Path 
     return clean
 
 
-def write_compare(item: "Job", picture, result, clean: Path | None, args) -> None:
-    """The comparison picture of one denoised image (clean reference checked first)."""
+def read_reference(item: "Job", picture, clean: Path) -> np.ndarray:
+    """The --clean reference of one input, read and checked against it before the input is
+    denoised (so that a bad reference writes nothing)."""
+    try:
+        reference = read_image(clean)
+    except ImageError as exc:
+        raise ImageError(f"--clean reference of {item.source}: {exc}") from None
+    if reference.rgb.shape != picture.rgb.shape:
+        raise ImageError(f"{item.source} is {picture.width}x{picture.height} but its clean "
+                         f"reference {clean} is {reference.width}x{reference.height}")
+    return reference.rgb
+
+
+def write_compare(item: "Job", picture, result, reference: np.ndarray | None, args) -> None:
+    """The comparison picture of one denoised image (beside it the checked reference)."""
     from .compare import write_comparison
 
     panels = [("noisy", picture.rgb), ("denoised", result)]
-    if clean is not None:
-        reference = read_image(clean)
-        if reference.rgb.shape != picture.rgb.shape:
-            raise ImageError(f"{item.source} is {picture.width}x{picture.height} but its clean "
-                             f"reference {clean} is {reference.width}x{reference.height}")
-        panels.append(("clean", reference.rgb))
+    if reference is not None:
+        panels.append(("clean", reference))
     write_comparison(compare_path(item.target), panels, args.compare_crop, args.compare_zoom)
 
 
@@ -229,11 +251,13 @@ def main(argv: list[str] | None = None) -> int:
                         check_job(Job(item.source, compare_path(item.target)), input_paths,
                                   taken, args.overwrite)
                     picture = read_image(item.source)
+                    reference = (read_reference(item, picture, clean)
+                                 if args.compare and clean is not None else None)
                     with tqdm(desc=item.source.name, unit="tile", leave=False) as tiles_bar:
                         result = tiled.denoise(picture.rgb, tiles_bar.update)
                     write_image(item.target, picture, result, overwrite=args.overwrite)
                     if args.compare:
-                        write_compare(item, picture, result, clean, args)
+                        write_compare(item, picture, result, reference, args)
                     log.debug("%s -> %s", item.source, item.target)
                 except ImageError as exc:
                     failures += 1

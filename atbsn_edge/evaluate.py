@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int, run_cli)
+from .cli import (add_verbose_argument, check_report_path, new_parser, non_negative_int, run_cli)
 from .errors import AtbsnError, ImageError
 from .imageio import Picture, probe_image, read_image
 from .inputs import expand_inputs
 from .jsonsafe import write_json
-from .metrics import LAGS, lag_key, psnr, residual_stats, ssim
+from .metrics import LAGS, lag_key, psnr, residual_stats, ssim, ssim_min_side
 from .pipeline import add_tiling_arguments
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,25 @@ def preflight(pairs: list[tuple[Path, Path | None]]) -> None:
     grayscale-ness as far as the headers tell, before any network is loaded."""
     for noisy_path, clean_path in pairs:
         noisy = probe_image(noisy_path)
+        _check_metric_size(str(noisy_path), noisy.width, noisy.height, clean_path is not None)
         if clean_path is None:
             continue
         clean = probe_image(clean_path)
         # EXIF orientation may swap width and height: compare upright sizes
         _pair_errors(str(noisy_path), str(clean_path), _upright(noisy), _upright(clean),
                      noisy.grayscale, clean.grayscale)
+
+
+def _check_metric_size(path: str, width: int, height: int, with_reference: bool) -> None:
+    """Refuse an image too small for its metrics: SSIM's window with a reference, the
+    autocorrelation's largest lag without."""
+    if with_reference:
+        side, what = ssim_min_side(), "SSIM (its Gaussian window)"
+    else:
+        side, what = max(max(lag) for lag in LAGS) + 1, "the residual's autocorrelation"
+    if min(width, height) < side:
+        raise ImageError(f"{path}: {width} x {height} is too small for {what}, which needs at "
+                         f"least {side} x {side} pixels; give larger images")
 
 
 def _upright(header) -> tuple[int, int]:
@@ -160,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import open_tiled
 
         if args.json is not None:
-            check_output_path(args.json, "--json")
+            check_report_path(args.json, "--json",
+                              inputs=[args.checkpoint, *args.noisy, *(args.clean or ())])
         pairs = pair_inputs(expand_inputs(args.noisy),
                             expand_inputs(args.clean) if args.clean else None)
         preflight(pairs)

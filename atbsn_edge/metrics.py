@@ -73,6 +73,11 @@ def _ssim_channel(x: np.ndarray, y: np.ndarray, kernel: np.ndarray) -> float:
     return float(s[r:s.shape[0] - r, r:s.shape[1] - r].mean())
 
 
+def ssim_min_side() -> int:
+    """The smallest image side :func:`ssim` takes: its Gaussian window's (11)."""
+    return len(_gaussian_kernel(SSIM_SIGMA, SSIM_TRUNCATE))
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM (Wang et al. 2004) of the estimate ``a`` against the reference ``b``, 0..255 scale.
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import add_verbose_argument, check_output_path, new_parser, run_cli
+from .cli import add_verbose_argument, check_output_path, check_report_path, new_parser, run_cli
 from .errors import AtbsnError
 from .hashing import file_sha256
 from .jsonsafe import write_json
@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def job() -> int:
         if args.json is not None:
-            check_output_path(args.json, "--json")
+            check_report_path(args.json, "--json", inputs=[args.bundle, *(args.images or ()),
+                                                           *(args.clean or ()), args.checkpoint])
         if args.heatmaps is not None:
             check_output_path(args.heatmaps, "--heatmaps", folder=True)
         if args.clean and not args.images:

@@ -41,6 +41,12 @@ def parse_resolution(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"resolution {text!r} is not WIDTHxHEIGHT") from None
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"resolution {text!r} must be positive")
+    from .imageio import MAX_PIXELS
+
+    if w * h > MAX_PIXELS:
+        raise argparse.ArgumentTypeError(
+            f"resolution {text!r} is {w * h / 1e6:.0f} MP, over the {MAX_PIXELS // 1_000_000} MP "
+            "limit of an image; give a smaller frame")
     return w, h
 
 
@@ -345,10 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def job() -> int:
-        from .cli import check_output_path
+        from .cli import check_report_path
 
         if args.json is not None:
-            check_output_path(args.json, "--json")  # before the timed runs
+            # before the timed runs
+            check_report_path(args.json, "--json", inputs=[args.artifact])
         report = profile_artifact(
             args.artifact, target=args.target, resolution=args.resolution, warmup_s=args.warmup,
             iters=args.iters, duration_s=args.duration, threads=args.threads,

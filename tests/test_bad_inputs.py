@@ -479,3 +479,174 @@ def test_help_is_plain_text_and_every_option_is_explained(module):
     from atbsn_edge.cli import HelpFormatter
 
     assert isinstance(parser._get_formatter(), HelpFormatter)
+
+
+# --------------------------------------------------------------------------------------------
+# 11. a --json report never replaces an input, a bundle's file or a file that is not JSON
+# --------------------------------------------------------------------------------------------
+
+def fake_bundle(folder: Path) -> Path:
+    """A folder with a manifest listing one artifact (its files need not be real here)."""
+    import json
+
+    folder.mkdir(parents=True)
+    for name in ("model-int8.xml", "model-int8.bin", "reference.npz"):
+        (folder / name).write_bytes(b"artifact bytes")
+    (folder / "manifest.json").write_text(json.dumps({
+        "schema": "atbsn-edge-bundle", "schema_version": 2, "artifacts": {"openvino-int8": {
+            "entry": "model-int8.xml", "runtime": "openvino", "precision": "int8",
+            "files": {"model-int8.xml": "0", "model-int8.bin": "0"}}}}))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "model-int8.bin", "model-int8.xml",
+                                  "reference.npz"])
+@pytest.mark.parametrize("given", ["folder", "artifact file"])
+def test_report_never_replaces_a_file_of_the_bundle(tmp_path, name, given):
+    from atbsn_edge.cli import check_report_path
+    from atbsn_edge.errors import AtbsnError
+
+    bundle = fake_bundle(tmp_path / "b")
+    source = bundle if given == "folder" else bundle / "model-int8.xml"
+    before = (bundle / name).read_bytes()
+    with pytest.raises(AtbsnError, match="would replace|not a JSON report"):
+        check_report_path(bundle / name, "--json", inputs=[source])
+    assert (bundle / name).read_bytes() == before
+    # a new report beside the bundle's files, and a rerun over that report, are fine
+    check_report_path(bundle / "parity.json", "--json", inputs=[source])
+    (bundle / "parity.json").write_text('{"passed": true}')
+    check_report_path(bundle / "parity.json", "--json", inputs=[source])
+
+
+def test_report_never_replaces_an_input_or_a_file_that_is_not_json(tmp_path):
+    from atbsn_edge.cli import check_report_path
+    from atbsn_edge.errors import AtbsnError
+
+    image = good_png(tmp_path / "a.png")
+    notes = tmp_path / "inputs.json"
+    notes.write_text("[1, 2]")
+    with pytest.raises(AtbsnError, match="would replace an input"):
+        check_report_path(notes, "--json", inputs=[notes])
+    with pytest.raises(AtbsnError, match="is not a JSON report"):
+        check_report_path(image, "--json")
+    text = tmp_path / "notes.txt"
+    text.write_text("a user's notes")
+    with pytest.raises(AtbsnError, match="is not a JSON report"):
+        check_report_path(text, "--json")
+    assert text.read_text() == "a user's notes"
+
+
+def test_evaluate_json_over_its_noisy_input_or_checkpoint_is_refused(tmp_path, ckpt, capsys):
+    image = good_png(tmp_path / "a.png")
+    kept = image.read_bytes(), ckpt.read_bytes()
+    for target in (image, ckpt):
+        assert evaluate_main(["--checkpoint", str(ckpt), "--noisy", str(image),
+                              "--json", str(target), *TILED]) == 2
+        assert "--json" in one_error(capsys)
+    assert (image.read_bytes(), ckpt.read_bytes()) == kept
+
+
+# --------------------------------------------------------------------------------------------
+# 12. failures outside the toolkit's own errors: a missing optional module, an unreadable file
+# --------------------------------------------------------------------------------------------
+
+def test_run_cli_names_the_extra_of_a_missing_optional_module(capsys):
+    from atbsn_edge.cli import run_cli
+
+    def job():
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    assert run_cli(job) == 2
+    line = one_error(capsys)
+    assert "'torch' is not installed" in line and "atbsn-edge[torch]" in line
+
+
+def test_run_cli_keeps_the_traceback_of_another_missing_module():
+    from atbsn_edge.cli import run_cli
+
+    def job():
+        raise ModuleNotFoundError("No module named 'atbsn_edge.nothing'", name="atbsn_edge.nothing")
+
+    with pytest.raises(ModuleNotFoundError):
+        run_cli(job)
+
+
+def test_run_cli_turns_an_os_error_into_one_line(tmp_path, capsys):
+    from atbsn_edge.cli import run_cli
+
+    def job():
+        raise PermissionError(13, "Permission denied", str(tmp_path / "model-int8.bin"))
+
+    assert run_cli(job) == 2
+    line = one_error(capsys)
+    assert "model-int8.bin: Permission denied" in line
+
+
+# --------------------------------------------------------------------------------------------
+# 13. small images in evaluate, foreign checkpoints, malformed manifests, oversized requests
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape, with_clean", [((1, 300), False), ((300, 2), False),
+                                               ((10, 40), True), ((3, 5), True)])
+def test_evaluate_refuses_images_too_small_for_its_metrics(tmp_path, ckpt, capsys, shape,
+                                                           with_clean):
+    image = good_png(tmp_path / "a.png", h=shape[0], w=shape[1])
+    argv = ["--checkpoint", str(ckpt), "--noisy", str(image), *TILED]
+    if with_clean:
+        argv += ["--clean", str(image)]
+    assert evaluate_main(argv) == 2
+    assert "too small" in one_error(capsys)
+
+
+def test_random_bytes_as_checkpoint_are_not_called_code(tmp_path, capsys):
+    path = tmp_path / "random.pt"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 100_000, np.uint8).tobytes())
+    image = good_png(tmp_path / "a.png")
+    assert denoise_main([str(image), "-o", str(tmp_path / "out"), "--checkpoint", str(path)]) == 2
+    line = one_error(capsys)
+    assert "not a PyTorch file" in line and "code objects" not in line
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"artifacts": {"openvino-int8": {"entry": None, "runtime": "openvino",
+                                      "precision": "int8"}}}, "malformed"),
+    ({"artifacts": {"openvino-int8": {"entry": "m.xml", "runtime": "openvino",
+                                      "precision": "int8", "files": "x"}}}, "malformed"),
+    ({"schema_version": "2"}, "schema version '2'"),
+    ({"default_target": None}, "no default target"),
+])
+def test_malformed_manifests_are_one_line(tmp_path, change, expected):
+    import json
+
+    from atbsn_edge.bundle.manifest import Bundle
+    from atbsn_edge.errors import AtbsnError
+
+    folder = tmp_path / "b"
+    folder.mkdir()
+    document = {"schema": "atbsn-edge-bundle", "schema_version": 2, "default_target": None,
+                "artifacts": {}}
+    document.update(change)
+    (folder / "manifest.json").write_text(json.dumps(document))
+    with pytest.raises(AtbsnError, match=re.escape(expected)):
+        Bundle.open(folder).entry_path()
+
+
+def test_compare_zoom_and_profile_resolution_have_upper_bounds(capsys):
+    from atbsn_edge.profile import main as profile_main
+
+    assert exit_code(denoise_main, ["x.png", "-o", "out", "--compare", "--compare-zoom",
+                                    "1000"]) == 2
+    assert "1 to 16" in one_error(capsys)
+    assert exit_code(profile_main, ["bundle", "--resolution", "100000x100000"]) == 2
+    assert "MP limit" in one_error(capsys)
+
+
+def test_bad_clean_reference_writes_nothing_and_is_named(tmp_path, ckpt, capsys):
+    image = good_png(tmp_path / "a.png")
+    bad = tmp_path / "ref.png"
+    bad.write_bytes(image.read_bytes()[:60])
+    out = tmp_path / "out"
+    assert denoise_main([str(image), "-o", str(out), "--checkpoint", str(ckpt), *TILED,
+                         "--compare", "--clean", str(bad)]) == 1
+    assert "--clean reference of" in one_error(capsys)
+    assert not out.exists() or not list(out.iterdir())

@@ -53,6 +53,10 @@ class ArtifactEntry:
 
     @classmethod
     def from_dict(cls, target: str, data: dict[str, Any]) -> "ArtifactEntry":
+        for key in ("entry", "runtime", "precision"):
+            if not isinstance(data[key], str):
+                raise TypeError(f"artifact {target!r}: {key} is {data[key]!r}, not a file name "
+                                "or name")
         return cls(target=target, entry=data["entry"], runtime=data["runtime"],
                    precision=data["precision"], status=data.get("status", READY),
                    files=dict(data.get("files", {})), metadata=dict(data.get("metadata", {})),
@@ -73,6 +77,26 @@ def is_bundle(folder: str | os.PathLike) -> bool:
         return False
     return isinstance(document, dict) and (document.get("schema") == SCHEMA
                                            or {"target", "artifact"} <= set(document))
+
+
+def bundle_files(folder: str | os.PathLike) -> set[Path]:
+    """The files of the bundle in ``folder`` (resolved): its manifest, reference data and
+    every file its artifacts list; empty where ``folder`` holds no readable manifest. What no
+    report may replace (``cli.check_report_path``)."""
+    folder = Path(folder)
+    try:
+        document = json.loads((folder / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(document, dict):
+        return set()
+    names = {MANIFEST_FILE, REFERENCE_FILE}
+    artifacts = document.get("artifacts")
+    for artifact in (artifacts.values() if isinstance(artifacts, dict) else ()):
+        if isinstance(artifact, dict):
+            names.update(n for n in [artifact.get("entry"), *(artifact.get("files") or ())]
+                         if isinstance(n, str))
+    return {(folder / name).resolve() for name in names}
 
 
 class Bundle:
@@ -146,11 +170,11 @@ class Bundle:
             raise AtbsnError(f"{path}: {MANIFEST_FILE} is not an atbsn-edge bundle manifest")
         version = document.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise AtbsnError(f"{path}: bundle schema version {version}, this toolkit reads "
+            raise AtbsnError(f"{path}: bundle schema version {version!r}, this toolkit reads "
                              f"{SCHEMA_VERSION}; re-export it or install the matching atbsn-edge")
         try:
             return cls(path, document)
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise AtbsnError(f"{path}: {MANIFEST_FILE} is malformed ({exc!r}); re-export it") from None
 
     @property
@@ -181,6 +205,9 @@ class Bundle:
     def artifact(self, target: str | None = None) -> ArtifactEntry:
         """The entry of ``target`` (default: the bundle's default target)."""
         target = target or self.default_target
+        if target is None:
+            raise AtbsnError(f"{self.path}: the manifest names no default target; give --target "
+                             f"({', '.join(self.artifacts) or 'the bundle has no artifact'})")
         if target not in self.artifacts:
             raise AtbsnError(f"{self.path} has no {target} artifact; it has "
                              f"{', '.join(self.artifacts) or 'none'}")

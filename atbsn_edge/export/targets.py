@@ -100,8 +100,8 @@ def get_target(name: str) -> Target:
     if name in TARGETS:
         return TARGETS[name]
     close = difflib.get_close_matches(name, TARGETS, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise AtbsnError(f"unknown target '{name}'{hint} Valid targets: {', '.join(TARGETS)}")
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise AtbsnError(f"unknown target '{name}'{hint}; valid targets: {', '.join(TARGETS)}")
 
 
 def targets_table() -> str:

@@ -43,7 +43,7 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
+        if "Weights only load failed" in str(exc) and _looks_like_torch_file(path):
             raise CheckpointError(_refused_objects(path, exc)) from None
         raise _damaged(path, exc) from None
     except Exception as exc:  # torch raises many types for damaged files
@@ -52,6 +52,15 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of "
                               "tensors; save a state_dict (torch.save(model.state_dict(), path))")
     return obj
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """Whether ``path`` starts as ``torch.save`` writes: a zip archive, or (the legacy
+    format) a pickle's protocol opcode. Random bytes that the safe unpickler stops on are a
+    damaged or foreign file, not a checkpoint holding code."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def _damaged(path: Path, exc: Exception) -> CheckpointError:

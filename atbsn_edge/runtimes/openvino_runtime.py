@@ -133,8 +133,11 @@ class OpenVinoRuntime(Runtime):
         super().__init__()
         ov = require("openvino", "openvino")
         path = Path(path)
-        if not path.is_file() or not path.with_suffix(".bin").is_file():
-            raise AtbsnError(f"OpenVINO artifact {path} (and its .bin) does not exist")
+        if not path.is_file():
+            raise AtbsnError(f"OpenVINO artifact {path} does not exist")
+        if not path.with_suffix(".bin").is_file():
+            raise AtbsnError(f"OpenVINO artifact {path} has no {path.with_suffix('.bin').name} "
+                             "beside it (an IR is the .xml and its .bin); copy both files")
         hint = performance_hint_name(performance_hint)
         if infer_requests < 0:
             raise AtbsnError(f"infer_requests {infer_requests}: give 0 (the compiled model's "
