@@ -213,9 +213,15 @@ def open_source(args: argparse.Namespace, inputs: list[Path]):
     if args.target is not None:
         raise AtbsnError("--target chooses an artifact of the --artifact bundle; it has no "
                          "meaning with a checkpoint")
-    if args.requests is not None:
-        raise AtbsnError("--requests is for OpenVINO artifacts (--artifact BUNDLE); a "
-                         "checkpoint runs in PyTorch")
+    openvino_only = [flag for flag, given in (
+        ("--requests", args.requests is not None),
+        ("--inference-precision", args.inference_precision is not None),
+        ("--performance-hint", args.performance_hint != "auto")) if given]
+    if openvino_only:
+        verb = "is" if len(openvino_only) == 1 else "are"
+        raise AtbsnError(f"{' and '.join(openvino_only)} {verb} for OpenVINO artifacts "
+                         "(--artifact BUNDLE); a checkpoint runs in PyTorch: drop the flag, or "
+                         "export the checkpoint first")
     from .assets import default_checkpoint
 
     checkpoint = args.checkpoint or default_checkpoint()

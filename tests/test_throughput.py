@@ -216,6 +216,21 @@ def test_cli_refuses_requests_with_the_latency_hint(bundles, tmp_path, capsys):
     assert (out / "in.png").is_file()
 
 
+@pytest.mark.parametrize("flags, named", [
+    (["--inference-precision", "bf16"], "--inference-precision is"),
+    (["--performance-hint", "latency"], "--performance-hint is"),
+    (["--requests", "2", "--performance-hint", "throughput"],
+     "--requests and --performance-hint are"),
+])
+def test_openvino_flags_with_a_checkpoint_are_refused(tmp_path, capsys, flags, named):
+    from atbsn_edge.denoise import main as denoise_main
+
+    picture = tmp_path / "a.png"
+    assert cv2.imwrite(str(picture), np.rint(textured_image(40, 50)).astype(np.uint8))
+    assert denoise_main([str(picture), "-o", str(tmp_path / "out"), *flags]) == 2
+    assert f"{named} for OpenVINO artifacts" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("sizes, want", [
     ([(40, 50)], "LATENCY"),                      # one 64-pixel tile: every thread on it
     ([(64, 64), (40, 50)], "LATENCY"),            # exactly one tile each
