@@ -104,6 +104,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--calls", type=int, default=5, help="timed calls per variant and round")
+    parser.add_argument("--inference-precision", choices=("auto", "f32", "bf16", "f16"),
+                        default="auto",
+                        help="OpenVINO's precision for the float layers (default auto: the "
+                             "runtime's choice on this CPU)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated variants to time; original is always timed")
     args = parser.parse_args()
 
     import openvino as ov
@@ -113,12 +119,18 @@ def main() -> None:
 
     xml = args.bundle if args.bundle.suffix == ".xml" else next(args.bundle.glob("model-int8.xml"))
     # the inference precision the runtime would choose on this CPU (its default for int8 IRs)
-    precision = OpenVinoRuntime(xml, threads=args.threads).inference_precision
+    precision = OpenVinoRuntime(xml, threads=args.threads,
+                                inference_precision=args.inference_precision).inference_precision
+    chosen = ["original", *(v for v in args.variants.split(",") if v and v != "original")]
+    unknown = set(chosen) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; valid: {', '.join(VARIANTS)}")
     core = ov.Core()
     config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_NUM_THREADS": args.threads, "PERF_COUNT": True}
     requests = {}
-    for name, rewrite in VARIANTS.items():
+    for name in chosen:
+        rewrite = VARIANTS[name]
         model = core.read_model(str(xml))
         if rewrite is not None:
             rewrite(model)

@@ -9,6 +9,12 @@ the hint ``--inference-precision auto`` chooses (the CPU's own default, see
 
     python benchmarks/inference_precision.py                       # demo student C, 512x512
     python benchmarks/inference_precision.py --bundles b-ov16 b-ov8 --rounds 4 --iters 5
+
+With ``--images NOISY... --clean CLEAN...`` each (bundle, hint) also denoises the pairs as
+``denoise`` does (tiled, at the model's own strength, ``auto`` for the bundled student) and a
+second table gives the mean PSNR against clean under every hint: a reduced float type is
+faster, and this says what it costs in quality (the float layers an int8 IR keeps are the
+ones that carry the image).
 """
 from __future__ import annotations
 
@@ -29,7 +35,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iters", type=int, default=5, help="timed calls per hint and round")
+    parser.add_argument("--images", nargs="+", type=Path, help="noisy images for the quality table")
+    parser.add_argument("--clean", nargs="+", type=Path, help="their clean references, same order")
     args = parser.parse_args()
+    if bool(args.images) != bool(args.clean) or len(args.images or ()) != len(args.clean or ()):
+        parser.error("--images and --clean go together, as many of each")
 
     import openvino as ov
 
@@ -74,6 +84,8 @@ def main() -> None:
                 x = inputs[key[0]]
                 timing = time_calls(lambda: tiled.runtime.run(x), 0.5, args.iters)
                 samples[key].extend(timing.samples)
+        quality = {key: mean_psnr(tiled, args.images, args.clean) for key, tiled in opened.items()
+                   } if args.images else {}
         for tiled in opened.values():
             tiled.close()
         names = [b.name for b in bundles]
@@ -84,6 +96,23 @@ def main() -> None:
             pick = chosen[bundle]
             print(f"| {label} | " + " | ".join(f"{medians[h]:.1f}" for h in hints)
                   + f" | {fastest} | {pick}{'' if pick == fastest else ' (not the fastest)'} |")
+        if quality:
+            print(f"\nMean PSNR against clean on {len(args.images)} pairs, tiled as denoise runs "
+                  "it, at the model's own strength:\n")
+            print("| bundle | " + " | ".join(f"{h} dB" for h in hints) + " |")
+            print("|---|" + "---:|" * len(hints))
+            for bundle in bundles:
+                print(f"| {bundle.name} | "
+                      + " | ".join(f"{quality[bundle, h]:.3f}" for h in hints) + " |")
+
+
+def mean_psnr(tiled, noisy: list[Path], clean: list[Path]) -> float:
+    """Mean PSNR of ``tiled``'s output against the clean references."""
+    from atbsn_edge.imageio import read_image
+    from atbsn_edge.metrics import psnr
+
+    return float(np.mean([psnr(tiled.denoise(read_image(n).rgb), read_image(c).rgb)
+                          for n, c in zip(noisy, clean)]))
 
 
 if __name__ == "__main__":
