@@ -20,7 +20,7 @@ import numpy as np
 from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int,
                   positive_int, run_cli)
 from .errors import AtbsnError, ImageError
-from .imageio import WRITE_SUFFIXES, probe_image, read_image, write_image
+from .imageio import READ_SUFFIXES, WRITE_SUFFIXES, probe_image, read_image, write_image
 from .inputs import expand_inputs
 from .pipeline import add_tiling_arguments, open_tiled
 
@@ -149,7 +149,11 @@ def plan_outputs(inputs: list[Path], output: Path) -> list[Job]:
     """Map inputs to outputs: a file name for a single input, else a folder of same names.
     An output that cannot be written (below a regular file, no permission) is refused here,
     before any work."""
-    single_file = len(inputs) == 1 and output.suffix.lower() in WRITE_SUFFIXES and not output.is_dir()
+    suffix = output.suffix.lower()
+    if suffix in READ_SUFFIXES and suffix not in WRITE_SUFFIXES and not output.is_dir():
+        raise AtbsnError(f"-o {output}: denoise cannot write {suffix} images (it writes "
+                         f"{', '.join(WRITE_SUFFIXES)}); give such a name, or a folder")
+    single_file = len(inputs) == 1 and suffix in WRITE_SUFFIXES and not output.is_dir()
     check_output_path(output, "-o", folder=not single_file and not output.is_file())
     if single_file:
         return [Job(inputs[0], output)]

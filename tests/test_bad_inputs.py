@@ -650,3 +650,11 @@ def test_bad_clean_reference_writes_nothing_and_is_named(tmp_path, ckpt, capsys)
                          "--compare", "--clean", str(bad)]) == 1
     assert "--clean reference of" in one_error(capsys)
     assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.mark.parametrize("name", ["out.webp", "out.BMP"])
+def test_output_named_in_a_format_denoise_cannot_write_is_refused(tmp_path, capsys, name):
+    image = good_png(tmp_path / "a.png")
+    assert denoise_main([str(image), "-o", str(tmp_path / name)]) == 2
+    assert "cannot write" in one_error(capsys)
+    assert not (tmp_path / name).exists()  # no folder of that name either
