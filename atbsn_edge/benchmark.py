@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .atomic import atomic_path
-from .cli import (add_verbose_argument, check_output_path, check_report_path, new_parser, non_negative_int,
-                  positive_int, positive_multiple_of_32, run_cli)
+from .cli import (add_verbose_argument, check_output_path, check_report_path, new_parser,
+                  non_negative_int, positive_int, positive_multiple_of_32, run_cli)
 from .errors import AtbsnError
 from .jsonsafe import write_json
 from .profile import parse_resolution
