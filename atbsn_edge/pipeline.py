@@ -115,7 +115,25 @@ def locate_artifact(path: str | os.PathLike, target: str | None = None) -> tuple
         raise AtbsnError(f"--target chooses an artifact of a bundle; {path} is an artifact file")
     if not path.exists():
         raise AtbsnError(f"artifact {path} does not exist")
-    return path, None
+    return path, _verified_in_bundle(path)
+
+
+def _verified_in_bundle(path: Path) -> str | None:
+    """For an artifact file given inside its bundle folder: verify it against the manifest
+    (as the folder would be) and return its runtime name; None for a file outside any
+    bundle, or one the manifest does not list as an artifact's entry."""
+    from .bundle import READY, Bundle
+    from .bundle.manifest import is_bundle
+
+    if not is_bundle(path.parent):
+        return None
+    bundle = Bundle.open(path.parent)
+    for entry in bundle.artifacts.values():
+        if entry.entry == path.name and entry.status == READY:
+            bundle.verify(entry)
+            log.debug("%s verified against the manifest of %s", path.name, path.parent)
+            return entry.runtime
+    return None
 
 
 def _artifact_spec(runtime: Runtime, tile: int | None, batch: int | None,

@@ -658,3 +658,24 @@ def test_output_named_in_a_format_denoise_cannot_write_is_refused(tmp_path, caps
     assert denoise_main([str(image), "-o", str(tmp_path / name)]) == 2
     assert "cannot write" in one_error(capsys)
     assert not (tmp_path / name).exists()  # no folder of that name either
+
+
+def test_an_artifact_file_inside_its_bundle_is_verified_too(tmp_path, ckpt, capsys):
+    pytest.importorskip("onnxruntime")
+    from atbsn_edge.export.__main__ import main as export_main
+
+    bundle = tmp_path / "b"
+    assert export_main(["--checkpoint", str(ckpt), "--target", "onnx-fp32", "--tile", "64",
+                        "--out", str(bundle)]) == 0
+    capsys.readouterr()
+    image = good_png(tmp_path / "a.png")
+    onnx = bundle / "model-fp32.onnx"
+    assert denoise_main([str(image), "-o", str(tmp_path / "ok.png"), "--artifact", str(onnx),
+                         "--overlap", "32"]) == 0
+    data = bytearray(onnx.read_bytes())
+    data[-10] ^= 0xFF  # same size, other bytes
+    onnx.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert denoise_main([str(image), "-o", str(tmp_path / "bad.png"), "--artifact", str(onnx),
+                         "--overlap", "32"]) == 2
+    assert "does not match the manifest's SHA-256" in one_error(capsys)
