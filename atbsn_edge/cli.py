@@ -315,11 +315,14 @@ def check_report_path(path: str | os.PathLike, flag: str, *,
         if target == source:
             raise AtbsnError(f"{flag} {path} would replace an input of this run; choose another "
                              "path for the report")
-        for folder in (source.parent, source) if source.is_file() else (source,):
+        for folder in (source.parent, source):  # a bundle given, or a file or package in it
             if target in bundle_files(folder):
                 raise AtbsnError(f"{flag} {path} would replace a file of the bundle {folder}; "
                                  "choose another path for the report")
-    if path.is_file() and not _is_json_file(path):
+    if target in bundle_files(target.parent):
+        raise AtbsnError(f"{flag} {path} would replace a file of the bundle {path.parent}; "
+                         "choose another path for the report")
+    if path.is_file() and path.stat().st_size > 0 and not _is_json_file(path):
         raise AtbsnError(f"{flag} {path} exists and is not a JSON report (it would be replaced); "
                          "choose another path, or delete the file first")
     return path

@@ -219,7 +219,7 @@ def open_source(args: argparse.Namespace, inputs: list[Path]):
                          "meaning with a checkpoint")
     openvino_only = [flag for flag, given in (
         ("--requests", args.requests is not None),
-        ("--inference-precision", args.inference_precision is not None),
+        ("--inference-precision", args.inference_precision not in (None, "auto")),
         ("--performance-hint", args.performance_hint != "auto")) if given]
     if openvino_only:
         verb = "is" if len(openvino_only) == 1 else "are"

@@ -127,7 +127,11 @@ def _verified_in_bundle(path: Path) -> str | None:
 
     if not is_bundle(path.parent):
         return None
-    bundle = Bundle.open(path.parent)
+    try:
+        bundle = Bundle.open(path.parent)
+    except AtbsnError as exc:  # an old or foreign manifest: the file runs as given, as before
+        log.warning("%s is not verified against %s: %s", path.name, path.parent, exc)
+        return None
     for entry in bundle.artifacts.values():
         if entry.entry == path.name and entry.status == READY:
             bundle.verify(entry)

@@ -679,3 +679,15 @@ def test_an_artifact_file_inside_its_bundle_is_verified_too(tmp_path, ckpt, caps
     assert denoise_main([str(image), "-o", str(tmp_path / "bad.png"), "--artifact", str(onnx),
                          "--overlap", "32"]) == 2
     assert "does not match the manifest's SHA-256" in one_error(capsys)
+
+
+def test_report_guard_without_the_bundle_as_input_and_over_an_empty_file(tmp_path):
+    from atbsn_edge.cli import check_report_path
+    from atbsn_edge.errors import AtbsnError
+
+    bundle = fake_bundle(tmp_path / "b")
+    with pytest.raises(AtbsnError, match="would replace a file of the bundle"):
+        check_report_path(bundle / "manifest.json", "--json")  # no input names the bundle
+    empty = tmp_path / "empty.json"
+    empty.touch()  # mktemp's placeholder
+    assert check_report_path(empty, "--json") == empty
