@@ -189,8 +189,8 @@ def image_sizes(paths: list[Path]) -> Iterator[tuple[int, int]]:
             header = probe_image(path)
         except ImageError:
             continue
-        turned = header.orientation in (5, 6, 7, 8)  # EXIF: stored on its side
-        yield (header.width, header.height) if turned else (header.height, header.width)
+        width, height = header.upright_size
+        yield height, width
 
 
 def open_source(args: argparse.Namespace, inputs: list[Path]):

@@ -94,7 +94,7 @@ def preflight(pairs: list[tuple[Path, Path | None]]) -> None:
             continue
         clean = probe_image(clean_path)
         # EXIF orientation may swap width and height: compare upright sizes
-        _pair_errors(str(noisy_path), str(clean_path), _upright(noisy), _upright(clean),
+        _pair_errors(str(noisy_path), str(clean_path), noisy.upright_size, clean.upright_size,
                      noisy.grayscale, clean.grayscale)
 
 
@@ -108,12 +108,6 @@ def _check_metric_size(path: str, width: int, height: int, with_reference: bool)
     if min(width, height) < side:
         raise ImageError(f"{path}: {width} x {height} is too small for {what}, which needs at "
                          f"least {side} x {side} pixels; give larger images")
-
-
-def _upright(header) -> tuple[int, int]:
-    """(W, H) after the header's EXIF orientation is applied."""
-    swap = header.orientation in (5, 6, 7, 8)
-    return (header.height, header.width) if swap else (header.width, header.height)
 
 
 def score_reference(noisy: np.ndarray, denoised: np.ndarray, clean: np.ndarray) -> dict[str, float]:

@@ -73,6 +73,13 @@ class ImageHeader:
     format: str = ""
 
     @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) once the EXIF orientation is applied: 5-8 store the picture on its
+        side."""
+        turned = self.orientation in (5, 6, 7, 8)
+        return (self.height, self.width) if turned else (self.width, self.height)
+
+    @property
     def grayscale(self) -> bool | None:
         """Gray (with or without alpha) by the header's mode; None when the mode does not say."""
         if self.mode in _GRAY_MODES:

@@ -68,15 +68,21 @@ class ArtifactEntry:
         return data
 
 
-def is_bundle(folder: str | os.PathLike) -> bool:
-    """Whether ``folder`` is a bundle this toolkit wrote (any schema version): the only kind
-    of folder ``export --overwrite`` may replace."""
+def _manifest_document(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in ``folder``'s manifest, or None where there is none to read."""
     try:
         document = json.loads((Path(folder) / MANIFEST_FILE).read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(document, dict) and (document.get("schema") == SCHEMA
-                                           or {"target", "artifact"} <= set(document))
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def is_bundle(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is a bundle this toolkit wrote (any schema version): the only kind
+    of folder ``export --overwrite`` may replace."""
+    document = _manifest_document(folder)
+    return document is not None and (document.get("schema") == SCHEMA
+                                      or {"target", "artifact"} <= set(document))
 
 
 def bundle_files(folder: str | os.PathLike) -> set[Path]:
@@ -84,11 +90,8 @@ def bundle_files(folder: str | os.PathLike) -> set[Path]:
     every file its artifacts list; empty where ``folder`` holds no readable manifest. What no
     report may replace (``cli.check_report_path``)."""
     folder = Path(folder)
-    try:
-        document = json.loads((folder / MANIFEST_FILE).read_text())
-    except (OSError, ValueError):
-        return set()
-    if not isinstance(document, dict):
+    document = _manifest_document(folder)
+    if document is None:
         return set()
     names = {MANIFEST_FILE, REFERENCE_FILE}
     artifacts = document.get("artifacts")
