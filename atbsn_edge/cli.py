@@ -300,28 +300,24 @@ def _is_json_file(path: Path, limit: int = 64 << 20) -> bool:
 def check_report_path(path: str | os.PathLike, flag: str, *,
                       inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
     """:func:`check_output_path` for a JSON report (``--json``), and what a report must never
-    replace: one of ``inputs`` (the run's input files and folders), a file of a bundle among
-    them (its manifest or one of the files it lists, also when an artifact file inside it is
-    the input), or any existing file that is not JSON (an image, a checkpoint, weights). An
-    earlier report (an existing JSON file) is replaced, as a rerun expects."""
+    replace: one of ``inputs`` (the run's input files), a file of any bundle (its manifest or
+    one of the files it lists), or any existing non-empty file that is not JSON (an image, a
+    checkpoint, weights). An earlier report (an existing JSON file) is replaced, as a rerun
+    expects."""
     from .bundle.manifest import bundle_files
 
     path = check_output_path(path, flag)
     target = path.resolve()
-    for item in inputs:
-        if item is None or not Path(item).exists():
-            continue
-        source = Path(item).resolve()
-        if target == source:
-            raise AtbsnError(f"{flag} {path} would replace an input of this run; choose another "
-                             "path for the report")
-        for folder in (source.parent, source):  # a bundle given, or a file or package in it
-            if target in bundle_files(folder):
-                raise AtbsnError(f"{flag} {path} would replace a file of the bundle {folder}; "
-                                 "choose another path for the report")
-    if target in bundle_files(target.parent):
-        raise AtbsnError(f"{flag} {path} would replace a file of the bundle {path.parent}; "
-                         "choose another path for the report")
+    if any(item is not None and Path(item).exists() and Path(item).resolve() == target
+           for item in inputs):
+        raise AtbsnError(f"{flag} {path} would replace an input of this run; choose another "
+                         "path for the report")
+    # a bundle's file, whether or not the bundle is an input: the folders above the report
+    # (also those above a file inside an artifact folder such as an .mlpackage)
+    for folder in target.parents:
+        if target in bundle_files(folder):
+            raise AtbsnError(f"{flag} {path} would replace a file of the bundle {folder}; "
+                             "choose another path for the report")
     if path.is_file() and path.stat().st_size > 0 and not _is_json_file(path):
         raise AtbsnError(f"{flag} {path} exists and is not a JSON report (it would be replaced); "
                          "choose another path, or delete the file first")
