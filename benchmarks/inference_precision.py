@@ -84,8 +84,8 @@ def main() -> None:
                 x = inputs[key[0]]
                 timing = time_calls(lambda: tiled.runtime.run(x), 0.5, args.iters)
                 samples[key].extend(timing.samples)
-        quality = {key: mean_psnr(tiled, args.images, args.clean) for key, tiled in opened.items()
-                   } if args.images else {}
+        pairs = read_pairs(args.images, args.clean) if args.images else []
+        quality = {key: mean_psnr(tiled, pairs) for key, tiled in opened.items()} if pairs else {}
         for tiled in opened.values():
             tiled.close()
         names = [b.name for b in bundles]
@@ -106,13 +106,18 @@ def main() -> None:
                       + " | ".join(f"{quality[bundle, h]:.3f}" for h in hints) + " |")
 
 
-def mean_psnr(tiled, noisy: list[Path], clean: list[Path]) -> float:
-    """Mean PSNR of ``tiled``'s output against the clean references."""
+def read_pairs(noisy: list[Path], clean: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(noisy, clean) pixels of each pair, read once for every bundle and hint."""
     from atbsn_edge.imageio import read_image
+
+    return [(read_image(n).rgb, read_image(c).rgb) for n, c in zip(noisy, clean)]
+
+
+def mean_psnr(tiled, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Mean PSNR of ``tiled``'s output against the clean references."""
     from atbsn_edge.metrics import psnr
 
-    return float(np.mean([psnr(tiled.denoise(read_image(n).rgb), read_image(c).rgb)
-                          for n, c in zip(noisy, clean)]))
+    return float(np.mean([psnr(tiled.denoise(noisy), clean) for noisy, clean in pairs]))
 
 
 if __name__ == "__main__":
