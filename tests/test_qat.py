@@ -261,6 +261,17 @@ def test_qat_refuses_atbsn(noisy_folder, tmp_path, make_checkpoint, capsys):
     assert not (tmp_path / "x.pt").exists()
 
 
+def _openvino_convolution_precisions(xml) -> list[str]:
+    """The precision OpenVINO's CPU plugin runs each convolution of an IR in (its compiled
+    model's execution graph)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_NUM_THREADS": 1})
+    return [op.get_rt_info()["runtimePrecision"].astype(str)
+            for op in compiled.get_runtime_model().get_ops()
+            if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
+
+
 @pytest.fixture
 def qat_checkpoint(tmp_path):
     """A student C checkpoint with calibrated (not fine-tuned) int8 ranges, portable weights."""
@@ -297,6 +308,14 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     assert len(int8_weights) == 24
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in {i.name for i in
                    graph.initializer} for n in graph.node)
+    # OpenVINO runs every convolution in int8 (a zero point shared between weights, as the
+    # PyTorch exporter writes it, left 15 of 24 in bf16); its transposed convolutions have int8
+    # kernels only on CPUs with AVX-512, so only the convolutions are counted
+    weight_zero_points = [n.input[2] for n in graph.node if n.op_type == "DequantizeLinear"
+                          and n.input[0] in {i.name for i in int8_weights} and len(n.input) > 2]
+    assert len(weight_zero_points) == len(set(weight_zero_points)) == 24
+    precisions = _openvino_convolution_precisions(out / "model-int8.xml")
+    assert len(precisions) == 24 - 5 and set(precisions) <= {"u8", "i8"}, precisions
     # the IR computes the fake-quantized network (not a recalibrated one)
     from atbsn_edge.pipeline import open_artifact_tiled
 
