@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPUs without VNNI, whose int16 pair sums saturate with 8-bit weights), "
                         "7 or 8 for every weight (8: an export whose 8-bit weights could "
                         "saturate writes them as two convolutions each, exact but slower)")
+    p.add_argument("--sums", choices=("int8", "float"), default="int8",
+                   help="each decoder's two terms (the upsampled map and the skip): int8 "
+                        "(default: quantized before they are added, as NNCF quantizes an "
+                        "addition; OpenVINO then runs every layer in int8 without a float "
+                        "output) or float (added in float, one rounding less)")
     add_optimisation_args(p)
     p.set_defaults(lr=5e-5, lr_min=1e-6, iterations=1000, validate_every=250,
                    checkpoint_every=50)
@@ -73,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         train_qat(config, denoiser, images, args.out, resume=args.resume, val_pairs=pairs,
                   calibration_batches=args.calibration_batches, source=str(checkpoint),
                   description=args.description,
-                  weight_bits=None if args.weight_bits == "portable" else int(args.weight_bits))
+                  weight_bits=None if args.weight_bits == "portable" else int(args.weight_bits),
+                  quantized_sums=args.sums == "int8")
         log.info("wrote %s; export it with python -m atbsn_edge.export --checkpoint %s "
                  "--target openvino-int8 (or onnx-int8, trt-int8)", args.out, args.out)
         return 0

@@ -1,6 +1,7 @@
 """Quantization-aware training: the fake quantization, the export with learned ranges, the CLI."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -31,8 +32,8 @@ def _image_batch(size: int = 128, count: int = 1) -> torch.Tensor:
     return torch.from_numpy(np.stack(images).copy())
 
 
-def _calibrated(network, x, weight_bits=8):
-    wrapped = quantization_aware(network)
+def _calibrated(network, x, weight_bits=8, quantized_sums=False):
+    wrapped = quantization_aware(network, quantized_sums=quantized_sums)
     wrapped.set_weight_bits(portable_weight_bits(wrapped) if weight_bits == "portable"
                             else weight_bits)
     wrapped.observe(True)
@@ -196,6 +197,11 @@ def test_portable_weight_bits_keep_eight_bits_for_the_image_and_the_output():
     # ranges written before weight widths existed mean 8 bits everywhere
     legacy = {k: v for k, v in ranges.items() if k != "weight_bits"}
     assert set(quantization_aware(_network("student_c"), legacy).weight_bits().values()) == {8}
+    # with the decoders' sums quantized, dec1's image skip stays 7-bit (a split would add in
+    # float before the term is quantized)
+    summed = QuantizationAware(_network("student_c"), quantized_sums=True)
+    assert {p for p, b in portable_weight_bits(summed).items() if b == 8} == {
+        "unet.intro.input", "unet.dec1.conv2.input"}
     with pytest.raises(ValueError, match="weight bits 6"):
         wrapped.set_weight_bits(6)
     with pytest.raises(ValueError, match="do not fit"):
@@ -204,12 +210,20 @@ def test_portable_weight_bits_keep_eight_bits_for_the_image_and_the_output():
 
 def test_ranges_round_trip_and_mismatch_is_refused():
     x = _image_batch(128)
-    wrapped = _calibrated(_network(), x)
-    ranges = wrapped.ranges()
-    again = quantization_aware(_network(), ranges)
-    assert again.ranges() == ranges
-    with pytest.raises(ValueError, match="do not fit"):
-        quantization_aware(_network("student_a"), ranges)
+    for sums, points in ((False, 22), (True, 22 + 2 * 5)):  # two terms per decoder stage
+        wrapped = _calibrated(_network(), x, quantized_sums=sums)
+        ranges = wrapped.ranges()
+        assert ranges["quantized_sums"] is sums and len(ranges["steps"]) == points
+        again = quantization_aware(copy.deepcopy(wrapped.network), ranges)
+        assert again.ranges() == ranges
+        with torch.no_grad():
+            assert torch.equal(again(x), wrapped(x))
+        with pytest.raises(ValueError, match="do not fit"):
+            quantization_aware(_network("student_a"), ranges)
+    # ranges written before quantized sums existed: float sums
+    legacy = {k: v for k, v in _calibrated(_network(), x).ranges().items()
+              if k != "quantized_sums"}
+    assert quantization_aware(_network(), legacy).quantized_sums is False
 
 
 def test_qat_fine_tuning_brings_int8_closer_to_float(noisy_folder, tmp_path):
@@ -278,7 +292,7 @@ def qat_checkpoint(tmp_path):
     from atbsn_edge.models.checkpoint import save_checkpoint
 
     network = _demo_student()
-    wrapped = _calibrated(network, _image_batch(128), "portable")
+    wrapped = _calibrated(network, _image_batch(128), "portable", quantized_sums=True)
     path = tmp_path / "student_c_int8.pt"
     save_checkpoint(path, wrapped, {"qat_from": "test", "iterations": 0})
     return path
@@ -296,7 +310,7 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     artifacts = manifest["artifacts"]
     assert artifacts["onnx-int8"]["details"]["int8_ranges"] == "learned"
     qat = artifacts["onnx-int8"]["details"]["qat"]
-    assert (qat["points"], qat["weights_7bit"], qat["weights_8bit"]) == (22, 19, 3)
+    assert (qat["points"], qat["weights_7bit"], qat["weights_8bit"]) == (32, 20, 2)
     assert artifacts["openvino-int8"]["metadata"]["int8_quantizer"] == "qdq"
     assert manifest["int8_keep_float_default"] == []
     import onnx
@@ -304,8 +318,8 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     graph = onnx.load(str(out / "model-int8.onnx")).graph
     int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8
                     and len(i.dims) == 4]
-    # every weight folded into an int8 initializer; the image's two 8-bit ones split in two
-    assert len(int8_weights) == 24
+    # every weight folded into an int8 initializer; the intro's 8-bit one split in two
+    assert len(int8_weights) == 23
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in {i.name for i in
                    graph.initializer} for n in graph.node)
     # OpenVINO runs every convolution in int8 (a zero point shared between weights, as the
@@ -313,9 +327,14 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     # kernels only on CPUs with AVX-512, so only the convolutions are counted
     weight_zero_points = [n.input[2] for n in graph.node if n.op_type == "DequantizeLinear"
                           and n.input[0] in {i.name for i in int8_weights} and len(n.input) > 2]
-    assert len(weight_zero_points) == len(set(weight_zero_points)) == 24
+    assert len(weight_zero_points) == len(set(weight_zero_points)) == 23
+    # each decoder's two terms pass a Q/DQ pair before their sum
+    producers = {out: n.op_type for n in graph.node for out in n.output}
+    sums = [n for n in graph.node if n.op_type == "Add"
+            and all(producers.get(i) == "DequantizeLinear" for i in n.input)]
+    assert len(sums) == 5
     precisions = _openvino_convolution_precisions(out / "model-int8.xml")
-    assert len(precisions) == 24 - 5 and set(precisions) <= {"u8", "i8"}, precisions
+    assert len(precisions) == 23 - 5 and set(precisions) <= {"u8", "i8"}, precisions
     # the IR computes the fake-quantized network (not a recalibrated one)
     from atbsn_edge.pipeline import open_artifact_tiled
 

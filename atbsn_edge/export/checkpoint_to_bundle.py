@@ -97,5 +97,5 @@ def _qat_details(denoiser: Any) -> dict[str, Any]:
     bits = ranges.get("weight_bits", 8)  # ranges written before weight widths existed: 8
     widths = list(bits.values()) if isinstance(bits, dict) else [bits] * len(steps)
     return {"from": meta.get("qat_from", ""), "iterations": meta.get("iterations"),
-            "points": len(steps),
+            "points": len(steps), "quantized_sums": bool(ranges.get("quantized_sums", False)),
             "weights_7bit": sum(b == 7 for b in widths), "weights_8bit": sum(b == 8 for b in widths)}
