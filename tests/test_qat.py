@@ -160,6 +160,42 @@ def test_onnx_export_has_qdq_on_every_conv_input_and_weight(name, network, toler
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < tolerance
 
 
+def test_quantized_sums_export_a_qdq_pair_on_both_terms_of_every_decoder(tmp_path):
+    """``--sums int8``: each decoder's upsampled term and skip term pass their own Q/DQ pair
+    before the addition; ONNX Runtime computes that graph as the simulation does, and the
+    image skip of dec1 stays 7-bit and unsplit (one convolution per term)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from atbsn_edge.export.torch_qat_to_int8_onnx import (fold_weight_quantization,
+                                                          unquantized_convolution_inputs)
+    from atbsn_edge.export.torch_to_onnx import export_onnx
+
+    x = _image_batch(128)
+    wrapped = _calibrated(_demo_student(), x, "portable", quantized_sums=True)
+    path = tmp_path / "sums.onnx"
+    export_onnx(wrapped, path, height=128, width=128, metadata={})
+    model = onnx.load(str(path))
+    fold_weight_quantization(model)
+    producers = {out: n.op_type for n in model.graph.node for out in n.output}
+    sums = [n for n in model.graph.node if n.op_type == "Add"
+            and all(producers.get(i) == "DequantizeLinear" for i in n.input)]
+    assert len(sums) == 5
+    convs = unquantized_convolution_inputs(model.graph)
+    assert not convs["unquantized"] and convs["count"] == 22 + 1  # only the intro split
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = wrapped(x).numpy()
+        float_sums = copy.deepcopy(wrapped)
+        for module in float_sums.modules():
+            if hasattr(module, "quantized_sum"):
+                module.quantized_sum = False
+        other = float_sums(x).numpy()
+    err = np.linalg.norm(got - want) / np.linalg.norm(want)
+    # the control: the same weights with float sums are much farther away
+    assert err < 1e-3 < np.linalg.norm(other - want) / np.linalg.norm(want), err
+
+
 def test_pairs_may_saturate_is_the_int16_pair_sum_bound():
     def q(*pairs):  # one output channel, input channels in the order given, 1x1 kernel
         return torch.tensor(pairs, dtype=torch.float32).reshape(1, -1, 1, 1)
@@ -244,6 +280,8 @@ def test_qat_fine_tuning_brings_int8_closer_to_float(noisy_folder, tmp_path):
     tuned = load_checkpoint(out)
     assert tuned.architecture.name == "student_c" and tuned.metadata["iterations"] == 30
     assert tuned.metadata["int8_ranges"]["steps"]
+    # it keeps the float student's recommended strength, so denoise blends alike
+    assert tuned.metadata["strength"] == load_checkpoint(source).metadata["strength"] == "auto"
 
     x = _image_batch(128, 2)
     float_net = load_checkpoint(source).network
@@ -292,7 +330,7 @@ def qat_checkpoint(tmp_path):
     from atbsn_edge.models.checkpoint import save_checkpoint
 
     network = _demo_student()
-    wrapped = _calibrated(network, _image_batch(128), "portable", quantized_sums=True)
+    wrapped = _calibrated(network, _image_batch(128), "portable")
     path = tmp_path / "student_c_int8.pt"
     save_checkpoint(path, wrapped, {"qat_from": "test", "iterations": 0})
     return path
@@ -310,7 +348,8 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     artifacts = manifest["artifacts"]
     assert artifacts["onnx-int8"]["details"]["int8_ranges"] == "learned"
     qat = artifacts["onnx-int8"]["details"]["qat"]
-    assert (qat["points"], qat["weights_7bit"], qat["weights_8bit"]) == (32, 20, 2)
+    assert (qat["points"], qat["weights_7bit"], qat["weights_8bit"]) == (22, 19, 3)
+    assert qat["quantized_sums"] is False
     assert artifacts["openvino-int8"]["metadata"]["int8_quantizer"] == "qdq"
     assert manifest["int8_keep_float_default"] == []
     import onnx
@@ -318,8 +357,8 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     graph = onnx.load(str(out / "model-int8.onnx")).graph
     int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8
                     and len(i.dims) == 4]
-    # every weight folded into an int8 initializer; the intro's 8-bit one split in two
-    assert len(int8_weights) == 23
+    # every weight folded into an int8 initializer; the image's two 8-bit ones split in two
+    assert len(int8_weights) == 24
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in {i.name for i in
                    graph.initializer} for n in graph.node)
     # OpenVINO runs every convolution in int8 (a zero point shared between weights, as the
@@ -327,14 +366,9 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     # kernels only on CPUs with AVX-512, so only the convolutions are counted
     weight_zero_points = [n.input[2] for n in graph.node if n.op_type == "DequantizeLinear"
                           and n.input[0] in {i.name for i in int8_weights} and len(n.input) > 2]
-    assert len(weight_zero_points) == len(set(weight_zero_points)) == 23
-    # each decoder's two terms pass a Q/DQ pair before their sum
-    producers = {out: n.op_type for n in graph.node for out in n.output}
-    sums = [n for n in graph.node if n.op_type == "Add"
-            and all(producers.get(i) == "DequantizeLinear" for i in n.input)]
-    assert len(sums) == 5
+    assert len(weight_zero_points) == len(set(weight_zero_points)) == 24
     precisions = _openvino_convolution_precisions(out / "model-int8.xml")
-    assert len(precisions) == 23 - 5 and set(precisions) <= {"u8", "i8"}, precisions
+    assert len(precisions) == 24 - 5 and set(precisions) <= {"u8", "i8"}, precisions
     # the IR computes the fake-quantized network (not a recalibrated one)
     from atbsn_edge.pipeline import open_artifact_tiled
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.denoiser import Denoiser, pad_reflect_to_multiple
+from ..strength import STRENGTH_KEY
 from ..training import CropSampler, TrainConfig, TrainState, optimise, validate_pairs
 from .qat_network import QuantizationAware, portable_weight_bits, quantization_aware
 
@@ -53,13 +54,13 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
               val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
               calibration_batches: int = 8, source: str = "",
               description: str = "", weight_bits: int | None = None,
-              quantized_sums: bool = True) -> Path:
+              quantized_sums: bool = False) -> Path:
     """Fine-tune ``denoiser`` (a student; AT-BSN with its hole fixed is not supported) for
     int8 into ``out``: its float weights, with the learned ranges as ``int8_ranges``.
     ``weight_bits`` 7 or 8 for every weight; None: :func:`portable_weight_bits` (7 bits except
     the image's and the output's weights), which runs alike on CPUs without VNNI.
     ``quantized_sums``: each decoder's two terms are quantized before their sum (the int8
-    graph NNCF makes of an addition; OpenVINO runs it faster)."""
+    graph NNCF makes of an addition; OpenVINO runs it faster but computes it otherwise)."""
     if denoiser.metadata.get("int8_ranges"):
         raise ValueError(f"{denoiser.metadata.get('checkpoint', 'this checkpoint')} is already "
                          "int8-ready (its float weights were tuned for int8); fine-tune the float "
@@ -94,11 +95,15 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     inherited = {k: v for k, v in denoiser.metadata.items()
                  if k in ("teacher", "teacher_holes", "description", "iterations")}
 
+    # denoise blends as with the float student (its recommended strength, e.g. auto)
+    strength = {k: denoiser.metadata[k] for k in (STRENGTH_KEY,) if k in denoiser.metadata}
+
     def metadata(state: TrainState) -> dict[str, Any]:
         return {"description": description or f"{denoiser.architecture.name} fine-tuned for "
                                               "int8 (quantization-aware) with atbsn-edge",
                 "qat_from": source, "qat_from_sha256": denoiser.metadata.get("checkpoint_sha256", ""),
-                "float_training": inherited, "iterations": state.step, "config": asdict(config)}
+                "float_training": inherited, "iterations": state.step, "config": asdict(config),
+                **strength}
 
     validate = None
     if val_pairs:
