@@ -78,26 +78,49 @@ def _os_error_line(exc: OSError) -> str:
     return f"{exc.filename}: {reason}; check that it exists and that you may read (or write) it"
 
 
+def user_error_line(exc: BaseException) -> str | None:
+    """The one-line message of an error that is the user's to fix (an :class:`AtbsnError`,
+    an optional dependency that is not installed, a file the operating system refuses to read
+    or write), or None for anything else (a defect, whose traceback is kept)."""
+    if isinstance(exc, AtbsnError):
+        return str(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        return _missing_module_line(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+        return _os_error_line(exc)
+    return None
+
+
+#: exit code when the reader of standard output went away (``... | head``): 128 + SIGPIPE
+BROKEN_PIPE_EXIT = 141
+
+
+def _quiet_after_broken_pipe() -> None:
+    """Point standard output at /dev/null, so that the interpreter's final flush does not
+    raise (and print) a second BrokenPipeError (the recipe of Python's ``signal`` docs)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def run_cli(job: Callable[[], int], verbose: bool = False) -> int:
-    """Run ``job`` with logging configured; user errors become one line and exit code 2
-    (an :class:`AtbsnError`, an optional dependency that is not installed, a file the
-    operating system refuses to read or write), Ctrl-C exit code 130 and SIGTERM 143 (both
-    after the job's clean-up has run)."""
+    """Run ``job`` with logging configured; user errors (:func:`user_error_line`) become one
+    line and exit code 2, Ctrl-C exit code 130 and SIGTERM 143 (both after the job's clean-up
+    has run); a closed standard output (``| head``) ends the run quietly with 141."""
     configure_logging(verbose)
     try:
         with sigterm_as_interrupt():
-            return job()
-    except AtbsnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as exc:
-        line = _missing_module_line(exc)
+            code = job()
+            sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's exit
+            return code
+    except BrokenPipeError:
+        _quiet_after_broken_pipe()
+        return BROKEN_PIPE_EXIT
+    except (AtbsnError, ModuleNotFoundError, OSError) as exc:
+        line = user_error_line(exc)
         if line is None:
             raise  # not an optional dependency: a defect, keep its traceback
         print(f"error: {line}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
         return 2
     except Terminated:
         print("terminated", file=sys.stderr)

@@ -20,6 +20,10 @@ from .errors import ImageError
 
 log = logging.getLogger(__name__)
 LABEL_HEIGHT = 22
+GAP = 4
+#: the largest comparison picture written (all panels): 64 MP is 192 MB of RGB, a 2 x 2048^2
+#: crop at zoom 16 with a clean panel is 12.6 MP
+MAX_COMPARISON_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,22 @@ def detailed_crop(rgb: np.ndarray, size: int = 128) -> Crop:
     return best
 
 
+def comparison_size(crop: Crop, zoom: int, panels: int) -> tuple[int, int]:
+    """Height and width of the comparison picture of ``panels`` panels of ``crop`` at ``zoom``."""
+    return (LABEL_HEIGHT + crop.height * zoom,
+            panels * crop.width * zoom + (panels - 1) * GAP)
+
+
+def check_comparison_size(crop: Crop, zoom: int, panels: int) -> None:
+    """Raise ImageError when that picture would pass :data:`MAX_COMPARISON_PIXELS`."""
+    height, width = comparison_size(crop, zoom, panels)
+    if height * width > MAX_COMPARISON_PIXELS:
+        raise ImageError(
+            f"a comparison of {panels} panels of a {crop.width}x{crop.height} crop at zoom {zoom} "
+            f"would be {width}x{height} pixels, over the {MAX_COMPARISON_PIXELS // 1_000_000} MP "
+            "limit; give a smaller --compare-crop or --compare-zoom")
+
+
 def comparison_picture(panels: Sequence[tuple[str, np.ndarray]], crop: Crop,
                        zoom: int = 3) -> np.ndarray:
     """H x W x 3 uint8 RGB: each (label, H x W x 3 float 0..255 image) cropped, enlarged
@@ -75,6 +95,7 @@ def comparison_picture(panels: Sequence[tuple[str, np.ndarray]], crop: Crop,
     shapes = {p.shape[:2] for _, p in panels}
     if len(shapes) != 1:
         raise ImageError(f"comparison panels differ in size: {sorted(shapes)}")
+    check_comparison_size(crop, zoom, len(panels))
     tiles = []
     for label, image in panels:
         part = image[crop.y:crop.y + crop.height, crop.x:crop.x + crop.width]
@@ -84,7 +105,7 @@ def comparison_picture(panels: Sequence[tuple[str, np.ndarray]], crop: Crop,
         cv2.putText(bar, label, (4, LABEL_HEIGHT - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0),
                     1, cv2.LINE_AA)
         tiles.append(np.concatenate([bar, part], axis=0))
-    gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
+    gap = np.full((tiles[0].shape[0], GAP, 3), 255, np.uint8)
     row = [tiles[0]]
     for tile in tiles[1:]:
         row += [gap, tile]

@@ -96,6 +96,19 @@ def _crop_arg(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def check_compare_size(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a --compare-crop and --compare-zoom whose picture would be
+    too large to write (the crop can only shrink to fit an image)."""
+    if not (args.compare and args.compare_crop):
+        return  # the default crop (128 px) at any allowed zoom is within the limit
+    from .compare import check_comparison_size
+
+    try:
+        check_comparison_size(args.compare_crop, args.compare_zoom, 3 if args.clean else 2)
+    except ImageError as exc:
+        raise AtbsnError(str(exc)) from None
+
+
 def compare_path(target: Path) -> Path:
     """Where the comparison picture of an output goes: ``NAME_compare.png`` beside it."""
     return target.with_name(f"{target.stem}_compare.png")
@@ -158,6 +171,10 @@ def plan_outputs(inputs: list[Path], output: Path) -> list[Job]:
     if single_file:
         return [Job(inputs[0], output)]
     if output.exists() and not output.is_dir():
+        if len(inputs) == 1:
+            raise AtbsnError(f"-o {output} is an existing file whose name has no image "
+                             f"extension denoise writes ({', '.join(WRITE_SUFFIXES)}); name the "
+                             "output with one of them, or give a folder")
         raise AtbsnError(f"-o {output} is a file; give a folder for {len(inputs)} inputs")
     jobs = []
     for source in inputs:
@@ -249,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = expand_inputs(args.inputs)
         jobs = plan_outputs(inputs, args.output)
         references = clean_references(args, inputs)
+        check_compare_size(args)
         tiled = open_source(args, inputs)
         input_paths = {os.path.realpath(p) for p in inputs}
         taken: set[str] = set()

@@ -582,6 +582,62 @@ def test_run_cli_turns_an_os_error_into_one_line(tmp_path, capsys):
     assert "model-int8.bin: Permission denied" in line
 
 
+def test_parity_json_reports_a_missing_module_or_unreadable_file(tmp_path, monkeypatch, capsys):
+    import json
+
+    from atbsn_edge import parity
+
+    report = tmp_path / "parity.json"
+    for error, expected in [
+            (ModuleNotFoundError("No module named 'openvino'", name="openvino"),
+             "'openvino' is not installed"),
+            (PermissionError(13, "Permission denied", "b/model-int8.bin"),
+             "b/model-int8.bin: Permission denied")]:
+        def fail(*args, error=error, **kwargs):
+            raise error
+        monkeypatch.setattr(parity, "check_parity", fail)
+        assert parity.main([str(tmp_path / "b"), "--json", str(report)]) == 2
+        assert expected in one_error(capsys)
+        written = json.loads(report.read_text())
+        assert written["passed"] is False and expected in written["error"]
+
+
+def test_parity_json_keeps_no_report_of_a_defect(tmp_path, monkeypatch):
+    from atbsn_edge import parity
+
+    def fail(*args, **kwargs):
+        raise ZeroDivisionError("a defect")
+    monkeypatch.setattr(parity, "check_parity", fail)
+    with pytest.raises(ZeroDivisionError):  # its traceback is kept, no report says why
+        parity.main([str(tmp_path / "b"), "--json", str(tmp_path / "parity.json")])
+    assert not (tmp_path / "parity.json").exists()
+
+
+def test_run_cli_ends_quietly_when_its_reader_goes_away(capsys):
+    from atbsn_edge.cli import BROKEN_PIPE_EXIT, run_cli
+
+    def job():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert run_cli(job) == BROKEN_PIPE_EXIT == 141
+    out, err = capsys.readouterr()
+    assert err == "" and out == ""
+
+
+def test_a_closed_pipe_is_no_error_message():
+    """``python -m atbsn_edge.export --list-targets | head -0``: the reader is gone before the
+    command writes; no 'error: Broken pipe', no traceback, exit code 141."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "atbsn_edge.export", "--list-targets"],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert "error" not in done.stderr and "Traceback" not in done.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # 13. small images in evaluate, foreign checkpoints, malformed manifests, oversized requests
 # --------------------------------------------------------------------------------------------
@@ -639,6 +695,36 @@ def test_compare_zoom_and_profile_resolution_have_upper_bounds(capsys):
     assert "1 to 16" in one_error(capsys)
     assert exit_code(profile_main, ["bundle", "--resolution", "100000x100000"]) == 2
     assert "MP limit" in one_error(capsys)
+
+
+def test_comparison_picture_size_is_bounded_as_a_whole(tmp_path, capsys):
+    from atbsn_edge.compare import (MAX_COMPARISON_PIXELS, Crop, comparison_picture,
+                                    comparison_size)
+
+    image = good_png(tmp_path / "a.png")
+    out = tmp_path / "out"
+    # 2 panels of 2000 x 2000 at zoom 16 (2 GP), refused before any work
+    assert exit_code(denoise_main, [str(image), "-o", str(out), "--compare", "--compare-crop",
+                                    "0,0,2000,2000", "--compare-zoom", "16"]) == 2
+    line = one_error(capsys)
+    assert "64004x32022 pixels" in line and "64 MP limit" in line
+    assert not out.exists()
+    # the size formula is the picture's own
+    rgb = np.zeros((40, 50, 3), np.float32)
+    crop = Crop(3, 4, 20, 10)
+    assert comparison_picture([("a", rgb), ("b", rgb), ("c", rgb)], crop, 2).shape[:2] == \
+        comparison_size(crop, 2, 3)
+    with pytest.raises(ImageError, match="MP limit"):
+        comparison_picture([("a", rgb)], Crop(0, 0, 8001, 8001), 1)
+    assert 8001 * (8001 + 22) > MAX_COMPARISON_PIXELS
+
+
+def test_one_input_to_an_existing_file_without_an_image_extension(tmp_path, afile, capsys):
+    image = good_png(tmp_path / "a.png")
+    assert denoise_main([str(image), "-o", str(afile)]) == 2
+    line = one_error(capsys)
+    assert "no image extension" in line and ".png" in line and "give a folder" in line
+    assert afile.read_bytes() == b"a user's file"
 
 
 def test_bad_clean_reference_writes_nothing_and_is_named(tmp_path, ckpt, capsys):

@@ -4,6 +4,8 @@ Every image is generated here with numpy and written with OpenCV or Pillow into 
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import cv2
@@ -283,7 +285,7 @@ def _valid_png_bytes() -> bytes:
 
 @pytest.mark.parametrize("case, reason", [
     ("corrupt", "not a readable image"),
-    ("truncated", "not a readable image"),
+    ("truncated", "truncated PNG"),
     ("empty", "file is empty"),
     ("missing", "cannot read file"),
     ("folder", "cannot read file"),
@@ -305,6 +307,34 @@ def test_unreadable_files_raise_image_error_naming_the_file(tmp_path, case, reas
     assert str(path) in message
     assert reason in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("cut in a chunk", "truncated PNG (its IDAT chunk"),
+    ("cut between chunks", "truncated PNG (the file ends at byte"),
+    ("no IEND", "truncated PNG (the file ends at byte"),
+    ("flipped byte", "corrupt PNG (the CRC of its IDAT chunk"),
+])
+def test_broken_png_is_one_error_and_libpng_prints_nothing(tmp_path, capfd, damage, reason):
+    """A damaged PNG is refused from its chunk structure before libpng reads it; libpng would
+    write its own 'libpng error' line straight to the terminal (file descriptor 2)."""
+    data = bytearray(_valid_png_bytes())
+    idat = data.index(b"IDAT") - 4
+    length = int.from_bytes(data[idat:idat + 4], "big")
+    if damage == "cut in a chunk":
+        data = data[:idat + 8 + length // 2]
+    elif damage == "cut between chunks":
+        data = data[:idat + 12 + length + 5]
+    elif damage == "no IEND":
+        data = data[:-12]
+    else:
+        data[idat + 8 + length // 2] ^= 0xFF
+    path = tmp_path / "broken.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=re.escape(reason)):
+        read_image(path)
+    out, err = capfd.readouterr()
+    assert "libpng" not in out + err
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
