@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .cli import new_parser, positive_int, run_cli
 from .errors import AtbsnError
+from .quantization.sums import SUMS
 from .train import add_optimisation_args, check_out, config_from_args, read_pairs
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPUs without VNNI, whose int16 pair sums saturate with 8-bit weights), "
                         "7 or 8 for every weight (8: an export whose 8-bit weights could "
                         "saturate writes them as two convolutions each, exact but slower)")
-    p.add_argument("--sums", choices=("float", "int8"), default="float",
-                   help="each decoder's two terms (the upsampled map and the skip): float "
-                        "(default: added in float, as trained and as every runtime computes "
-                        "it) or int8 (quantized before they are added, as NNCF quantizes an "
-                        "addition: 14%% faster in OpenVINO on an AVX-512 EPYC, but OpenVINO "
-                        "does not compute that graph as trained, see docs/export.md)")
+    p.add_argument("--sums", choices=SUMS, default="float",
+                   help="how each decoder adds its two terms (the upsampled map and the skip): "
+                        "float (default: both terms float, as every runtime computes it), low "
+                        "(the transposed convolution's output quantized first, the skip term "
+                        "float: the graph OpenVINO runs fastest, every layer int8, and computes "
+                        "as trained; docs/export.md) or both (both terms quantized, NNCF's graph "
+                        "of an addition: OpenVINO drops the skip term's quantization, so it "
+                        "does not run what was trained)")
     add_optimisation_args(p)
     p.set_defaults(lr=5e-5, lr_min=1e-6, iterations=1000, validate_every=250,
                    checkpoint_every=50)
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                   calibration_batches=args.calibration_batches, source=str(checkpoint),
                   description=args.description,
                   weight_bits=None if args.weight_bits == "portable" else int(args.weight_bits),
-                  quantized_sums=args.sums == "int8")
+                  sums=args.sums)
         log.info("wrote %s; export it with python -m atbsn_edge.export --checkpoint %s "
                  "--target openvino-int8 (or onnx-int8, trt-int8)", args.out, args.out)
         return 0

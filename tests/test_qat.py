@@ -32,8 +32,8 @@ def _image_batch(size: int = 128, count: int = 1) -> torch.Tensor:
     return torch.from_numpy(np.stack(images).copy())
 
 
-def _calibrated(network, x, weight_bits=8, quantized_sums=False):
-    wrapped = quantization_aware(network, quantized_sums=quantized_sums)
+def _calibrated(network, x, weight_bits=8, sums="float"):
+    wrapped = quantization_aware(network, sums=sums)
     wrapped.set_weight_bits(portable_weight_bits(wrapped) if weight_bits == "portable"
                             else weight_bits)
     wrapped.observe(True)
@@ -160,40 +160,90 @@ def test_onnx_export_has_qdq_on_every_conv_input_and_weight(name, network, toler
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < tolerance
 
 
-def test_quantized_sums_export_a_qdq_pair_on_both_terms_of_every_decoder(tmp_path):
-    """``--sums int8``: each decoder's upsampled term and skip term pass their own Q/DQ pair
-    before the addition; ONNX Runtime computes that graph as the simulation does, and the
-    image skip of dec1 stays 7-bit and unsplit (one convolution per term)."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    from atbsn_edge.export.torch_qat_to_int8_onnx import (fold_weight_quantization,
-                                                          unquantized_convolution_inputs)
+def _qdq_model(wrapped, path, size: int):
+    """The Q/DQ ONNX of ``wrapped`` at ``size`` x ``size``, weights folded as the export does."""
+    import onnx
+
+    from atbsn_edge.export.torch_qat_to_int8_onnx import fold_weight_quantization
     from atbsn_edge.export.torch_to_onnx import export_onnx
 
-    x = _image_batch(128)
-    wrapped = _calibrated(_demo_student(), x, "portable", quantized_sums=True)
-    path = tmp_path / "sums.onnx"
-    export_onnx(wrapped, path, height=128, width=128, metadata={})
+    export_onnx(wrapped, path, height=size, width=size, metadata={})
     model = onnx.load(str(path))
     fold_weight_quantization(model)
+    return model
+
+
+def _without(wrapped, point: str):
+    """A copy of ``wrapped`` whose quantizers named ``*.point`` pass values through."""
+    other = copy.deepcopy(wrapped)
+    for name, quantizer in other.quantizers().items():
+        if name.endswith(point):
+            quantizer.forward = lambda x: x
+    return other
+
+
+@pytest.mark.parametrize("sums, quantized_terms", [("low", 1), ("both", 2)])
+def test_quantized_sums_export_a_qdq_pair_on_their_terms_of_every_decoder(tmp_path, sums,
+                                                                          quantized_terms):
+    """``--sums low``: each decoder's upsampled term passes a Q/DQ pair before the float skip
+    term is added; ``both``: the skip term too. ONNX Runtime computes either graph as the
+    simulation does; no weight is split (the intro's and dec1's image weights are 7-bit)."""
+    ort = pytest.importorskip("onnxruntime")
+    from atbsn_edge.export.torch_qat_to_int8_onnx import unquantized_convolution_inputs
+
+    x = _image_batch(128)
+    wrapped = _calibrated(_demo_student(), x, "portable", sums=sums)
+    model = _qdq_model(wrapped, tmp_path / "sums.onnx", 128)
     producers = {out: n.op_type for n in model.graph.node for out in n.output}
-    sums = [n for n in model.graph.node if n.op_type == "Add"
-            and all(producers.get(i) == "DequantizeLinear" for i in n.input)]
-    assert len(sums) == 5
+    sums_found = [n for n in model.graph.node if n.op_type == "Add" and "/dec" in n.name]
+    assert len(sums_found) == 5
+    assert all(sum(producers.get(i) == "DequantizeLinear" for i in n.input) == quantized_terms
+               for n in sums_found)
     convs = unquantized_convolution_inputs(model.graph)
-    assert not convs["unquantized"] and convs["count"] == 22 + 1  # only the intro split
+    assert not convs["unquantized"] and convs["count"] == 22  # nothing split
     got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"input": x.numpy()})[0]
     with torch.no_grad():
         want = wrapped(x).numpy()
         float_sums = copy.deepcopy(wrapped)
         for module in float_sums.modules():
-            if hasattr(module, "quantized_sum"):
-                module.quantized_sum = False
+            if hasattr(module, "sums"):
+                module.sums = "float"
         other = float_sums(x).numpy()
     err = np.linalg.norm(got - want) / np.linalg.norm(want)
     # the control: the same weights with float sums are much farther away
     assert err < 1e-3 < np.linalg.norm(other - want) / np.linalg.norm(want), err
+
+
+def test_openvino_computes_low_sums_as_trained_and_drops_the_skip_terms_quantization(tmp_path):
+    """OpenVINO (f32) fuses each decoder's addition into the skip convolution: with ``low``
+    it computes the simulation; with ``both`` it computes the simulation *without* the skip
+    term's quantization (which is why ``both`` is not what it runs). Measured on the bundled
+    student C at 512 x 512 after QAT: ``low`` 63 dB against its simulation, ``both`` 48 dB
+    (63.5 against the simulation without ``skip_out``)."""
+    onnx = pytest.importorskip("onnx")
+    ov = pytest.importorskip("openvino")
+    from atbsn_edge.assets import EXAMPLE_IMAGE
+    from atbsn_edge.imageio import read_image
+    from atbsn_edge.metrics import psnr
+
+    rgb = read_image(EXAMPLE_IMAGE).rgb[:256, :256]
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]))
+    core = ov.Core()
+    results = {}
+    for sums in ("low", "both"):
+        wrapped = _calibrated(_demo_student(), x, "portable", sums=sums)
+        path = tmp_path / f"{sums}.onnx"
+        onnx.save(_qdq_model(wrapped, path, 256), str(path))
+        compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        got = compiled(x.numpy())[0][0]
+        with torch.no_grad():
+            want = wrapped(x)[0].numpy()
+            without_skip_out = _without(wrapped, "skip_out")(x)[0].numpy()
+        results[sums] = (psnr(got, want, clip=False), psnr(got, without_skip_out, clip=False))
+    low, both = results["low"], results["both"]
+    assert low[0] > 55, results  # low: OpenVINO computes what was trained
+    assert both[1] > 55 and both[1] > both[0] + 5, results  # both: skip_out is not applied
 
 
 def test_pairs_may_saturate_is_the_int16_pair_sum_bound():
@@ -233,11 +283,12 @@ def test_portable_weight_bits_keep_eight_bits_for_the_image_and_the_output():
     # ranges written before weight widths existed mean 8 bits everywhere
     legacy = {k: v for k, v in ranges.items() if k != "weight_bits"}
     assert set(quantization_aware(_network("student_c"), legacy).weight_bits().values()) == {8}
-    # with the decoders' sums quantized, dec1's image skip stays 7-bit (a split would add in
-    # float before the term is quantized)
-    summed = QuantizationAware(_network("student_c"), quantized_sums=True)
-    assert {p for p, b in portable_weight_bits(summed).items() if b == 8} == {
-        "unet.intro.input", "unet.dec1.conv2.input"}
+    # with the decoders' sums quantized (the fast form), only the output keeps 8 bits: no
+    # weight is split
+    for sums in ("low", "both"):
+        summed = QuantizationAware(_network("student_c"), sums=sums)
+        assert {p for p, b in portable_weight_bits(summed).items() if b == 8} == {
+            "unet.dec1.conv2.input"}
     with pytest.raises(ValueError, match="weight bits 6"):
         wrapped.set_weight_bits(6)
     with pytest.raises(ValueError, match="do not fit"):
@@ -246,20 +297,26 @@ def test_portable_weight_bits_keep_eight_bits_for_the_image_and_the_output():
 
 def test_ranges_round_trip_and_mismatch_is_refused():
     x = _image_batch(128)
-    for sums, points in ((False, 22), (True, 22 + 2 * 5)):  # two terms per decoder stage
-        wrapped = _calibrated(_network(), x, quantized_sums=sums)
+    # one more point per decoder stage for low, two for both
+    for sums, points in (("float", 22), ("low", 22 + 5), ("both", 22 + 2 * 5)):
+        wrapped = _calibrated(_network(), x, sums=sums)
         ranges = wrapped.ranges()
-        assert ranges["quantized_sums"] is sums and len(ranges["steps"]) == points
+        assert ranges["sums"] == sums and len(ranges["steps"]) == points
         again = quantization_aware(copy.deepcopy(wrapped.network), ranges)
         assert again.ranges() == ranges
         with torch.no_grad():
             assert torch.equal(again(x), wrapped(x))
         with pytest.raises(ValueError, match="do not fit"):
             quantization_aware(_network("student_a"), ranges)
-    # ranges written before quantized sums existed: float sums
-    legacy = {k: v for k, v in _calibrated(_network(), x).ranges().items()
-              if k != "quantized_sums"}
-    assert quantization_aware(_network(), legacy).quantized_sums is False
+    # ranges written before quantized sums existed: float sums; the first version's
+    # "quantized_sums": true meant both terms
+    legacy = {k: v for k, v in _calibrated(_network(), x).ranges().items() if k != "sums"}
+    assert quantization_aware(_network(), legacy).sums == "float"
+    first = {k: v for k, v in _calibrated(_network(), x, sums="both").ranges().items()
+             if k != "sums"}
+    assert quantization_aware(_network(), {**first, "quantized_sums": True}).sums == "both"
+    with pytest.raises(ValueError, match="sums 'int4'"):
+        quantization_aware(_network(), {**first, "sums": "int4"})
 
 
 def test_qat_fine_tuning_brings_int8_closer_to_float(noisy_folder, tmp_path):
@@ -349,7 +406,7 @@ def test_export_uses_the_learned_ranges_for_every_int8_target(qat_checkpoint, tm
     assert artifacts["onnx-int8"]["details"]["int8_ranges"] == "learned"
     qat = artifacts["onnx-int8"]["details"]["qat"]
     assert (qat["points"], qat["weights_7bit"], qat["weights_8bit"]) == (22, 19, 3)
-    assert qat["quantized_sums"] is False
+    assert qat["sums"] == "float"
     assert artifacts["openvino-int8"]["metadata"]["int8_quantizer"] == "qdq"
     assert manifest["int8_keep_float_default"] == []
     import onnx

@@ -91,11 +91,13 @@ def checkpoint_to_bundle(denoiser: Any, folder: Path, *, checkpoint: str, part: 
 
 def _qat_details(denoiser: Any) -> dict[str, Any]:
     """What the manifest records about a quantization-aware checkpoint's fine-tuning."""
+    from ..quantization.sums import sums_of
+
     meta = denoiser.metadata
     ranges = meta.get("int8_ranges") or {}
     steps = ranges.get("steps", {})
     bits = ranges.get("weight_bits", 8)  # ranges written before weight widths existed: 8
     widths = list(bits.values()) if isinstance(bits, dict) else [bits] * len(steps)
     return {"from": meta.get("qat_from", ""), "iterations": meta.get("iterations"),
-            "points": len(steps), "quantized_sums": bool(ranges.get("quantized_sums", False)),
+            "points": len(steps), "sums": sums_of(ranges),
             "weights_7bit": sum(b == 7 for b in widths), "weights_8bit": sum(b == 8 for b in widths)}

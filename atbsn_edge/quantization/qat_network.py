@@ -6,7 +6,8 @@ weights: every :class:`~atbsn_edge.models.layers.Conv` becomes a :class:`Quantiz
 :class:`QuantizedDecoder` computing the export's folded upsampling
 (``models/upsample_fusion.py``: a stride-2 transposed convolution of the low-resolution map,
 plus a convolution of the skip) from the stage's own 3x3 weights, each of the two inputs and
-two weights quantized on its own, their sum left in float. Max pooling commutes with a
+two weights quantized on its own, their sum in float (or the transposed convolution's output
+quantized first, :data:`SUMS`). Max pooling commutes with a
 per-tensor quantization and is left as it is. The input image is quantized exactly (an 8-bit
 image's 256 levels, :func:`_image_conv`), wherever a convolution reads it. Every quantized point is named by its module
 path (``unet.dec1.conv1.skip``); :meth:`QuantizationAware.ranges` lists the learned steps,
@@ -28,6 +29,7 @@ from ..models.upsample_fusion import fold_taps
 from .fake_quant import (QMAX, QMIN, ActivationQuantizer, exporting, fake_quantize_weight,
                          pairs_may_saturate, round_ste, split_weight_levels, weight_levels,
                          weight_steps)
+from .sums import SUMS, sums_of
 
 RANGES_FORMAT = "int8-symmetric-per-tensor-activations-v1"
 
@@ -132,23 +134,24 @@ class QuantizedConv(nn.Module):
 class QuantizedUpsampledConcat(nn.Module):
     """``conv(cat(upsample2x(low), skip))`` as the export computes it, fake-quantized:
     ``ConvTranspose(q(low), q(W_folded)) + conv(q(skip), q(W_skip))``, then activated; the
-    two weights have ``weight_levels["low"]`` and ``weight_levels["skip"]`` levels. With
-    ``quantized_sum`` the two terms are quantized too (points ``low_out`` and ``skip_out``)
-    before they are added, as NNCF quantizes an addition: OpenVINO then computes the
-    transposed convolution with an int8 output instead of a float one, but its rounding
-    flips are passed on through the requantized terms (docs/export.md: 48 dB from the
-    simulation, where the float-sum graph is 62)."""
+    two weights have ``weight_levels["low"]`` and ``weight_levels["skip"]`` levels. ``sums``
+    (:data:`SUMS`): with ``low`` the transposed convolution's output is quantized too (point
+    ``low_out``) before the float skip term is added, with ``both`` the skip term as well
+    (``skip_out``)."""
 
-    def __init__(self, conv: Conv, low_channels: int, quantized_sum: bool = False) -> None:
+    def __init__(self, conv: Conv, low_channels: int, sums: str = "float") -> None:
         super().__init__()
+        if sums not in SUMS:
+            raise ValueError(f"sums {sums!r}: valid are {', '.join(SUMS)}")
         self.float_conv = conv
         self.low_channels = low_channels
         self.low = ActivationQuantizer()
         self.skip = ActivationQuantizer()
-        if quantized_sum:
+        if sums in ("low", "both"):
             self.low_out = ActivationQuantizer()
+        if sums == "both":
             self.skip_out = ActivationQuantizer()
-        self.quantized_sum = quantized_sum
+        self.sums = sums
         self.weight_levels = {"low": 127, "skip": 127}
 
     def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -172,20 +175,22 @@ class QuantizedUpsampledConcat(nn.Module):
             up = up[:, :, :-2, :]
             skip = F.pad(skip, (0, 0, 2, 0))
         out = _conv(conv.conv, self.skip, skip, weight[:, lc:], levels["skip"])
-        if self.quantized_sum:
-            up, out = self.low_out(up), self.skip_out(out)
+        if self.sums in ("low", "both"):
+            up = self.low_out(up)
+        if self.sums == "both":
+            out = self.skip_out(out)
         return F.leaky_relu(up + out, NEGATIVE_SLOPE)
 
 
 class QuantizedDecoder(nn.Module):
     """A decoder stage in its export form, every convolution fake-quantized."""
 
-    def __init__(self, stage: UpsamplingDecoder, quantized_sum: bool = False) -> None:
+    def __init__(self, stage: UpsamplingDecoder, sums: str = "float") -> None:
         super().__init__()
         convs = stage.convs()
         self.conv_names = tuple(name for name, _ in convs)
         self.add_module(self.conv_names[0], QuantizedUpsampledConcat(
-            convs[0][1], stage.low_channels, quantized_sum))
+            convs[0][1], stage.low_channels, sums))
         for name, conv in convs[1:]:
             self.add_module(name, QuantizedConv(conv))
 
@@ -200,15 +205,17 @@ class QuantizationAware(nn.Module):
     """``network`` (kept as ``self.network``, its weights trained in place) with fake int8
     quantization at every point of the Q/DQ export; ``self.quantized`` runs it. Weights have
     ``weight_bits`` bits (8, or 7: no saturation on CPUs without VNNI, see ``fake_quant``),
-    one width for all or one per point. ``quantized_sums``: each decoder's two terms are
-    quantized before their sum (:class:`QuantizedUpsampledConcat`)."""
+    one width for all or one per point. ``sums``: how each decoder adds its two terms
+    (:data:`SUMS`, :class:`QuantizedUpsampledConcat`)."""
 
     def __init__(self, network: nn.Module, weight_bits: int | Mapping[str, int] = 8,
-                 quantized_sums: bool = False) -> None:
+                 sums: str = "float") -> None:
         super().__init__()
+        if sums not in SUMS:
+            raise ValueError(f"sums {sums!r}: valid are {', '.join(SUMS)}")
         self.network = network
-        self.quantized_sums = quantized_sums
-        self.quantized = _replace(copy.copy(network), network, quantized_sums)
+        self.sums = sums
+        self.quantized = _replace(copy.copy(network), network, sums)
         self.set_weight_bits(weight_bits)
 
     def _weight_points(self) -> dict[str, tuple[nn.Module, str]]:
@@ -252,7 +259,7 @@ class QuantizationAware(nn.Module):
     def ranges(self) -> dict:
         """The learned steps, as a checkpoint's ``metadata["int8_ranges"]`` carries them."""
         return {"format": RANGES_FORMAT, "weight_bits": self.weight_bits(),
-                "quantized_sums": self.quantized_sums,
+                "sums": self.sums,
                 "steps": {name: q.step for name, q in sorted(self.quantizers().items())}}
 
     def load_ranges(self, ranges: Mapping) -> None:
@@ -288,20 +295,20 @@ class QuantizationAware(nn.Module):
         self.load_ranges((payload.get("metadata") or {})["int8_ranges"])
 
 
-def _replace(shell: nn.Module, source: nn.Module, quantized_sums: bool) -> nn.Module:
+def _replace(shell: nn.Module, source: nn.Module, sums: str) -> nn.Module:
     """``shell`` (a shallow copy of ``source``) with its children swapped for quantized ones."""
     shell._modules = dict(shell._modules)
     shell._parameters = dict(shell._parameters)
     for name, child in source.named_children():
         if isinstance(child, UpsamplingDecoder):
-            shell._modules[name] = QuantizedDecoder(child, quantized_sums)
+            shell._modules[name] = QuantizedDecoder(child, sums)
         elif isinstance(child, Conv):
             shell._modules[name] = QuantizedConv(child)
         elif isinstance(child, nn.Conv2d):
             raise ValueError(f"{type(source).__name__}.{name} is a bare Conv2d; quantization-"
                              "aware training knows the project's Conv and decoder stages only")
         else:
-            shell._modules[name] = _replace(copy.copy(child), child, quantized_sums) \
+            shell._modules[name] = _replace(copy.copy(child), child, sums) \
                 if list(child.children()) \
                 else child
     return shell
@@ -312,9 +319,11 @@ def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[s
     the weights that multiply the network's input image (the export splits them exactly, see
     :func:`exported_weights`) and for its output convolution (the last one run: one weight
     per colour, where a level is worth most), 7 bits for every other weight (never saturate,
-    so no split and no extra cost). With quantized sums a decoder's image skip keeps 7 bits:
-    its split would need a float sum before the term's quantization. Found by running
-    ``wrapped`` once on a ``stride`` square."""
+    so no split and no extra cost). With quantized sums (the fast form) only the output
+    convolution keeps 8 bits, so that no weight is split: a split image convolution costs an
+    extra convolution and a float addition at full resolution (5 ms of student C's 99 on an
+    AVX-512 EPYC), and a split skip term of ``both`` would add in float before its
+    quantization. Found by running ``wrapped`` once on a ``stride`` square."""
     points = {id(module): name for name, module in wrapped.quantized.named_modules()
               if isinstance(module, (QuantizedConv, QuantizedUpsampledConcat))}
     image_points: set[str] = set()
@@ -337,21 +346,19 @@ def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[s
     finally:
         for hook in hooks:
             hook.remove()
-    eight = image_points | {order[-1]}
-    if wrapped.quantized_sums:  # a split image skip would add in float before the sum's point
-        eight = {point for point in eight if not point.endswith(".skip")}
+    eight = {order[-1]} if wrapped.sums != "float" else image_points | {order[-1]}
     return {point: 8 if point in eight else 7 for point in wrapped.weight_bits()}
 
 
 def quantization_aware(network: nn.Module, ranges: Mapping | None = None,
                        weight_bits: int | Mapping[str, int] = 8,
-                       quantized_sums: bool = False) -> QuantizationAware:
+                       sums: str = "float") -> QuantizationAware:
     """``network`` wrapped for quantization-aware training with ``weight_bits``-bit weights,
-    or for export with ``ranges`` (which carry their own weight width and say whether the
-    decoders' sums are quantized; ranges written before that existed mean not)."""
+    or for export with ``ranges`` (which carry their own weight width and say how the
+    decoders' sums are quantized, :func:`sums_of`)."""
     if ranges is not None:
-        quantized_sums = bool(ranges.get("quantized_sums", False))
-    wrapped = QuantizationAware(network, weight_bits, quantized_sums)
+        sums = sums_of(ranges)
+    wrapped = QuantizationAware(network, weight_bits, sums)
     if ranges is not None:
         wrapped.load_ranges(ranges)
     return wrapped

@@ -54,13 +54,13 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
               val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
               calibration_batches: int = 8, source: str = "",
               description: str = "", weight_bits: int | None = None,
-              quantized_sums: bool = False) -> Path:
+              sums: str = "float") -> Path:
     """Fine-tune ``denoiser`` (a student; AT-BSN with its hole fixed is not supported) for
     int8 into ``out``: its float weights, with the learned ranges as ``int8_ranges``.
     ``weight_bits`` 7 or 8 for every weight; None: :func:`portable_weight_bits` (7 bits except
     the image's and the output's weights), which runs alike on CPUs without VNNI.
-    ``quantized_sums``: each decoder's two terms are quantized before their sum (the int8
-    graph NNCF makes of an addition; OpenVINO runs it faster but computes it otherwise)."""
+    ``sums``: how each decoder adds its two terms (``qat_network.SUMS``: float, or ``low``,
+    the transposed convolution's output quantized first, the graph OpenVINO runs fastest)."""
     if denoiser.metadata.get("int8_ranges"):
         raise ValueError(f"{denoiser.metadata.get('checkpoint', 'this checkpoint')} is already "
                          "int8-ready (its float weights were tuned for int8); fine-tune the float "
@@ -74,7 +74,7 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     torch.manual_seed(config.seed)
     reference = copy.deepcopy(denoiser.network).eval().requires_grad_(False).to(device)
     wrapped = quantization_aware(copy.deepcopy(denoiser.network),
-                                 quantized_sums=quantized_sums).to(device)
+                                 sums=sums).to(device)
     wrapped.set_weight_bits(portable_weight_bits(wrapped, denoiser.stride) if weight_bits is None
                             else weight_bits)
     eight = [point for point, b in wrapped.weight_bits().items() if b == 8]
