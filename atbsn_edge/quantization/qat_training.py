@@ -54,7 +54,7 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
               val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
               calibration_batches: int = 8, source: str = "",
               description: str = "", weight_bits: int | None = None,
-              sums: str = "float") -> Path:
+              sums: str = "low") -> Path:
     """Fine-tune ``denoiser`` (a student; AT-BSN with its hole fixed is not supported) for
     int8 into ``out``: its float weights, with the learned ranges as ``int8_ranges``.
     ``weight_bits`` 7 or 8 for every weight; None: :func:`portable_weight_bits` (7 bits except
