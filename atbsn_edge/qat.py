@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-batches", type=positive_int, default=8,
                    help="batches that set the starting ranges (default 8)")
     p.add_argument("--weight-bits", choices=("portable", "7", "8"), default="portable",
-                   help="weight width: portable (default: 7 bits, except the weights of the "
-                        "input image and of the output convolution at 8; the same outputs on "
-                        "CPUs without VNNI, whose int16 pair sums saturate with 8-bit weights), "
+                   help="weight width: portable (default: 7 bits, except the output "
+                        "convolution's at 8, and with --sums float the input image's too; the "
+                        "same outputs on CPUs without VNNI, whose int16 pair sums saturate with "
+                        "8-bit weights), "
                         "7 or 8 for every weight (8: an export whose 8-bit weights could "
                         "saturate writes them as two convolutions each, exact but slower)")
     p.add_argument("--sums", choices=SUMS, default="low",
