@@ -5,7 +5,6 @@ Every image is generated here with numpy and written with OpenCV or Pillow into 
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import cv2

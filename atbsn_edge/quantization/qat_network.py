@@ -7,7 +7,7 @@ weights: every :class:`~atbsn_edge.models.layers.Conv` becomes a :class:`Quantiz
 (``models/upsample_fusion.py``: a stride-2 transposed convolution of the low-resolution map,
 plus a convolution of the skip) from the stage's own 3x3 weights, each of the two inputs and
 two weights quantized on its own, their sum in float (or the transposed convolution's output
-quantized first, :data:`SUMS`). Max pooling commutes with a
+quantized first, ``sums.SUMS``). Max pooling commutes with a
 per-tensor quantization and is left as it is. The input image is quantized exactly (an 8-bit
 image's 256 levels, :func:`_image_conv`), wherever a convolution reads it. Every quantized point is named by its module
 path (``unet.dec1.conv1.skip``); :meth:`QuantizationAware.ranges` lists the learned steps,
@@ -29,7 +29,7 @@ from ..models.upsample_fusion import fold_taps
 from .fake_quant import (QMAX, QMIN, ActivationQuantizer, exporting, fake_quantize_weight,
                          pairs_may_saturate, round_ste, split_weight_levels, weight_levels,
                          weight_steps)
-from .sums import SUMS, sums_of
+from .sums import check_sums, sums_of
 
 RANGES_FORMAT = "int8-symmetric-per-tensor-activations-v1"
 
@@ -135,14 +135,13 @@ class QuantizedUpsampledConcat(nn.Module):
     """``conv(cat(upsample2x(low), skip))`` as the export computes it, fake-quantized:
     ``ConvTranspose(q(low), q(W_folded)) + conv(q(skip), q(W_skip))``, then activated; the
     two weights have ``weight_levels["low"]`` and ``weight_levels["skip"]`` levels. ``sums``
-    (:data:`SUMS`): with ``low`` the transposed convolution's output is quantized too (point
+    (``sums.SUMS``): with ``low`` the transposed convolution's output is quantized too (point
     ``low_out``) before the float skip term is added, with ``both`` the skip term as well
     (``skip_out``)."""
 
     def __init__(self, conv: Conv, low_channels: int, sums: str = "float") -> None:
         super().__init__()
-        if sums not in SUMS:
-            raise ValueError(f"sums {sums!r}: valid are {', '.join(SUMS)}")
+        self.sums = check_sums(sums)
         self.float_conv = conv
         self.low_channels = low_channels
         self.low = ActivationQuantizer()
@@ -151,7 +150,6 @@ class QuantizedUpsampledConcat(nn.Module):
             self.low_out = ActivationQuantizer()
         if sums == "both":
             self.skip_out = ActivationQuantizer()
-        self.sums = sums
         self.weight_levels = {"low": 127, "skip": 127}
 
     def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -206,15 +204,13 @@ class QuantizationAware(nn.Module):
     quantization at every point of the Q/DQ export; ``self.quantized`` runs it. Weights have
     ``weight_bits`` bits (8, or 7: no saturation on CPUs without VNNI, see ``fake_quant``),
     one width for all or one per point. ``sums``: how each decoder adds its two terms
-    (:data:`SUMS`, :class:`QuantizedUpsampledConcat`)."""
+    (``sums.SUMS``, :class:`QuantizedUpsampledConcat`)."""
 
     def __init__(self, network: nn.Module, weight_bits: int | Mapping[str, int] = 8,
                  sums: str = "float") -> None:
         super().__init__()
-        if sums not in SUMS:
-            raise ValueError(f"sums {sums!r}: valid are {', '.join(SUMS)}")
         self.network = network
-        self.sums = sums
+        self.sums = check_sums(sums)
         self.quantized = _replace(copy.copy(network), network, sums)
         self.set_weight_bits(weight_bits)
 

@@ -58,8 +58,9 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     """Fine-tune ``denoiser`` (a student; AT-BSN with its hole fixed is not supported) for
     int8 into ``out``: its float weights, with the learned ranges as ``int8_ranges``.
     ``weight_bits`` 7 or 8 for every weight; None: :func:`portable_weight_bits` (7 bits except
-    the image's and the output's weights), which runs alike on CPUs without VNNI.
-    ``sums``: how each decoder adds its two terms (``qat_network.SUMS``: float, or ``low``,
+    the output's weights, and with float sums the image's), which runs alike on CPUs without
+    VNNI.
+    ``sums``: how each decoder adds its two terms (``quantization.sums.SUMS``: float, or ``low``,
     the transposed convolution's output quantized first, the graph OpenVINO runs fastest)."""
     if denoiser.metadata.get("int8_ranges"):
         raise ValueError(f"{denoiser.metadata.get('checkpoint', 'this checkpoint')} is already "

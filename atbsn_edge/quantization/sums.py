@@ -13,10 +13,16 @@ from typing import Mapping
 SUMS = ("float", "low", "both")
 
 
+def check_sums(sums: str, what: str = "sums") -> str:
+    """``sums`` when it is one of :data:`SUMS`, else a ValueError naming ``what`` was given
+    and the valid ones."""
+    if sums not in SUMS:
+        raise ValueError(f"{what} {sums!r}: valid are {', '.join(SUMS)}")
+    return sums
+
+
 def sums_of(ranges: Mapping) -> str:
     """The sums a checkpoint's ranges were trained with (``sums``; ranges of the first
     version wrote ``quantized_sums: true`` for ``both``; older ones: float)."""
-    sums = ranges.get("sums") or ("both" if ranges.get("quantized_sums") else "float")
-    if sums not in SUMS:
-        raise ValueError(f"int8 ranges with sums {sums!r}; this version reads {', '.join(SUMS)}")
-    return sums
+    return check_sums(ranges.get("sums") or ("both" if ranges.get("quantized_sums") else "float"),
+                      "int8 ranges with sums")
