@@ -78,6 +78,10 @@ def _os_error_line(exc: OSError) -> str:
     return f"{exc.filename}: {reason}; check that it exists and that you may read (or write) it"
 
 
+#: the exception types that may be a user's error; :func:`user_error_line` says which are
+USER_ERRORS = (AtbsnError, ModuleNotFoundError, OSError)
+
+
 def user_error_line(exc: BaseException) -> str | None:
     """The one-line message of an error that is the user's to fix (an :class:`AtbsnError`,
     an optional dependency that is not installed, a file the operating system refuses to read
@@ -116,7 +120,7 @@ def run_cli(job: Callable[[], int], verbose: bool = False) -> int:
     except BrokenPipeError:
         _quiet_after_broken_pipe()
         return BROKEN_PIPE_EXIT
-    except (AtbsnError, ModuleNotFoundError, OSError) as exc:
+    except USER_ERRORS as exc:
         line = user_error_line(exc)
         if line is None:
             raise  # not an optional dependency: a defect, keep its traceback

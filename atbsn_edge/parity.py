@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import (add_verbose_argument, check_output_path, check_report_path, new_parser, run_cli,
-                  user_error_line)
+from .cli import (USER_ERRORS, add_verbose_argument, check_output_path, check_report_path,
+                  new_parser, run_cli, user_error_line)
 from .errors import AtbsnError
 from .hashing import file_sha256
 from .jsonsafe import write_json
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             run = check_parity(args.bundle, target=args.target, images=args.images,
                                clean=args.clean, checkpoint=args.checkpoint,
                                inference_precision=args.inference_precision)
-        except (AtbsnError, ModuleNotFoundError, OSError) as exc:
+        except USER_ERRORS as exc:
             line = user_error_line(exc)
             if args.json and line is not None:  # a pipeline reading the report sees it too
                 write_json(args.json, {"bundle": str(args.bundle), "target": args.target,
