@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mode": "reference" if with_reference else "no-reference",
                 "checkpoint": str(args.checkpoint), "model": info.model,
                 "hole_size": info.hole_size, "device": args.device,
-                "tile": tiled.spec.tile_h, "overlap": tiled.spec.overlap,
+                "tile": "auto" if tiled.auto_tile_area else tiled.spec.tile_h, "overlap": tiled.spec.overlap,
                 "strength": tiled.strength,
                 "images": rows, "mean": mean,
             }

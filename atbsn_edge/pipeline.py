@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -23,23 +23,54 @@ import numpy as np
 from .errors import AtbsnError
 from .runtimes.base import Runtime
 from .strength import Strength, blend_with_input, describe_strength, model_strength, strength_arg
-from .tiling import DEFAULT_TILE, TileSpec, denoise_tiled_many
+from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, TileSpec, auto_tile_shape,
+                     denoise_tiled_many, plan_tiles)
 
 log = logging.getLogger(__name__)
+
+AUTO = "auto"
+Tile = int | str  # a tile side, 0 (whole images) or "auto" (a shape per image)
+
 
 @dataclass
 class TiledRuntime:
     """A runtime, the tile layout to run it with and the denoising strength; closes the
-    runtime as a context manager."""
+    runtime as a context manager.
+
+    With ``auto_tile_area`` (``--tile auto``, for runtimes that take any tile shape) each
+    image gets the tile shape that computes it in the fewest pixels, at most that many
+    pixels a tile (:func:`~atbsn_edge.tiling.auto_tile_shape`); ``spec`` gives the overlap,
+    batch and stride."""
 
     runtime: Runtime
     spec: TileSpec
     strength: Strength = 1.0
+    auto_tile_area: int = 0
+
+    @property
+    def lanes(self) -> int:
+        """Tiles computed at once: the batch times the requests the runtime keeps in flight."""
+        return self.spec.batch * int(self.runtime.info.metadata.get("infer_requests", 1))
+
+    def spec_for(self, height: int, width: int) -> TileSpec:
+        """The tile layout for an image of ``height`` x ``width``."""
+        if not self.auto_tile_area:
+            return self.spec
+        tile_h, tile_w = auto_tile_shape(height, width, self.spec.overlap,
+                                         stride=self.spec.stride, grid=self.spec.grid,
+                                         max_area=self.auto_tile_area, lanes=self.lanes)
+        return replace(self.spec, tile_h=tile_h, tile_w=tile_w)
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Denoise an H x W x 3 float32 image (0..255), tiled, with as many batches in
         flight as the runtime keeps (``Runtime.run_many``), at :attr:`strength`."""
-        denoised = denoise_tiled_many(rgb, self.runtime.run_many, self.spec, progress)
+        spec = self.spec_for(*rgb.shape[:2])
+        plan = plan_tiles(rgb.shape[0], rgb.shape[1], spec)
+        self.runtime.set_tile_shape(plan.tile_h, plan.tile_w)
+        if self.auto_tile_area:
+            log.debug("%dx%d image: %d tiles of %dx%d", rgb.shape[0], rgb.shape[1], plan.count,
+                      plan.tile_h, plan.tile_w)
+        denoised = denoise_tiled_many(rgb, self.runtime.run_many, spec, progress)
         return blend_with_input(rgb, denoised, self.strength, in_place=True)
 
     def describe(self) -> str:
@@ -51,8 +82,14 @@ class TiledRuntime:
         in_flight = f", {requests} requests in flight" if requests > 1 else ""
         strength = (f", strength {describe_strength(self.strength)}"
                     if self.strength != 1.0 else "")
+        if self.auto_tile_area:
+            tiles = f"tiles auto (at most {self.auto_tile_area / 1e6:.2g} MP)"
+        elif self.spec.tile_h == self.spec.tile_w:
+            tiles = f"tiles {self.spec.tile_h or 'whole image'}"
+        else:
+            tiles = f"tiles {self.spec.tile_h}x{self.spec.tile_w}"
         return (f"{info.model}{hole} {info.precision} ({info.backend}) on {info.device}, "
-                f"tiles {self.spec.tile_h or 'whole image'}, "
+                f"{tiles}, "
                 f"overlap {self.spec.overlap}, batch {self.spec.batch}{in_flight}{strength}")
 
     def close(self) -> None:
@@ -72,9 +109,12 @@ def add_tiling_arguments(p) -> None:
 
     p.add_argument("--hole", type=hole_size_arg,
                    help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
-    p.add_argument("--tile", type=multiple_of_32,
-                   help=f"tile side, multiple of 32; 0 = whole image at once (default {DEFAULT_TILE}; "
-                        "an exported artifact's own tile)")
+    p.add_argument("--tile", type=tile_arg, default=AUTO,
+                   help="tile side, multiple of 32; 0 = whole image at once; auto (default): "
+                        "per image, the tile shape that computes it in the fewest pixels, at "
+                        f"most {AUTO_TILE_AREA // 1024 ** 2} MP a tile, where the backend takes "
+                        "any shape (PyTorch, OpenVINO; docs/tiling.md), else an exported "
+                        "artifact's own tile")
     p.add_argument("--overlap", type=multiple_of_32,
                    help="tile overlap, multiple of 32 (default: the network's measured need, "
                         "128 for AT-BSN and students B/C, 64 for student A)")
@@ -86,6 +126,13 @@ def add_tiling_arguments(p) -> None:
                         "keeps more of the input's texture (and noise); 'auto': S per pixel, "
                         "lower where the network removed more than the image's noise level "
                         "(texture); default: the model's own (its metadata's strength), else 1")
+
+
+def tile_arg(text: str) -> Tile:
+    """argparse type of ``--tile``: ``auto``, or 0 or a positive multiple of 32."""
+    from .cli import multiple_of_32
+
+    return AUTO if text.strip().lower() == AUTO else multiple_of_32(text)
 
 
 def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
@@ -140,12 +187,18 @@ def _verified_in_bundle(path: Path) -> str | None:
     return None
 
 
-def _artifact_spec(runtime: Runtime, tile: int | None, batch: int | None,
+def _artifact_spec(runtime: Runtime, tile: Tile | None, batch: int | None,
                    overlap: int | None) -> TileSpec:
     """The tile layout for an artifact: its fixed tile and batch, or the given ones where it
-    is dynamic. A --tile or --batch that a fixed artifact cannot take is refused."""
+    is dynamic or reshapable (``auto`` there: the artifact's own tile, or 512, for the
+    overlap; each image then gets its own shape). A --tile or --batch that a fixed
+    artifact cannot take is refused."""
     spec_in = runtime.input_spec
     fixed_tile = (spec_in.height, spec_in.width)
+    if tile == AUTO:
+        tile = None if None not in fixed_tile else DEFAULT_TILE
+    if None not in fixed_tile and runtime.reshapable and tile is not None and tile != 0:
+        fixed_tile = (tile, tile)  # recompiled for it when the first image comes
     if None not in fixed_tile:
         if tile is not None and (tile, tile) != fixed_tile:
             raise AtbsnError(f"the artifact's tile is fixed at {fixed_tile[0]}x{fixed_tile[1]}; "
@@ -166,14 +219,16 @@ def _artifact_spec(runtime: Runtime, tile: int | None, batch: int | None,
 
 
 def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = None,
-                        tile: int | None = None, overlap: int | None = None,
+                        tile: Tile | None = None, overlap: int | None = None,
                         batch: int | None = None, strength: Strength | None = None,
                         image_sizes: Iterable[tuple[int, int]] = (),
                         **runtime_options: Any) -> TiledRuntime:
     """Open an exported artifact (a bundle folder, verified, or an artifact file); tile shape,
     batch, stride and the default overlap come from its metadata, so no other flag is needed.
     ``tile`` and ``batch`` apply to dynamic artifacts and are refused where the artifact
-    fixes another value. ``strength`` defaults to the artifact's own (metadata), else 1.
+    fixes another value; a reshapable one (OpenVINO) takes any ``tile``, and ``"auto"``
+    (where the runtime takes any tile shape) gives each image its own
+    (:meth:`TiledRuntime.spec_for`). ``strength`` defaults to the artifact's own (metadata), else 1.
     ``runtime_options`` (``threads``, ``performance_hint``, ``infer_requests``) go to the
     backend that takes them. ``performance_hint="auto"`` (OpenVINO) compiles for throughput
     when one of ``image_sizes`` ((height, width) of the images to come) needs several tiles,
@@ -188,18 +243,19 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
         runtime_name = coreml_runtime_name()  # the numpy evaluator off macOS
     if str(runtime_options.get("performance_hint", "")).lower() == "auto":
         runtime_options["performance_hint"] = _auto_hint(backend, entry, image_sizes, tile,
-                                                         runtime_options)
+                                                         overlap, runtime_options)
     runtime = open_artifact(entry, runtime=runtime_name, **runtime_options)
     try:
         spec = _artifact_spec(runtime, tile, batch, overlap)
     except AtbsnError:
         runtime.close()
         raise
-    return _validated(runtime, spec, strength, str(entry))
+    auto_area = AUTO_TILE_AREA if tile == AUTO and runtime.any_tile_shape else 0
+    return _validated(runtime, spec, strength, str(entry), auto_area)
 
 
 def _auto_hint(backend: str, entry: Path, image_sizes: Iterable[tuple[int, int]],
-               tile: int | None, options: Mapping[str, Any]) -> str:
+               tile: Tile | None, overlap: int | None, options: Mapping[str, Any]) -> str:
     """The performance hint ``auto`` stands for: throughput where several requests in flight
     were asked for, else the choice from the images (other backends take no hint)."""
     if int(options.get("infer_requests") or 0) > 1:
@@ -208,13 +264,13 @@ def _auto_hint(backend: str, entry: Path, image_sizes: Iterable[tuple[int, int]]
         return "LATENCY"  # dropped: only OpenVINO takes a performance hint
     from .runtimes.openvino_runtime import auto_performance_hint
 
-    hint = auto_performance_hint(entry, image_sizes, tile)
+    hint = auto_performance_hint(entry, image_sizes, tile, overlap)
     log.debug("performance hint auto: %s", hint.lower())
     return hint
 
 
 def _validated(runtime: Runtime, spec: TileSpec, strength: Strength | None,
-               source: str) -> TiledRuntime:
+               source: str, auto_tile_area: int = 0) -> TiledRuntime:
     try:
         spec.validate()
         if strength is None:
@@ -222,18 +278,19 @@ def _validated(runtime: Runtime, spec: TileSpec, strength: Strength | None,
     except (ValueError, AtbsnError) as exc:
         runtime.close()
         raise AtbsnError(str(exc)) from None
-    tiled = TiledRuntime(runtime, spec, strength)
+    tiled = TiledRuntime(runtime, spec, strength, auto_tile_area)
     log.info("%s", tiled.describe())
     return tiled
 
 
 def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
-               hole_size: int | None = None, device: str = "cpu", tile: int | None = None,
+               hole_size: int | None = None, device: str = "cpu", tile: Tile | None = None,
                overlap: int | None = None, batch: int | None = None,
                strength: Strength | None = None) -> TiledRuntime:
     """Load ``checkpoint`` into a PyTorch runtime and lay out square tiles of side ``tile``
-    (default 512), ``batch`` tiles per call (default 1), at ``strength`` (default: the
-    checkpoint's own, its metadata's ``strength``, else 1).
+    (default 512; ``"auto"``: a shape per image, :meth:`TiledRuntime.spec_for`), ``batch``
+    tiles per call (default 1), at ``strength`` (default: the checkpoint's own, its
+    metadata's ``strength``, else 1).
 
     ``overlap`` defaults to the architecture's ``default_overlap``; ``tile=0`` runs whole
     images. Raises :class:`AtbsnError` for an unusable checkpoint, hole size or tile layout.
@@ -245,9 +302,10 @@ def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
                                                device=device)
     except ValueError as exc:
         raise AtbsnError(str(exc)) from None
-    tile = DEFAULT_TILE if tile is None else tile
+    auto_area = AUTO_TILE_AREA if tile == AUTO else 0
+    tile = DEFAULT_TILE if tile in (None, AUTO) else tile
     if overlap is None:
         overlap = fitting_overlap(runtime.denoiser.architecture.default_overlap, tile, tile)
     spec = TileSpec(tile_h=tile, tile_w=tile, overlap=overlap, batch=batch or 1,
                     stride=runtime.input_spec.stride)
-    return _validated(runtime, spec, strength, str(checkpoint))
+    return _validated(runtime, spec, strength, str(checkpoint), auto_area)

@@ -256,10 +256,87 @@ def test_cli_default_hint_follows_the_images(bundles, tmp_path, caplog):
     small, large = tmp_path / "small.png", tmp_path / "large.png"
     assert cv2.imwrite(str(small), np.rint(textured_image(40, 50)).astype(np.uint8))
     assert cv2.imwrite(str(large), np.rint(textured_image(*IMAGE)).astype(np.uint8))
-    for inputs, want in (([small], "latency"), ([small, large], "throughput")):
+    # at the IR's own 64-pixel tiles the large image needs 35; --tile auto fits it in one
+    for inputs, tile, want in (([small], "64", "latency"), ([small, large], "64", "throughput"),
+                               ([small, large], "auto", "latency")):
         caplog.clear()
+        out = tmp_path / f"{want}-{tile}"
         with caplog.at_level("DEBUG", logger="atbsn_edge.pipeline"):
-            assert main([*map(str, inputs), "-o", str(tmp_path / want), "--artifact",
-                         str(bundles[1]), "--overlap", "32"]) == 0
+            assert main([*map(str, inputs), "-o", str(out), "--artifact", str(bundles[1]),
+                         "--overlap", "32", "--tile", tile]) == 0
         assert f"performance hint auto: {want}" in caplog.text
-        assert all((tmp_path / want / p.name).is_file() for p in inputs)
+        assert all((out / p.name).is_file() for p in inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# --tile auto: a static IR recompiled for each image's own tile shape
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hint", ["LATENCY", "THROUGHPUT"])
+def test_auto_tiles_recompile_the_ir_and_equal_pytorch_tiled_alike(bundles, hint):
+    """The fp32 IR, exported at 64 x 64, runs this image in tiles of the shape chosen for it
+    and gives what the PyTorch checkpoint gives with the same tiles (fp32 against fp32:
+    ATOL)."""
+    from atbsn_edge.pipeline import open_tiled as open_checkpoint
+
+    image = textured_image(*IMAGE)
+    with open_tiled(bundles[1], tile="auto", performance_hint=hint) as tiled:
+        tiled.auto_tile_area = 96 * 160  # several tiles of this small image
+        spec = tiled.spec_for(*IMAGE)
+        assert (spec.tile_h, spec.tile_w) != (TILE, TILE) and spec.tile_h * spec.tile_w <= 96 * 160
+        assert plan_tiles(*IMAGE, spec).count > 1
+        got = tiled.denoise(image)
+        runtime_shape = (tiled.runtime.input_spec.height, tiled.runtime.input_spec.width)
+        assert runtime_shape == (spec.tile_h, spec.tile_w)
+        assert "tiles auto" in tiled.describe()
+    with open_checkpoint(bundles[1].parent / "student_c.pt", overlap=OVERLAP) as reference:
+        want = denoise_tiled(image, reference.runtime.run, spec)
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+    assert want.std() > 1
+
+
+def test_a_given_tile_reshapes_the_ir_and_auto_hint_follows_the_auto_tiles(bundles):
+    from atbsn_edge.pipeline import locate_artifact
+    from atbsn_edge.runtimes.openvino_runtime import auto_performance_hint
+
+    with open_tiled(bundles[1], tile=128) as tiled:
+        assert (tiled.spec.tile_h, tiled.spec.tile_w) == (128, 128)
+        tiled.denoise(textured_image(*IMAGE))
+        assert tiled.runtime.input_spec.height == 128
+    ir, _ = locate_artifact(bundles[1])
+    # at the IR's own 64 x 64 tiles this image needs 35; auto tiles fit it in one
+    assert auto_performance_hint(ir, [IMAGE], None, OVERLAP) == "THROUGHPUT"
+    assert auto_performance_hint(ir, [IMAGE], "auto", OVERLAP) == "LATENCY"
+    assert auto_performance_hint(ir, [(1500, 1600)], "auto", OVERLAP) == "THROUGHPUT"
+
+
+_OUT_OF_ORDER = """
+import gc, os, signal, sys, time
+from atbsn_edge.cli import run_cli
+from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
+first = OpenVinoRuntime(sys.argv[1], performance_hint="THROUGHPUT")
+second = OpenVinoRuntime(sys.argv[1])
+del first; gc.collect()  # freed before the runtime opened after it
+del second; gc.collect()
+def job():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+    return 0
+sys.exit(run_cli(job))
+"""
+
+
+def test_sigterm_after_runtimes_closed_out_of_order_exits_143(bundles):
+    """OpenVINO's CPU plugin swaps the thread's alternate signal stack when it is created and
+    destroyed; with a Core per runtime, two freed out of order left a freed stack and SIGTERM
+    crashed the process (SIGSEGV, 139; measured). One Core per process keeps it valid."""
+    import subprocess
+    import sys
+
+    from atbsn_edge.pipeline import locate_artifact
+
+    ir, _ = locate_artifact(bundles[1])
+    result = subprocess.run([sys.executable, "-c", _OUT_OF_ORDER, str(ir)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert "terminated" in result.stderr

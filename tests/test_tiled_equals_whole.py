@@ -1,5 +1,6 @@
-"""Tiled output against whole-image output, at the CLI's defaults (tile 512, the
-architecture's default overlap), on a 1000 x 700 real photograph with noise.
+"""Tiled output against whole-image output, at 512 tiles and at the shape the CLI's default
+``--tile auto`` chooses, with the architecture's default overlap, on a 1000 x 700 real
+photograph with noise.
 
 Students A, B and C: equal within 0.5 on 0..255. Student C uses the bundled trained demo model
 (long-range influence is a property of trained weights); students A and B, which have no
@@ -23,7 +24,7 @@ from atbsn_edge.assets import ASSETS  # noqa: E402
 from atbsn_edge.models import load_checkpoint  # noqa: E402
 from atbsn_edge.models.denoiser import Denoiser  # noqa: E402
 from atbsn_edge.models.registry import get_architecture  # noqa: E402
-from atbsn_edge.tiling import DEFAULT_TILE, TileSpec, denoise_tiled  # noqa: E402
+from atbsn_edge.tiling import DEFAULT_TILE, TileSpec, auto_tile_shape, denoise_tiled  # noqa: E402
 from atbsn_edge.training import init_weights  # noqa: E402
 
 SEAM_TOLERANCE = 0.5  # the issue's bar, on the 0..255 scale
@@ -48,11 +49,16 @@ def network(name: str) -> Denoiser:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("tiles", ["512", "auto"])
 @pytest.mark.parametrize("name", ["student_a", "student_b", "student_c", "atbsn"])
-def test_tiled_matches_whole_image_at_defaults(photo, name):
+def test_tiled_matches_whole_image_at_defaults(photo, name, tiles):
     model = network(name)
-    spec = TileSpec(DEFAULT_TILE, DEFAULT_TILE, model.architecture.default_overlap, batch=2,
-                    stride=model.stride)
+    overlap = model.architecture.default_overlap
+    tile_h = tile_w = DEFAULT_TILE
+    if tiles == "auto":  # the shape `denoise --tile auto` gives this photo: 2 tiles
+        tile_h, tile_w = auto_tile_shape(*photo.shape[:2], overlap, stride=model.stride)
+        assert (tile_h, tile_w) != (DEFAULT_TILE, DEFAULT_TILE)
+    spec = TileSpec(tile_h, tile_w, overlap, batch=2, stride=model.stride)
     core = model.core()
     with torch.inference_mode():
         whole = model(torch.from_numpy(photo.transpose(2, 0, 1).copy())[None])[0]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atbsn_edge.tiling import (TileSpec, denoise_tiled, feather_weights, plan_tiles,
+from atbsn_edge.tiling import (AUTO_TILE_AREA, DEFAULT_OVERLAP, DEFAULT_TILE, TileSpec,
+                               auto_tile_shape, denoise_tiled, feather_weights, plan_tiles,
                                reflect_indices, tile_origins)
 from conftest import textured_image
 
@@ -84,3 +85,45 @@ def test_each_tile_is_its_window_of_the_reflect_padded_image():
     for k, (i, j) in enumerate(plan.tiles()):
         y, x = plan.ys[i], plan.xs[j]
         np.testing.assert_array_equal(tiles[k], padded[y:y + 64, x:x + 64].transpose(2, 0, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# --tile auto: a tile shape per image
+# --------------------------------------------------------------------------------------------
+
+def computed_pixels(height: int, width: int, tile_h: int, tile_w: int, overlap: int,
+                    lanes: int = 1) -> int:
+    """What a tile shape costs an image: rounds of ``lanes`` tiles, each the tile's area."""
+    count = plan_tiles(height, width, TileSpec(tile_h, tile_w, overlap)).count
+    return -(-count // lanes) * lanes * tile_h * tile_w
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(300, 500), (180, 250), (90, 700), (64, 64), (481, 479)])
+def test_auto_tile_shape_computes_the_fewest_pixels_of_every_shape(shape, lanes):
+    overlap, max_area = 32, 160 * 224
+    best = auto_tile_shape(*shape, overlap, max_area=max_area, lanes=lanes)
+    assert best[0] % 32 == 0 and best[1] % 32 == 0 and min(best) > overlap
+    assert best[0] * best[1] <= max_area
+    cost = computed_pixels(*shape, *best, overlap, lanes)
+    every = [computed_pixels(*shape, h, w, overlap, lanes)
+             for h in range(64, 1024, 32) for w in range(64, 1024, 32) if h * w <= max_area]
+    assert cost == min(every)
+
+
+def test_auto_tiles_compute_a_12_mp_photo_in_fewer_pixels_than_512_tiles():
+    shape = (3000, 4000)
+    tile = auto_tile_shape(*shape, DEFAULT_OVERLAP)
+    assert tile[0] * tile[1] <= AUTO_TILE_AREA
+    fixed = computed_pixels(*shape, DEFAULT_TILE, DEFAULT_TILE, DEFAULT_OVERLAP)
+    auto = computed_pixels(*shape, *tile, DEFAULT_OVERLAP)
+    assert fixed == 88 * 512 * 512  # 1.92 times the photo
+    assert auto <= 0.8 * fixed, (tile, auto / fixed)
+    # one tile of an image that fits in one, whatever the lanes would like
+    assert auto_tile_shape(600, 800, DEFAULT_OVERLAP) == (608, 800)
+    assert auto_tile_shape(100, 100, DEFAULT_OVERLAP, lanes=2) == (160, 160)
+
+
+def test_auto_tile_shape_refuses_an_area_below_the_overlap():
+    with pytest.raises(ValueError, match="no tile above the overlap"):
+        auto_tile_shape(1000, 1000, 128, max_area=150 * 150)

@@ -110,7 +110,9 @@ def int8(job: ConversionJob) -> ArtifactEntry:
                                        f"nncf:{method}", keep_float).with_suffix(".xml")
     cached = cached_ir.is_file() and cached_ir.with_suffix(".bin").is_file()
     if cached:
-        quantized = ov.Core().read_model(str(cached_ir))
+        from ..runtimes.openvino_runtime import openvino_core
+
+        quantized = openvino_core().read_model(str(cached_ir))
         log.info("NNCF int8 from the calibration cache")
     else:
         quantized = openvino_fp32_to_int8(ov.convert_model(str(onnx_path)), calibration,

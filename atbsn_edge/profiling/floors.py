@@ -253,7 +253,9 @@ def measure_cpu_rates(threads: int = 0, *, channels: int = 128, size: int = 64,
             return CpuRates(**data)
         except (ValueError, TypeError, OSError) as exc:
             log.warning("ignoring unreadable floor cache %s (%s)", cache, exc)
-    core = ov.Core()
+    from ..runtimes.openvino_runtime import openvino_core
+
+    core = openvino_core()
     caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     x = (np.random.default_rng(1).random((1, channels, size, size)) * 255).astype(np.float32)
     macs = float(size * size * channels * channels * 9)

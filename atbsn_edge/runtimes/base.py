@@ -84,6 +84,8 @@ class Runtime(abc.ABC):
     """Base class: ``infer`` validates and delegates to ``_infer_impl``; usable as a context."""
 
     backend: str = ""
+    reshapable: bool = False
+    """True where a static tile shape can be changed after opening (:meth:`set_tile_shape`)."""
 
     def __init__(self) -> None:
         self._closed = False
@@ -97,6 +99,35 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def info(self) -> RuntimeInfo:
         """Model, precision and metadata of what is loaded."""
+
+    @property
+    def any_tile_shape(self) -> bool:
+        """Whether this runtime takes tiles of any shape on its stride: a dynamic input, or a
+        static one it recompiles for (:meth:`set_tile_shape`)."""
+        spec = self.input_spec
+        return self.reshapable or (spec.height is None and spec.width is None)
+
+    def set_tile_shape(self, height: int, width: int) -> None:
+        """Take ``height`` x ``width`` tiles from now on: nothing to do where the input is
+        dynamic or already that shape; a backend that can recompile a static input for
+        another shape (``reshapable``) does it in ``_set_tile_shape_impl``; others raise
+        :class:`AtbsnError`."""
+        spec = self.input_spec
+        if spec.height in (None, height) and spec.width in (None, width):
+            return
+        if not self.reshapable:
+            raise AtbsnError(f"the {self.backend} artifact's tile is fixed at "
+                             f"{spec.height}x{spec.width} and cannot become {height}x{width}: "
+                             "drop --tile, or re-export with that --tile (or --dynamic)")
+        if height <= 0 or width <= 0 or height % spec.stride or width % spec.stride:
+            raise AtbsnError(f"tile {height}x{width}: each side must be a positive multiple of "
+                             f"the network's stride {spec.stride}")
+        self._set_tile_shape_impl(height, width)
+
+    def _set_tile_shape_impl(self, height: int, width: int) -> None:
+        """Backend-specific: recompile for ``height`` x ``width`` tiles (``reshapable``
+        backends only)."""
+        raise NotImplementedError(f"{type(self).__name__} is not reshapable")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one float32 N x 3 x H x W batch (0..255) and return the denoised batch."""

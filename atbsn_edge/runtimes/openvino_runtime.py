@@ -33,6 +33,8 @@ which then gets every thread.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import functools
 import logging
 import os
 from pathlib import Path
@@ -42,7 +44,7 @@ import numpy as np
 
 from ..bundle.metadata import ArtifactMetadata, read_openvino_metadata
 from ..errors import AtbsnError, require
-from ..tiling import DEFAULT_TILE, round_up
+from ..tiling import DEFAULT_TILE, TileSpec, auto_tile_shape, plan_tiles, round_up
 from .base import InputSpec, Runtime, RuntimeInfo
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,22 @@ log = logging.getLogger(__name__)
 
 HINTS = ("f32", "bf16", "f16")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
+COMPILED_SHAPES_KEPT = 3  # tile shapes an OpenVINO runtime keeps compiled
 _TYPE_NAMES = {"f32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16",
                "f16": "f16", "float16": "f16"}
+
+
+@functools.lru_cache(maxsize=1)
+def openvino_core() -> Any:
+    """The process's one ``openvino.Core``, kept until exit.
+
+    OpenVINO's CPU plugin sets an alternate signal stack for the thread that creates it and
+    puts back the one it found when it is destroyed; Cores created and freed out of order
+    (a runtime kept open while another Core comes and goes) left the main thread's pointing
+    at freed memory, and the next signal (SIGTERM, Ctrl-C) crashed the process with SIGSEGV
+    instead of exiting 143. One Core for every runtime and read avoids it, and its plugin is
+    loaded once."""
+    return require("openvino", "openvino").Core()
 
 
 def choose_inference_precision(precision: str, device_default: str,
@@ -83,21 +99,33 @@ def _input_dims(model: Any) -> list[int | None]:
 
 
 def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[int, int]],
-                          tile: int | None = None) -> str:
+                          tile: int | str | None = None, overlap: int | None = None) -> str:
     """``THROUGHPUT`` when some image of ``image_sizes`` ((height, width) pairs) needs more than
-    one of the IR's tiles, so that several tiles can be in flight, one per CPU stream; else
-    ``LATENCY`` (one tile, on every thread). Reads the IR's input shape and stride without
-    compiling it; ``tile`` is the side a dynamic IR is tiled at (default 512, 0: whole images).
-    An IR it cannot read gets ``LATENCY``: opening it reports the error."""
-    ov = require("openvino", "openvino")
+    one tile, so that several tiles can be in flight, one per CPU stream; else ``LATENCY``
+    (one tile, on every thread). The tiles are the IR's own, or ``tile``'s where the IR is
+    dynamic (default 512, 0: whole images), or with ``tile="auto"`` the shape
+    :func:`~atbsn_edge.tiling.auto_tile_shape` gives each image (``overlap``: default the
+    IR's). Reads the IR's input shape and metadata without compiling it. An IR it cannot
+    read gets ``LATENCY``: opening it reports the error."""
+    require("openvino", "openvino")  # a missing extra is named here, not swallowed below
     try:
-        model = ov.Core().read_model(str(path))
-        stride = int(read_openvino_metadata(model).get("stride") or 1)
+        model = openvino_core().read_model(str(path))
+        metadata = ArtifactMetadata.parse(read_openvino_metadata(model), Path(path))
     except Exception:  # truncated or foreign: the runtime's own open says what is wrong
         return "LATENCY"
+    stride = metadata.stride
+    if tile == "auto":
+        overlap = metadata.default_overlap if overlap is None else overlap
+
+        def tiles(height: int, width: int) -> int:
+            shape = auto_tile_shape(height, width, overlap, stride=stride)
+            return plan_tiles(height, width, TileSpec(*shape, overlap, stride=stride)).count
+
+        several = any(tiles(h, w) > 1 for h, w in image_sizes)
+        return "THROUGHPUT" if several else "LATENCY"
     dims = _input_dims(model)
     side = DEFAULT_TILE if tile is None else tile
-    tile_h, tile_w = dims[2] or side, dims[3] or side
+    tile_h, tile_w = (side, side) if tile else (dims[2] or side, dims[3] or side)
     if not (tile_h and tile_w):  # a dynamic IR run on whole images: one tile each
         return "LATENCY"
     several = any(round_up(h, stride) > tile_h or round_up(w, stride) > tile_w
@@ -125,13 +153,14 @@ class OpenVinoRuntime(Runtime):
     one per stream with the throughput hint); more than 1 needs the throughput hint."""
 
     backend = "openvino"
+    reshapable = True
 
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU",
                  performance_hint: str = "LATENCY", threads: int = 0,
                  inference_precision: str | None = None, profile: bool = False,
                  infer_requests: int = 0) -> None:
         super().__init__()
-        ov = require("openvino", "openvino")
+        require("openvino", "openvino")
         path = Path(path)
         if not path.is_file():
             raise AtbsnError(f"OpenVINO artifact {path} does not exist")
@@ -147,7 +176,7 @@ class OpenVinoRuntime(Runtime):
                              "give 0 (the compiled model's optimal number) or 1, or compile "
                              "with the throughput hint (--performance-hint throughput), the "
                              "one with several streams to run requests in parallel")
-        core = ov.Core()
+        core = openvino_core()
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # truncated or foreign file
@@ -166,24 +195,49 @@ class OpenVinoRuntime(Runtime):
         if profile:
             config["PERF_COUNT"] = True
         self.model = model
-        try:
-            self.compiled = core.compile_model(model, device, config)
-        except Exception as exc:
-            raise AtbsnError(f"OpenVINO cannot compile {path} for {device}: "
-                             f"{openvino_error(exc)}") from None
+        self.path = path
         self.device = device
+        self._core, self._config = core, config
+        self.compiled = self._compile(model)
+        dims = _input_dims(model)
+        self._compiled_by_shape = {(dims[2], dims[3]): self.compiled}
         self.performance_hint = hint
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))
         self.infer_requests = infer_requests or max(
             1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.peak_in_flight = 0  # most requests in flight during the last run_many
         self.request = self.compiled.create_infer_request()
-        dims = _input_dims(model)
         self._spec = InputSpec(batch=dims[0], height=dims[2], width=dims[3],
                                channels=dims[1] or 3, stride=self.metadata.stride)
-        self.path = path
         log.debug("%s compiled with the %s hint: %d stream(s), %d infer request(s)", path.name,
                   hint.lower(), self.streams, self.infer_requests)
+
+    def _compile(self, model: Any) -> Any:
+        """``model`` compiled on this runtime's device with its configuration."""
+        try:
+            return self._core.compile_model(model, self.device, self._config)
+        except Exception as exc:
+            raise AtbsnError(f"OpenVINO cannot compile {self.path} for {self.device}: "
+                             f"{openvino_error(exc)}") from None
+
+    def _set_tile_shape_impl(self, height: int, width: int) -> None:
+        """Recompile the IR with its input reshaped to ``height`` x ``width`` (a convolutional
+        network computes the same per pixel at any shape); the last few shapes stay compiled,
+        so a folder of photos of one size compiles once."""
+        compiled = self._compiled_by_shape.pop((height, width), None)
+        if compiled is None:
+            model = self.model.clone()
+            spec = self._spec
+            model.reshape({model.inputs[0].get_any_name():
+                           [spec.batch or -1, spec.channels, height, width]})
+            compiled = self._compile(model)
+            log.debug("%s recompiled for %dx%d tiles", self.path.name, height, width)
+        self._compiled_by_shape[(height, width)] = compiled  # most recent last
+        while len(self._compiled_by_shape) > COMPILED_SHAPES_KEPT:
+            self._compiled_by_shape.pop(next(iter(self._compiled_by_shape)))
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self._spec = dataclasses.replace(self._spec, height=height, width=width)
 
     @property
     def input_spec(self) -> InputSpec:
@@ -251,3 +305,4 @@ class OpenVinoRuntime(Runtime):
     def _close_impl(self) -> None:
         self.request = None
         self.compiled = None
+        self._compiled_by_shape.clear()
