@@ -112,7 +112,7 @@ def add_tiling_arguments(p) -> None:
     p.add_argument("--tile", type=tile_arg, default=AUTO,
                    help="tile side, multiple of 32; 0 = whole image at once; auto (default): "
                         "per image, the tile shape that computes it in the fewest pixels, at "
-                        f"most {AUTO_TILE_AREA // 1024 ** 2} MP a tile, where the backend takes "
+                        f"most {AUTO_TILE_AREA} pixels a tile, where the backend takes "
                         "any shape (PyTorch, OpenVINO; docs/tiling.md), else an exported "
                         "artifact's own tile")
     p.add_argument("--overlap", type=multiple_of_32,
@@ -130,9 +130,17 @@ def add_tiling_arguments(p) -> None:
 
 def tile_arg(text: str) -> Tile:
     """argparse type of ``--tile``: ``auto``, or 0 or a positive multiple of 32."""
+    import argparse
+
     from .cli import multiple_of_32
 
-    return AUTO if text.strip().lower() == AUTO else multiple_of_32(text)
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return multiple_of_32(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto, 0 or a positive multiple of 32, got "
+                                         f"{text!r}") from None
 
 
 def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
