@@ -243,8 +243,8 @@ def test_malformed_hole_size_is_an_argparse_error(tmp_path, ckpt, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     # refused by argparse, before any work and without a warning about the overlap
-    (["--tile", "100"], "argument --tile: expected 0 or a positive multiple of 32, got '100'"),
-    (["--tile", "-32"], "argument --tile: expected 0 or a positive multiple of 32, got '-32'"),
+    (["--tile", "100"], "argument --tile: expected auto, 0 or a positive multiple of 32, got '100'"),
+    (["--tile", "-32"], "argument --tile: expected auto, 0 or a positive multiple of 32, got '-32'"),
     (["--tile", "64", "--overlap", "16"], "argument --overlap: expected 0 or a positive multiple"),
     (["--batch", "0"], "argument --batch: expected a positive integer (>= 1), got '0'"),
     # refused by the tile layout
