@@ -122,8 +122,12 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
                      iters: int | None = None, duration_s: float | None = None,
                      threads: int = 0, floor_device: str = "auto", power: bool = True,
                      tegrastats_interval_ms: int = 100, performance_hint: str | None = None,
-                     frames: bool = True, frame_iters: int | None = None) -> dict[str, Any]:
-    """Profile ``artifact`` (see the module doc) and return the report as a dict."""
+                     frames: bool = True, frame_iters: int | None = None,
+                     tile: int | str | None = "auto") -> dict[str, Any]:
+    """Profile ``artifact`` (see the module doc) and return the report as a dict. Network
+    calls run at the artifact's own tile; frames are tiled as ``denoise --tile`` tiles them
+    (``auto``: the frame's own tile shape where the runtime takes any, recompiled before the
+    timed frames; None: the artifact's tile)."""
     from .pipeline import open_artifact_tiled
     from .profiling import floors
     from .profiling.graph_cost import fp32_onnx_for, graph_cost
@@ -143,7 +147,7 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
     if power and TegrastatsSampler.available():
         sampler = TegrastatsSampler(tegrastats_interval_ms).start()
     try:
-        with open_artifact_tiled(artifact, target=target, **options) as tiled:
+        with open_artifact_tiled(artifact, target=target, tile=tile, **options) as tiled:
             runtime, spec = tiled.runtime, tiled.spec
             info = runtime.info
             batch = spec.batch
@@ -152,10 +156,14 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
             call = time_calls(lambda: runtime.run(x), warmup_s, iters, duration_s)
             width, height = resolution
             frame_timing = None
-            plan = plan_tiles(height, width, spec)
-            tiles = len(plan.ys) * len(plan.xs)
+            plan = plan_tiles(height, width, tiled.spec_for(height, width))
+            tiles = plan.count
+            # the frame computes this many network calls' worth of pixels
+            calls_per_frame = tiles * plan.tile_h * plan.tile_w / (spec.tile_h * spec.tile_w) / batch
             if frames:
                 image = (np.random.default_rng(2).random((height, width, 3)) * 255).astype(np.float32)
+                if (plan.tile_h, plan.tile_w) != (spec.tile_h, spec.tile_w):
+                    tiled.denoise(image)  # recompiles for the frame's tiles, untimed
                 f_iters = frame_iters if frame_iters is not None else iters
                 frame_timing = time_calls(lambda: tiled.denoise(image), 0.0, f_iters,
                                           duration_s if f_iters is None else None, min_iters=3)
@@ -214,17 +222,18 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
     }
     if frame_timing is not None:
         fstats = frame_timing.stats_ms()
-        frame_floor = floor_s * tiles / batch if floor_s else None
+        frame_floor = floor_s * calls_per_frame if floor_s else None
         median_s = fstats["median"] / 1e3
         mp = width * height / 1e6
         report["frame"] = {
-            "resolution": [width, height], "tiles": tiles, "latency_ms": fstats,
+            "resolution": [width, height], "tiles": tiles,
+            "tile_shape": [plan.tile_h, plan.tile_w], "latency_ms": fstats,
             "megapixels_per_s": mp / median_s if median_s else None,
             "fps": 1 / median_s if median_s else None,
             "floor_ms": frame_floor * 1e3 if frame_floor else None,
             "floor_fps": 1 / frame_floor if frame_floor else None,
             "ratio_to_floor": {k: _ratio(fstats[k] / 1e3, frame_floor) for k in ("median", "p90", "p99", "min", "mean")},
-            "tiled_over_tiles_x_call": (median_s / (tiles / batch * call.median)) if call.median else None,
+            "tiled_over_tiles_x_call": (median_s / (calls_per_frame * call.median)) if call.median else None,
         }
     if sampler is not None:
         report["power"] = {
@@ -284,13 +293,15 @@ def format_report(r: dict[str, Any]) -> str:
     if fr:
         w, h = fr["resolution"]
         fl = fr["latency_ms"]
-        lines += ["", f"| frame {w}x{h}, {fr['tiles']} tiles ({fl['count']} timed) | ms | x floor |",
+        th, tw = fr.get("tile_shape") or r["tile"]
+        lines += ["", f"| frame {w}x{h}, {fr['tiles']} tiles of {th}x{tw} ({fl['count']} timed) "
+                      "| ms | x floor |",
                   "|---|---|---|"]
         for k in ("median", "p90", "min", "mean"):
             lines.append(f"| {k} | {_fmt(fl[k], 1)} | {_fmt(fr['ratio_to_floor'][k], 2, 'x')} |")
         lines.append(f"| std | {_fmt(fl['std'], 1)} | |")
         lines.append(f"throughput: {_fmt(fr['megapixels_per_s'], 2)} MP/s, {_fmt(fr['fps'], 2)} fps "
-                     f"(floor: {_fmt(fr['floor_fps'], 2)} fps); tiled / (tiles x call) = "
+                     f"(floor: {_fmt(fr['floor_fps'], 2)} fps); tiled / (its pixels' worth of calls) = "
                      f"{_fmt(fr['tiled_over_tiles_x_call'], 2)}")
     mem = r["memory"]
     lines.append(f"peak host memory {mem['peak_host_mb']:.0f} MB; device memory "
@@ -311,6 +322,7 @@ def format_report(r: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from .cli import (add_verbose_argument, new_parser, non_negative_float, non_negative_int,
                       positive_float, positive_int)
+    from .pipeline import tile_arg
     from .profiling.floors import DEVICES
 
     p = new_parser("python -m atbsn_edge.profile", __doc__)
@@ -337,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-iters", type=positive_int, metavar="N",
                    help="timed frames (default: as --iters / --duration, at least 3)")
     p.add_argument("--no-frames", action="store_true", help="time network calls only, no tiled frames")
+    p.add_argument("--tile", type=tile_arg, default="auto",
+                   help="how frames are tiled, as denoise --tile: auto (default: the frame's own "
+                        "tile shape where the artifact can take it, e.g. OpenVINO) or N; network "
+                        "calls always run at the artifact's tile")
     p.add_argument("--no-power", action="store_true", help="do not run tegrastats")
     p.add_argument("--tegrastats-interval", type=positive_int, default=100, metavar="MS",
                    help="tegrastats sampling interval (default 100 ms)")
@@ -362,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             floor_device=args.floor_device, power=not args.no_power,
             tegrastats_interval_ms=args.tegrastats_interval,
             performance_hint=args.performance_hint, frames=not args.no_frames,
-            frame_iters=args.frame_iters)
+            frame_iters=args.frame_iters, tile=args.tile)
         print(format_report(report))
         if args.json:
             write_json(args.json, report)

@@ -171,7 +171,8 @@ class Denoisers:
     """The artifacts given, ordered by hole; ``current`` is the one in use. Each is opened
     through ``pipeline.open_artifact_tiled`` (the same runtime and tiler as ``denoise``)."""
 
-    def __init__(self, paths: list[Path], target: str | None, threads: int) -> None:
+    def __init__(self, paths: list[Path], target: str | None, threads: int,
+                 tile: int | str = "auto") -> None:
         from atbsn_edge.errors import AtbsnError
         from atbsn_edge.pipeline import open_artifact_tiled
 
@@ -179,7 +180,7 @@ class Denoisers:
         self.items = []
         try:
             for path in paths:
-                self.items.append(open_artifact_tiled(path, target=target, **options))
+                self.items.append(open_artifact_tiled(path, target=target, tile=tile, **options))
         except AtbsnError as exc:
             self.close()
             raise DemoError(str(exc)) from None
@@ -283,12 +284,14 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
              max_frames: int | None = None, view: str = "side-by-side",
              capture_size: tuple[int, int] | None = None, overwrite: bool = False,
              overlay_text: bool = True,
-             process_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Run the demo; returns the summary (see :class:`Stats`)."""
+             process_size: tuple[int, int] | None = None,
+             tile: int | str = "auto") -> dict[str, Any]:
+    """Run the demo; returns the summary (see :class:`Stats`). ``tile``: as ``denoise
+    --tile`` (``auto``: the frame's own tile shape where the artifact can take it)."""
     import cv2
 
     source = parse_source(source_text)
-    denoisers = Denoisers(artifacts, target, threads)
+    denoisers = Denoisers(artifacts, target, threads, tile)
     cap = None
     writer: AtomicVideo | None = None
     stats = Stats()
@@ -448,6 +451,7 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
 
 def build_parser() -> argparse.ArgumentParser:
     from atbsn_edge.cli import new_parser, non_negative_int, positive_int
+    from atbsn_edge.pipeline import tile_arg
 
     p = new_parser("examples/camera_demo.py", __doc__)
     p.add_argument("--artifact", type=Path, action="append", required=True,
@@ -456,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="camera index, /dev/videoN, csi://N, rtsp://... or a video file")
     p.add_argument("--target", help="which artifact of the bundle(s)")
     p.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads of the backend")
+    p.add_argument("--tile", type=tile_arg, default="auto",
+                   help="tiles: auto (default: the tile shape that computes each frame in the "
+                        "fewest pixels, where the artifact can take any shape: OpenVINO, dynamic "
+                        "artifacts; recompiled at the first frame) or N, square tiles of side N")
     p.add_argument("--headless", action="store_true", help="no window (for machines without a display)")
     p.add_argument("--output", type=Path, help="write the shown frames to this video (.mp4, .avi)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
@@ -505,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                            headless=args.headless, output=args.output, max_frames=args.max_frames,
                            view=args.view, capture_size=sizes.get("capture_size"),
                            overwrite=args.overwrite, overlay_text=not args.no_overlay,
+                           tile=args.tile,
                            process_size=sizes.get("process_size"))
     except (DemoError, AtbsnError) as exc:
         print(f"error: {exc}", file=sys.stderr)

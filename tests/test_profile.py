@@ -162,3 +162,30 @@ def test_profile_cli_report_and_json(tmp_path, make_checkpoint, capsys, monkeypa
     with pytest.raises(SystemExit) as refused:  # argparse refuses it before any work
         main([str(bundle), "--floor-device", "nonsense", "--iters", "1", "--no-frames"])
     assert refused.value.code == 2
+
+
+def test_profile_frames_take_auto_tiles_on_openvino(tmp_path, make_checkpoint, monkeypatch):
+    """An OpenVINO IR exported at 64 x 64: calls are timed at 64 x 64, a 250 x 180 frame in the
+    one tile --tile auto gives it, and the frame floor counts the pixels that tile computes."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from atbsn_edge.export.__main__ import main as export
+    from atbsn_edge.profile import profile_artifact
+    from atbsn_edge.profiling import floors
+
+    bundle = tmp_path / "b"
+    assert export(["--target", "openvino-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--tile", "64", "--reference-crops", "1", "--out", str(bundle)]) == 0
+    real = floors.measure_cpu_rates
+    monkeypatch.setattr(floors, "measure_cpu_rates",
+                        lambda threads=0, **kw: real(threads, channels=32, size=32, seconds=0.2))
+    reports = {tile: profile_artifact(bundle, resolution=(250, 180), warmup_s=0, iters=2,
+                                      threads=1, power=False, tile=tile)
+               for tile in ("auto", None)}
+    auto, fixed = reports["auto"], reports[None]
+    assert auto["tile"] == fixed["tile"] == [64, 64]  # the calls: the IR's own tile
+    assert auto["frame"]["tile_shape"] == [192, 256] and auto["frame"]["tiles"] == 1
+    assert fixed["frame"]["tile_shape"] == [64, 64] and fixed["frame"]["tiles"] > 1
+    for r in (auto, fixed):
+        pixels = r["frame"]["tiles"] * r["frame"]["tile_shape"][0] * r["frame"]["tile_shape"][1]
+        assert r["frame"]["floor_ms"] == pytest.approx(r["floor"]["seconds"] * 1e3 * pixels
+                                                       / (64 * 64), rel=1e-9)
