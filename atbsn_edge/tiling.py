@@ -151,6 +151,17 @@ def plan_tiles(height: int, width: int, spec: TileSpec) -> TilePlan:
                     feather_weights(ys, tile_h, padded_h), feather_weights(xs, tile_w, padded_w))
 
 
+def computed_pixels(height: int, width: int, tile_h: int, tile_w: int, overlap: int, *,
+                    stride: int = GRID, lanes: int = 1) -> int:
+    """The pixels a network computes for an image in ``tile_h`` x ``tile_w`` tiles, in rounds
+    of ``lanes`` tiles (a round with idle lanes costs as much as a full one): the cost that
+    :func:`auto_tile_shape` minimises."""
+    padded_h, padded_w = round_up(height, stride), round_up(width, stride)
+    count = (len(tile_origins(max(padded_h, tile_h), tile_h, overlap)) *
+             len(tile_origins(max(padded_w, tile_w), tile_w, overlap)))
+    return -(-count // lanes) * lanes * tile_h * tile_w
+
+
 def axis_tile_counts(length: int, overlap: int, grid: int = GRID,
                      longest: int | None = None) -> dict[int, int]:
     """Tiles along one padded axis of ``length`` for every tile side (a multiple of ``grid``

@@ -340,3 +340,21 @@ def test_sigterm_after_runtimes_closed_out_of_order_exits_143(bundles):
                             text=True, timeout=120)
     assert result.returncode == 143, result.stderr[-2000:]
     assert "terminated" in result.stderr
+
+
+def test_auto_tiles_keep_a_compiled_shape_unless_a_new_one_saves_two_calls(bundles):
+    """A recompile costs about two of the artifact's calls (RESHAPE_PENALTY_CALLS): a 64 x 120
+    image, 3 tiles of the IR's 64 x 64 against one 64 x 128 tile, keeps the IR's shape; the
+    180 x 250 image (35 tiles of 64) gets its own, and the IR's own shape stays compiled."""
+    from atbsn_edge.pipeline import RESHAPE_PENALTY_CALLS
+
+    with open_tiled(bundles[1], tile="auto") as tiled:
+        runtime = tiled.runtime
+        saving = (3 - 2) * TILE * TILE  # 3 tiles of 64 x 64 against 64 x 128
+        assert saving <= RESHAPE_PENALTY_CALLS * TILE * TILE
+        tiled.denoise(textured_image(64, 120))
+        assert runtime.ready_tile_shapes() == [(TILE, TILE)]
+        assert (runtime.input_spec.height, runtime.input_spec.width) == (TILE, TILE)
+        tiled.denoise(textured_image(*IMAGE))
+        shape = (runtime.input_spec.height, runtime.input_spec.width)
+        assert shape != (TILE, TILE) and runtime.ready_tile_shapes() == [(TILE, TILE), shape]

@@ -127,3 +127,13 @@ def test_auto_tiles_compute_a_12_mp_photo_in_fewer_pixels_than_512_tiles():
 def test_auto_tile_shape_refuses_an_area_below_the_overlap():
     with pytest.raises(ValueError, match="no tile above the overlap"):
         auto_tile_shape(1000, 1000, 128, max_area=150 * 150)
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_computed_pixels_counts_the_plans_tiles(lanes):
+    from atbsn_edge.tiling import computed_pixels as library_count
+
+    for shape, tile in (((300, 500), (96, 160)), ((64, 120), (64, 64)), ((3000, 4000), (608, 800)),
+                        ((100, 100), (512, 512))):
+        assert library_count(*shape, *tile, 32, lanes=lanes) == \
+            computed_pixels(*shape, *tile, 32, lanes)

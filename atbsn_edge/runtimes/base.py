@@ -124,6 +124,15 @@ class Runtime(abc.ABC):
                              f"the network's stride {spec.stride}")
         self._set_tile_shape_impl(height, width)
 
+    def ready_tile_shapes(self) -> list[tuple[int, int]]:
+        """Tile shapes this runtime runs without recompiling: none to prefer where any shape
+        is free (a dynamic input), its static shape otherwise; a reshapable backend adds the
+        shapes it keeps compiled."""
+        spec = self.input_spec
+        if spec.height is None or spec.width is None:
+            return []
+        return [(spec.height, spec.width)]
+
     def _set_tile_shape_impl(self, height: int, width: int) -> None:
         """Backend-specific: recompile for ``height`` x ``width`` tiles (``reshapable``
         backends only)."""

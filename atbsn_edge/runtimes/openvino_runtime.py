@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 HINTS = ("f32", "bf16", "f16")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
-COMPILED_SHAPES_KEPT = 3  # tile shapes an OpenVINO runtime keeps compiled
+COMPILED_SHAPES_KEPT = 3  # tile shapes an OpenVINO runtime keeps compiled besides the IR's own
 _TYPE_NAMES = {"f32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16",
                "f16": "f16", "float16": "f16"}
 
@@ -200,7 +200,8 @@ class OpenVinoRuntime(Runtime):
         self._core, self._config = core, config
         self.compiled = self._compile(model)
         dims = _input_dims(model)
-        self._compiled_by_shape = {(dims[2], dims[3]): self.compiled}
+        self._own_shape = (dims[2], dims[3])
+        self._compiled_by_shape = {self._own_shape: self.compiled}
         self.performance_hint = hint
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))
         self.infer_requests = infer_requests or max(
@@ -222,8 +223,9 @@ class OpenVinoRuntime(Runtime):
 
     def _set_tile_shape_impl(self, height: int, width: int) -> None:
         """Recompile the IR with its input reshaped to ``height`` x ``width`` (a convolutional
-        network computes the same per pixel at any shape); the last few shapes stay compiled,
-        so a folder of photos of one size compiles once."""
+        network computes the same per pixel at any shape); the IR's own shape and the last
+        ``COMPILED_SHAPES_KEPT`` others stay compiled, so a folder of photos of one size
+        compiles once."""
         compiled = self._compiled_by_shape.pop((height, width), None)
         if compiled is None:
             model = self.model.clone()
@@ -233,11 +235,16 @@ class OpenVinoRuntime(Runtime):
             compiled = self._compile(model)
             log.debug("%s recompiled for %dx%d tiles", self.path.name, height, width)
         self._compiled_by_shape[(height, width)] = compiled  # most recent last
-        while len(self._compiled_by_shape) > COMPILED_SHAPES_KEPT:
-            self._compiled_by_shape.pop(next(iter(self._compiled_by_shape)))
+        others = [shape for shape in self._compiled_by_shape if shape != self._own_shape]
+        for shape in others[:max(0, len(others) - COMPILED_SHAPES_KEPT)]:
+            del self._compiled_by_shape[shape]  # the oldest; the IR's own shape stays
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self._spec = dataclasses.replace(self._spec, height=height, width=width)
+
+    def ready_tile_shapes(self) -> list[tuple[int, int]]:
+        """The shapes compiled and kept (the IR's own first), none for a dynamic IR."""
+        return [shape for shape in self._compiled_by_shape if None not in shape]
 
     @property
     def input_spec(self) -> InputSpec:
