@@ -23,14 +23,13 @@ import numpy as np
 from .errors import AtbsnError
 from .runtimes.base import Runtime
 from .strength import Strength, blend_with_input, describe_strength, model_strength, strength_arg
-from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, TileSpec, auto_tile_shape,
-                     computed_pixels, denoise_tiled_many, plan_tiles)
+from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, RESHAPE_PENALTY_CALLS, TileSpec,
+                     denoise_tiled_many, plan_tiles, preferred_tile_shape)
 
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
 Tile = int | str  # a tile side, 0 (whole images) or "auto" (a shape per image)
-RESHAPE_PENALTY_CALLS = 2  # what a recompile for a new tile shape costs, in the artifact's calls
 
 
 @dataclass
@@ -63,18 +62,12 @@ class TiledRuntime:
         images of many sizes does not recompile for each."""
         if not self.auto_tile_area:
             return self.spec
-        spec, lanes = self.spec, self.lanes
-        shape = auto_tile_shape(height, width, spec.overlap, stride=spec.stride,
-                                grid=spec.grid, max_area=self.auto_tile_area, lanes=lanes)
-        ready = self.runtime.ready_tile_shapes()
-        if ready and shape not in ready:
-            def cost(candidate: tuple[int, int]) -> int:
-                return computed_pixels(height, width, *candidate, spec.overlap,
-                                       stride=spec.stride, lanes=lanes)
-
-            kept = min(ready, key=cost)
-            if cost(kept) <= cost(shape) + RESHAPE_PENALTY_CALLS * spec.tile_h * spec.tile_w:
-                shape = kept
+        spec = self.spec
+        shape = preferred_tile_shape(
+            height, width, spec.overlap, stride=spec.stride, grid=spec.grid,
+            max_area=self.auto_tile_area, lanes=self.lanes,
+            ready=self.runtime.ready_tile_shapes(),
+            switch_cost=RESHAPE_PENALTY_CALLS * spec.tile_h * spec.tile_w)
         return replace(spec, tile_h=shape[0], tile_w=shape[1])
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 GRID = 32
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 128
+RESHAPE_PENALTY_CALLS = 2  # a recompile for another tile shape, in calls of the compiled one
 AUTO_TILE_AREA = 512 * 1024  # the largest tile ``--tile auto`` chooses, in pixels (docs/tiling.md)
 InferFn = Callable[[np.ndarray], np.ndarray]
 InferManyFn = Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]]
@@ -207,6 +208,25 @@ def auto_tile_shape(height: int, width: int, overlap: int, *, stride: int = GRID
                 best = key
     assert best is not None  # the smallest square always fits
     return best[3], best[4]
+
+
+def preferred_tile_shape(height: int, width: int, overlap: int, *, stride: int = GRID,
+                         grid: int = GRID, max_area: int = AUTO_TILE_AREA, lanes: int = 1,
+                         ready: Sequence[tuple[int, int]] = (),
+                         switch_cost: int = 0) -> tuple[int, int]:
+    """:func:`auto_tile_shape`, unless one of the ``ready`` shapes (compiled already) computes
+    the image in at most ``switch_cost`` more pixels than it: then that one, so that a new
+    shape is compiled only where it saves more than the compile costs."""
+    shape = auto_tile_shape(height, width, overlap, stride=stride, grid=grid,
+                            max_area=max_area, lanes=lanes)
+    if not ready or shape in ready:
+        return shape
+
+    def cost(candidate: tuple[int, int]) -> int:
+        return computed_pixels(height, width, *candidate, overlap, stride=stride, lanes=lanes)
+
+    kept = min(ready, key=cost)
+    return kept if cost(kept) <= cost(shape) + switch_cost else shape
 
 
 def denoise_tiled(image: np.ndarray, infer: InferFn, spec: TileSpec = TileSpec(),

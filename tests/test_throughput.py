@@ -346,7 +346,7 @@ def test_auto_tiles_keep_a_compiled_shape_unless_a_new_one_saves_two_calls(bundl
     """A recompile costs about two of the artifact's calls (RESHAPE_PENALTY_CALLS): a 64 x 120
     image, 3 tiles of the IR's 64 x 64 against one 64 x 128 tile, keeps the IR's shape; the
     180 x 250 image (35 tiles of 64) gets its own, and the IR's own shape stays compiled."""
-    from atbsn_edge.pipeline import RESHAPE_PENALTY_CALLS
+    from atbsn_edge.tiling import RESHAPE_PENALTY_CALLS
 
     with open_tiled(bundles[1], tile="auto") as tiled:
         runtime = tiled.runtime

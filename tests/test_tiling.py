@@ -137,3 +137,18 @@ def test_computed_pixels_counts_the_plans_tiles(lanes):
                         ((100, 100), (512, 512))):
         assert library_count(*shape, *tile, 32, lanes=lanes) == \
             computed_pixels(*shape, *tile, 32, lanes)
+
+
+def test_preferred_tile_shape_keeps_a_ready_shape_within_the_switch_cost():
+    from atbsn_edge.tiling import preferred_tile_shape
+
+    best = auto_tile_shape(300, 400, DEFAULT_OVERLAP)
+    ready = [(DEFAULT_TILE, DEFAULT_TILE)]
+    extra = (computed_pixels(300, 400, *ready[0], DEFAULT_OVERLAP)
+             - computed_pixels(300, 400, *best, DEFAULT_OVERLAP))
+    assert extra > 0
+    assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP, ready=ready,
+                                switch_cost=extra) == ready[0]
+    assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP, ready=ready,
+                                switch_cost=extra - 1) == best
+    assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP) == best  # nothing compiled yet

@@ -44,7 +44,8 @@ import numpy as np
 
 from ..bundle.metadata import ArtifactMetadata, read_openvino_metadata
 from ..errors import AtbsnError, require
-from ..tiling import DEFAULT_TILE, TileSpec, auto_tile_shape, plan_tiles, round_up
+from ..tiling import (DEFAULT_TILE, RESHAPE_PENALTY_CALLS, TileSpec, plan_tiles,
+                      preferred_tile_shape, round_up)
 from .base import InputSpec, Runtime, RuntimeInfo
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
     one tile, so that several tiles can be in flight, one per CPU stream; else ``LATENCY``
     (one tile, on every thread). The tiles are the IR's own, or ``tile``'s where the IR is
     dynamic (default 512, 0: whole images), or with ``tile="auto"`` the shape
-    :func:`~atbsn_edge.tiling.auto_tile_shape` gives each image (``overlap``: default the
-    IR's). Reads the IR's input shape and metadata without compiling it. An IR it cannot
+    :func:`~atbsn_edge.tiling.preferred_tile_shape` gives each image, as the tiled runtime
+    will (``overlap``: default the IR's). Reads the IR's input shape and metadata without compiling it. An IR it cannot
     read gets ``LATENCY``: opening it reports the error."""
     require("openvino", "openvino")  # a missing extra is named here, not swallowed below
     try:
@@ -117,8 +118,13 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
     if tile == "auto":
         overlap = metadata.default_overlap if overlap is None else overlap
 
-        def tiles(height: int, width: int) -> int:
-            shape = auto_tile_shape(height, width, overlap, stride=stride)
+        own = _input_dims(model)[2:]
+        ready = [tuple(own)] if None not in own else []
+
+        def tiles(height: int, width: int) -> int:  # as TiledRuntime.spec_for will tile it
+            shape = preferred_tile_shape(
+                height, width, overlap, stride=stride, ready=ready,
+                switch_cost=RESHAPE_PENALTY_CALLS * own[0] * own[1] if ready else 0)
             return plan_tiles(height, width, TileSpec(*shape, overlap, stride=stride)).count
 
         several = any(tiles(h, w) > 1 for h, w in image_sizes)
