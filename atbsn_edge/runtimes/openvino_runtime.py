@@ -106,8 +106,8 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
     (one tile, on every thread). The tiles are the IR's own, or ``tile``'s where the IR is
     dynamic (default 512, 0: whole images), or with ``tile="auto"`` the shape
     :func:`~atbsn_edge.tiling.preferred_tile_shape` gives each image, as the tiled runtime
-    will (``overlap``: default the IR's). Reads the IR's input shape and metadata without compiling it. An IR it cannot
-    read gets ``LATENCY``: opening it reports the error."""
+    will (``overlap``: default the IR's). Reads the IR's input shape and metadata without
+    compiling it. An IR it cannot read gets ``LATENCY``: opening it reports the error."""
     require("openvino", "openvino")  # a missing extra is named here, not swallowed below
     try:
         model = openvino_core().read_model(str(path))
@@ -117,7 +117,6 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
     stride = metadata.stride
     if tile == "auto":
         overlap = metadata.default_overlap if overlap is None else overlap
-
         own = _input_dims(model)[2:]
         ready = [tuple(own)] if None not in own else []
 
