@@ -214,8 +214,8 @@ def _artifact_spec(runtime: Runtime, tile: Tile | None, batch: int | None,
     fixed_tile = (spec_in.height, spec_in.width)
     if tile == AUTO:
         tile = None if None not in fixed_tile else DEFAULT_TILE
-    if None not in fixed_tile and runtime.reshapable and tile is not None and tile != 0:
-        fixed_tile = (tile, tile)  # recompiled for it when the first image comes
+    if None not in fixed_tile and runtime.reshapable and tile is not None:
+        fixed_tile = (tile, tile)  # recompiled for it (0: each whole image) when images come
     if None not in fixed_tile:
         if tile is not None and (tile, tile) != fixed_tile:
             raise AtbsnError(f"the artifact's tile is fixed at {fixed_tile[0]}x{fixed_tile[1]}; "

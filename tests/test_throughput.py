@@ -358,3 +358,18 @@ def test_auto_tiles_keep_a_compiled_shape_unless_a_new_one_saves_two_calls(bundl
         tiled.denoise(textured_image(*IMAGE))
         shape = (runtime.input_spec.height, runtime.input_spec.width)
         assert shape != (TILE, TILE) and runtime.ready_tile_shapes() == [(TILE, TILE), shape]
+
+
+def test_whole_image_tile_reshapes_the_ir_to_each_image(bundles):
+    """--tile 0 on a static OpenVINO IR: each image in one call of its padded size, the
+    PyTorch checkpoint's whole-image output (fp32 against fp32: ATOL)."""
+    from atbsn_edge.pipeline import open_tiled as open_checkpoint
+
+    image = textured_image(*IMAGE)
+    with open_tiled(bundles[1], tile=0) as tiled:
+        assert "whole image" in tiled.describe()
+        got = tiled.denoise(image)
+        assert (tiled.runtime.input_spec.height, tiled.runtime.input_spec.width) == (192, 256)
+    with open_checkpoint(bundles[1].parent / "student_c.pt", tile=0) as reference:
+        want = reference.denoise(image)
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
