@@ -308,6 +308,7 @@ def test_a_given_tile_reshapes_the_ir_and_auto_hint_follows_the_auto_tiles(bundl
     assert auto_performance_hint(ir, [IMAGE], None, OVERLAP) == "THROUGHPUT"
     assert auto_performance_hint(ir, [IMAGE], "auto", OVERLAP) == "LATENCY"
     assert auto_performance_hint(ir, [(1500, 1600)], "auto", OVERLAP) == "THROUGHPUT"
+    assert auto_performance_hint(ir, [(1500, 1600)], 0, OVERLAP) == "LATENCY"  # whole images
 
 
 _OUT_OF_ORDER = """

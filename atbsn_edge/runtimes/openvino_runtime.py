@@ -128,6 +128,8 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
 
         several = any(tiles(h, w) > 1 for h, w in image_sizes)
         return "THROUGHPUT" if several else "LATENCY"
+    if tile == 0:  # whole images: one call each, static IRs recompiled to each
+        return "LATENCY"
     dims = _input_dims(model)
     side = DEFAULT_TILE if tile is None else tile
     tile_h, tile_w = (side, side) if tile else (dims[2] or side, dims[3] or side)
