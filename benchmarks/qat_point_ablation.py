@@ -21,7 +21,8 @@ Prints mean PSNR against clean at strength 1 (the network's output; the QAT targ
   convolution's input channel c multiplied by it), its two steps recalibrated;
 - ``--groups G,...``: the output convolution computed as G convolutions over groups of its
   input channels sorted by range, each group with its own step (what per-group activation
-  scales would buy).
+  scales would buy);
+- ``--output-steps S,...``: the output convolution's input step set to each value.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--recalibrate", action="store_true")
     parser.add_argument("--equalize", default="", help="alphas, e.g. 0.5,1")
     parser.add_argument("--groups", default="", help="group counts, e.g. 2,4")
+    parser.add_argument("--output-steps", default="", help="steps, e.g. 0.9,1.2,1.7,2.4")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
@@ -190,6 +192,10 @@ def main() -> None:
             print(f"| output convolution in {count} channel groups, a step each | "
                   f"{score(model)} |", flush=True)
             del qconv.forward
+    for step in [float(v) for v in args.output_steps.split(",") if v]:
+        variant = copy.deepcopy(model)
+        wrapper(variant).quantizers()["unet.dec1.conv2.input"].set_step(step)
+        print(f"| output convolution's input step {step:g} | {score(variant)} |", flush=True)
     sys.stdout.flush()
 
 
