@@ -13,7 +13,6 @@ and at ``auto``), the CPU named.
 from __future__ import annotations
 
 import argparse
-import glob
 import statistics
 import tempfile
 import time
@@ -65,14 +64,13 @@ def main() -> None:
     import openvino as ov
 
     from atbsn_edge.imageio import read_image
+    from atbsn_edge.inputs import expand_inputs
+    from atbsn_edge.metrics import psnr
     from atbsn_edge.profiling.machine import cpu_info
     from atbsn_edge.strength import blend_with_input
 
-    def expand(patterns: list[str]) -> list[str]:
-        return sorted(p for pattern in patterns for p in (glob.glob(pattern) or [pattern]))
-
-    noisy = [read_image(p).rgb for p in expand(args.noisy)]
-    clean = [read_image(p).rgb for p in expand(args.clean)]
+    noisy = [read_image(p).rgb for p in expand_inputs(args.noisy)]
+    clean = [read_image(p).rgb for p in expand_inputs(args.clean)]
     with tempfile.TemporaryDirectory() as tmp:
         variant = Path(tmp) / "model-int8-float-output.onnx"
         float_output_variant(args.bundle / "model-int8.onnx", variant)
@@ -95,9 +93,6 @@ def main() -> None:
                     request.infer({0: x})
                 times[key].append((time.perf_counter() - started) / args.iters * 1e3)
 
-        def psnr(y: np.ndarray, c: np.ndarray) -> float:
-            return 10 * np.log10(255.0 ** 2 / np.mean((y - c) ** 2))
-
         info = cpu_info()
         print(f"CPU: {info['model']}; {' '.join(info['flags_that_matter'])}; OpenVINO "
               f"{ov.__version__}; {args.threads} threads; 512x512; {len(noisy)} pairs")
@@ -107,8 +102,8 @@ def main() -> None:
             one, auto = [], []
             for image, reference in zip(noisy, clean):
                 y = model({0: image.transpose(2, 0, 1)[None].copy()})[0][0].transpose(1, 2, 0)
-                one.append(psnr(y, reference))
-                auto.append(psnr(blend_with_input(image, y.copy(), "auto"), reference))
+                one.append(psnr(y, reference, clip=False))  # the network's raw output
+                auto.append(psnr(blend_with_input(image, y.copy(), "auto"), reference, clip=False))
             print(f"| {name} | {hint} | {statistics.median(times[(name, hint)]):.1f} | "
                   f"{np.mean(one):.3f} | {np.mean(auto):.3f} |")
 

@@ -28,17 +28,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import glob
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-def expand(patterns: list[str]) -> list[str]:
-    return sorted(p for pattern in patterns for p in (glob.glob(pattern) or [pattern]))
 
 
 def main() -> None:
@@ -61,30 +56,28 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from atbsn_edge.imageio import read_image
+    from atbsn_edge.inputs import expand_inputs
+    from atbsn_edge.metrics import psnr
     from atbsn_edge.models import load_checkpoint
     from atbsn_edge.profiling.machine import cpu_info
     from atbsn_edge.quantization.fake_quant import best_step, fake_quantize_weight
     from atbsn_edge.quantization.qat_network import QuantizationAware
     from atbsn_edge.strength import blend_with_input
 
-    noisy = [read_image(p).rgb for p in expand(args.noisy)]
-    clean = [read_image(p).rgb for p in expand(args.clean)]
-    calibration = [read_image(p).rgb for p in expand(args.calibration)]
+    noisy = [read_image(p).rgb for p in expand_inputs(args.noisy)]
+    clean = [read_image(p).rgb for p in expand_inputs(args.clean)]
+    calibration = [read_image(p).rgb for p in expand_inputs(args.calibration)]
 
     def tensor(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(x.transpose(2, 0, 1).copy())[None]
-
-    def psnr(y: np.ndarray, c: np.ndarray) -> float:
-        y = np.clip(np.rint(y), 0, 255)
-        return 10 * np.log10(255.0 ** 2 / np.mean((y - c) ** 2))
 
     def score(model) -> str:
         one, auto = [], []
         with torch.inference_mode():
             for x, c in zip(noisy, clean):
                 y = model(tensor(x))[0].numpy().transpose(1, 2, 0)
-                one.append(psnr(y, c))
-                auto.append(psnr(blend_with_input(x, y.copy(), "auto"), c))
+                one.append(psnr(np.rint(y), c))  # the 8-bit output denoise writes
+                auto.append(psnr(np.rint(blend_with_input(x, y.copy(), "auto")), c))
         return f"{np.mean(one):.3f} | {np.mean(auto):.3f}"
 
     def wrapper(model) -> QuantizationAware:
