@@ -23,8 +23,8 @@ import numpy as np
 from .errors import AtbsnError
 from .runtimes.base import Runtime
 from .strength import Strength, blend_with_input, describe_strength, model_strength, strength_arg
-from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, RESHAPE_PENALTY_CALLS, TileSpec,
-                     denoise_tiled_many, plan_tiles, preferred_tile_shape)
+from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, TileSpec, denoise_tiled_many, plan_tiles,
+                     preferred_tile_shape)
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ class TiledRuntime:
         shape = preferred_tile_shape(
             height, width, spec.overlap, stride=spec.stride, grid=spec.grid,
             max_area=self.auto_tile_area, lanes=self.lanes,
-            ready=self.runtime.ready_tile_shapes(),
-            switch_cost=RESHAPE_PENALTY_CALLS * spec.tile_h * spec.tile_w)
+            ready=self.runtime.ready_tile_shapes())
         return replace(spec, tile_h=shape[0], tile_w=shape[1])
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:

@@ -222,15 +222,16 @@ def auto_tile_shape(height: int, width: int, overlap: int, *, stride: int = GRID
 
 def preferred_tile_shape(height: int, width: int, overlap: int, *, stride: int = GRID,
                          grid: int = GRID, max_area: int = AUTO_TILE_AREA, lanes: int = 1,
-                         ready: Sequence[tuple[int, int]] = (),
-                         switch_cost: int = 0) -> tuple[int, int]:
-    """:func:`auto_tile_shape`, unless one of the ``ready`` shapes (compiled already) computes
-    the image in at most ``switch_cost`` more pixels than it: then that one, so that a new
-    shape is compiled only where it saves more than the compile costs."""
+                         ready: Sequence[tuple[int, int]] = ()) -> tuple[int, int]:
+    """:func:`auto_tile_shape`, unless one of the ``ready`` shapes (compiled already; the
+    artifact's own first) computes the image in no more pixels than it plus a recompile's
+    cost, ``RESHAPE_PENALTY_CALLS`` calls of the artifact's own shape: then that one, so that
+    a new shape is compiled only where it saves more than the compile costs."""
     shape = auto_tile_shape(height, width, overlap, stride=stride, grid=grid,
                             max_area=max_area, lanes=lanes)
     if not ready or shape in ready:
         return shape
+    switch_cost = RESHAPE_PENALTY_CALLS * ready[0][0] * ready[0][1]
 
     def cost(candidate: tuple[int, int]) -> int:
         return computed_pixels(height, width, *candidate, overlap, stride=stride, lanes=lanes)

@@ -359,6 +359,9 @@ def test_auto_tiles_keep_a_compiled_shape_unless_a_new_one_saves_two_calls(bundl
         tiled.denoise(textured_image(*IMAGE))
         shape = (runtime.input_spec.height, runtime.input_spec.width)
         assert shape != (TILE, TILE) and runtime.ready_tile_shapes() == [(TILE, TILE), shape]
+        tiled.denoise(textured_image(64, 120))  # back on the IR's own shape: still listed first
+        assert runtime.input_spec.height == TILE
+        assert runtime.ready_tile_shapes() == [(TILE, TILE), shape]
 
 
 def test_whole_image_tile_reshapes_the_ir_to_each_image(bundles):

@@ -142,13 +142,15 @@ def test_computed_pixels_counts_the_plans_tiles(lanes):
 def test_preferred_tile_shape_keeps_a_ready_shape_within_the_switch_cost():
     from atbsn_edge.tiling import preferred_tile_shape
 
+    from atbsn_edge.tiling import RESHAPE_PENALTY_CALLS
+
     best = auto_tile_shape(300, 400, DEFAULT_OVERLAP)
-    ready = [(DEFAULT_TILE, DEFAULT_TILE)]
-    extra = (computed_pixels(300, 400, *ready[0], DEFAULT_OVERLAP)
-             - computed_pixels(300, 400, *best, DEFAULT_OVERLAP))
-    assert extra > 0
-    assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP, ready=ready,
-                                switch_cost=extra) == ready[0]
-    assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP, ready=ready,
-                                switch_cost=extra - 1) == best
+    extra = {side: computed_pixels(300, 400, side, side, DEFAULT_OVERLAP)
+             - computed_pixels(300, 400, *best, DEFAULT_OVERLAP) for side in (512, 160)}
+    # 512: one tile where 320 x 416 is enough, within two 512 calls; 160: 54 tiles, beyond
+    # two 160 calls
+    assert 0 < extra[512] <= RESHAPE_PENALTY_CALLS * 512 * 512
+    assert extra[160] > RESHAPE_PENALTY_CALLS * 160 * 160
+    assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP, ready=[(512, 512)]) == (512, 512)
+    assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP, ready=[(160, 160)]) == best
     assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP) == best  # nothing compiled yet

@@ -44,8 +44,7 @@ import numpy as np
 
 from ..bundle.metadata import ArtifactMetadata, read_openvino_metadata
 from ..errors import AtbsnError, require
-from ..tiling import (DEFAULT_TILE, RESHAPE_PENALTY_CALLS, TileSpec, plan_tiles,
-                      preferred_tile_shape, round_up)
+from ..tiling import DEFAULT_TILE, TileSpec, plan_tiles, preferred_tile_shape, round_up
 from .base import InputSpec, Runtime, RuntimeInfo
 
 log = logging.getLogger(__name__)
@@ -121,9 +120,7 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
         ready = [tuple(own)] if None not in own else []
 
         def tiles(height: int, width: int) -> int:  # as TiledRuntime.spec_for will tile it
-            shape = preferred_tile_shape(
-                height, width, overlap, stride=stride, ready=ready,
-                switch_cost=RESHAPE_PENALTY_CALLS * own[0] * own[1] if ready else 0)
+            shape = preferred_tile_shape(height, width, overlap, stride=stride, ready=ready)
             return plan_tiles(height, width, TileSpec(*shape, overlap, stride=stride)).count
 
         several = any(tiles(h, w) > 1 for h, w in image_sizes)
@@ -250,8 +247,10 @@ class OpenVinoRuntime(Runtime):
         self._spec = dataclasses.replace(self._spec, height=height, width=width)
 
     def ready_tile_shapes(self) -> list[tuple[int, int]]:
-        """The shapes compiled and kept (the IR's own first), none for a dynamic IR."""
-        return [shape for shape in self._compiled_by_shape if None not in shape]
+        """The shapes compiled and kept, the IR's own first (the recompile rule prices a new
+        shape in its calls), none for a dynamic IR."""
+        shapes = sorted(self._compiled_by_shape, key=lambda shape: shape != self._own_shape)
+        return [shape for shape in shapes if None not in shape]
 
     @property
     def input_spec(self) -> InputSpec:
