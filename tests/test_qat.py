@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from atbsn_edge.quantization.fake_quant import (  # noqa: E402
     ActivationQuantizer, best_step, fake_quantize_weight, pairs_may_saturate, split_weight_levels)
 from atbsn_edge.quantization.qat_network import (  # noqa: E402
-    portable_weight_bits, quantization_aware)
+    output_point, portable_weight_bits, quantization_aware)
 from conftest import textured_image  # noqa: E402
 
 TINY = ["--batch", "1", "--crop", "128", "--threads", "1"]
@@ -32,15 +32,15 @@ def _image_batch(size: int = 128, count: int = 1) -> torch.Tensor:
     return torch.from_numpy(np.stack(images).copy())
 
 
-def _calibrated(network, x, weight_bits=8, sums="float"):
+def _calibrated(network, x, weight_bits=8, sums="float", centred=()):
     wrapped = quantization_aware(network, sums=sums)
     wrapped.set_weight_bits(portable_weight_bits(wrapped) if weight_bits == "portable"
                             else weight_bits)
     wrapped.observe(True)
     with torch.no_grad():
         wrapped(x)
-    for quantizer in wrapped.quantizers().values():
-        quantizer.start_from_observations()
+    for name, quantizer in wrapped.quantizers().items():
+        quantizer.start_from_observations(centred=name in centred)
     return wrapped.eval()
 
 
@@ -246,6 +246,104 @@ def test_openvino_computes_low_sums_as_trained_and_drops_the_skip_terms_quantiza
     assert both[1] > 55 and both[1] > both[0] + 5, results  # both: skip_out is not applied
 
 
+OUTPUT = "unet.dec1.conv2.input"
+
+
+def test_an_offset_on_the_output_point_halves_its_step_and_is_exported_exactly(tmp_path):
+    """The output convolution's input (a LeakyReLU map, nearly all positive) quantized less
+    the middle of its range: about half the step, closer to the float network; the export
+    (ONNX Runtime) computes it exactly, its constant added back in the bias and, on the
+    border, by one float 1-channel convolution of a padded map of zeros."""
+    ort = pytest.importorskip("onnxruntime")
+    from atbsn_edge.export.torch_qat_to_int8_onnx import unquantized_convolution_inputs
+
+    x = torch.round(_image_batch(128, 2))
+    network = _demo_student()
+    plain = _calibrated(copy.deepcopy(network), x, "portable", sums="low")
+    assert output_point(plain) == OUTPUT
+    centred = _calibrated(copy.deepcopy(network), x, "portable", sums="low", centred=[OUTPUT])
+    offset = centred.quantizers()[OUTPUT].offset
+    assert set(centred.ranges()["offsets"]) == {OUTPUT} and offset > 0
+    assert not plain.ranges()["offsets"]
+    step, plain_step = centred.quantizers()[OUTPUT].step, plain.quantizers()[OUTPUT].step
+    assert step < 0.75 * plain_step, (step, plain_step)
+    errors = []  # what quantizing that one point costs: against the same graph without it
+    for wrapped in (plain, centred):
+        quantizer = wrapped.quantizers()[OUTPUT]
+        with torch.no_grad():
+            quantized = wrapped(x)
+            quantizer.observing = True  # passes its input through
+            unquantized = wrapped(x)
+        quantizer.observing = False
+        quantizer._observed.clear()
+        errors.append(float((quantized - unquantized).norm() / unquantized.norm()))
+    assert errors[1] < 0.7 * errors[0], errors
+    model = _qdq_model(centred, tmp_path / "offset.onnx", 128)
+    convs = unquantized_convolution_inputs(model.graph)
+    assert not convs["unquantized"] and convs["count"] == 22 and convs["offset_terms"] == 1
+    from atbsn_edge.export.onnx_tensorrt_readiness import check_tensorrt_readiness
+
+    assert check_tensorrt_readiness(model) == []  # the Sub and the float border term included
+    x = x[:1]
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = centred(x).numpy()
+        centred.quantizers()[OUTPUT].offset = 0.0  # the control: the offset is what is exported
+        control = centred(x).numpy()
+    err = np.linalg.norm(got - want) / np.linalg.norm(want)
+    assert err < 1e-3 < np.linalg.norm(control - want) / np.linalg.norm(want), err
+    # the border is where the constant's taps fall on the padding (off by tens of levels if
+    # it were left out); an ulp flip now and then moves a pixel anywhere by up to ~2
+    diff = np.abs(got - want)[0]
+    border = np.concatenate([diff[:, [0, -1], :].ravel(), diff[:, :, [0, -1]].ravel()])
+    assert border.mean() < 0.05, border.mean()
+
+
+def test_openvino_computes_an_offset_point_at_any_shape(tmp_path):
+    """OpenVINO (f32) computes the offset graph as trained, also reshaped to another tile (the
+    border term is built from the input, not a constant of the exported shape)."""
+    onnx = pytest.importorskip("onnx")
+    ov = pytest.importorskip("openvino")
+    from atbsn_edge.assets import EXAMPLE_IMAGE
+    from atbsn_edge.imageio import read_image
+    from atbsn_edge.metrics import psnr
+
+    rgb = read_image(EXAMPLE_IMAGE).rgb
+    x = torch.from_numpy(np.ascontiguousarray(rgb[:128, :128].transpose(2, 0, 1)[None]))
+    wrapped = _calibrated(_demo_student(), x, "portable", sums="low", centred=[OUTPUT])
+    path = tmp_path / "offset.onnx"
+    onnx.save(_qdq_model(wrapped, path, 128), str(path))
+    core = ov.Core()
+    model = core.read_model(str(path))
+    for h, w in ((128, 128), (96, 160)):
+        model.reshape([1, 3, h, w])
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        xi = torch.from_numpy(np.ascontiguousarray(rgb[:h, :w].transpose(2, 0, 1)[None]))
+        got = compiled(xi.numpy())[0][0]
+        with torch.no_grad():
+            want = wrapped(xi)[0].numpy()
+        assert psnr(got, want, clip=False) > 55, (h, w, psnr(got, want, clip=False))
+
+
+def test_ranges_with_offsets_round_trip_and_the_first_format_reads_without(tmp_path):
+    x = _image_batch(128)
+    wrapped = _calibrated(_network(), x, sums="low", centred=[OUTPUT])
+    ranges = wrapped.ranges()
+    assert ranges["format"].endswith("-v2") and set(ranges["offsets"]) == {OUTPUT}
+    again = quantization_aware(copy.deepcopy(wrapped.network), ranges)
+    assert again.ranges() == ranges
+    with torch.no_grad():
+        assert torch.equal(again(x), wrapped(x))
+    first = {**ranges, "format": "int8-symmetric-per-tensor-activations-v1"}
+    del first["offsets"]
+    assert not any(q.offset for q in quantization_aware(_network(), first).quantizers().values())
+    with pytest.raises(ValueError, match="unknown points"):
+        quantization_aware(_network(), {**ranges, "offsets": {"unet.nowhere.input": 1.0}})
+    with pytest.raises(ValueError, match="v3"):
+        quantization_aware(_network(), {**ranges, "format": "int8-v3"})
+
+
 def test_pairs_may_saturate_is_the_int16_pair_sum_bound():
     def q(*pairs):  # one output channel, input channels in the order given, 1x1 kernel
         return torch.tensor(pairs, dtype=torch.float32).reshape(1, -1, 1, 1)
@@ -359,6 +457,36 @@ def test_qat_resume_continues_the_run(noisy_folder, tmp_path, make_checkpoint):
     assert qat_main([*args, "--iterations", "3", "--resume", str(out)]) == 0
     payload = torch.load(out, weights_only=True)
     assert payload["training"]["step"] == 3 and payload["architecture"] == "student_a"
+
+
+def test_qat_continues_an_int8_ready_checkpoint_and_centres_its_output(qat_checkpoint, tmp_path,
+                                                                       noisy_folder, capsys):
+    """``--continue-from``: the start's weights and steps, only the output point calibrated
+    anew (centred); a start that is not int8-ready, or of another architecture, is refused."""
+    from atbsn_edge.assets import DEMO_STUDENT_C
+    from atbsn_edge.models.checkpoint import load_checkpoint
+    from atbsn_edge.qat import main as qat_main
+
+    def run(out, start):
+        return qat_main(["--checkpoint", str(DEMO_STUDENT_C), "--data", str(noisy_folder),
+                         "--out", str(out), "--calibration-batches", "2", "--iterations", "1",
+                         "--lr", "1e-12", "--continue-from", str(start), *TINY])
+
+    out = tmp_path / "continued.pt"
+    assert run(out, qat_checkpoint) == 0
+    before = load_checkpoint(qat_checkpoint).metadata["int8_ranges"]
+    after = load_checkpoint(out).metadata
+    ranges = after["int8_ranges"]
+    assert not before.get("offsets") and set(ranges["offsets"]) == {OUTPUT}
+    assert ranges["sums"] == before["sums"] and ranges["weight_bits"] == before["weight_bits"]
+    moved = {name for name, step in ranges["steps"].items()
+             if abs(step / before["steps"][name] - 1) > 1e-6}
+    assert moved == {OUTPUT}, moved
+    assert after["qat_continued"]["checkpoint"] == str(qat_checkpoint)
+    assert after["qat_continued"]["offsets_added"] == [OUTPUT]
+    assert run(tmp_path / "x.pt", DEMO_STUDENT_C) != 0
+    assert "not int8-ready" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_qat_refuses_atbsn(noisy_folder, tmp_path, make_checkpoint, capsys):

@@ -98,6 +98,9 @@ def _qat_details(denoiser: Any) -> dict[str, Any]:
     steps = ranges.get("steps", {})
     bits = ranges.get("weight_bits", 8)  # ranges written before weight widths existed: 8
     widths = list(bits.values()) if isinstance(bits, dict) else [bits] * len(steps)
+    continued = meta.get("qat_continued") or {}  # python -m atbsn_edge.qat --continue-from
     return {"from": meta.get("qat_from", ""), "iterations": meta.get("iterations"),
+            **({"continued_from_iterations": continued.get("iterations")} if continued else {}),
             "points": len(steps), "sums": sums_of(ranges),
-            "weights_7bit": sum(b == 7 for b in widths), "weights_8bit": sum(b == 8 for b in widths)}
+            "weights_7bit": sum(b == 7 for b in widths), "weights_8bit": sum(b == 8 for b in widths),
+            "offsets": dict(ranges.get("offsets") or {})}

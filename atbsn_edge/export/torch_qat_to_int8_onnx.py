@@ -68,7 +68,9 @@ def torch_qat_to_int8_onnx(denoiser: Any, path: str | Path, *, tile: int, batch:
     bits = list(wrapped.weight_bits().values())
     log.info("int8 graph with learned ranges: %d convolutions, every one int8 (weights: %d at 7 "
              "bits, %d at 8; an 8-bit weight that could saturate a CPU without VNNI is written "
-             "as two convolutions)", convs["count"], bits.count(7), bits.count(8))
+             "as two convolutions)%s", convs["count"], bits.count(7), bits.count(8),
+             f"; {convs['offset_terms']} offset point(s), their constant added back by a float "
+             "1-channel convolution on the border" if convs["offset_terms"] else "")
     return meta
 
 
@@ -146,13 +148,25 @@ def _own_weight_zero_points(graph: Any) -> None:
 
 
 def unquantized_convolution_inputs(graph: Any) -> dict[str, Any]:
-    """The convolutions of ``graph`` and those of their data or weight inputs that no
-    ``DequantizeLinear`` produces (identical Q/DQ pairs may be shared after simplification)."""
-    producers = {out: node.op_type for node in graph.node for out in node.output}
+    """The convolutions of ``graph`` (``count``) and those of their data or weight inputs that
+    no ``DequantizeLinear`` produces (``unquantized``; identical Q/DQ pairs may be shared after
+    simplification). The float convolutions that add an offset point's constant back on the
+    border (their data a ``Pad`` of a map of zeros, ``qat_network._offset_conv``: one output
+    channel per colour over one input channel) are counted apart, as ``offset_terms``."""
+    producers = {out: node for node in graph.node for out in node.output}
+
+    def made_by(name: str) -> str:
+        node = producers.get(name)
+        return node.op_type if node is not None else ""
+
     convs = [node for node in graph.node if node.op_type in ("Conv", "ConvTranspose")]
-    missing = [f"{node.name or node.op_type} input {i}" for node in convs for i in (0, 1)
-               if producers.get(node.input[i]) != "DequantizeLinear"]
-    return {"count": len(convs), "unquantized": missing}
+    offset_terms = [node for node in convs if node.op_type == "Conv"
+                    and made_by(node.input[0]) == "Pad"
+                    and made_by(producers[node.input[0]].input[0]) == "Mul"]
+    quantized = [node for node in convs if node not in offset_terms]
+    missing = [f"{node.name or node.op_type} input {i}" for node in quantized for i in (0, 1)
+               if made_by(node.input[i]) != "DequantizeLinear"]
+    return {"count": len(quantized), "unquantized": missing, "offset_terms": len(offset_terms)}
 
 
 def _check_against_torch(wrapped: Any, path: Path, torch: Any, batch: int, tile: int) -> None:

@@ -103,11 +103,18 @@ class ActivationQuantizer(nn.Module):
 
     While ``observing`` it passes its input through unchanged and keeps a sample of it (for
     :func:`best_step`); :meth:`start_from_observations` then sets the step.
+
+    ``offset`` (0 unless set) is a constant subtracted from the input before the quantization;
+    the point's convolution adds it back exactly (``qat_network._conv``): a map that is
+    nearly one-signed (a LeakyReLU output: 11% of student C's output input is negative, none
+    below -9, up to 252 above 0) then uses all 256 levels of the symmetric int8 instead of
+    half of them, with the zero point still 0.
     """
 
     def __init__(self, step: float = 1.0) -> None:
         super().__init__()
         self.log_step = nn.Parameter(torch.tensor(math.log(step)))
+        self.offset = 0.0
         self.observing = False
         self._observed: list[torch.Tensor] = []
 
@@ -119,21 +126,30 @@ class ActivationQuantizer(nn.Module):
         with torch.no_grad():
             self.log_step.fill_(math.log(max(step, MIN_STEP)))
 
-    def start_from_observations(self) -> float:
+    def start_from_observations(self, centred: bool = False) -> float:
         """Set the step from what was observed (least squared error) and stop observing;
-        a quantizer that saw nothing (the input image's, quantized exactly) keeps its step."""
+        a quantizer that saw nothing (the input image's, quantized exactly) keeps its step.
+        ``centred``: first set :attr:`offset` to the middle of the observed range, and the
+        step for what is left after subtracting it."""
         if self._observed:
-            self.set_step(best_step(torch.cat(self._observed)))
+            samples = torch.cat(self._observed)
+            if centred:
+                self.offset = float(samples.max() + samples.min()) / 2.0
+            self.set_step(best_step(samples - self.offset))
         self._observed.clear()
         self.observing = False
         return self.step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x - offset`` fake-quantized (what the convolution reads); while observing,
+        ``x - offset`` unquantized (and ``x`` is what is kept)."""
         if self.observing:
             flat = x.detach().float().flatten()
             keep = flat[torch.randint(0, flat.numel(), (min(flat.numel(), 200_000),))]
             self._observed.append(keep.cpu())
-            return x
+            return x - self.offset if self.offset else x
+        if self.offset:
+            x = x - self.offset
         if exporting():
             return torch.fake_quantize_per_tensor_affine(x, self.step, 0, QMIN, QMAX)
         # LSQ gradient scale: 1 / sqrt(elements per sample x QMAX)

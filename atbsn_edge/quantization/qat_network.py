@@ -31,7 +31,9 @@ from .fake_quant import (QMAX, QMIN, ActivationQuantizer, exporting, fake_quanti
                          weight_steps)
 from .sums import check_sums, sums_of
 
-RANGES_FORMAT = "int8-symmetric-per-tensor-activations-v1"
+RANGES_FORMAT = "int8-symmetric-per-tensor-activations-v2"
+#: formats :meth:`QuantizationAware.load_ranges` reads (v1: no offsets)
+READABLE_RANGES_FORMATS = ("int8-symmetric-per-tensor-activations-v1", RANGES_FORMAT)
 
 
 _NETWORK_INPUT: contextvars.ContextVar = contextvars.ContextVar("network_input", default=None)
@@ -106,11 +108,44 @@ def _conv(conv: nn.Conv2d, quantize: ActivationQuantizer, x: torch.Tensor,
     if conv.padding_mode != "zeros":
         x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
         padding = 0
+    if quantize.offset:
+        return _offset_conv(conv, quantize, x, weight, levels, padding)
     if exporting():
         return _sum_of_convs(F.conv2d, quantize(x), exported_weights(weight, 0, levels),
                              conv.bias, padding=padding)
     return F.conv2d(quantize(x), fake_quantize_weight(weight, 0, levels), conv.bias,
                     padding=padding)
+
+
+def _offset_conv(conv: nn.Conv2d, quantize: ActivationQuantizer, x: torch.Tensor,
+                 weight: torch.Tensor, levels: int, padding) -> torch.Tensor:
+    """``conv(x)`` where ``quantize`` quantizes ``x - c`` (``c`` its offset): the simulation
+    convolves ``q(x - c) + c``; the export convolves ``q(x - c)`` (a DequantizeLinear feeding
+    the Conv, as TensorRT fuses it) and adds ``c * conv(1)`` back exactly: ``c x`` the sum of
+    each filter in the bias, less, on the border, the taps that fall on the zero padding
+    (``c x`` the filters summed over input channels, convolved with a map that is 1 in the
+    padding and 0 inside: exactly 0 inside whatever the float type). That map is built from
+    the network's input, of the same size (the output convolution is at full resolution)."""
+    offset = quantize.offset
+    if not exporting():
+        return F.conv2d(quantize(x) + offset, fake_quantize_weight(weight, 0, levels), conv.bias,
+                        padding=padding)
+    weights = exported_weights(weight, 0, levels)
+    total = sum(w.detach() for w in weights)
+    bias = offset * total.sum(dim=(1, 2, 3))
+    if conv.bias is not None:
+        bias = bias + conv.bias.detach()
+    out = _sum_of_convs(F.conv2d, quantize(x), weights, _constant(bias), padding=padding)
+    pad = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    if not any(pad):
+        return out
+    image = _NETWORK_INPUT.get()
+    if image is None or image.shape[-2:] != x.shape[-2:]:
+        raise ValueError("an offset point must read a map of the network input's size; "
+                         f"got {tuple(x.shape[-2:])} against "
+                         f"{None if image is None else tuple(image.shape[-2:])}")
+    outside = F.pad(image[:, :1] * 0.0, (pad[1], pad[1], pad[0], pad[0]), value=1.0)
+    return out - F.conv2d(outside, _constant(offset * total.sum(dim=1, keepdim=True)))
 
 
 class QuantizedConv(nn.Module):
@@ -254,16 +289,19 @@ class QuantizationAware(nn.Module):
 
     def ranges(self) -> dict:
         """The learned steps, as a checkpoint's ``metadata["int8_ranges"]`` carries them."""
+        quantizers = sorted(self.quantizers().items())
         return {"format": RANGES_FORMAT, "weight_bits": self.weight_bits(),
                 "sums": self.sums,
-                "steps": {name: q.step for name, q in sorted(self.quantizers().items())}}
+                "steps": {name: q.step for name, q in quantizers},
+                "offsets": {name: q.offset for name, q in quantizers if q.offset}}
 
     def load_ranges(self, ranges: Mapping) -> None:
         """Set the steps from a checkpoint's ``int8_ranges`` (every point must be named) and
-        the weight widths (``weight_bits``; ranges written before they existed mean 8)."""
-        if ranges.get("format") != RANGES_FORMAT:
+        the weight widths (``weight_bits``; ranges written before they existed mean 8) and
+        the offsets (``offsets``, by point; none in the first format)."""
+        if ranges.get("format") not in READABLE_RANGES_FORMATS:
             raise ValueError(f"int8 ranges of format {ranges.get('format')!r}; this version "
-                             f"reads {RANGES_FORMAT!r}")
+                             f"reads {', '.join(READABLE_RANGES_FORMATS)}")
         self.set_weight_bits(ranges.get("weight_bits", 8))
         steps = ranges.get("steps", {})
         quantizers = self.quantizers()
@@ -272,8 +310,13 @@ class QuantizationAware(nn.Module):
         if missing or extra:
             raise ValueError(f"int8 ranges do not fit this network: missing {missing[:3]}, "
                              f"unknown {extra[:3]}")
+        offsets = ranges.get("offsets") or {}
+        unknown = sorted(set(offsets) - set(quantizers))
+        if unknown:
+            raise ValueError(f"int8 ranges have offsets for unknown points {unknown[:3]}")
         for name, quantizer in quantizers.items():
             quantizer.set_step(float(steps[name]))
+            quantizer.offset = float(offsets.get(name, 0.0))
 
     def observe(self, on: bool = True) -> None:
         """Switch every quantizer to observing (pass-through, keeping samples) or back."""
@@ -310,16 +353,9 @@ def _replace(shell: nn.Module, source: nn.Module, sums: str) -> nn.Module:
     return shell
 
 
-def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[str, int]:
-    """The weight widths that run alike on every CPU at the least cost in quality: 8 bits for
-    the weights that multiply the network's input image (the export splits them exactly, see
-    :func:`exported_weights`) and for its output convolution (the last one run: one weight
-    per colour, where a level is worth most), 7 bits for every other weight (never saturate,
-    so no split and no extra cost). With quantized sums (the fast form) only the output
-    convolution keeps 8 bits, so that no weight is split: a split image convolution costs an
-    extra convolution and a float addition at full resolution (5 ms of student C's 99 on an
-    AVX-512 EPYC), and a split skip term of ``both`` would add in float before its
-    quantization. Found by running ``wrapped`` once on a ``stride`` square."""
+def _point_order(wrapped: QuantizationAware, stride: int) -> tuple[list[str], set[str]]:
+    """The weight points in the order the network runs them, and those that multiply the
+    network's input image; found by running ``wrapped`` once on a ``stride`` square."""
     points = {id(module): name for name, module in wrapped.quantized.named_modules()
               if isinstance(module, (QuantizedConv, QuantizedUpsampledConcat))}
     image_points: set[str] = set()
@@ -342,6 +378,28 @@ def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[s
     finally:
         for hook in hooks:
             hook.remove()
+    return order, image_points
+
+
+def output_point(wrapped: QuantizationAware, stride: int = 32) -> str:
+    """The activation point of the network's output convolution (run last), the one an
+    offset is worth most at: student C's 96 -> 3 convolution reads the image at full
+    resolution, and its per-tensor int8 cost 0.59 of the 0.70 dB the int8-ready student lost
+    at strength 1 (docs/export.md)."""
+    return _point_order(wrapped, stride)[0][-1]
+
+
+def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[str, int]:
+    """The weight widths that run alike on every CPU at the least cost in quality: 8 bits for
+    the weights that multiply the network's input image (the export splits them exactly, see
+    :func:`exported_weights`) and for its output convolution (the last one run: one weight
+    per colour, where a level is worth most), 7 bits for every other weight (never saturate,
+    so no split and no extra cost). With quantized sums (the fast form) only the output
+    convolution keeps 8 bits, so that no weight is split: a split image convolution costs an
+    extra convolution and a float addition at full resolution (5 ms of student C's 99 on an
+    AVX-512 EPYC), and a split skip term of ``both`` would add in float before its
+    quantization. Found by running ``wrapped`` once on a ``stride`` square."""
+    order, image_points = _point_order(wrapped, stride)
     eight = {order[-1]} if wrapped.sums != "float" else image_points | {order[-1]}
     return {point: 8 if point in eight else 7 for point in wrapped.weight_bits()}
 

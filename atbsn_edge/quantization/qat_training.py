@@ -20,25 +20,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.checkpoint import float_network, save_checkpoint
 from ..models.denoiser import Denoiser, pad_reflect_to_multiple
 from ..strength import STRENGTH_KEY
 from ..training import CropSampler, TrainConfig, TrainState, optimise, validate_pairs
-from .qat_network import QuantizationAware, portable_weight_bits, quantization_aware
+from .qat_network import (QuantizationAware, output_point, portable_weight_bits,
+                          quantization_aware)
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def initial_ranges(wrapped: QuantizationAware, sampler: CropSampler, batches: int, batch: int,
-                   device: torch.device) -> dict[str, float]:
-    """Set every activation step from ``batches`` calibration batches; returns the steps."""
-    wrapped.eval().observe(True)
+                   device: torch.device, centred: Sequence[str] = (),
+                   only: Sequence[str] | None = None) -> dict[str, float]:
+    """Set the activation steps (of every point, or of the ``only`` ones) from ``batches``
+    calibration batches, and the offsets of the ``centred`` points (the middle of their
+    range); returns the steps set."""
+    quantizers = {name: q for name, q in wrapped.quantizers().items()
+                  if only is None or name in only}
+    wrapped.eval()
+    for quantizer in quantizers.values():
+        quantizer.observing = True
     try:
         for _ in range(batches):
             wrapped(sampler.sample(batch).to(device))
     finally:
-        wrapped.observe(False)
-    return {name: q.start_from_observations() for name, q in wrapped.quantizers().items()}
+        for quantizer in quantizers.values():
+            quantizer.observing = False
+    return {name: q.start_from_observations(centred=name in centred)
+            for name, q in quantizers.items()}
 
 
 def quantized_runner(wrapped: QuantizationAware, stride: int):
@@ -49,19 +60,45 @@ def quantized_runner(wrapped: QuantizationAware, stride: int):
     return run
 
 
+def _continued(start: Denoiser, denoiser: Denoiser) -> QuantizationAware:
+    """A copy of the int8 simulation of ``start``, an int8-ready checkpoint of ``denoiser``'s
+    architecture, to train further."""
+    ranges = start.metadata.get("int8_ranges")
+    if not ranges:
+        raise ValueError(f"{start.metadata.get('checkpoint', 'the start checkpoint')} is not "
+                         "int8-ready (no int8 ranges): give one written by python -m "
+                         "atbsn_edge.qat")
+    if start.architecture.name != denoiser.architecture.name:
+        raise ValueError(f"the start checkpoint is {start.architecture.name}, the float "
+                         f"checkpoint {denoiser.architecture.name}: give one fine-tuned from it")
+    return quantization_aware(copy.deepcopy(float_network(start.network)), ranges)
+
+
 def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarray], out: Path,
               *, resume: Path | None = None,
               val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
               calibration_batches: int = 8, source: str = "",
               description: str = "", weight_bits: int | None = None,
-              sums: str = "low") -> Path:
+              sums: str = "low", output_offset: bool = True,
+              start: Denoiser | None = None, start_source: str = "",
+              train: bool = True) -> Path:
     """Fine-tune ``denoiser`` (a student; AT-BSN with its hole fixed is not supported) for
     int8 into ``out``: its float weights, with the learned ranges as ``int8_ranges``.
     ``weight_bits`` 7 or 8 for every weight; None: :func:`portable_weight_bits` (7 bits except
     the output's weights, and with float sums the image's), which runs alike on CPUs without
     VNNI.
     ``sums``: how each decoder adds its two terms (``quantization.sums.SUMS``: float, or ``low``,
-    the transposed convolution's output quantized first, the graph OpenVINO runs fastest)."""
+    the transposed convolution's output quantized first, the graph OpenVINO runs fastest).
+    ``output_offset``: the output convolution quantizes its input less the middle of its range
+    (:func:`output_point`; a constant the export adds back exactly), which doubles that map's
+    int8 resolution.
+    ``start``: an int8-ready checkpoint fine-tuned from ``denoiser`` to continue from (its
+    weights, steps, widths and sums; ``weight_bits`` and ``sums`` are then its own); with
+    ``output_offset`` and none in it, only the output point is calibrated anew, centred.
+    ``train`` False (with ``start``): write that calibration alone, no iteration."""
+    if not train and start is None:
+        raise ValueError("a run without training iterations only continues an int8-ready "
+                         "checkpoint (start)")
     if denoiser.metadata.get("int8_ranges"):
         raise ValueError(f"{denoiser.metadata.get('checkpoint', 'this checkpoint')} is already "
                          "int8-ready (its float weights were tuned for int8); fine-tune the float "
@@ -74,19 +111,27 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     reference = copy.deepcopy(denoiser.network).eval().requires_grad_(False).to(device)
-    wrapped = quantization_aware(copy.deepcopy(denoiser.network),
-                                 sums=sums).to(device)
-    wrapped.set_weight_bits(portable_weight_bits(wrapped, denoiser.stride) if weight_bits is None
-                            else weight_bits)
+    if start is None:
+        wrapped = quantization_aware(copy.deepcopy(denoiser.network), sums=sums).to(device)
+        wrapped.set_weight_bits(portable_weight_bits(wrapped, denoiser.stride)
+                                if weight_bits is None else weight_bits)
+    else:
+        wrapped = _continued(start, denoiser).to(device)
     eight = [point for point, b in wrapped.weight_bits().items() if b == 8]
     log.info("weights: %d at 7 bits, %d at 8 bits (%s)", len(wrapped.weight_bits()) - len(eight),
              len(eight), ", ".join(eight) or "none")
     sampler = CropSampler(images, config.crop, config.seed)
-    if resume is None:
+    centred = [output_point(wrapped, denoiser.stride)] if output_offset else []
+    if start is not None:  # only a point that gains an offset is calibrated anew
+        centred = [name for name in centred if not wrapped.quantizers()[name].offset]
+    if resume is None and (start is None or centred):
         steps = initial_ranges(wrapped, CropSampler(images, config.crop, config.seed + 1),
-                               calibration_batches, config.batch, device)
-        log.info("int8 ranges started from %d calibration batches (%d points)",
-                 calibration_batches, len(steps))
+                               calibration_batches, config.batch, device, centred,
+                               only=None if start is None else centred)
+        log.info("int8 ranges started from %d calibration batches (%d points%s)",
+                 calibration_batches, len(steps),
+                 "".join(f"; {name} offset {wrapped.quantizers()[name].offset:.2f}"
+                         for name in centred))
 
     def compute_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -99,12 +144,24 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     # denoise blends as with the float student (its recommended strength, e.g. auto)
     strength = {k: denoiser.metadata[k] for k in (STRENGTH_KEY,) if k in denoiser.metadata}
 
+    # a continued run records the run it continued (its iterations are counted apart)
+    continued = {} if start is None else {"qat_continued": {
+        "checkpoint": start_source, "iterations": start.metadata.get("iterations"),
+        "history": start.metadata.get("history", []),
+        "offsets_added": centred}}
+
     def metadata(state: TrainState) -> dict[str, Any]:
         return {"description": description or f"{denoiser.architecture.name} fine-tuned for "
                                               "int8 (quantization-aware) with atbsn-edge",
                 "qat_from": source, "qat_from_sha256": denoiser.metadata.get("checkpoint_sha256", ""),
                 "float_training": inherited, "iterations": state.step, "config": asdict(config),
-                **strength}
+                **continued, **strength}
+
+    if not train:
+        save_checkpoint(out, wrapped, metadata(TrainState()))
+        log.info("wrote %s: %s calibrated, no training iteration", out,
+                 ", ".join(centred) or "nothing")
+        return out
 
     validate = None
     if val_pairs:
@@ -114,9 +171,9 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
             with torch.no_grad():
                 before = validate_pairs(Denoiser(reference, denoiser.architecture), val_pairs,
                                         device)
-                start = validate_pairs(run, val_pairs, device)
+                initial = validate_pairs(run, val_pairs, device)
             log.info("validation PSNR: float %.3f dB, int8 before fine-tuning %.3f dB",
-                     before, start)
+                     before, initial)
     return optimise(wrapped, compute_loss, config, sampler, out, metadata=metadata,
                     resume=resume, validate=validate, desc="int8 fine-tune",
                     bar_by_progress=config.time_limit > 0)
