@@ -338,8 +338,14 @@ def test_ranges_with_offsets_round_trip_and_the_first_format_reads_without(tmp_p
     first = {**ranges, "format": "int8-symmetric-per-tensor-activations-v1"}
     del first["offsets"]
     assert not any(q.offset for q in quantization_aware(_network(), first).quantizers().values())
-    with pytest.raises(ValueError, match="unknown points"):
-        quantization_aware(_network(), {**ranges, "offsets": {"unet.nowhere.input": 1.0}})
+    for point in ("unet.nowhere.input", "unet.dec1.conv1.low"):  # a decoder's input takes none
+        with pytest.raises(ValueError, match="take none"):
+            quantization_aware(_network(), {**ranges, "offsets": {point: 1.0}})
+    # student A's last convolution is a decoder's upsampling: no output offset
+    from atbsn_edge.quantization.qat_network import QuantizationAware
+
+    assert output_point(QuantizationAware(_network("student_a"))) is None
+    assert output_point(QuantizationAware(_network("student_b"))) == "dec1.conv4.input"
     with pytest.raises(ValueError, match="v3"):
         quantization_aware(_network(), {**ranges, "format": "int8-v3"})
 
@@ -435,6 +441,9 @@ def test_qat_fine_tuning_brings_int8_closer_to_float(noisy_folder, tmp_path):
     tuned = load_checkpoint(out)
     assert tuned.architecture.name == "student_c" and tuned.metadata["iterations"] == 30
     assert tuned.metadata["int8_ranges"]["steps"]
+    # the output offset is calibrated after training (--output-offset after, the default)
+    assert set(tuned.metadata["int8_ranges"]["offsets"]) == {OUTPUT}
+    assert torch.load(out, weights_only=True)["training"]["step"] == 30  # still resumable
     # it keeps the float student's recommended strength, so denoise blends alike
     assert tuned.metadata["strength"] == load_checkpoint(source).metadata["strength"] == "auto"
 
@@ -453,10 +462,17 @@ def test_qat_resume_continues_the_run(noisy_folder, tmp_path, make_checkpoint):
     out = tmp_path / "int8.pt"
     args = ["--checkpoint", str(make_checkpoint("student_a")), "--data", str(noisy_folder),
             "--out", str(out), "--calibration-batches", "1", *TINY]
-    assert qat_main([*args, "--iterations", "2"]) == 0
+    assert qat_main([*args, "--iterations", "2", "--output-offset", "none"]) == 0
+    assert not torch.load(out, weights_only=True)["metadata"]["int8_ranges"]["offsets"]
     assert qat_main([*args, "--iterations", "3", "--resume", str(out)]) == 0
     payload = torch.load(out, weights_only=True)
     assert payload["training"]["step"] == 3 and payload["architecture"] == "student_a"
+    during = tmp_path / "during.pt"
+    args[1] = str(make_checkpoint("student_b"))
+    assert qat_main([*args[:5], str(during), *args[6:], "--iterations", "1",
+                     "--output-offset", "during"]) == 0
+    offsets = torch.load(during, weights_only=True)["metadata"]["int8_ranges"]["offsets"]
+    assert set(offsets) == {"dec1.conv4.input"}
 
 
 def test_qat_continues_an_int8_ready_checkpoint_and_centres_its_output(qat_checkpoint, tmp_path,

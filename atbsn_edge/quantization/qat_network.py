@@ -282,6 +282,12 @@ class QuantizationAware(nn.Module):
         finally:
             _NETWORK_INPUT.reset(token)
 
+    def offset_points(self) -> set[str]:
+        """The points that may have an offset: the inputs of plain convolutions (whose
+        ``_conv`` adds it back), not a decoder's two inputs."""
+        return {f"{name}.input" for name, module in self.quantized.named_modules()
+                if isinstance(module, QuantizedConv)}
+
     def quantizers(self) -> dict[str, ActivationQuantizer]:
         """Every activation quantizer by the module path of the point it quantizes."""
         return {name: module for name, module in self.quantized.named_modules()
@@ -311,9 +317,10 @@ class QuantizationAware(nn.Module):
             raise ValueError(f"int8 ranges do not fit this network: missing {missing[:3]}, "
                              f"unknown {extra[:3]}")
         offsets = ranges.get("offsets") or {}
-        unknown = sorted(set(offsets) - set(quantizers))
+        unknown = sorted(set(offsets) - self.offset_points())
         if unknown:
-            raise ValueError(f"int8 ranges have offsets for unknown points {unknown[:3]}")
+            raise ValueError(f"int8 ranges have offsets for points that take none {unknown[:3]} "
+                             "(only a convolution's input does)")
         for name, quantizer in quantizers.items():
             quantizer.set_step(float(steps[name]))
             quantizer.offset = float(offsets.get(name, 0.0))
@@ -381,12 +388,14 @@ def _point_order(wrapped: QuantizationAware, stride: int) -> tuple[list[str], se
     return order, image_points
 
 
-def output_point(wrapped: QuantizationAware, stride: int = 32) -> str:
-    """The activation point of the network's output convolution (run last), the one an
-    offset is worth most at: student C's 96 -> 3 convolution reads the image at full
-    resolution, and its per-tensor int8 cost 0.59 of the 0.70 dB the int8-ready student lost
-    at strength 1 (docs/export.md)."""
-    return _point_order(wrapped, stride)[0][-1]
+def output_point(wrapped: QuantizationAware, stride: int = 32) -> str | None:
+    """The input point of the network's output convolution (run last), the one an offset is
+    worth most at: student C's 96 -> 3 convolution reads the image at full resolution, and its
+    per-tensor int8 cost 0.59 of the 0.70 dB the int8-ready student lost at strength 1
+    (docs/export.md). None when the last convolution is a decoder's upsampling (student A),
+    which takes no offset."""
+    last = _point_order(wrapped, stride)[0][-1]
+    return last if last in wrapped.offset_points() else None
 
 
 def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[str, int]:

@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.checkpoint import float_network, save_checkpoint
+from ..models.checkpoint import float_network, read_checkpoint_file, save_checkpoint
 from ..models.denoiser import Denoiser, pad_reflect_to_multiple
 from ..strength import STRENGTH_KEY
 from ..training import CropSampler, TrainConfig, TrainState, optimise, validate_pairs
+from .offsets import OFFSET_MODES
 from .qat_network import (QuantizationAware, output_point, portable_weight_bits,
                           quantization_aware)
 
@@ -79,7 +80,7 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
               val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
               calibration_batches: int = 8, source: str = "",
               description: str = "", weight_bits: int | None = None,
-              sums: str = "low", output_offset: bool = True,
+              sums: str = "low", output_offset: str = "after",
               start: Denoiser | None = None, start_source: str = "",
               train: bool = True) -> Path:
     """Fine-tune ``denoiser`` (a student; AT-BSN with its hole fixed is not supported) for
@@ -89,13 +90,16 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     VNNI.
     ``sums``: how each decoder adds its two terms (``quantization.sums.SUMS``: float, or ``low``,
     the transposed convolution's output quantized first, the graph OpenVINO runs fastest).
-    ``output_offset``: the output convolution quantizes its input less the middle of its range
-    (:func:`output_point`; a constant the export adds back exactly), which doubles that map's
-    int8 resolution.
+    ``output_offset`` (:data:`OFFSET_MODES`): when the output convolution's input gets its
+    offset, the middle of its range (:func:`output_point`; a constant the export adds back
+    exactly, which doubles that map's int8 resolution): ``after`` training (calibrated on the
+    trained network, that point alone), ``during`` (from the start) or ``none``.
     ``start``: an int8-ready checkpoint fine-tuned from ``denoiser`` to continue from (its
-    weights, steps, widths and sums; ``weight_bits`` and ``sums`` are then its own); with
-    ``output_offset`` and none in it, only the output point is calibrated anew, centred.
-    ``train`` False (with ``start``): write that calibration alone, no iteration."""
+    weights, steps, widths and sums; ``weight_bits`` and ``sums`` are then its own); an offset
+    it already has is kept.
+    ``train`` False (with ``start``): the offset calibrated alone, no iteration."""
+    if output_offset not in OFFSET_MODES:
+        raise ValueError(f"output offset {output_offset!r}: valid are {', '.join(OFFSET_MODES)}")
     if not train and start is None:
         raise ValueError("a run without training iterations only continues an int8-ready "
                          "checkpoint (start)")
@@ -121,17 +125,19 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     log.info("weights: %d at 7 bits, %d at 8 bits (%s)", len(wrapped.weight_bits()) - len(eight),
              len(eight), ", ".join(eight) or "none")
     sampler = CropSampler(images, config.crop, config.seed)
-    centred = [output_point(wrapped, denoiser.stride)] if output_offset else []
-    if start is not None:  # only a point that gains an offset is calibrated anew
-        centred = [name for name in centred if not wrapped.quantizers()[name].offset]
-    if resume is None and (start is None or centred):
-        steps = initial_ranges(wrapped, CropSampler(images, config.crop, config.seed + 1),
-                               calibration_batches, config.batch, device, centred,
-                               only=None if start is None else centred)
+    calibration = CropSampler(images, config.crop, config.seed + 1)
+    point = output_point(wrapped, denoiser.stride) if output_offset != "none" else None
+    if output_offset != "none" and point is None:
+        log.info("no output offset: %s's last convolution is a decoder's upsampling",
+                 denoiser.architecture.name)
+    centred = [name for name in ([point] if point else [])
+               if not wrapped.quantizers()[name].offset]  # a start's offset is kept
+    centred_now = centred if output_offset == "during" or not train else []
+    if resume is None and (start is None or centred_now):
+        steps = initial_ranges(wrapped, calibration, calibration_batches, config.batch, device,
+                               centred_now, only=None if start is None else centred_now)
         log.info("int8 ranges started from %d calibration batches (%d points%s)",
-                 calibration_batches, len(steps),
-                 "".join(f"; {name} offset {wrapped.quantizers()[name].offset:.2f}"
-                         for name in centred))
+                 calibration_batches, len(steps), _offsets_line(wrapped, centred_now))
 
     def compute_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -162,6 +168,7 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
         log.info("wrote %s: %s calibrated, no training iteration", out,
                  ", ".join(centred) or "nothing")
         return out
+    centred_after = [] if centred_now else centred
 
     validate = None
     if val_pairs:
@@ -174,6 +181,32 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
                 initial = validate_pairs(run, val_pairs, device)
             log.info("validation PSNR: float %.3f dB, int8 before fine-tuning %.3f dB",
                      before, initial)
-    return optimise(wrapped, compute_loss, config, sampler, out, metadata=metadata,
-                    resume=resume, validate=validate, desc="int8 fine-tune",
-                    bar_by_progress=config.time_limit > 0)
+    optimise(wrapped, compute_loss, config, sampler, out, metadata=metadata, resume=resume,
+             validate=validate, desc="int8 fine-tune", bar_by_progress=config.time_limit > 0)
+    if centred_after and not any(wrapped.quantizers()[n].offset for n in centred_after):
+        _centre_after_training(wrapped, out, centred_after, calibration, calibration_batches,
+                               config.batch, device, metadata)
+        if val_pairs:
+            log.info("validation PSNR with the output offset: %.3f dB", validate())
+    return out
+
+
+def _centre_after_training(wrapped: QuantizationAware, out: Path, points: Sequence[str],
+                           sampler: CropSampler, batches: int, batch: int, device: torch.device,
+                           metadata) -> None:
+    """Calibrate the offsets (and steps) of ``points`` on the trained network and rewrite
+    ``out`` with them, its training state kept (a ``--resume`` continues with the offset)."""
+    initial_ranges(wrapped, sampler, batches, batch, device, points, only=points)
+    training = read_checkpoint_file(out).get("training") or {}
+    state = TrainState(step=training.get("step", 0), elapsed=training.get("elapsed", 0.0),
+                       history=training.get("history", []))
+    save_checkpoint(out, wrapped, metadata(state), training)
+    log.info("after training, from %d calibration batches%s", batches,
+             _offsets_line(wrapped, points))
+
+
+def _offsets_line(wrapped: QuantizationAware, points: Sequence[str]) -> str:
+    """``; point offset O, step S`` for the log, one per point."""
+    quantizers = wrapped.quantizers()
+    return "".join(f"; {name} offset {quantizers[name].offset:.2f}, step "
+                   f"{quantizers[name].step:.3f}" for name in points)
