@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .cli import new_parser, non_negative_int, positive_int, run_cli, set_argument_types
 from .errors import AtbsnError
-from .quantization.sums import SUMS
 from .quantization.offsets import OFFSET_MODES
+from .quantization.sums import SUMS
 from .train import add_optimisation_args, check_out, config_from_args, read_pairs
 
 log = logging.getLogger(__name__)
@@ -93,17 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AtbsnError(f"--checkpoint {checkpoint} is already int8-ready (fine-tuned by "
                              "python -m atbsn_edge.qat); give the float checkpoint it came from "
                              f"({denoiser.metadata.get('qat_from') or 'see its metadata'})")
-        start = None
-        if args.continue_from is not None:
-            start = load_checkpoint(args.continue_from)
-            if not start.metadata.get("int8_ranges"):
-                raise AtbsnError(f"--continue-from {args.continue_from} is not int8-ready: give "
-                                 "a checkpoint written by python -m atbsn_edge.qat")
-            if start.architecture.name != denoiser.architecture.name:
-                raise AtbsnError(f"--continue-from {args.continue_from} is "
-                                 f"{start.architecture.name}, --checkpoint {checkpoint} is "
-                                 f"{denoiser.architecture.name}: give the float checkpoint it "
-                                 f"was fine-tuned from ({start.metadata.get('qat_from') or '?'})")
+        start = load_checkpoint(args.continue_from) if args.continue_from else None
         train = args.iterations != 0
         if not train:  # calibrate the continued checkpoint's new offsets only
             if start is None:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import AtbsnError
 from ..models.checkpoint import float_network, read_checkpoint_file, save_checkpoint
 from ..models.denoiser import Denoiser, pad_reflect_to_multiple
 from ..strength import STRENGTH_KEY
@@ -61,17 +62,18 @@ def quantized_runner(wrapped: QuantizationAware, stride: int):
     return run
 
 
-def _continued(start: Denoiser, denoiser: Denoiser) -> QuantizationAware:
+def _continued(start: Denoiser, denoiser: Denoiser, start_source: str) -> QuantizationAware:
     """A copy of the int8 simulation of ``start``, an int8-ready checkpoint of ``denoiser``'s
     architecture, to train further."""
     ranges = start.metadata.get("int8_ranges")
     if not ranges:
-        raise ValueError(f"{start.metadata.get('checkpoint', 'the start checkpoint')} is not "
-                         "int8-ready (no int8 ranges): give one written by python -m "
-                         "atbsn_edge.qat")
+        raise AtbsnError(f"--continue-from {start_source} is not int8-ready: give a checkpoint "
+                         "written by python -m atbsn_edge.qat")
     if start.architecture.name != denoiser.architecture.name:
-        raise ValueError(f"the start checkpoint is {start.architecture.name}, the float "
-                         f"checkpoint {denoiser.architecture.name}: give one fine-tuned from it")
+        raise AtbsnError(f"--continue-from {start_source} is {start.architecture.name}, the "
+                         f"float checkpoint {denoiser.architecture.name}: give the float "
+                         f"checkpoint it was fine-tuned from "
+                         f"({start.metadata.get('qat_from') or 'see its metadata'})")
     return quantization_aware(copy.deepcopy(float_network(start.network)), ranges)
 
 
@@ -120,7 +122,7 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
         wrapped.set_weight_bits(portable_weight_bits(wrapped, denoiser.stride)
                                 if weight_bits is None else weight_bits)
     else:
-        wrapped = _continued(start, denoiser).to(device)
+        wrapped = _continued(start, denoiser, start_source).to(device)
     eight = [point for point, b in wrapped.weight_bits().items() if b == 8]
     log.info("weights: %d at 7 bits, %d at 8 bits (%s)", len(wrapped.weight_bits()) - len(eight),
              len(eight), ", ".join(eight) or "none")
