@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the image) quantized less the middle of its range, a constant the "
                         "export adds back exactly, so that it uses all 256 int8 levels: after "
                         "(default: calibrated on the trained network; student C's int8 cost "
-                        "at auto 0.47 -> 0.15 dB), during (from the start: measured worse) or "
+                        "at auto 0.47 -> 0.10 dB), during (from the start: measured worse) or "
                         "none; docs/export.md")
     add_optimisation_args(p)
     set_argument_types(p, iterations=non_negative_int)  # 0: calibrate a --continue-from only
