@@ -55,15 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an int8-ready checkpoint fine-tuned from --checkpoint to train further "
                         "(its weights, ranges, weight widths and sums; --weight-bits and --sums "
                         "do not apply; an offset it has is kept). With --iterations 0 only "
-                        "its output offset is calibrated (seconds): how the bundled "
-                        "int8-ready student got its offset")
+                        "its output offset is calibrated, in seconds (a checkpoint written "
+                        "before the offset existed)")
     p.add_argument("--output-offset", choices=OFFSET_MODES, default="after",
                    help="the output convolution's input (a nearly one-signed map that carries "
                         "the image) quantized less the middle of its range, a constant the "
                         "export adds back exactly, so that it uses all 256 int8 levels: after "
-                        "(default: calibrated on the trained network; student C's int8 cost "
-                        "at auto 0.47 -> 0.10 dB), during (from the start: measured worse) or "
-                        "none; docs/export.md")
+                        "(default: calibrated on the trained network at the end of every run; "
+                        "student C's int8 cost at auto 0.47 -> 0.10 dB), during (from the "
+                        "start: measured worse) or none; a --resume keeps its run's mode; "
+                        "docs/export.md")
     add_optimisation_args(p)
     set_argument_types(p, iterations=non_negative_int)  # 0: calibrate a --continue-from only
     p.set_defaults(lr=5e-5, lr_min=1e-6, iterations=1000, validate_every=250,
@@ -95,11 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"({denoiser.metadata.get('qat_from') or 'see its metadata'})")
         start = load_checkpoint(args.continue_from) if args.continue_from else None
         train = args.iterations != 0
-        if not train:  # calibrate the continued checkpoint's new offsets only
-            if start is None:
-                raise AtbsnError("--iterations 0 only calibrates the output offset of an "
-                                 "int8-ready checkpoint: give --continue-from, or at least "
-                                 "1 iteration")
+        if not train:  # calibrate the continued checkpoint's new offset only (train_qat checks)
             args.iterations = 1  # for the configuration's checks; nothing is trained
         config = config_from_args(args)
         images = load_noisy_images(args.data, config.crop, args.frames_per_video)

@@ -280,7 +280,8 @@ def test_an_offset_on_the_output_point_halves_its_step_and_is_exported_exactly(t
     assert errors[1] < 0.7 * errors[0], errors
     model = _qdq_model(centred, tmp_path / "offset.onnx", 128)
     convs = unquantized_convolution_inputs(model.graph)
-    assert not convs["unquantized"] and convs["count"] == 22 and convs["offset_terms"] == 1
+    assert not convs["unquantized"] and convs["count"] == 22
+    assert convs["offset_terms"] == centred.border_terms() == 1
     from atbsn_edge.export.onnx_tensorrt_readiness import check_tensorrt_readiness
 
     assert check_tensorrt_readiness(model) == []  # the Sub and the float border term included
@@ -298,6 +299,32 @@ def test_an_offset_on_the_output_point_halves_its_step_and_is_exported_exactly(t
     diff = np.abs(got - want)[0]
     border = np.concatenate([diff[:, [0, -1], :].ravel(), diff[:, :, [0, -1]].ravel()])
     assert border.mean() < 0.05, border.mean()
+
+
+def test_an_offset_point_with_replicate_padding_is_exported_exactly(tmp_path):
+    """An output convolution that pads by replication (student B's do) with an offset: the
+    pad comes before the quantization and there is no border term; ONNX Runtime equals the
+    simulation. Student C's output convolution switched to replicate padding stands in for
+    a trained student B (an untrained network amplifies ulp flips past any useful bound)."""
+    ort = pytest.importorskip("onnxruntime")
+    from atbsn_edge.export.torch_qat_to_int8_onnx import unquantized_convolution_inputs
+
+    x = torch.round(_image_batch(128))
+    network = _demo_student()
+    network.unet.dec1.conv2.conv.padding_mode = "replicate"
+    wrapped = _calibrated(network, x, "portable", sums="low", centred=[OUTPUT])
+    assert wrapped.quantizers()[OUTPUT].offset > 0
+    model = _qdq_model(wrapped, tmp_path / "replicate.onnx", 128)
+    convs = unquantized_convolution_inputs(model.graph)
+    assert not convs["unquantized"] and convs["offset_terms"] == wrapped.border_terms() == 0
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = wrapped(x).numpy()
+        wrapped.quantizers()[OUTPUT].offset = 0.0  # the control
+        control = wrapped(x).numpy()
+    err = np.linalg.norm(got - want) / np.linalg.norm(want)
+    assert err < 1e-3 < np.linalg.norm(control - want) / np.linalg.norm(want), err
 
 
 def test_openvino_computes_an_offset_point_at_any_shape(tmp_path):
@@ -346,7 +373,7 @@ def test_ranges_with_offsets_round_trip_and_the_first_format_reads_without(tmp_p
 
     assert output_point(QuantizationAware(_network("student_a"))) is None
     assert output_point(QuantizationAware(_network("student_b"))) == "dec1.conv4.input"
-    with pytest.raises(ValueError, match="v3"):
+    with pytest.raises(ValueError, match="this version reads"):
         quantization_aware(_network(), {**ranges, "format": "int8-v3"})
 
 
@@ -456,7 +483,7 @@ def test_qat_fine_tuning_brings_int8_closer_to_float(noisy_folder, tmp_path):
     assert errors[1] < 0.8 * errors[0], errors
 
 
-def test_qat_resume_continues_the_run(noisy_folder, tmp_path, make_checkpoint):
+def test_qat_resume_continues_the_run(noisy_folder, tmp_path, make_checkpoint, capsys):
     from atbsn_edge.qat import main as qat_main
 
     out = tmp_path / "int8.pt"
@@ -464,7 +491,11 @@ def test_qat_resume_continues_the_run(noisy_folder, tmp_path, make_checkpoint):
             "--out", str(out), "--calibration-batches", "1", *TINY]
     assert qat_main([*args, "--iterations", "2", "--output-offset", "none"]) == 0
     assert not torch.load(out, weights_only=True)["metadata"]["int8_ranges"]["offsets"]
-    assert qat_main([*args, "--iterations", "3", "--resume", str(out)]) == 0
+    # a run resumes with the offset mode it started with
+    assert qat_main([*args, "--iterations", "3", "--resume", str(out)]) != 0
+    assert "--output-offset none" in capsys.readouterr().err
+    assert qat_main([*args, "--iterations", "3", "--resume", str(out),
+                     "--output-offset", "none"]) == 0
     payload = torch.load(out, weights_only=True)
     assert payload["training"]["step"] == 3 and payload["architecture"] == "student_a"
     during = tmp_path / "during.pt"
@@ -503,6 +534,47 @@ def test_qat_continues_an_int8_ready_checkpoint_and_centres_its_output(qat_check
     assert run(tmp_path / "x.pt", DEMO_STUDENT_C) != 0
     assert "not int8-ready" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_qat_iterations_0_only_calibrates_the_offset_of_a_continued_checkpoint(
+        qat_checkpoint, tmp_path, noisy_folder, make_checkpoint, capsys):
+    """``--continue-from X --iterations 0``: X's weights and steps, its output offset
+    calibrated, nothing trained; refused without --continue-from, with --resume, when there is
+    nothing to calibrate, and from another float checkpoint than X's."""
+    from atbsn_edge.assets import DEMO_STUDENT_C
+    from atbsn_edge.qat import main as qat_main
+
+    def run(out, *extra, checkpoint=DEMO_STUDENT_C):
+        return qat_main(["--checkpoint", str(checkpoint), "--data", str(noisy_folder), "--out",
+                         str(out), "--calibration-batches", "2", "--iterations", "0", *extra,
+                         *TINY])
+
+    out = tmp_path / "offset.pt"
+    assert run(out, "--continue-from", str(qat_checkpoint)) == 0
+    before, after = torch.load(qat_checkpoint, weights_only=True), torch.load(out,
+                                                                             weights_only=True)
+    assert "training" not in after and after["metadata"]["iterations"] == 0
+    assert all(torch.equal(after["state_dict"][k], v) for k, v in before["state_dict"].items())
+    ranges = after["metadata"]["int8_ranges"]
+    assert set(ranges["offsets"]) == {OUTPUT}
+    assert {n for n, v in ranges["steps"].items()
+            if v != before["metadata"]["int8_ranges"]["steps"][n]} == {OUTPUT}
+    refusals = [
+        ((tmp_path / "a.pt",), "give --continue-from"),
+        ((tmp_path / "b.pt", "--continue-from", str(out)), "has its output offset already"),
+        ((tmp_path / "c.pt", "--continue-from", str(qat_checkpoint), "--output-offset", "none"),
+         "--output-offset none"),
+        ((out, "--continue-from", str(qat_checkpoint), "--resume", str(out)), "no --resume"),
+    ]
+    for args, message in refusals:
+        assert run(*args) != 0
+        assert message in capsys.readouterr().err
+    # out records the float checkpoint it came from: another one is not its teacher
+    assert run(tmp_path / "d.pt", "--continue-from", str(out),
+               checkpoint=make_checkpoint("student_c")) != 0
+    assert "another float checkpoint" in capsys.readouterr().err
+    assert not any((tmp_path / f"{n}.pt").exists() for n in "abcd")
+    assert torch.load(out, weights_only=True)["metadata"]["int8_ranges"] == ranges
 
 
 def test_qat_refuses_atbsn(noisy_folder, tmp_path, make_checkpoint, capsys):

@@ -60,10 +60,12 @@ def torch_qat_to_int8_onnx(denoiser: Any, path: str | Path, *, tile: int, batch:
         onnx.save(model, str(tmp))
     log.debug("%d weight QuantizeLinear nodes folded into int8 initializers", folded)
     convs = unquantized_convolution_inputs(model.graph)
-    if convs["unquantized"]:
+    borders = wrapped.border_terms()
+    if convs["unquantized"] or convs["offset_terms"] != borders:
         raise AtbsnError(f"the exported int8 graph feeds {', '.join(convs['unquantized'][:3])} "
-                         "without a DequantizeLinear: the exporter folded a quantization; "
-                         "report it")
+                         f"without a DequantizeLinear, or has {convs['offset_terms']} border "
+                         f"terms where {borders} were written: the exporter folded a "
+                         "quantization or a constant; report it")
     _check_against_torch(wrapped, path, torch, batch, tile)
     bits = list(wrapped.weight_bits().values())
     log.info("int8 graph with learned ranges: %d convolutions, every one int8 (weights: %d at 7 "
@@ -159,10 +161,28 @@ def unquantized_convolution_inputs(graph: Any) -> dict[str, Any]:
         node = producers.get(name)
         return node.op_type if node is not None else ""
 
+    constants = {i.name: i for i in graph.initializer}
+    constants.update({node.output[0]: next(a.t for a in node.attribute if a.name == "value")
+                      for node in graph.node if node.op_type == "Constant"
+                      and any(a.name == "value" for a in node.attribute)})
+
+    def value(name: str):
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(constants[name]) if name in constants else None
+
+    def offset_term(node) -> bool:  # Conv(Pad(Mul(x, 0), value 1), one-channel constant)
+        pad = producers.get(node.input[0])
+        if node.op_type != "Conv" or pad is None or pad.op_type != "Pad" or len(pad.input) < 3:
+            return False
+        mul, weight = producers.get(pad.input[0]), value(node.input[1])
+        fill = value(pad.input[2])
+        return (mul is not None and mul.op_type == "Mul" and fill is not None
+                and float(fill) == 1.0 and weight is not None and weight.shape[1] == 1
+                and any(v is not None and not v.any() for v in map(value, mul.input)))
+
     convs = [node for node in graph.node if node.op_type in ("Conv", "ConvTranspose")]
-    offset_terms = [node for node in convs if node.op_type == "Conv"
-                    and made_by(node.input[0]) == "Pad"
-                    and made_by(producers[node.input[0]].input[0]) == "Mul"]
+    offset_terms = [node for node in convs if offset_term(node)]
     quantized = [node for node in convs if node not in offset_terms]
     missing = [f"{node.name or node.op_type} input {i}" for node in quantized for i in (0, 1)
                if made_by(node.input[i]) != "DequantizeLinear"]

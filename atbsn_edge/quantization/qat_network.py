@@ -283,10 +283,20 @@ class QuantizationAware(nn.Module):
             _NETWORK_INPUT.reset(token)
 
     def offset_points(self) -> set[str]:
-        """The points that may have an offset: the inputs of plain convolutions (whose
-        ``_conv`` adds it back), not a decoder's two inputs."""
-        return {f"{name}.input" for name, module in self.quantized.named_modules()
-                if isinstance(module, QuantizedConv)}
+        """The points that may have an offset: the output convolution's input
+        (:func:`output_point`), where it is worth most and where the export's border term,
+        built from the network input, has the map's size."""
+        point = output_point(self)
+        return {point} if point else set()
+
+    def border_terms(self) -> int:
+        """How many float border terms the export writes: one per offset point whose
+        convolution zero-pads (a replicate pad comes before the quantization instead)."""
+        convs = {f"{name}.input": module.float_conv.conv
+                 for name, module in self.quantized.named_modules()
+                 if isinstance(module, QuantizedConv)}
+        return sum(1 for name, q in self.quantizers().items() if q.offset
+                   and convs[name].padding_mode == "zeros" and any(convs[name].padding))
 
     def quantizers(self) -> dict[str, ActivationQuantizer]:
         """Every activation quantizer by the module path of the point it quantizes."""
@@ -320,7 +330,7 @@ class QuantizationAware(nn.Module):
         unknown = sorted(set(offsets) - self.offset_points())
         if unknown:
             raise ValueError(f"int8 ranges have offsets for points that take none {unknown[:3]} "
-                             "(only a convolution's input does)")
+                             "(only the output convolution's input does)")
         for name, quantizer in quantizers.items():
             quantizer.set_step(float(steps[name]))
             quantizer.offset = float(offsets.get(name, 0.0))
@@ -394,8 +404,10 @@ def output_point(wrapped: QuantizationAware, stride: int = 32) -> str | None:
     per-tensor int8 cost 0.59 of the 0.70 dB the int8-ready student lost at strength 1
     (docs/export.md). None when the last convolution is a decoder's upsampling (student A),
     which takes no offset."""
-    last = _point_order(wrapped, stride)[0][-1]
-    return last if last in wrapped.offset_points() else None
+    order, image_points = _point_order(wrapped, stride)
+    plain = {f"{name}.input" for name, module in wrapped.quantized.named_modules()
+             if isinstance(module, QuantizedConv)}
+    return order[-1] if order[-1] in plain and order[-1] not in image_points else None
 
 
 def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[str, int]:

@@ -24,7 +24,8 @@ from ..errors import AtbsnError
 from ..models.checkpoint import float_network, read_checkpoint_file, save_checkpoint
 from ..models.denoiser import Denoiser, pad_reflect_to_multiple
 from ..strength import STRENGTH_KEY
-from ..training import CropSampler, TrainConfig, TrainState, optimise, validate_pairs
+from ..training import (CropSampler, Distributed, TrainConfig, TrainState, optimise,
+                        validate_pairs)
 from .offsets import OFFSET_MODES
 from .qat_network import (QuantizationAware, output_point, portable_weight_bits,
                           quantization_aware)
@@ -69,6 +70,11 @@ def _continued(start: Denoiser, denoiser: Denoiser, start_source: str) -> Quanti
     if not ranges:
         raise AtbsnError(f"--continue-from {start_source} is not int8-ready: give a checkpoint "
                          "written by python -m atbsn_edge.qat")
+    origin, source = start.metadata.get("qat_from_sha256"), denoiser.metadata.get("checkpoint_sha256")
+    if origin and source and origin != source:
+        raise AtbsnError(f"--continue-from {start_source} was fine-tuned from another float "
+                         f"checkpoint ({start.metadata.get('qat_from') or origin[:12]}) than "
+                         "--checkpoint: give that one, the teacher of the distillation")
     if start.architecture.name != denoiser.architecture.name:
         raise AtbsnError(f"--continue-from {start_source} is {start.architecture.name}, the "
                          f"float checkpoint {denoiser.architecture.name}: give the float "
@@ -102,9 +108,11 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     ``train`` False (with ``start``): the offset calibrated alone, no iteration."""
     if output_offset not in OFFSET_MODES:
         raise ValueError(f"output offset {output_offset!r}: valid are {', '.join(OFFSET_MODES)}")
-    if not train and start is None:
-        raise ValueError("a run without training iterations only continues an int8-ready "
-                         "checkpoint (start)")
+    if not train and (start is None or resume is not None):
+        raise AtbsnError("--iterations 0 only calibrates the output offset of a --continue-from "
+                         "checkpoint, into a new --out: give --continue-from, and no --resume")
+    if resume is not None:
+        _check_resumed_mode(resume, output_offset)
     if denoiser.metadata.get("int8_ranges"):
         raise ValueError(f"{denoiser.metadata.get('checkpoint', 'this checkpoint')} is already "
                          "int8-ready (its float weights were tuned for int8); fine-tune the float "
@@ -134,6 +142,12 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
                  denoiser.architecture.name)
     centred = [name for name in ([point] if point else [])
                if not wrapped.quantizers()[name].offset]  # a start's offset is kept
+    if not train and not centred:
+        why = ("--output-offset none" if output_offset == "none"
+               else "it has its output offset already" if point
+               else f"{denoiser.architecture.name} takes no output offset")
+        raise AtbsnError(f"--continue-from {start_source}: nothing to calibrate with "
+                         f"--iterations 0 ({why})")
     centred_now = centred if output_offset == "during" or not train else []
     if resume is None and (start is None or centred_now):
         steps = initial_ranges(wrapped, calibration, calibration_batches, config.batch, device,
@@ -163,14 +177,14 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
                                               "int8 (quantization-aware) with atbsn-edge",
                 "qat_from": source, "qat_from_sha256": denoiser.metadata.get("checkpoint_sha256", ""),
                 "float_training": inherited, "iterations": state.step, "config": asdict(config),
-                **continued, **strength}
+                "output_offset": output_offset, **continued, **strength}
 
     if not train:
         save_checkpoint(out, wrapped, metadata(TrainState()))
-        log.info("wrote %s: %s calibrated, no training iteration", out,
-                 ", ".join(centred) or "nothing")
+        log.info("wrote %s: %s calibrated, no training iteration", out, ", ".join(centred))
         return out
-    centred_after = [] if centred_now else centred
+    # after: calibrated at the end of every run that trains (a resumed one included)
+    centred_after = [point] if output_offset == "after" and point else []
 
     validate = None
     if val_pairs:
@@ -185,12 +199,21 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
                      before, initial)
     optimise(wrapped, compute_loss, config, sampler, out, metadata=metadata, resume=resume,
              validate=validate, desc="int8 fine-tune", bar_by_progress=config.time_limit > 0)
-    if centred_after and not any(wrapped.quantizers()[n].offset for n in centred_after):
+    if centred_after and Distributed.from_environment().is_main:
         _centre_after_training(wrapped, out, centred_after, calibration, calibration_batches,
                                config.batch, device, metadata)
         if val_pairs:
             log.info("validation PSNR with the output offset: %.3f dB", validate())
     return out
+
+
+def _check_resumed_mode(resume: Path, output_offset: str) -> None:
+    """Refuse to resume a run with another ``--output-offset`` than it was started with
+    (checkpoints from before the option: any)."""
+    recorded = (read_checkpoint_file(resume).get("metadata") or {}).get("output_offset")
+    if recorded not in (None, output_offset):
+        raise AtbsnError(f"--resume {resume} was trained with --output-offset {recorded}; "
+                         f"resume it with the same, not {output_offset}")
 
 
 def _centre_after_training(wrapped: QuantizationAware, out: Path, points: Sequence[str],
