@@ -155,6 +155,8 @@ def unquantized_convolution_inputs(graph: Any) -> dict[str, Any]:
     simplification). The float convolutions that add an offset point's constant back on the
     border (their data a ``Pad`` of a map of zeros, ``qat_network._offset_conv``: one output
     channel per colour over one input channel) are counted apart, as ``offset_terms``."""
+    from onnx import numpy_helper
+
     producers = {out: node for node in graph.node for out in node.output}
 
     def made_by(name: str) -> str:
@@ -167,8 +169,6 @@ def unquantized_convolution_inputs(graph: Any) -> dict[str, Any]:
                       and any(a.name == "value" for a in node.attribute)})
 
     def value(name: str):
-        from onnx import numpy_helper
-
         return numpy_helper.to_array(constants[name]) if name in constants else None
 
     def offset_term(node) -> bool:  # Conv(Pad(Mul(x, 0), value 1), one-channel constant)

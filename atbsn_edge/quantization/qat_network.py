@@ -327,7 +327,7 @@ class QuantizationAware(nn.Module):
             raise ValueError(f"int8 ranges do not fit this network: missing {missing[:3]}, "
                              f"unknown {extra[:3]}")
         offsets = ranges.get("offsets") or {}
-        unknown = sorted(set(offsets) - self.offset_points())
+        unknown = sorted(set(offsets) - self.offset_points()) if offsets else []
         if unknown:
             raise ValueError(f"int8 ranges have offsets for points that take none {unknown[:3]} "
                              "(only the output convolution's input does)")
