@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("bundle", type=Path, help="an openvino-* bundle folder or .xml")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--min-share", type=float, default=0.01,
+                        help="list the layers taking at least this share of the time (default 0.01)")
     parser.add_argument("--torch-ms", type=float,
                         help="PyTorch eager latency measured in the same session, to print ratios")
     args = parser.parse_args()
@@ -83,7 +85,7 @@ def main() -> None:
     print("| layer | type | kernel | ms | share | GMAC | GMAC/s |")
     print("|---|---|---|---|---|---|---|")
     for seconds, name, kind, kernel, mac in layers:
-        if seconds < 0.01 * total:
+        if seconds < args.min_share * total:
             continue
         rate = f"{mac / seconds / 1e9:.0f}" if mac and seconds else "-"
         print(f"| {name} | {kind} | {kernel} | {seconds * 1e3:.2f} | {seconds / total:.1%} | "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -698,18 +699,37 @@ def test_the_input_image_is_quantized_without_loss(tmp_path):
     assert np.linalg.norm(out - reference) / np.linalg.norm(reference) < 1e-3
 
 
-def test_the_bundled_int8_ready_student_exports_every_layer_int8(tmp_path):
-    """The bundled int8-ready demo student: learned ranges, every convolution int8."""
+def test_the_bundled_int8_ready_student_is_the_default_int8_export(tmp_path):
+    """An int8 target with no --checkpoint exports the bundled int8-ready demo student:
+    learned ranges, every convolution int8."""
     pytest.importorskip("onnxruntime")
     from atbsn_edge.assets import DEMO_STUDENT_C_INT8
     from atbsn_edge.export.__main__ import main as export_main
 
     out = tmp_path / "bundle"
-    assert export_main(["--checkpoint", str(DEMO_STUDENT_C_INT8), "--target", "onnx-int8",
-                        "--tile", "128", "--out", str(out)]) == 0
+    assert export_main(["--target", "onnx-int8", "--tile", "128", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
+    assert Path(manifest["source"]["checkpoint"]).name == DEMO_STUDENT_C_INT8.name
     assert manifest["artifacts"]["onnx-int8"]["details"]["int8_ranges"] == "learned"
     assert manifest["artifacts"]["onnx-int8"]["metadata"]["int8_keep_float"] == ""
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--target", "openvino-int8"], "demo_student_c_int8.pt"),
+    (["--target", "onnx-int8"], "demo_student_c_int8.pt"),
+    (["--target", "trt-int8"], "demo_student_c_int8.pt"),
+    (["--target", "coreml-int8"], "demo_student_c.pt"),  # Core ML quantizes on its own
+    (["--target", "openvino-fp16"], "demo_student_c.pt"),
+    (["--target", "openvino-int8", "--int8-keep-float", "/dec1/"], "demo_student_c.pt"),
+    (["--target", "openvino-int8", "--calib-crops", "8"], "demo_student_c.pt"),
+])
+def test_which_bundled_model_a_target_exports_by_default(argv, expected):
+    """int8 targets start from the int8-ready student unless calibration is asked for."""
+    from atbsn_edge.export.__main__ import _default_checkpoint, build_parser
+    from atbsn_edge.export.targets import get_target
+
+    args = build_parser().parse_args(argv)
+    assert _default_checkpoint(args, get_target(args.target)).name == expected
 
 
 def test_an_int8_ready_checkpoint_refuses_float_targets_and_a_second_qat(qat_checkpoint, tmp_path,

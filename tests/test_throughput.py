@@ -364,6 +364,27 @@ def test_auto_tiles_keep_a_compiled_shape_unless_a_new_one_saves_two_calls(bundl
         assert runtime.ready_tile_shapes() == [(TILE, TILE), shape]
 
 
+def test_auto_tiles_compile_the_first_images_shape_at_open(bundles):
+    """With the images' sizes given (denoise gives them), --tile auto compiles the IR once, at
+    the first image's tile shape, instead of at its own 64 x 64 and then that shape; the
+    output is the one of the IR compiled at its own shape and reshaped."""
+    from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
+
+    image = textured_image(*IMAGE)
+    with open_tiled(bundles[1], tile="auto") as tiled:
+        want = tiled.denoise(image)
+        shape = (tiled.runtime.input_spec.height, tiled.runtime.input_spec.width)
+        assert tiled.runtime.ready_tile_shapes() == [(TILE, TILE), shape]
+    with open_tiled(bundles[1], tile="auto", image_sizes=iter([IMAGE])) as tiled:
+        assert tiled.runtime.ready_tile_shapes() == [shape]
+        got = tiled.denoise(image)
+        assert tiled.runtime.ready_tile_shapes() == [shape]  # nothing recompiled
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    ir = next(bundles[1].glob("*.xml"))
+    with pytest.raises(AtbsnError, match="multiple of the network's stride 32"):
+        OpenVinoRuntime(ir, tile_shape=(80, 64))
+
+
 def test_whole_image_tile_reshapes_the_ir_to_each_image(bundles):
     """--tile 0 on a static OpenVINO IR: each image in one call of its padded size, the
     PyTorch checkpoint's whole-image output (fp32 against fp32: ATOL)."""

@@ -1,6 +1,7 @@
 """python -m atbsn_edge.export: build a deployment bundle for a target.
 
-From a checkpoint (--checkpoint, default the bundled demo model; needs PyTorch): writes the
+From a checkpoint (--checkpoint, default the bundled demo model, or for int8 targets its
+int8-ready fine-tune; needs PyTorch): writes the
 fp32 ONNX, reference data (real noisy crops with PyTorch's outputs) and the target's
 artifact into a new bundle folder. From an existing bundle (--from-bundle B; no PyTorch):
 adds the target's artifact to B, converted from B's ONNX; this is how a TensorRT engine is
@@ -17,6 +18,7 @@ import argparse
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..atomic import atomic_path
 from ..bundle import PENDING, Bundle, is_bundle
@@ -42,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(--list-targets shows all)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path,
-                        help="checkpoint to export (default: the bundled demo model)")
+                        help="checkpoint to export (default: the bundled demo model; for "
+                             "int8 targets other than coreml-int8, its int8-ready fine-tune "
+                             "demo_student_c_int8.pt, every layer int8, unless --calib-* or "
+                             "--int8-keep-float ask for a calibrated export)")
     source.add_argument("--from-bundle", type=Path, metavar="BUNDLE",
                         help="add the target to this existing bundle, converted from its ONNX "
                              "(no PyTorch needed; written in place unless --out is given)")
@@ -155,16 +160,16 @@ def _validate_numbers(args: argparse.Namespace) -> None:
 
 
 def _stage_from_checkpoint(args: argparse.Namespace, folder: Path) -> tuple[object, Bundle]:
-    from ..assets import CALIBRATION_IMAGES, default_checkpoint
+    from ..assets import CALIBRATION_IMAGES
     from ..inputs import expand_inputs
     from ..models.checkpoint import load_checkpoint
     from .checkpoint_to_bundle import checkpoint_to_bundle
 
-    checkpoint = args.checkpoint or default_checkpoint()
+    target = get_target(args.target)
+    checkpoint = args.checkpoint or _default_checkpoint(args, target)
     if args.checkpoint is None:
         log.info("no --checkpoint: exporting the bundled %s", Path(checkpoint).name)
     denoiser = load_checkpoint(checkpoint, part=args.part)
-    target = get_target(args.target)
     if denoiser.metadata.get("int8_ranges") and (target.precision != "int8"
                                                  or target.backend == "coreml"):
         raise AtbsnError(f"{checkpoint} is int8-ready (python -m atbsn_edge.qat: float weights "
@@ -182,6 +187,20 @@ def _stage_from_checkpoint(args: argparse.Namespace, folder: Path) -> tuple[obje
         fuse_upsampling=args.fuse_upsampling is not False,
         reference_images=expand_inputs(args.reference_images or [str(CALIBRATION_IMAGES)]),
         reference_crops=args.reference_crops or 2)
+
+
+def _default_checkpoint(args: argparse.Namespace, target: Any) -> Path:
+    """The bundled model a target exports when no --checkpoint is given: for an int8 target
+    other than Core ML (which quantizes on its own), the int8-ready student (every layer int8,
+    learned ranges: faster than the calibrated mixed int8 on every CPU measured, docs/export.md)
+    unless calibration flags ask for a calibrated export; else the demo model."""
+    from ..assets import default_checkpoint, default_int8_checkpoint
+
+    learned = default_int8_checkpoint()
+    if (learned is not None and target.precision == "int8" and target.backend != "coreml"
+            and not _given(args, _CALIB_FLAGS)):
+        return learned
+    return default_checkpoint()
 
 
 def _stage_from_bundle(source: Path, folder: Path) -> Bundle:
