@@ -227,7 +227,7 @@ def open_source(args: argparse.Namespace, inputs: list[Path]):
             options["infer_requests"] = args.requests
         if args.inference_precision:
             options["inference_precision"] = args.inference_precision
-        sizes = image_sizes(inputs)  # drawn lazily: the hint and the first tile shape
+        sizes = image_sizes(inputs) if args.performance_hint == "auto" else iter(())
         return open_artifact_tiled(args.artifact, target=args.target, tile=args.tile,
                                    overlap=args.overlap, batch=args.batch,
                                    strength=args.strength, image_sizes=sizes, **options)

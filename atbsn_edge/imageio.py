@@ -262,16 +262,23 @@ def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(array)) if op else array
 
 
-def _to_float(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
-    """Integer pixels as float32 on 0..255 (one allocation) and their bit depth."""
+def _bit_depth(array: np.ndarray, path: str) -> int:
+    """8 or 16 for unsigned integer pixels, else :class:`ImageError` saying what is valid."""
     if array.dtype == np.uint8:
-        return array.astype(np.float32), 8
+        return 8
     if array.dtype == np.uint16:
-        values = array.astype(np.float32)
-        values *= np.float32(255.0 / 65535.0)
-        return values, 16
+        return 16
     raise ImageError(f"{path}: {array.dtype} pixels are not supported; give an 8- or 16-bit "
                      "integer image")
+
+
+def _to_float(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
+    """Integer pixels as float32 on 0..255 (one allocation) and their bit depth."""
+    depth = _bit_depth(array, path)
+    values = array.astype(np.float32)
+    if depth == 16:
+        values *= np.float32(255.0 / 65535.0)
+    return values, depth
 
 
 def _decode(data: bytes, path: str) -> np.ndarray:
@@ -327,6 +334,7 @@ def read_image(path: str | os.PathLike) -> Picture:
             alpha = array[:, :, 3].copy()
         # BGR(A) -> RGB on the integer array (OpenCV's, 3x numpy's reversed-view copy at
         # 12 MP), so that only one float array is ever allocated
+        _bit_depth(array, path)  # before OpenCV, which refuses other depths in its own words
         code = _cv2().COLOR_BGR2RGB if channels == 3 else _cv2().COLOR_BGRA2RGB
         rgb, depth = _to_float(_cv2().cvtColor(np.ascontiguousarray(array), code), path)
     return Picture(rgb=rgb, bit_depth=depth, grayscale=channels <= 2, alpha=alpha, source=path)

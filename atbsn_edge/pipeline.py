@@ -12,7 +12,6 @@ artifact's metadata), 1 where it has none.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -24,8 +23,8 @@ import numpy as np
 from .errors import AtbsnError
 from .runtimes.base import Runtime
 from .strength import Strength, blend_with_input, describe_strength, model_strength, strength_arg
-from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, TileSpec, denoise_tiled_many, plan_tiles,
-                     preferred_tile_shape)
+from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, TileSpec, denoise_tiled_many, overlap_for_tile,
+                     plan_tiles, preferred_tile_shape)
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +153,10 @@ def tile_arg(text: str) -> Tile:
 
 def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
     """The network's default overlap, reduced (with a warning) to fit a small tile."""
-    tiles = [t for t in (tile_h, tile_w) if t]
-    if not tiles or default < min(tiles):
+    reduced = overlap_for_tile(default, tile_h, tile_w)
+    if reduced == default:
         return default
-    reduced = max(0, min(tiles) - 32)
+    tiles = [t for t in (tile_h, tile_w) if t]
     log.warning("tile %d leaves no room for the default overlap %d; using %d (seams may show: "
                 "export a larger tile)", min(tiles), default, reduced)
     return reduced
@@ -248,9 +247,8 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
     (:meth:`TiledRuntime.spec_for`). ``strength`` defaults to the artifact's own (metadata), else 1.
     ``runtime_options`` (``threads``, ``performance_hint``, ``infer_requests``) go to the
     backend that takes them. ``performance_hint="auto"`` (OpenVINO) compiles for throughput
-    when one of ``image_sizes`` ((height, width) of the images to come, drawn lazily) needs
-    several tiles, else for latency; with ``tile="auto"`` an OpenVINO IR is compiled at open
-    for the first image's tile shape rather than its own (one compile instead of two)."""
+    when one of ``image_sizes`` ((height, width) of the images to come) needs several tiles,
+    else for latency."""
     from .runtimes.registry import backend_for_file, open_artifact
 
     entry, runtime_name = locate_artifact(artifact, target)
@@ -259,17 +257,9 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
         from .runtimes.coreml_runtime import coreml_runtime_name
 
         runtime_name = coreml_runtime_name()  # the numpy evaluator off macOS
-    sizes = iter(image_sizes)
-    first_size = next(sizes, None)
-    if first_size is not None:
-        sizes = itertools.chain([first_size], sizes)
     if str(runtime_options.get("performance_hint", "")).lower() == "auto":
-        runtime_options["performance_hint"] = _auto_hint(backend, entry, sizes, tile,
+        runtime_options["performance_hint"] = _auto_hint(backend, entry, image_sizes, tile,
                                                          overlap, runtime_options)
-    if backend == "openvino" and tile == AUTO and first_size is not None:
-        shape = _first_tile_shape(entry, first_size, overlap, runtime_options)
-        if shape is not None:
-            runtime_options["tile_shape"] = shape
     runtime = open_artifact(entry, runtime=runtime_name, **runtime_options)
     try:
         spec = _artifact_spec(runtime, tile, batch, overlap)
@@ -293,21 +283,6 @@ def _auto_hint(backend: str, entry: Path, image_sizes: Iterable[tuple[int, int]]
     hint = auto_performance_hint(entry, image_sizes, tile, overlap)
     log.debug("performance hint auto: %s", hint.lower())
     return hint
-
-
-def _first_tile_shape(entry: Path, image_size: tuple[int, int], overlap: int | None,
-                      options: Mapping[str, Any]) -> tuple[int, int] | None:
-    """The auto tile shape of the first image, for OpenVINO to compile at open instead of
-    the IR's own shape and then that one; its tiles in flight are guessed as OpenVINO sets
-    them (the requests asked for, else one per thread with the throughput hint: 2 streams on
-    the 2-core machines measured), and a wrong guess costs only the recompile it saves."""
-    from .runtimes.openvino_runtime import predicted_tile_shape
-
-    requests = int(options.get("infer_requests") or 0)
-    if not requests:
-        throughput = str(options.get("performance_hint", "")).upper() == "THROUGHPUT"
-        requests = (int(options.get("threads") or 0) or os.cpu_count() or 1) if throughput else 1
-    return predicted_tile_shape(entry, image_size, overlap, requests)
 
 
 def _validated(runtime: Runtime, spec: TileSpec, strength: Strength | None,

@@ -1,6 +1,8 @@
 """Which OpenVINO inference precision is fastest on this CPU, and does ``auto`` pick it?
 
-Exports (or takes) the openvino-fp16 and openvino-int8 bundles of a checkpoint and times each
+Exports (or takes) the openvino-fp16 and openvino-int8 bundles ``export`` writes (of
+``--checkpoint``, else its defaults: the demo student, and for int8 its int8-ready fine-tune)
+and times each
 artifact under every ``INFERENCE_PRECISION_HINT`` this CPU offers (f32 always; bf16 and f16
 where OpenVINO lists BF16 / FP16 among its capabilities), alternating hints and bundles in
 rounds so that machine drift falls on all alike, then prints the table with the CPU named and
@@ -9,12 +11,13 @@ the hint ``--inference-precision auto`` chooses (the CPU's own default, see
 
     python benchmarks/inference_precision.py                       # demo student C, 512x512
     python benchmarks/inference_precision.py --bundles b-ov16 b-ov8 --rounds 4 --iters 5
+    ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/inference_precision.py --bundles A B --hints f32
 
 With ``--images NOISY... --clean CLEAN...`` each (bundle, hint) also denoises the pairs as
 ``denoise`` does (tiled, at the model's own strength, ``auto`` for the bundled student) and a
 second table gives the mean PSNR against clean under every hint: a reduced float type is
-faster, and this says what it costs in quality (the float layers an int8 IR keeps are the
-ones that carry the image).
+faster, and this says what it costs in quality (the float layers a mixed int8 IR keeps are
+the ones that carry the image).
 """
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def export_bundle(out: Path, batch: int, tile: int, checkpoint: str | None) -> P
     """Export the openvino-int8 bundle of ``checkpoint`` (default the demo model) at ``batch``."""
     from atbsn_edge.export.__main__ import main as export
 
-    log.warning("exporting %s (int8 calibration takes a minute or two)", out.name)
+    log.warning("exporting %s (a minute or two)", out.name)
     extra = ["--checkpoint", checkpoint] if checkpoint else []
     code = export(["--target", "openvino-int8", "--tile", str(tile), "--batch", str(batch),
                    "--out", str(out), *extra])

@@ -119,6 +119,23 @@ def test_grayscale_picture_stores_the_channel_mean():
     np.testing.assert_array_equal(stored, [[40, 10], [170, 101]])  # 101.33 -> 101
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_pixels_of_another_depth_are_one_image_error(tmp_path, dtype, channels):
+    """A TIFF of float or signed pixels: an ImageError naming the type, not OpenCV's error."""
+    array = np.full((H, W, channels) if channels > 1 else (H, W), 7, dtype)
+    path = tmp_path / "odd.tif"
+    try:
+        written = cv2.imwrite(str(path), array)
+    except cv2.error:
+        written = False
+    decoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if written else None
+    if decoded is None or decoded.dtype != dtype:
+        pytest.skip(f"OpenCV does not round-trip {np.dtype(dtype).name} TIFFs here")
+    with pytest.raises(ImageError, match=f"{np.dtype(dtype).name} pixels are not supported"):
+        read_image(path)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_rgba_alpha_passes_through_byte_identical(tmp_path, dtype):
     rgb = rgb_u8()

@@ -710,6 +710,10 @@ def test_the_bundled_int8_ready_student_is_the_default_int8_export(tmp_path):
     assert export_main(["--target", "onnx-int8", "--tile", "128", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert Path(manifest["source"]["checkpoint"]).name == DEMO_STUDENT_C_INT8.name
+    # a float target of that bundle is refused, as --checkpoint DEMO_STUDENT_C_INT8 is
+    assert export_main(["--from-bundle", str(out), "--target", "onnx-fp16",
+                        "--out", str(tmp_path / "fp16")]) == 2
+    assert not (tmp_path / "fp16").exists()
     assert manifest["artifacts"]["onnx-int8"]["details"]["int8_ranges"] == "learned"
     assert manifest["artifacts"]["onnx-int8"]["metadata"]["int8_keep_float"] == ""
 
@@ -722,6 +726,7 @@ def test_the_bundled_int8_ready_student_is_the_default_int8_export(tmp_path):
     (["--target", "openvino-fp16"], "demo_student_c.pt"),
     (["--target", "openvino-int8", "--int8-keep-float", "/dec1/"], "demo_student_c.pt"),
     (["--target", "openvino-int8", "--calib-crops", "8"], "demo_student_c.pt"),
+    (["--target", "openvino-int8", "--int8-quantizer", "nncf"], "demo_student_c.pt"),
 ])
 def test_which_bundled_model_a_target_exports_by_default(argv, expected):
     """int8 targets start from the int8-ready student unless calibration is asked for."""

@@ -364,25 +364,25 @@ def test_auto_tiles_keep_a_compiled_shape_unless_a_new_one_saves_two_calls(bundl
         assert runtime.ready_tile_shapes() == [(TILE, TILE), shape]
 
 
-def test_auto_tiles_compile_the_first_images_shape_at_open(bundles):
-    """With the images' sizes given (denoise gives them), --tile auto compiles the IR once, at
-    the first image's tile shape, instead of at its own 64 x 64 and then that shape; the
-    output is the one of the IR compiled at its own shape and reshaped."""
-    from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
+def test_auto_hint_on_an_ir_whose_tile_is_the_default_overlap(tmp_path):
+    """An IR exported at 128 x 128, student C's default overlap: the runtime's spec reduces the
+    overlap to 96, and the auto hint must price the IR's tile with that overlap too (it
+    divided by tile - overlap = 0: a ValueError traceback from denoise)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from atbsn_edge.export.__main__ import main as export
+    from atbsn_edge.pipeline import open_artifact_tiled
+    from conftest import write_checkpoint
 
-    image = textured_image(*IMAGE)
-    with open_tiled(bundles[1], tile="auto") as tiled:
-        want = tiled.denoise(image)
-        shape = (tiled.runtime.input_spec.height, tiled.runtime.input_spec.width)
-        assert tiled.runtime.ready_tile_shapes() == [(TILE, TILE), shape]
-    with open_tiled(bundles[1], tile="auto", image_sizes=iter([IMAGE])) as tiled:
-        assert tiled.runtime.ready_tile_shapes() == [shape]
-        got = tiled.denoise(image)
-        assert tiled.runtime.ready_tile_shapes() == [shape]  # nothing recompiled
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
-    ir = next(bundles[1].glob("*.xml"))
-    with pytest.raises(AtbsnError, match="multiple of the network's stride 32"):
-        OpenVinoRuntime(ir, tile_shape=(80, 64))
+    out = tmp_path / "ov128"
+    assert export(["--target", "openvino-fp32", "--tile", "128", "--reference-crops", "1",
+                   "--checkpoint", str(write_checkpoint(tmp_path, "student_c")),
+                   "--out", str(out)]) == 0
+    with open_artifact_tiled(out, tile="auto", performance_hint="auto", threads=2,
+                             image_sizes=[(300, 420), (1200, 1500)]) as tiled:
+        assert tiled.spec.overlap == 96
+        assert tiled.runtime.info.metadata["performance_hint"] == "THROUGHPUT"
+        assert tiled.denoise(textured_image(300, 420)).shape == (300, 420, 3)
 
 
 def test_whole_image_tile_reshapes_the_ir_to_each_image(bundles):

@@ -35,7 +35,7 @@ DEFAULT_TILE = 512
 _NETWORK_FLAGS = ("checkpoint", "part", "tile", "batch", "dynamic", "hole", "fuse_upsampling",
                   "reference_images", "reference_crops")
 _CALIB_FLAGS = ("calib_data", "calib_images", "calib_crops", "calib_method", "calib_mode",
-                "calib_seed", "int8_keep_float")
+                "calib_seed", "int8_keep_float", "int8_quantizer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="nodes whose name a PATTERN (regular expression) is found in stay "
                            "float (mixed precision); default: the architecture's measured choice "
                            "(docs/export.md); give the flag with no pattern to quantize every layer")
-    int8.add_argument("--int8-quantizer", choices=("nncf", "qdq"), default="nncf",
-                      help="openvino-int8: NNCF on the IR, or the onnx-int8 Q/DQ graph converted "
-                           "to IR (default nncf)")
+    int8.add_argument("--int8-quantizer", choices=("nncf", "qdq"),
+                      help="openvino-int8 of a float checkpoint: NNCF on the IR, or the "
+                           "onnx-int8 Q/DQ graph converted to IR (default nncf; an int8-ready "
+                           "checkpoint's learned Q/DQ graph is always converted)")
     trt = p.add_argument_group("TensorRT engine (trt-* targets, built where TensorRT is)")
     trt.add_argument("--workspace-mb", type=int, default=1024,
                      help="builder workspace limit in MiB (default 1024)")
@@ -142,7 +143,7 @@ def _int8_request(args: argparse.Namespace, defaults) -> Int8Request:
         sources=args.calib_data or [defaults], crops=args.calib_crops or 64,
         max_images=args.calib_images or 64, method=args.calib_method or "max",
         mode=args.calib_mode or "random", seed=args.calib_seed or 0,
-        keep_float=args.int8_keep_float, quantizer=args.int8_quantizer,
+        keep_float=args.int8_keep_float, quantizer=args.int8_quantizer or "nncf",
         explicit=bool(_given(args, _CALIB_FLAGS)))
 
 
@@ -192,8 +193,9 @@ def _stage_from_checkpoint(args: argparse.Namespace, folder: Path) -> tuple[obje
 def _default_checkpoint(args: argparse.Namespace, target: Any) -> Path:
     """The bundled model a target exports when no --checkpoint is given: for an int8 target
     other than Core ML (which quantizes on its own), the int8-ready student (every layer int8,
-    learned ranges: faster than the calibrated mixed int8 on every CPU measured, docs/export.md)
-    unless calibration flags ask for a calibrated export; else the demo model."""
+    learned ranges: faster than the calibrated mixed int8 on the AVX-512 EPYC and with OpenVINO
+    capped at AVX2, docs/export.md) unless calibration flags (or --int8-quantizer) ask for a
+    calibrated export; else the demo model."""
     from ..assets import default_checkpoint, default_int8_checkpoint
 
     learned = default_int8_checkpoint()
@@ -201,6 +203,21 @@ def _default_checkpoint(args: argparse.Namespace, target: Any) -> Path:
             and not _given(args, _CALIB_FLAGS)):
         return learned
     return default_checkpoint()
+
+
+def _check_int8_ready(bundle: Bundle, target: Any, source: Path) -> None:
+    """Refuse a float (or Core ML) target of a bundle exported from an int8-ready checkpoint,
+    as its --checkpoint export would: its weights are tuned for the learned int8 ranges and
+    its reference outputs are the int8 simulation's."""
+    entry = bundle.artifacts.get("onnx-int8")
+    if entry is None or entry.details.get("int8_ranges") != "learned":
+        return
+    if target.precision != "int8" or target.backend == "coreml":
+        origin = (entry.details.get("qat") or {}).get("from") or "see its manifest"
+        raise AtbsnError(f"{source} was exported from an int8-ready checkpoint (python -m "
+                         f"atbsn_edge.qat: float weights tuned for the learned int8 ranges), "
+                         f"which {target.name} does not use; export {target.name} from the "
+                         f"float checkpoint it came from ({origin}) instead")
 
 
 def _stage_from_bundle(source: Path, folder: Path) -> Bundle:
@@ -231,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             if fixed:
                 raise AtbsnError(f"{', '.join(fixed)} describe the network, which the bundle "
                                  f"{source} has fixed; drop them, or export from the checkpoint")
-            Bundle.open(source)  # refuse a non-bundle before anything is staged
+            _check_int8_ready(Bundle.open(source), target, source)  # before anything is staged
             out = args.out or source
             inputs = [Path(p) for p in args.calib_data or []]
         else:

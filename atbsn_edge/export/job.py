@@ -105,7 +105,8 @@ class ConversionJob:
         if self.int8 is not None and self.int8.explicit:
             raise AtbsnError("this model's int8 ranges were learned by quantization-aware "
                              "training (python -m atbsn_edge.qat), so calibration flags "
-                             "(--calib-*, --int8-keep-float) do not apply: drop them, or export "
+                             "(--calib-*, --int8-keep-float, --int8-quantizer) do not apply: "
+                             "drop them, or export "
                              "the float checkpoint it was fine-tuned from")
         return entry
 

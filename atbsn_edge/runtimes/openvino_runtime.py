@@ -44,7 +44,8 @@ import numpy as np
 
 from ..bundle.metadata import ArtifactMetadata, read_openvino_metadata
 from ..errors import AtbsnError, require
-from ..tiling import DEFAULT_TILE, TileSpec, plan_tiles, preferred_tile_shape, round_up
+from ..tiling import (DEFAULT_TILE, TileSpec, overlap_for_tile, plan_tiles, preferred_tile_shape,
+                      round_up)
 from .base import InputSpec, Runtime, RuntimeInfo
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,10 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
         return "LATENCY"
     stride = metadata.stride
     if tile == "auto":
-        overlap = metadata.default_overlap if overlap is None else overlap
         own = _input_dims(model)[2:]
-        ready = [tuple(own)] if None not in own else []
+        if overlap is None:  # reduced where the IR's own tile is small, as the runtime's spec
+            overlap = overlap_for_tile(metadata.default_overlap, *own)
+        ready = [tuple(own)] if None not in own and min(own) > overlap else []
 
         def tiles(height: int, width: int) -> int:  # as TiledRuntime.spec_for will tile it
             shape = preferred_tile_shape(height, width, overlap, stride=stride, ready=ready)
@@ -137,28 +139,6 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
     return "THROUGHPUT" if several else "LATENCY"
 
 
-def predicted_tile_shape(path: str | os.PathLike, image_size: tuple[int, int],
-                         overlap: int | None, lanes: int) -> tuple[int, int] | None:
-    """The tile shape ``--tile auto`` gives an image of ``image_size`` (height, width) on this
-    IR, computed as :meth:`TiledRuntime.spec_for <atbsn_edge.pipeline.TiledRuntime.spec_for>`
-    will once the IR is compiled at its own shape (``lanes``: tiles in flight; ``overlap``:
-    default the IR's), so that the runtime can compile that shape first
-    (``OpenVinoRuntime(tile_shape=...)``). None for a dynamic or unreadable IR (opening it
-    reports the error). A wrong ``lanes`` costs only the recompile it would have saved."""
-    require("openvino", "openvino")
-    try:
-        model = openvino_core().read_model(str(path))
-        metadata = ArtifactMetadata.parse(read_openvino_metadata(model), Path(path))
-    except Exception:  # noqa: BLE001 - the runtime's own open says what is wrong
-        return None
-    own = tuple(_input_dims(model)[2:])
-    if None in own:
-        return None
-    overlap = metadata.default_overlap if overlap is None else overlap
-    return preferred_tile_shape(*image_size, overlap, stride=metadata.stride,
-                                lanes=max(1, lanes), ready=[own])
-
-
 def openvino_error(exc: BaseException) -> str:
     """OpenVINO's message without its C++ source locations (``Exception from src/...cpp:123``),
     which tell a user nothing: the lines that say what is wrong, joined into one."""
@@ -176,12 +156,7 @@ class OpenVinoRuntime(Runtime):
 
     ``infer_requests`` is how many batches :meth:`run_many` keeps in flight: 0 (default)
     takes the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (1 with the latency hint;
-    one per stream with the throughput hint); more than 1 needs the throughput hint.
-
-    ``tile_shape`` (height, width) compiles a static IR for that tile shape instead of its own,
-    as :meth:`set_tile_shape` would, but without compiling the own shape first (0.25 s of a
-    12 MP photo's whole process): the tiled runtime passes the shape ``--tile auto`` will give
-    the first image (:func:`predicted_tile_shape`)."""
+    one per stream with the throughput hint); more than 1 needs the throughput hint."""
 
     backend = "openvino"
     reshapable = True
@@ -189,7 +164,7 @@ class OpenVinoRuntime(Runtime):
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU",
                  performance_hint: str = "LATENCY", threads: int = 0,
                  inference_precision: str | None = None, profile: bool = False,
-                 infer_requests: int = 0, tile_shape: tuple[int, int] | None = None) -> None:
+                 infer_requests: int = 0) -> None:
         super().__init__()
         require("openvino", "openvino")
         path = Path(path)
@@ -229,39 +204,20 @@ class OpenVinoRuntime(Runtime):
         self.path = path
         self.device = device
         self._core, self._config = core, config
+        self.compiled = self._compile(model)
         dims = _input_dims(model)
         self._own_shape = (dims[2], dims[3])
-        self._spec = InputSpec(batch=dims[0], height=dims[2], width=dims[3],
-                               channels=dims[1] or 3, stride=self.metadata.stride)
-        shape = self._own_shape
-        if tile_shape is not None and None not in shape and tuple(tile_shape) != shape:
-            shape = (int(tile_shape[0]), int(tile_shape[1]))
-            if min(shape) <= 0 or shape[0] % self._spec.stride or shape[1] % self._spec.stride:
-                raise AtbsnError(f"tile {shape[0]}x{shape[1]}: each side must be a positive "
-                                 f"multiple of the network's stride {self._spec.stride}")
-            self.compiled = self._compile(self._reshaped(*shape))
-            self._spec = dataclasses.replace(self._spec, height=shape[0], width=shape[1])
-        else:
-            self.compiled = self._compile(model)
-        self._compiled_by_shape = {shape: self.compiled}
+        self._compiled_by_shape = {self._own_shape: self.compiled}
         self.performance_hint = hint
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))
         self.infer_requests = infer_requests or max(
             1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.peak_in_flight = 0  # most requests in flight during the last run_many
         self.request = self.compiled.create_infer_request()
-        log.debug("%s compiled with the %s hint for %sx%s tiles: %d stream(s), %d infer "
-                  "request(s)", path.name, hint.lower(), *shape, self.streams,
-                  self.infer_requests)
-
-    def _reshaped(self, height: int, width: int) -> Any:
-        """A copy of the IR with its input reshaped to ``height`` x ``width`` (a convolutional
-        network computes the same per pixel at any shape)."""
-        model = self.model.clone()
-        spec = self._spec
-        model.reshape({model.inputs[0].get_any_name():
-                       [spec.batch or -1, spec.channels, height, width]})
-        return model
+        self._spec = InputSpec(batch=dims[0], height=dims[2], width=dims[3],
+                               channels=dims[1] or 3, stride=self.metadata.stride)
+        log.debug("%s compiled with the %s hint: %d stream(s), %d infer request(s)", path.name,
+                  hint.lower(), self.streams, self.infer_requests)
 
     def _compile(self, model: Any) -> Any:
         """``model`` compiled on this runtime's device with its configuration."""
@@ -278,7 +234,11 @@ class OpenVinoRuntime(Runtime):
         compiles once."""
         compiled = self._compiled_by_shape.pop((height, width), None)
         if compiled is None:
-            compiled = self._compile(self._reshaped(height, width))
+            model = self.model.clone()
+            spec = self._spec
+            model.reshape({model.inputs[0].get_any_name():
+                           [spec.batch or -1, spec.channels, height, width]})
+            compiled = self._compile(model)
             log.debug("%s recompiled for %dx%d tiles", self.path.name, height, width)
         self._compiled_by_shape[(height, width)] = compiled  # most recent last
         others = [shape for shape in self._compiled_by_shape if shape != self._own_shape]
@@ -289,8 +249,8 @@ class OpenVinoRuntime(Runtime):
         self._spec = dataclasses.replace(self._spec, height=height, width=width)
 
     def ready_tile_shapes(self) -> list[tuple[int, int]]:
-        """The shapes compiled and kept, the IR's own first where it was compiled (the
-        recompile rule prices a new shape in the first one's calls), none for a dynamic IR."""
+        """The shapes compiled and kept, the IR's own first (the recompile rule prices a new
+        shape in its calls), none for a dynamic IR."""
         shapes = sorted(self._compiled_by_shape, key=lambda shape: shape != self._own_shape)
         return [shape for shape in shapes if None not in shape]
 
