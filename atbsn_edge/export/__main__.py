@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", type=Path,
                         help="checkpoint to export (default: the bundled demo model; for "
                              "int8 targets other than coreml-int8, its int8-ready fine-tune "
-                             "demo_student_c_int8.pt, every layer int8, unless --calib-* or "
-                             "--int8-keep-float ask for a calibrated export)")
+                             "demo_student_c_int8.pt, every layer int8, unless --calib-*, "
+                             "--int8-keep-float or --int8-quantizer ask for a calibrated "
+                             "export)")
     source.add_argument("--from-bundle", type=Path, metavar="BUNDLE",
                         help="add the target to this existing bundle, converted from its ONNX "
                              "(no PyTorch needed; written in place unless --out is given)")
