@@ -385,6 +385,28 @@ def test_auto_hint_on_an_ir_whose_tile_is_the_default_overlap(tmp_path):
         assert tiled.denoise(textured_image(300, 420)).shape == (300, 420, 3)
 
 
+def test_a_second_runtime_imports_the_ir_from_the_model_cache(bundles, tmp_path, monkeypatch):
+    """OpenVINO's model cache (on by default): the second open of an IR imports the compiled
+    model the first one wrote, and computes the same; off, nothing is written."""
+    from atbsn_edge.pipeline import locate_artifact
+    from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
+
+    monkeypatch.setenv("ATBSN_EDGE_CACHE", str(tmp_path / "cache"))
+    ir, _ = locate_artifact(bundles[1])
+    x = textured_image(TILE, TILE).transpose(2, 0, 1)[None].copy()
+    with OpenVinoRuntime(ir, threads=2) as first:
+        assert not first.loaded_from_cache
+        want = first.infer(x)
+    assert list((tmp_path / "cache" / "openvino").iterdir())
+    with OpenVinoRuntime(ir, threads=2) as second:
+        assert second.loaded_from_cache
+        np.testing.assert_array_equal(second.infer(x), want)
+    monkeypatch.setenv("ATBSN_EDGE_CACHE", str(tmp_path / "off"))
+    with OpenVinoRuntime(ir, threads=2, compile_cache=False) as off:
+        assert not off.loaded_from_cache
+    assert not (tmp_path / "off").exists()
+
+
 def test_whole_image_tile_reshapes_the_ir_to_each_image(bundles):
     """--tile 0 on a static OpenVINO IR: each image in one call of its padded size, the
     PyTorch checkpoint's whole-image output (fp32 against fp32: ATOL)."""

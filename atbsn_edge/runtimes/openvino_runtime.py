@@ -47,6 +47,7 @@ from ..errors import AtbsnError, require
 from ..tiling import (DEFAULT_TILE, TileSpec, overlap_for_tile, plan_tiles, preferred_tile_shape,
                       round_up)
 from .base import InputSpec, Runtime, RuntimeInfo
+from .openvino_cache import compile_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,9 @@ class OpenVinoRuntime(Runtime):
 
     ``infer_requests`` is how many batches :meth:`run_many` keeps in flight: 0 (default)
     takes the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (1 with the latency hint;
-    one per stream with the throughput hint); more than 1 needs the throughput hint."""
+    one per stream with the throughput hint); more than 1 needs the throughput hint.
+    ``compile_cache`` keeps compiled IRs in OpenVINO's model cache for the next process
+    (``openvino_cache.py``; ``ATBSN_EDGE_OPENVINO_CACHE=0`` turns it off everywhere)."""
 
     backend = "openvino"
     reshapable = True
@@ -164,7 +167,7 @@ class OpenVinoRuntime(Runtime):
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU",
                  performance_hint: str = "LATENCY", threads: int = 0,
                  inference_precision: str | None = None, profile: bool = False,
-                 infer_requests: int = 0) -> None:
+                 infer_requests: int = 0, compile_cache: bool = True) -> None:
         super().__init__()
         require("openvino", "openvino")
         path = Path(path)
@@ -200,6 +203,9 @@ class OpenVinoRuntime(Runtime):
             config["INFERENCE_NUM_THREADS"] = threads
         if profile:
             config["PERF_COUNT"] = True
+        cache = compile_cache_dir() if compile_cache else None
+        if cache is not None:  # compiled IRs imported by the next process (openvino_cache.py)
+            config["CACHE_DIR"] = str(cache)
         self.model = model
         self.path = path
         self.device = device
@@ -216,8 +222,17 @@ class OpenVinoRuntime(Runtime):
         self.request = self.compiled.create_infer_request()
         self._spec = InputSpec(batch=dims[0], height=dims[2], width=dims[3],
                                channels=dims[1] or 3, stride=self.metadata.stride)
-        log.debug("%s compiled with the %s hint: %d stream(s), %d infer request(s)", path.name,
-                  hint.lower(), self.streams, self.infer_requests)
+        log.debug("%s compiled with the %s hint: %d stream(s), %d infer request(s)%s",
+                  path.name, hint.lower(), self.streams, self.infer_requests,
+                  " (imported from the model cache)" if self.loaded_from_cache else "")
+
+    @property
+    def loaded_from_cache(self) -> bool:
+        """Whether OpenVINO imported the compiled model from its model cache."""
+        try:
+            return bool(self.compiled.get_property("LOADED_FROM_CACHE"))
+        except Exception:  # noqa: BLE001 - an OpenVINO without the property
+            return False
 
     def _compile(self, model: Any) -> Any:
         """``model`` compiled on this runtime's device with its configuration."""
