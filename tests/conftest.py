@@ -12,8 +12,11 @@ DATA = Path(__file__).resolve().parent / "data"
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Calibration caches go to a per-test folder, never the user's ~/.cache."""
+    """Calibration caches go to a per-test folder, never the user's ~/.cache; OpenVINO's model
+    cache is off (each test would write its compiled IRs to its own folder), except where a
+    test turns it on (test_openvino_cache.py, test_throughput.py)."""
     monkeypatch.setenv("ATBSN_EDGE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("ATBSN_EDGE_OPENVINO_CACHE", "0")
 
 
 @pytest.fixture(autouse=True)

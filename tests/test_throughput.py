@@ -392,6 +392,7 @@ def test_a_second_runtime_imports_the_ir_from_the_model_cache(bundles, tmp_path,
     from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
 
     monkeypatch.setenv("ATBSN_EDGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ATBSN_EDGE_OPENVINO_CACHE")  # off in the other tests (conftest)
     ir, _ = locate_artifact(bundles[1])
     x = textured_image(TILE, TILE).transpose(2, 0, 1)[None].copy()
     with OpenVinoRuntime(ir, threads=2) as first:
