@@ -18,14 +18,13 @@ import argparse
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 from ..atomic import atomic_path
 from ..bundle import PENDING, Bundle, is_bundle
 from ..cli import add_verbose_argument, check_output_path, hole_size_arg, new_parser, run_cli
 from ..errors import AtbsnError
-from .job import ConversionJob, Int8Request
-from .targets import TARGETS, get_target, targets_table
+from .job import ConversionJob, Int8Request, learned_int8_entry
+from .targets import TARGETS, Target, get_target, targets_table
 
 log = logging.getLogger(__name__)
 
@@ -161,19 +160,18 @@ def _validate_numbers(args: argparse.Namespace) -> None:
             raise AtbsnError(f"{flag} must be {valid} (got {value})")
 
 
-def _stage_from_checkpoint(args: argparse.Namespace, folder: Path) -> tuple[object, Bundle]:
+def _stage_from_checkpoint(args: argparse.Namespace, target: Target,
+                           folder: Path) -> tuple[object, Bundle]:
     from ..assets import CALIBRATION_IMAGES
     from ..inputs import expand_inputs
     from ..models.checkpoint import load_checkpoint
     from .checkpoint_to_bundle import checkpoint_to_bundle
 
-    target = get_target(args.target)
     checkpoint = args.checkpoint or _default_checkpoint(args, target)
     if args.checkpoint is None:
         log.info("no --checkpoint: exporting the bundled %s", Path(checkpoint).name)
     denoiser = load_checkpoint(checkpoint, part=args.part)
-    if denoiser.metadata.get("int8_ranges") and (target.precision != "int8"
-                                                 or target.backend == "coreml"):
+    if denoiser.metadata.get("int8_ranges") and not _takes_learned_int8(target):
         raise AtbsnError(f"{checkpoint} is int8-ready (python -m atbsn_edge.qat: float weights "
                          f"tuned for the learned int8 ranges), which {target.name} does not use; "
                          f"export the float checkpoint it came from "
@@ -191,7 +189,13 @@ def _stage_from_checkpoint(args: argparse.Namespace, folder: Path) -> tuple[obje
         reference_crops=args.reference_crops or 2)
 
 
-def _default_checkpoint(args: argparse.Namespace, target: Any) -> Path:
+def _takes_learned_int8(target: Target) -> bool:
+    """Whether ``target`` is built from an int8-ready checkpoint's learned Q/DQ graph: the
+    int8 targets other than Core ML (which quantizes on its own and has no Q/DQ path)."""
+    return target.precision == "int8" and target.backend != "coreml"
+
+
+def _default_checkpoint(args: argparse.Namespace, target: Target) -> Path:
     """The bundled model a target exports when no --checkpoint is given: for an int8 target
     other than Core ML (which quantizes on its own), the int8-ready student (every layer int8,
     learned ranges: faster than the calibrated mixed int8 on the AVX-512 EPYC and with OpenVINO
@@ -200,20 +204,17 @@ def _default_checkpoint(args: argparse.Namespace, target: Any) -> Path:
     from ..assets import default_checkpoint, default_int8_checkpoint
 
     learned = default_int8_checkpoint()
-    if (learned is not None and target.precision == "int8" and target.backend != "coreml"
-            and not _given(args, _CALIB_FLAGS)):
+    if learned is not None and _takes_learned_int8(target) and not _given(args, _CALIB_FLAGS):
         return learned
     return default_checkpoint()
 
 
-def _check_int8_ready(bundle: Bundle, target: Any, source: Path) -> None:
+def _check_int8_ready(bundle: Bundle, target: Target, source: Path) -> None:
     """Refuse a float (or Core ML) target of a bundle exported from an int8-ready checkpoint,
     as its --checkpoint export would: its weights are tuned for the learned int8 ranges and
     its reference outputs are the int8 simulation's."""
-    entry = bundle.artifacts.get("onnx-int8")
-    if entry is None or entry.details.get("int8_ranges") != "learned":
-        return
-    if target.precision != "int8" or target.backend == "coreml":
+    entry = learned_int8_entry(bundle)
+    if entry is not None and not _takes_learned_int8(target):
         origin = (entry.details.get("qat") or {}).get("from") or "see its manifest"
         raise AtbsnError(f"{source} was exported from an int8-ready checkpoint (python -m "
                          f"atbsn_edge.qat: float weights tuned for the learned int8 ranges), "
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             EngineOptions(precision=target.precision, **engine).check()  # before any work
         with atomic_path(out, overwrite=True) as tmp:
             denoiser, bundle = ((None, _stage_from_bundle(source, tmp)) if source is not None
-                                else _stage_from_checkpoint(args, tmp))
+                                else _stage_from_checkpoint(args, target, tmp))
             conversion = ConversionJob(
                 bundle, int8=_int8_request(args, CALIBRATION_IMAGES),
                 engine=engine,

@@ -19,6 +19,15 @@ from ..errors import AtbsnError
 log = logging.getLogger(__name__)
 
 
+
+def learned_int8_entry(bundle: Bundle) -> ArtifactEntry | None:
+    """``bundle``'s onnx-int8 entry where its ranges were learned by quantization-aware
+    training (a bundle of an int8-ready checkpoint), else None."""
+    entry = bundle.artifacts.get("onnx-int8")
+    if entry is None or entry.details.get("int8_ranges") != "learned":
+        return None
+    return entry
+
 @dataclass
 class Int8Request:
     """How int8 targets calibrate. ``explicit``: the user gave calibration flags, so an int8
@@ -99,8 +108,8 @@ class ConversionJob:
         """The bundle's int8 graph with ranges learned by quantization-aware training
         (``python -m atbsn_edge.qat``), which every int8 target then starts from; None when
         int8 targets calibrate. Calibration flags given for such a bundle are an error."""
-        entry = self.bundle.artifacts.get("onnx-int8")
-        if entry is None or entry.details.get("int8_ranges") != "learned":
+        entry = learned_int8_entry(self.bundle)
+        if entry is None:
             return None
         if self.int8 is not None and self.int8.explicit:
             raise AtbsnError("this model's int8 ranges were learned by quantization-aware "
