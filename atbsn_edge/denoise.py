@@ -20,9 +20,11 @@ import numpy as np
 from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int,
                   positive_int, run_cli)
 from .errors import AtbsnError, ImageError
-from .imageio import READ_SUFFIXES, WRITE_SUFFIXES, probe_image, read_image, write_image
+from .imageio import (READ_SUFFIXES, WRITE_SUFFIXES, Picture, probe_image, read_image,
+                      write_image)
 from .inputs import expand_inputs
-from .pipeline import add_tiling_arguments, open_tiled
+from .pipeline import TiledRuntime, add_tiling_arguments, open_tiled
+from .readahead import ReadAhead
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +259,20 @@ def open_source(args: argparse.Namespace, inputs: list[Path]):
                       strength=args.strength)
 
 
+def denoise_one(item: Job, picture: Picture, clean: Path | None, tiled: TiledRuntime,
+                args: argparse.Namespace) -> None:
+    """Denoise one read input and write its output (and its comparison picture)."""
+    from tqdm import tqdm
+
+    reference = (read_reference(item, picture, clean)
+                 if args.compare and clean is not None else None)
+    with tqdm(desc=item.source.name, unit="tile", leave=False) as tiles_bar:
+        result = tiled.denoise(picture.rgb, tiles_bar.update)
+    write_image(item.target, picture, result, overwrite=args.overwrite)
+    if args.compare:
+        write_compare(item, picture, result, reference, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -267,34 +283,33 @@ def main(argv: list[str] | None = None) -> int:
         jobs = plan_outputs(inputs, args.output)
         references = clean_references(args, inputs)
         check_compare_size(args)
-        tiled = open_source(args, inputs)
-        input_paths = {os.path.realpath(p) for p in inputs}
-        taken: set[str] = set()
-        failures = 0
-        with tiled, tqdm(total=len(jobs), desc="images", unit="img") as images_bar:
-            for item, clean in zip(jobs, references):
-                try:
-                    check_job(item, input_paths, taken, args.overwrite)
-                    if args.compare:  # the comparison picture is an output like the other
-                        check_job(Job(item.source, compare_path(item.target)), input_paths,
-                                  taken, args.overwrite)
-                    picture = read_image(item.source)
-                    reference = (read_reference(item, picture, clean)
-                                 if args.compare and clean is not None else None)
-                    with tqdm(desc=item.source.name, unit="tile", leave=False) as tiles_bar:
-                        result = tiled.denoise(picture.rgb, tiles_bar.update)
-                    write_image(item.target, picture, result, overwrite=args.overwrite)
-                    if args.compare:
-                        write_compare(item, picture, result, reference, args)
-                    log.debug("%s -> %s", item.source, item.target)
-                except ImageError as exc:
-                    failures += 1
-                    tqdm.write(f"error: {exc}", file=sys.stderr)
-                except MemoryError:
-                    failures += 1
-                    tqdm.write(f"error: {item.source}: out of memory while denoising it; use a "
-                               "smaller --tile or --batch", file=sys.stderr)
-                images_bar.update(1)
+        # the first input is read while the network opens, each next one while the one
+        # before it is denoised (readahead.py)
+        with ReadAhead(read_image, [item.source for item in jobs]) as reader:
+            tiled = open_source(args, inputs)
+            input_paths = {os.path.realpath(p) for p in inputs}
+            taken: set[str] = set()
+            failures = 0
+            with tiled, tqdm(total=len(jobs), desc="images", unit="img") as images_bar:
+                for index, (item, clean) in enumerate(zip(jobs, references)):
+                    try:
+                        check_job(item, input_paths, taken, args.overwrite)
+                        if args.compare:  # the comparison picture is an output like the other
+                            check_job(Job(item.source, compare_path(item.target)), input_paths,
+                                      taken, args.overwrite)
+                        if index == 0:  # its tile shape compiles while it is still read
+                            for height, width in image_sizes([item.source]):
+                                tiled.prepare(height, width)
+                        denoise_one(item, reader.get(index), clean, tiled, args)
+                        log.debug("%s -> %s", item.source, item.target)
+                    except ImageError as exc:
+                        failures += 1
+                        tqdm.write(f"error: {exc}", file=sys.stderr)
+                    except MemoryError:
+                        failures += 1
+                        tqdm.write(f"error: {item.source}: out of memory while denoising it; "
+                                   "use a smaller --tile or --batch", file=sys.stderr)
+                    images_bar.update(1)
         done = len(jobs) - failures
         log.info("denoised %d of %d image(s) into %s", done, len(jobs), args.output)
         return 1 if failures else 0

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .atomic import atomic_path
+from .bands import ROWS_PER_BAND, for_each_band
 from .errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,24 @@ def _to_float(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
     return values, depth
 
 
+def _bgr_to_float_rgb(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
+    """BGR(A) integer pixels as RGB float32 on 0..255 and their bit depth: one pass in bands
+    of rows on every core, into the one float array (no converted integer copy), the same
+    values as converting, then reordering."""
+    depth = _bit_depth(array, path)
+    rgb = np.empty((*array.shape[:2], 3), np.float32)
+    scale = np.float32(255.0 / 65535.0)
+
+    def band(start: int, stop: int) -> None:
+        rows = rgb[start:stop]
+        rows[...] = array[start:stop, :, 2::-1]
+        if depth == 16:
+            rows *= scale
+
+    for_each_band(rgb.shape[0], band)
+    return rgb, depth
+
+
 def _decode(data: bytes, path: str) -> np.ndarray:
     """OpenCV's decoding of ``data`` (any bit depth and channels), or :class:`ImageError`."""
     cv2 = _cv2()
@@ -332,34 +351,35 @@ def read_image(path: str | os.PathLike) -> Picture:
     else:
         if channels == 4:
             alpha = array[:, :, 3].copy()
-        # BGR(A) -> RGB on the integer array (OpenCV's, 3x numpy's reversed-view copy at
-        # 12 MP), so that only one float array is ever allocated
-        _bit_depth(array, path)  # before OpenCV, which refuses other depths in its own words
-        code = _cv2().COLOR_BGR2RGB if channels == 3 else _cv2().COLOR_BGRA2RGB
-        rgb, depth = _to_float(_cv2().cvtColor(np.ascontiguousarray(array), code), path)
+        rgb, depth = _bgr_to_float_rgb(array, path)
     return Picture(rgb=rgb, bit_depth=depth, grayscale=channels <= 2, alpha=alpha, source=path)
 
 
-def to_storage(picture: Picture, rgb: np.ndarray, rows_per_chunk: int = 256) -> np.ndarray:
+def to_storage(picture: Picture, rgb: np.ndarray,
+               rows_per_chunk: int = ROWS_PER_BAND) -> np.ndarray:
     """Denoised RGB (float 0..255) as the integer array to store, in the picture's own form.
 
-    Converted in bands of rows, so no full-size float temporary is allocated.
+    Converted in bands of rows on every core (:mod:`atbsn_edge.bands`), so no full-size float
+    temporary is allocated.
     """
     height, width = rgb.shape[:2]
     dtype, top = (np.uint16, 65535.0) if picture.bit_depth == 16 else (np.uint8, 255.0)
     channels = (1 if picture.grayscale else 3) + (picture.alpha is not None)
     out = np.empty((height, width, channels), dtype=dtype)
-    for y in range(0, height, rows_per_chunk):
-        band = rgb[y:y + rows_per_chunk]
-        if not np.isfinite(band).all():
+    color = 1 if picture.grayscale else 3
+
+    def band(start: int, stop: int) -> None:
+        rows = rgb[start:stop]
+        if not np.isfinite(rows).all():
             raise ImageError(f"{picture.source or 'image'}: the network produced NaN or "
                              "infinite values; the checkpoint may be damaged")
-        band = band.mean(axis=2, keepdims=True) if picture.grayscale else band[:, :, ::-1]
-        scaled = np.rint(band * np.float32(top / 255.0))
-        color = 1 if picture.grayscale else 3
-        out[y:y + rows_per_chunk, :, :color] = np.clip(scaled, 0, top)
-    if picture.alpha is not None:
-        out[:, :, -1] = picture.alpha
+        rows = rows.mean(axis=2, keepdims=True) if picture.grayscale else rows[:, :, ::-1]
+        scaled = np.rint(rows * np.float32(top / 255.0))
+        out[start:stop, :, :color] = np.clip(scaled, 0, top)
+        if picture.alpha is not None:
+            out[start:stop, :, -1] = picture.alpha[start:stop]
+
+    for_each_band(height, band, rows_per_chunk)
     return out[:, :, 0] if channels == 1 else out
 
 
@@ -378,7 +398,12 @@ def _encode_gray_alpha(stored: np.ndarray, suffix: str, path: Path) -> bytes:
 
 
 def _encode(suffix: str, stored: np.ndarray, params: list[int], path: Path) -> bytes:
-    """OpenCV's encoding of ``stored`` as ``suffix``, or :class:`ImageError` saying why not."""
+    """``stored`` encoded as ``suffix`` (PNG on every core, :mod:`atbsn_edge.png_encoder`;
+    other formats by OpenCV), or :class:`ImageError` saying why not."""
+    if suffix == ".png" and (stored.ndim == 2 or stored.shape[2] in (1, 3, 4)):
+        from .png_encoder import encode_png
+
+        return encode_png(stored)
     cv2 = _cv2()
     try:
         ok, array = cv2.imencode(suffix, stored, params)

@@ -69,12 +69,20 @@ class TiledRuntime:
             ready=self.runtime.ready_tile_shapes())
         return replace(spec, tile_h=shape[0], tile_w=shape[1])
 
+    def prepare(self, height: int, width: int) -> TileSpec:
+        """Make the runtime ready for an image of ``height`` x ``width`` (OpenVINO compiles
+        its tile shape now, e.g. while the image is still being read) and return its tile
+        layout; :meth:`denoise` calls it."""
+        spec = self.spec_for(height, width)
+        plan = plan_tiles(height, width, spec)
+        self.runtime.set_tile_shape(plan.tile_h, plan.tile_w)
+        return spec
+
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Denoise an H x W x 3 float32 image (0..255), tiled, with as many batches in
         flight as the runtime keeps (``Runtime.run_many``), at :attr:`strength`."""
-        spec = self.spec_for(*rgb.shape[:2])
+        spec = self.prepare(*rgb.shape[:2])
         plan = plan_tiles(rgb.shape[0], rgb.shape[1], spec)
-        self.runtime.set_tile_shape(plan.tile_h, plan.tile_w)
         if self.auto_tile_area:
             log.debug("%dx%d image: %d tiles of %dx%d", rgb.shape[0], rgb.shape[1], plan.count,
                       plan.tile_h, plan.tile_w)
@@ -120,9 +128,9 @@ def add_tiling_arguments(p) -> None:
     p.add_argument("--tile", type=tile_arg, default=AUTO,
                    help="tile side, multiple of 32; 0 = whole image at once; auto (default): "
                         "per image, the tile shape that computes it in the fewest pixels, at "
-                        f"most {AUTO_TILE_AREA} pixels a tile, where the backend takes "
-                        "any shape (PyTorch, OpenVINO; docs/tiling.md), else an exported "
-                        "artifact's own tile")
+                        f"most {AUTO_TILE_AREA} pixels a tile on PyTorch and twice that on "
+                        "OpenVINO (whose tiles take less memory; docs/tiling.md), where the "
+                        "backend takes any shape, else an exported artifact's own tile")
     p.add_argument("--overlap", type=multiple_of_32,
                    help="tile overlap, multiple of 32 (default: the network's measured need, "
                         "128 for AT-BSN and students B/C, 64 for student A)")
@@ -266,7 +274,7 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
     except AtbsnError:
         runtime.close()
         raise
-    auto_area = AUTO_TILE_AREA if tile == AUTO and runtime.any_tile_shape else 0
+    auto_area = runtime.auto_tile_area if tile == AUTO and runtime.any_tile_shape else 0
     return _validated(runtime, spec, strength, str(entry), auto_area)
 
 
@@ -318,7 +326,7 @@ def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
                                                device=device)
     except ValueError as exc:
         raise AtbsnError(str(exc)) from None
-    auto_area = AUTO_TILE_AREA if tile == AUTO else 0
+    auto_area = runtime.auto_tile_area if tile == AUTO else 0
     tile = DEFAULT_TILE if tile in (None, AUTO) else tile
     if overlap is None:
         overlap = fitting_overlap(runtime.denoiser.architecture.default_overlap, tile, tile)

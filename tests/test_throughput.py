@@ -311,6 +311,29 @@ def test_a_given_tile_reshapes_the_ir_and_auto_hint_follows_the_auto_tiles(bundl
     assert auto_performance_hint(ir, [(1500, 1600)], 0, OVERLAP) == "LATENCY"  # whole images
 
 
+def test_openvino_auto_tiles_are_larger_and_the_auto_hint_uses_the_same_bound(bundles):
+    """OpenVINO's tiles take about a third of PyTorch's memory a pixel, so --tile auto gives
+    them twice the area: a 900 x 1000 image is one tile there (LATENCY: every thread on it)
+    and two at PyTorch's bound; the hint, decided before compiling, counts the same tiles."""
+    from atbsn_edge.pipeline import locate_artifact
+    from atbsn_edge.pipeline import open_tiled as open_checkpoint
+    from atbsn_edge.runtimes.openvino_runtime import OPENVINO_AUTO_TILE_AREA, auto_performance_hint
+    from atbsn_edge.tiling import AUTO_TILE_AREA
+
+    size = (900, 1000)
+    assert OPENVINO_AUTO_TILE_AREA == 2 * AUTO_TILE_AREA
+    with open_tiled(bundles[1], tile="auto") as tiled:
+        assert tiled.auto_tile_area == OPENVINO_AUTO_TILE_AREA
+        assert plan_tiles(*size, tiled.spec_for(*size)).count == 1
+        assert "at most 1 MP" in tiled.describe()
+    with open_checkpoint(bundles[1].parent / "student_c.pt", tile="auto",
+                         overlap=OVERLAP) as reference:
+        assert reference.auto_tile_area == AUTO_TILE_AREA
+        assert plan_tiles(*size, reference.spec_for(*size)).count == 2
+    ir, _ = locate_artifact(bundles[1])
+    assert auto_performance_hint(ir, [size], "auto", OVERLAP) == "LATENCY"
+
+
 _OUT_OF_ORDER = """
 import gc, os, signal, sys, time
 from atbsn_edge.cli import run_cli

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..bundle.metadata import ArtifactMetadata
 from ..errors import AtbsnError
+from ..tiling import AUTO_TILE_AREA
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ class Runtime(abc.ABC):
     backend: str = ""
     reshapable: bool = False
     """True where a static tile shape can be changed after opening (:meth:`set_tile_shape`)."""
+    auto_tile_area: int = AUTO_TILE_AREA
+    """The largest tile ``--tile auto`` gives this backend, in pixels: a bound on the memory a
+    tile in flight takes, which depends on the backend (docs/tiling.md)."""
 
     def __init__(self) -> None:
         self._closed = False

@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 HINTS = ("f32", "bf16", "f16")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
 COMPILED_SHAPES_KEPT = 3  # tile shapes an OpenVINO runtime keeps compiled besides the IR's own
+# --tile auto's largest tile: OpenVINO computes a pixel of student C in about a third of the
+# memory PyTorch takes, so 1 MP tiles, two in flight, peak where PyTorch's 0.5 MP tile does
+# (the 12 MP photo: int8 1.41 GB, fp16 1.10 GB, against the checkpoint's 1.37 GB; docs/tiling.md)
+OPENVINO_AUTO_TILE_AREA = 1024 * 1024
 _TYPE_NAMES = {"f32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16",
                "f16": "f16", "float16": "f16"}
 
@@ -123,7 +127,8 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
         ready = [tuple(own)] if None not in own and min(own) > overlap else []
 
         def tiles(height: int, width: int) -> int:  # as TiledRuntime.spec_for will tile it
-            shape = preferred_tile_shape(height, width, overlap, stride=stride, ready=ready)
+            shape = preferred_tile_shape(height, width, overlap, stride=stride, ready=ready,
+                                         max_area=OPENVINO_AUTO_TILE_AREA)
             return plan_tiles(height, width, TileSpec(*shape, overlap, stride=stride)).count
 
         several = any(tiles(h, w) > 1 for h, w in image_sizes)
@@ -163,6 +168,7 @@ class OpenVinoRuntime(Runtime):
 
     backend = "openvino"
     reshapable = True
+    auto_tile_area = OPENVINO_AUTO_TILE_AREA
 
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU",
                  performance_hint: str = "LATENCY", threads: int = 0,

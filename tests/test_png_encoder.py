@@ -1,0 +1,63 @@
+"""The parallel PNG encoder: any decoder reads back the exact pixels, the Adler-32 combination
+is zlib's, the chunks are sound, and the file is as small as OpenCV's."""
+from __future__ import annotations
+
+import io
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from atbsn_edge.imageio import check_png_chunks
+from atbsn_edge.png_encoder import adler32_combine, encode_png
+
+from conftest import textured_image
+
+
+def test_adler32_combine_equals_the_checksum_of_the_concatenation():
+    rng = np.random.default_rng(0)
+    for first_length, second_length in [(0, 0), (0, 10), (10, 0), (1, 1), (65521, 3),
+                                        (3, 65521), (70000, 140000), (12345, 99999)]:
+        a, b = rng.bytes(first_length), rng.bytes(second_length)
+        assert adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)
+    ones = b"\xff" * 200000  # the sums' largest values
+    assert adler32_combine(zlib.adler32(ones), zlib.adler32(ones), len(ones)) == \
+        zlib.adler32(ones + ones)
+
+
+@pytest.mark.parametrize("shape", [(37, 41), (37, 41, 1), (37, 41, 3), (37, 41, 4), (1, 1, 3),
+                                   (601, 9, 3)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_opencv_and_pillow_read_back_the_exact_pixels(shape, dtype, parts):
+    stored = np.random.default_rng(1).integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    encoded = encode_png(stored, parts)
+    check_png_chunks(encoded, "encoded.png")      # every chunk's CRC, IEND at the end
+    back = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, stored.reshape(back.shape))
+    with Image.open(io.BytesIO(encoded)) as image:
+        image.load()
+        if dtype == np.uint8 or stored.ndim == 2 or stored.shape[2] == 1:
+            pixels = np.asarray(image)
+            bgr = stored if stored.ndim == 2 or stored.shape[2] == 1 else \
+                stored[:, :, [2, 1, 0, 3][:stored.shape[2]]]
+            np.testing.assert_array_equal(pixels.reshape(bgr.shape), bgr)
+
+
+def test_the_file_is_as_small_as_opencvs():
+    stored = np.rint(textured_image(480, 640)[:, :, ::-1]).astype(np.uint8)
+    ours = len(encode_png(stored))
+    ok, theirs = cv2.imencode(".png", stored)
+    assert ok and ours <= 1.02 * len(theirs)
+
+
+@pytest.mark.parametrize("stored", [np.zeros((4, 5, 2), np.uint8),
+                                    np.zeros((4, 5, 3), np.float32),
+                                    np.zeros((0, 5, 3), np.uint8),
+                                    np.zeros((4, 5, 3, 1), np.uint8)])
+def test_what_it_cannot_encode_is_a_value_error(stored):
+    with pytest.raises(ValueError, match="encode_png"):
+        encode_png(stored)
