@@ -21,20 +21,36 @@ import time
 from pathlib import Path
 
 
-def configurations(bundle: str, checkpoint: str | None) -> dict[str, list[str]]:
+LARGE_TILES = "checkpoint, --tile auto at OpenVINO's tile area"
+# the denoise CLI with PyTorch's --tile auto bound raised to OpenVINO's (no flag sets it)
+_DENOISE_AT_OPENVINO_AREA = (
+    "import sys; from atbsn_edge.runtimes.base import Runtime; "
+    "from atbsn_edge.runtimes.openvino_runtime import OPENVINO_AUTO_TILE_AREA; "
+    "Runtime.auto_tile_area = OPENVINO_AUTO_TILE_AREA; "
+    "from atbsn_edge.denoise import main; sys.exit(main(sys.argv[1:]))")
+
+
+def configurations(bundle: str, checkpoint: str | None,
+                   large_tiles: bool = False) -> dict[str, list[str]]:
     """Name -> denoise flags of every configuration timed."""
     source = ["--checkpoint", checkpoint] if checkpoint else []
-    return {
+    configs = {
         "bundle, --tile auto": ["--artifact", bundle],
         "bundle, --tile 512": ["--artifact", bundle, "--tile", "512"],
         "checkpoint, --tile auto": source,
         "checkpoint, --tile 512": [*source, "--tile", "512"],
     }
+    if large_tiles:
+        configs[LARGE_TILES] = source
+    return configs
 
 
-def run_once(image: Path, out: Path, flags: list[str], threads: int) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB, the pipeline's line naming its tiles) of one CLI run."""
-    command = [sys.executable, "-m", "atbsn_edge.denoise", str(image), "-o", str(out),
+def run_once(image: Path, out: Path, flags: list[str], threads: int,
+             large_tiles: bool = False) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MB, the pipeline's line naming its tiles) of one CLI run
+    (``large_tiles``: PyTorch given OpenVINO's --tile auto bound)."""
+    program = ["-c", _DENOISE_AT_OPENVINO_AREA] if large_tiles else ["-m", "atbsn_edge.denoise"]
+    command = [sys.executable, *program, str(image), "-o", str(out),
                "--overwrite", "--threads", str(threads), "-v", *flags]
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -58,10 +74,13 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint-large-tiles", action="store_true",
+                        help="also time the checkpoint with OpenVINO's larger --tile auto bound "
+                             "(what the bundle's larger tiles alone are worth)")
     args = parser.parse_args()
     from atbsn_edge.profiling.machine import cpu_info
 
-    configs = configurations(args.bundle, args.checkpoint)
+    configs = configurations(args.bundle, args.checkpoint, args.checkpoint_large_tiles)
     times: dict[str, list[float]] = {name: [] for name in configs}
     peaks: dict[str, float] = {name: 0.0 for name in configs}
     tiles: dict[str, str] = {}
@@ -77,7 +96,7 @@ def main() -> None:
         for round_index in range(args.rounds):
             for name, flags in configs.items():
                 seconds, peak, tiles[name] = run_once(image, Path(tmp) / "out.png", flags,
-                                                      args.threads)
+                                                      args.threads, name == LARGE_TILES)
                 times[name].append(seconds)
                 peaks[name] = max(peaks[name], peak)
                 print(f"round {round_index + 1}: {name}: {seconds:.2f} s", file=sys.stderr,
@@ -97,6 +116,9 @@ def main() -> None:
     for tile in ("auto", "512"):
         print(f"checkpoint / bundle at --tile {tile}: "
               f"{median[f'checkpoint, --tile {tile}'] / median[f'bundle, --tile {tile}']:.2f}x")
+    if LARGE_TILES in median:
+        print(f"{LARGE_TILES} / bundle at --tile auto: "
+              f"{median[LARGE_TILES] / median['bundle, --tile auto']:.2f}x")
     for source in ("bundle", "checkpoint"):
         print(f"{source}: --tile 512 / --tile auto: "
               f"{median[f'{source}, --tile 512'] / median[f'{source}, --tile auto']:.2f}x")
