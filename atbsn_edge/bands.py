@@ -1,14 +1,16 @@
 """Per-pixel work on large images, split into bands of rows that run on every core.
 
 numpy and OpenCV release the GIL inside each call, so the bands of a 12 MP image run in
-parallel in threads: the strength blend and the conversion to stored pixels, which took
-0.3-0.4 s on one core after the network had finished with both (docs/tiling.md). Each band
-computes exactly what the whole-image call computes on its rows: the results are the same
-to the bit.
+parallel in threads: the input's conversion to float RGB, the strength blend (the residual,
+its energy, the blend) and the conversion to stored pixels, which had taken 0.3-0.6 s on one
+core after or before the network's use of both (docs/tiling.md); the PNG encoder
+(``png_encoder.py``) compresses its parts the same way. Each band computes exactly what the
+whole-image call computes on its rows: the results are the same to the bit.
 """
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -27,16 +29,18 @@ def band_workers() -> int:
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child gets its own
+_pools_lock = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
     """This process's band threads (a pool inherited through ``fork`` has no threads)."""
     pid = os.getpid()
-    if pid not in _pools:
-        _pools.clear()
-        _pools[pid] = ThreadPoolExecutor(max_workers=band_workers(),
-                                         thread_name_prefix="atbsn-band")
-    return _pools[pid]
+    with _pools_lock:
+        if pid not in _pools:
+            _pools.clear()
+            _pools[pid] = ThreadPoolExecutor(max_workers=band_workers(),
+                                             thread_name_prefix="atbsn-band")
+        return _pools[pid]
 
 
 def map_bands(height: int, work: Callable[[int, int], T],

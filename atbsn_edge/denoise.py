@@ -24,7 +24,7 @@ from .imageio import (READ_SUFFIXES, WRITE_SUFFIXES, Picture, probe_image, read_
                       write_image)
 from .inputs import expand_inputs
 from .pipeline import TiledRuntime, add_tiling_arguments, open_tiled
-from .readahead import ReadAhead
+from .readahead import READ_AHEAD_MAX_PIXELS, ReadAhead
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,26 @@ def open_source(args: argparse.Namespace, inputs: list[Path]):
                       strength=args.strength)
 
 
+def small_enough_to_read_ahead(path: Path) -> bool:
+    """Whether an input is read while the one before it is denoised (its header says it has
+    at most READ_AHEAD_MAX_PIXELS pixels); a larger one waits for its turn, so that two huge
+    images are never in memory at once. Runs in the reading thread."""
+    try:
+        width, height = probe_image(path).upright_size
+    except ImageError:
+        return True  # read it now; its error is reported when its turn comes
+    return width * height <= READ_AHEAD_MAX_PIXELS
+
+
+def take_input(reader: ReadAhead, index: int, item: Job) -> Picture:
+    """Input ``index`` from the reader, running out of memory reported as an ImageError."""
+    try:
+        return reader.get(index)
+    except MemoryError:
+        raise ImageError(f"{item.source}: out of memory while reading it; close other "
+                         "programs or split the image") from None
+
+
 def denoise_one(item: Job, picture: Picture, clean: Path | None, tiled: TiledRuntime,
                 args: argparse.Namespace) -> None:
     """Denoise one read input and write its output (and its comparison picture)."""
@@ -285,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         check_compare_size(args)
         # the first input is read while the network opens, each next one while the one
         # before it is denoised (readahead.py)
-        with ReadAhead(read_image, [item.source for item in jobs]) as reader:
+        with ReadAhead(read_image, [item.source for item in jobs],
+                       ahead=small_enough_to_read_ahead) as reader:
             tiled = open_source(args, inputs)
             input_paths = {os.path.realpath(p) for p in inputs}
             taken: set[str] = set()
@@ -300,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                         if index == 0:  # its tile shape compiles while it is still read
                             for height, width in image_sizes([item.source]):
                                 tiled.prepare(height, width)
-                        denoise_one(item, reader.get(index), clean, tiled, args)
+                        denoise_one(item, take_input(reader, index, item), clean, tiled, args)
                         log.debug("%s -> %s", item.source, item.target)
                     except ImageError as exc:
                         failures += 1

@@ -128,9 +128,9 @@ def add_tiling_arguments(p) -> None:
     p.add_argument("--tile", type=tile_arg, default=AUTO,
                    help="tile side, multiple of 32; 0 = whole image at once; auto (default): "
                         "per image, the tile shape that computes it in the fewest pixels, at "
-                        f"most {AUTO_TILE_AREA} pixels a tile on PyTorch and twice that on "
-                        "OpenVINO (whose tiles take less memory; docs/tiling.md), where the "
-                        "backend takes any shape, else an exported artifact's own tile")
+                        f"most {AUTO_TILE_AREA} pixels a tile (twice that on OpenVINO, whose "
+                        "tiles take less memory; docs/tiling.md), where the backend takes any "
+                        "shape, else an exported artifact's own tile")
     p.add_argument("--overlap", type=multiple_of_32,
                    help="tile overlap, multiple of 32 (default: the network's measured need, "
                         "128 for AT-BSN and students B/C, 64 for student A)")

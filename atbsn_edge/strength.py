@@ -136,6 +136,8 @@ def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, 
     each). Per-pixel steps run in bands of rows on every core (:mod:`atbsn_edge.bands`)."""
     if strength == 1.0:
         return denoised
+    if in_place and denoised.dtype != np.float32:
+        raise ValueError(f"in_place blending writes into float32 arrays; got {denoised.dtype}")
     out = denoised if in_place else np.empty(denoised.shape, np.float32)
 
     def residual(start: int, stop: int) -> None:

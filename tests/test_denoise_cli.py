@@ -156,6 +156,41 @@ def test_corrupt_image_among_good_ones(tmp_path, ckpt, capsys):
     assert "a.png" not in line and "c.png" not in line
 
 
+def test_out_of_memory_while_reading_is_one_error_and_the_rest_go_on(tmp_path, ckpt, capsys,
+                                                                     monkeypatch):
+    """The inputs are read in a background thread; running out of memory there is reported
+    for its own image, in one line, and the other images are still denoised."""
+    import atbsn_edge.denoise as denoise_module
+
+    src = tmp_path / "in"
+    for name, seed in (("a.png", 1), ("b.png", 2), ("c.png", 3)):
+        save(src / name, rgb_u8(seed=seed)[:, :, ::-1])
+
+    def read_or_run_out(path):
+        if Path(path).name == "b.png":
+            raise MemoryError
+        return read_image(path)
+
+    monkeypatch.setattr(denoise_module, "read_image", read_or_run_out)
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), "--checkpoint", str(ckpt), *TILED]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    line = only_error(capsys)
+    assert "b.png" in line and "out of memory while reading it" in line
+
+
+def test_only_inputs_of_moderate_size_are_read_ahead(tmp_path, monkeypatch):
+    import atbsn_edge.denoise as denoise_module
+
+    image = save(tmp_path / "a.png", rgb_u8())
+    assert denoise_module.small_enough_to_read_ahead(image)
+    monkeypatch.setattr(denoise_module, "READ_AHEAD_MAX_PIXELS", H * W - 1)
+    assert not denoise_module.small_enough_to_read_ahead(image)
+    corrupt = tmp_path / "b.png"
+    corrupt.write_bytes(b"not an image")
+    assert denoise_module.small_enough_to_read_ahead(corrupt)  # its error comes in its turn
+
+
 @pytest.mark.parametrize("how", ["input folder", "input file"])
 def test_output_over_an_input_is_refused(tmp_path, ckpt, capsys, how):
     src = tmp_path / "in"

@@ -61,3 +61,19 @@ def test_the_file_is_as_small_as_opencvs():
 def test_what_it_cannot_encode_is_a_value_error(stored):
     with pytest.raises(ValueError, match="encode_png"):
         encode_png(stored)
+
+
+def test_memory_stays_near_the_output_size():
+    """Each part is filtered and compressed 256 rows at a time: beside the image the encoder
+    holds its compressed pieces and the joined file (about twice the output), not copies of
+    the whole image (3.8x the raw size before)."""
+    import tracemalloc
+
+    stored = np.random.default_rng(2).integers(0, 256, (2048, 1024, 3), dtype=np.uint8)
+    tracemalloc.start()
+    try:
+        encoded = encode_png(stored, parts=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(encoded) + 8 * 2**20, (peak, len(encoded))

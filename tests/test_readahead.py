@@ -75,5 +75,31 @@ def test_close_cancels_reads_not_started():
     assert reader.held_started.wait(10)     # "b" is being read
     ahead.close()
     reader.gate.set()
-    ahead._pool.shutdown(wait=True)
+    ahead.close(wait=True)                  # returns once "b" has finished
     assert reader.read == ["a", "b"]         # "c" never started
+
+
+def test_an_input_the_filter_declines_is_read_when_taken_not_ahead():
+    reader = Reader()
+    with ReadAhead(reader, ["a", "huge", "c"], ahead=lambda name: name != "huge") as ahead:
+        assert ahead.get(0) == "A"
+        assert ahead.get(1) == "HUGE"        # declined ahead, read when its turn came
+        assert ahead.get(2) == "C"
+    assert reader.read.count("huge") == 1
+
+
+def test_exit_does_not_wait_for_a_read_in_progress(tmp_path):
+    """The reading thread is a daemon: a run that stops (an error, Ctrl-C) exits at once."""
+    import subprocess
+    import sys
+    import time
+
+    script = ("import time\n"
+              "from atbsn_edge.readahead import ReadAhead\n"
+              "ahead = ReadAhead(lambda s: time.sleep(60), ['slow'])\n"
+              "time.sleep(0.2)\n"
+              "raise SystemExit(3)\n")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script], timeout=50)
+    assert done.returncode == 3
+    assert time.perf_counter() - started < 20
