@@ -24,6 +24,7 @@ _ADLER_BASE = 65521
 _SUB = 1  # PNG filter type: each byte minus the byte one pixel to its left
 _ROWS_PER_FEED = 256  # rows filtered and compressed at a time within a part
 _COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # gray, RGB, RGBA by channel count
+_MAX_CHUNK = 1 << 30  # bytes of one IDAT chunk (PNG allows up to 2^31 - 1)
 
 
 def adler32_combine(first: int, second: int, second_length: int) -> int:
@@ -47,8 +48,9 @@ def encode_png(stored: np.ndarray, parts: int | None = None) -> bytes:
     """``stored`` (H x W gray, H x W x 3 BGR or H x W x 4 BGRA, as OpenCV stores images;
     uint8 or uint16) as PNG file bytes, its rows compressed in ``parts`` threads (default: one
     per core)."""
-    channels = 1 if stored.ndim == 2 else stored.shape[2]
-    if channels not in _COLOR_TYPES or stored.dtype not in (np.uint8, np.uint16) or stored.ndim > 3:
+    channels = 1 if stored.ndim == 2 else stored.shape[-1]
+    if stored.ndim not in (2, 3) or channels not in _COLOR_TYPES or \
+            stored.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"encode_png takes uint8 or uint16 images of 1, 3 or 4 channels; got "
                          f"{stored.dtype} of shape {stored.shape}")
     height, width = stored.shape[:2]
@@ -99,9 +101,33 @@ def encode_png(stored: np.ndarray, parts: int | None = None) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
     stream = [_ZLIB_HEADER, *(piece for pieces, _, _ in results for piece in pieces),
               struct.pack(">I", adler)]
-    crc = zlib.crc32(b"IDAT")
-    for piece in stream:  # one IDAT chunk, its CRC over the pieces: the data is copied once
-        crc = zlib.crc32(piece, crc)
-    return b"".join([_SIGNATURE, _chunk(b"IHDR", header),
-                     struct.pack(">I", sum(map(len, stream))), b"IDAT", *stream,
-                     struct.pack(">I", crc), _chunk(b"IEND", b"")])
+    return b"".join([_SIGNATURE, _chunk(b"IHDR", header), *_idat_chunks(stream),
+                     _chunk(b"IEND", b"")])
+
+
+def _idat_chunks(stream: list[bytes], limit: int = _MAX_CHUNK) -> list[bytes]:
+    """The zlib stream's pieces framed as IDAT chunks of at most ``limit`` bytes each (a PNG
+    chunk holds under 2 GiB), each chunk's CRC computed over its pieces: the data is copied
+    once, by the caller's join."""
+    framed: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+
+    def close_group() -> None:
+        crc = zlib.crc32(b"IDAT")
+        for piece in group:
+            crc = zlib.crc32(piece, crc)
+        framed.extend([struct.pack(">I", size), b"IDAT", *group, struct.pack(">I", crc)])
+
+    for piece in stream:
+        while piece:
+            room = limit - size
+            if room == 0:
+                close_group()
+                group, size = [], 0
+                room = limit
+            part, piece = piece[:room], piece[room:]
+            group.append(part)
+            size += len(part)
+    close_group()
+    return framed

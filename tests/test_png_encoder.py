@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from atbsn_edge.imageio import check_png_chunks
+from atbsn_edge import png_encoder
 from atbsn_edge.png_encoder import adler32_combine, encode_png
 
 from conftest import textured_image
@@ -57,7 +58,8 @@ def test_the_file_is_as_small_as_opencvs():
 @pytest.mark.parametrize("stored", [np.zeros((4, 5, 2), np.uint8),
                                     np.zeros((4, 5, 3), np.float32),
                                     np.zeros((0, 5, 3), np.uint8),
-                                    np.zeros((4, 5, 3, 1), np.uint8)])
+                                    np.zeros((4, 5, 3, 1), np.uint8),
+                                    np.zeros((5,), np.uint8)])
 def test_what_it_cannot_encode_is_a_value_error(stored):
     with pytest.raises(ValueError, match="encode_png"):
         encode_png(stored)
@@ -77,3 +79,18 @@ def test_memory_stays_near_the_output_size():
     finally:
         tracemalloc.stop()
     assert peak < 2 * len(encoded) + 8 * 2**20, (peak, len(encoded))
+
+
+def test_a_stream_over_the_chunk_limit_is_split_into_idat_chunks(monkeypatch):
+    """A PNG chunk holds under 2 GiB; the stream is framed into chunks of at most the limit
+    (here 1000 bytes, so that a small image shows it), which decoders join."""
+    monkeypatch.setattr(png_encoder, "_MAX_CHUNK", 1000)
+    monkeypatch.setattr(png_encoder._idat_chunks, "__defaults__", (1000,))
+    stored = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    encoded = encode_png(stored, parts=2)
+    assert encoded.count(b"IDAT") > 5
+    check_png_chunks(encoded, "split.png")
+    back = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(back, stored)
+    with Image.open(io.BytesIO(encoded)) as image:
+        np.testing.assert_array_equal(np.asarray(image), stored[:, :, ::-1])
