@@ -318,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
                         if args.compare:  # the comparison picture is an output like the other
                             check_job(Job(item.source, compare_path(item.target)), input_paths,
                                       taken, args.overwrite)
-                        if index == 0:  # its tile shape compiles while it is still read
+                        # a recompiling runtime compiles the first tile shape while it is
+                        # still read (others have nothing to prepare: no header read for them)
+                        if index == 0 and tiled.runtime.reshapable:
                             for height, width in image_sizes([item.source]):
                                 tiled.prepare(height, width)
                         denoise_one(item, take_input(reader, index, item), clean, tiled, args)

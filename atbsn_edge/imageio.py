@@ -273,26 +273,18 @@ def _bit_depth(array: np.ndarray, path: str) -> int:
                      "integer image")
 
 
-def _to_float(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
-    """Integer pixels as float32 on 0..255 (one allocation) and their bit depth."""
+def _to_float_rgb(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
+    """Gray (H x W) or BGR(A) integer pixels as RGB float32 on 0..255 and their bit depth: one
+    pass in bands of rows on every core into the one float array (gray broadcast to the three
+    channels; no converted integer copy), the same values as converting, then reordering."""
     depth = _bit_depth(array, path)
-    values = array.astype(np.float32)
-    if depth == 16:
-        values *= np.float32(255.0 / 65535.0)
-    return values, depth
-
-
-def _bgr_to_float_rgb(array: np.ndarray, path: str) -> tuple[np.ndarray, int]:
-    """BGR(A) integer pixels as RGB float32 on 0..255 and their bit depth: one pass in bands
-    of rows on every core, into the one float array (no converted integer copy), the same
-    values as converting, then reordering."""
-    depth = _bit_depth(array, path)
+    source = array[:, :, None] if array.ndim == 2 else array[:, :, 2::-1]
     rgb = np.empty((*array.shape[:2], 3), np.float32)
     scale = np.float32(255.0 / 65535.0)
 
     def band(start: int, stop: int) -> None:
         rows = rgb[start:stop]
-        rows[...] = array[start:stop, :, 2::-1]
+        rows[...] = source[start:stop]
         if depth == 16:
             rows *= scale
 
@@ -346,12 +338,11 @@ def read_image(path: str | os.PathLike) -> Picture:
         gray = array if channels == 1 else array[:, :, 0]
         if channels == 2:
             alpha = array[:, :, 1].copy()
-        values, depth = _to_float(gray, path)
-        rgb = np.repeat(values[:, :, None], 3, axis=2)
+        rgb, depth = _to_float_rgb(gray, path)
     else:
         if channels == 4:
             alpha = array[:, :, 3].copy()
-        rgb, depth = _bgr_to_float_rgb(array, path)
+        rgb, depth = _to_float_rgb(array, path)
     return Picture(rgb=rgb, bit_depth=depth, grayscale=channels <= 2, alpha=alpha, source=path)
 
 

@@ -128,21 +128,26 @@ def test_a_non_finite_value_in_a_late_band_is_refused():
         to_storage(Picture(rgb=rgb, source="late.png"), rgb)
 
 
-@pytest.mark.parametrize("channels, dtype", [(3, np.uint8), (4, np.uint8), (3, np.uint16),
-                                             (4, np.uint16)])
+@pytest.mark.parametrize("channels, dtype", [(1, np.uint8), (3, np.uint8), (4, np.uint8),
+                                             (1, np.uint16), (3, np.uint16), (4, np.uint16)])
 def test_read_image_converts_in_bands_like_opencv_then_numpy(tmp_path, channels, dtype):
-    """read_image's one-pass banded BGR(A) -> RGB float equals OpenCV's colour conversion
-    followed by numpy's float conversion (and the 16-bit scaling), to the bit."""
+    """read_image's one-pass banded gray or BGR(A) -> RGB float equals OpenCV's colour
+    conversion (gray: numpy's repetition) followed by numpy's float conversion (and the
+    16-bit scaling), to the bit."""
     import cv2
 
     from atbsn_edge.imageio import read_image
 
     top = np.iinfo(dtype).max
-    stored = np.random.default_rng(6).integers(0, top + 1, (600, 70, channels), dtype=dtype)
+    shape = (600, 70) if channels == 1 else (600, 70, channels)
+    stored = np.random.default_rng(6).integers(0, top + 1, shape, dtype=dtype)
     path = tmp_path / "bands.png"
     assert cv2.imwrite(str(path), stored)
-    code = cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGB
-    expected = cv2.cvtColor(stored, code).astype(np.float32)
+    if channels == 1:
+        expected = np.repeat(stored.astype(np.float32)[:, :, None], 3, axis=2)
+    else:
+        code = cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGB
+        expected = cv2.cvtColor(stored, code).astype(np.float32)
     if dtype == np.uint16:
         expected *= np.float32(255.0 / 65535.0)
     picture = read_image(path)
