@@ -29,6 +29,7 @@ from ..models.upsample_fusion import fold_taps
 from .fake_quant import (QMAX, QMIN, ActivationQuantizer, exporting, fake_quantize_weight,
                          pairs_may_saturate, round_ste, split_weight_levels, weight_levels,
                          weight_steps)
+from .output_phases import phase_conv2d, phase_steps, phase_weights, shuffle_phases, takes_phases
 from .sums import check_sums, sums_of
 
 RANGES_FORMAT = "int8-symmetric-per-tensor-activations-v2"
@@ -44,16 +45,25 @@ def _constant(tensor: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(tensor.detach().cpu().numpy().copy())
 
 
-def exported_weights(weight: torch.Tensor, axis: int, levels: int) -> list[torch.Tensor]:
+def exported_weights(weight: torch.Tensor, axis: int, levels: int, *,
+                     phases: bool = False) -> list[torch.Tensor]:
     """What the export writes for ``weight`` (output channels along ``axis``): its per-channel
     fake quantization to ``levels``, as one tensor, or as two whose integers add up to it
     when 8-bit pairs could saturate a CPU without VNNI (:func:`pairs_may_saturate`): two
-    convolutions of the same input then compute the same integers on every CPU."""
+    convolutions of the same input then compute the same integers on every CPU. With
+    ``phases`` (a convolution, ``axis`` 0), each in the stride-2 form of its four output
+    phases (``output_phases.py``): the same integers, four times the channels."""
     steps = weight_steps(weight, axis, levels)
     shape = [1] * weight.dim()
     shape[axis] = -1
     q = torch.clamp(torch.round(weight.detach() / steps.reshape(shape)), -levels, levels)
     parts = split_weight_levels(q) if pairs_may_saturate(q, 1 - axis) else (q,)
+    if phases:
+        if axis != 0:
+            raise ValueError("only a convolution's weight (output channels on axis 0) takes "
+                             f"the phase form; got axis {axis}")
+        parts = tuple(phase_weights(part) for part in parts)
+        steps = phase_steps(steps)
     zeros = torch.zeros_like(steps, dtype=torch.int32)
     return [torch.fake_quantize_per_channel_affine(_constant(part * steps.reshape(shape)),
                                                    _constant(steps), zeros, axis, QMIN, QMAX)
@@ -111,6 +121,10 @@ def _conv(conv: nn.Conv2d, quantize: ActivationQuantizer, x: torch.Tensor,
     if quantize.offset:
         return _offset_conv(conv, quantize, x, weight, levels, padding)
     if exporting():
+        if _takes_phases(conv, x, padding):
+            weights = exported_weights(weight, 0, levels, phases=True)
+            bias = None if conv.bias is None else _constant(phase_steps(conv.bias.detach()))
+            return shuffle_phases(phase_conv2d(quantize(x), weights, bias, padding))
         return _sum_of_convs(F.conv2d, quantize(x), exported_weights(weight, 0, levels),
                              conv.bias, padding=padding)
     return F.conv2d(quantize(x), fake_quantize_weight(weight, 0, levels), conv.bias,
@@ -130,22 +144,39 @@ def _offset_conv(conv: nn.Conv2d, quantize: ActivationQuantizer, x: torch.Tensor
     if not exporting():
         return F.conv2d(quantize(x) + offset, fake_quantize_weight(weight, 0, levels), conv.bias,
                         padding=padding)
-    weights = exported_weights(weight, 0, levels)
-    total = sum(w.detach() for w in weights)
+    total = sum(w.detach() for w in exported_weights(weight, 0, levels))
     bias = offset * total.sum(dim=(1, 2, 3))
     if conv.bias is not None:
         bias = bias + conv.bias.detach()
-    out = _sum_of_convs(F.conv2d, quantize(x), weights, _constant(bias), padding=padding)
+    border_weight = offset * total.sum(dim=1, keepdim=True)
+    phases = _takes_phases(conv, x, padding)
+    if phases:
+        out = phase_conv2d(quantize(x), exported_weights(weight, 0, levels, phases=True),
+                           _constant(phase_steps(bias)), padding)
+    else:
+        out = _sum_of_convs(F.conv2d, quantize(x), exported_weights(weight, 0, levels),
+                            _constant(bias), padding=padding)
     pad = (padding, padding) if isinstance(padding, int) else tuple(padding)
-    if not any(pad):
-        return out
-    image = _NETWORK_INPUT.get()
-    if image is None or image.shape[-2:] != x.shape[-2:]:
-        raise ValueError("an offset point must read a map of the network input's size; "
-                         f"got {tuple(x.shape[-2:])} against "
-                         f"{None if image is None else tuple(image.shape[-2:])}")
-    outside = F.pad(image[:, :1] * 0.0, (pad[1], pad[1], pad[0], pad[0]), value=1.0)
-    return out - F.conv2d(outside, _constant(offset * total.sum(dim=1, keepdim=True)))
+    if any(pad):
+        image = _NETWORK_INPUT.get()
+        if image is None or image.shape[-2:] != x.shape[-2:]:
+            raise ValueError("an offset point must read a map of the network input's size; "
+                             f"got {tuple(x.shape[-2:])} against "
+                             f"{None if image is None else tuple(image.shape[-2:])}")
+        outside = F.pad(image[:, :1] * 0.0, (pad[1], pad[1], pad[0], pad[0]), value=1.0)
+        if phases:
+            out = out - F.conv2d(outside, _constant(phase_weights(border_weight)), stride=2)
+        else:
+            out = out - F.conv2d(outside, _constant(border_weight))
+    return shuffle_phases(out) if phases else out
+
+
+def _takes_phases(conv: nn.Conv2d, x: torch.Tensor, padding) -> bool:
+    """Whether the export writes ``conv`` of ``x`` (zero ``padding``) in the form of its
+    output phases (``output_phases.py``)."""
+    pad = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    size = tuple(int(x.shape[-2 + i]) + 2 * pad[i] - conv.kernel_size[i] + 1 for i in range(2))
+    return takes_phases(conv, size)
 
 
 class QuantizedConv(nn.Module):
