@@ -18,6 +18,7 @@ random 0..255 tile, with the CPU named.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -40,10 +41,7 @@ def export_forms(checkpoint: Path, folder: Path, tile: int) -> dict[str, Path]:
     for form in FORMS:
         onnx_path = folder / f"{form}.onnx"
         metadata = artifact_metadata(denoiser, None, "int8")
-        if form == "plain":
-            with plain_thin_convolutions():
-                meta = torch_qat_to_int8_onnx(denoiser, onnx_path, tile=tile, metadata=metadata)
-        else:
+        with plain_thin_convolutions() if form == "plain" else contextlib.nullcontext():
             meta = torch_qat_to_int8_onnx(denoiser, onnx_path, tile=tile, metadata=metadata)
         xmls[form] = folder / f"{form}.xml"
         onnx_to_openvino(onnx_path, xmls[form], compress_to_fp16=False, metadata=meta)

@@ -9,7 +9,9 @@ float, every layer in int8: the graph ONNX Runtime runs, OpenVINO reads as FakeQ
 TensorRT's explicit quantization takes. No calibration: the ranges are the learned ones.
 Weights have the widths the checkpoint records (7 or 8 bits per weight); an 8-bit weight whose
 pairs could saturate a CPU without VNNI is written as two convolutions of the same input whose
-weights add up to it (``quantization/qat_network.py: exported_weights``).
+weights add up to it (``quantization/qat_network.py: exported_weights``). A convolution with at
+most 4 outputs (the output layer) is written as a stride-2 convolution over its four output
+phases and one ``DepthToSpace`` (``quantization/output_phases.py``): the same integers.
 """
 from __future__ import annotations
 
@@ -153,8 +155,9 @@ def unquantized_convolution_inputs(graph: Any) -> dict[str, Any]:
     """The convolutions of ``graph`` (``count``) and those of their data or weight inputs that
     no ``DequantizeLinear`` produces (``unquantized``; identical Q/DQ pairs may be shared after
     simplification). The float convolutions that add an offset point's constant back on the
-    border (their data a ``Pad`` of a map of zeros, ``qat_network._offset_conv``: one output
-    channel per colour over one input channel) are counted apart, as ``offset_terms``."""
+    border (their data a ``Pad`` of a map of zeros, ``qat_network._offset_conv``: one input
+    channel, one output channel per colour, or four in the form of output phases) are counted
+    apart, as ``offset_terms``."""
     from onnx import numpy_helper
 
     producers = {out: node for node in graph.node for out in node.output}

@@ -25,6 +25,7 @@ from torch import nn
 #: still fit one block of 16
 MAX_OUT_CHANNELS = 4
 PHASES = 4  # a 2 x 2 pixel shuffle
+STRIDE = 2  # of the phase convolution
 _PLAIN: contextvars.ContextVar[bool] = contextvars.ContextVar("plain_thin_convs", default=False)
 
 
@@ -66,16 +67,8 @@ def phase_steps(steps: torch.Tensor) -> torch.Tensor:
     return steps.repeat_interleave(PHASES)
 
 
-def phase_conv2d(x: torch.Tensor, weights: list[torch.Tensor], bias: torch.Tensor | None,
-                 padding) -> torch.Tensor:
-    """The four phases of ``sum_i conv2d(x, weights[i])`` with ``padding``, weights and bias
-    already in phase form (:func:`phase_weights`, :func:`phase_steps`), before the shuffle."""
-    out = F.conv2d(x, weights[0], bias, stride=2, padding=padding)
-    for weight in weights[1:]:
-        out = out + F.conv2d(x, weight, None, stride=2, padding=padding)
-    return out
-
-
 def shuffle_phases(phases: torch.Tensor) -> torch.Tensor:
-    """The full-resolution map of :func:`phase_conv2d`'s output."""
+    """The full-resolution map of the phase convolution's output (a convolution of stride
+    ``STRIDE`` with :func:`phase_weights`, the original's padding and :func:`phase_steps` of
+    its bias)."""
     return F.pixel_shuffle(phases, 2)

@@ -9,7 +9,9 @@ plus a convolution of the skip) from the stage's own 3x3 weights, each of the tw
 two weights quantized on its own, their sum in float (or the transposed convolution's output
 quantized first, ``sums.SUMS``). Max pooling commutes with a
 per-tensor quantization and is left as it is. The input image is quantized exactly (an 8-bit
-image's 256 levels, :func:`_image_conv`), wherever a convolution reads it. Every quantized point is named by its module
+image's 256 levels, :func:`_image_conv`), wherever a convolution reads it. The export writes a
+thin convolution (at most 4 outputs, the output layer) in the form of its four output phases
+(``output_phases.py``: the same integers). Every quantized point is named by its module
 path (``unet.dec1.conv1.skip``); :meth:`QuantizationAware.ranges` lists the learned steps,
 which a checkpoint carries (``metadata["int8_ranges"]``) and :func:`quantization_aware` takes
 back.
@@ -29,7 +31,7 @@ from ..models.upsample_fusion import fold_taps
 from .fake_quant import (QMAX, QMIN, ActivationQuantizer, exporting, fake_quantize_weight,
                          pairs_may_saturate, round_ste, split_weight_levels, weight_levels,
                          weight_steps)
-from .output_phases import phase_conv2d, phase_steps, phase_weights, shuffle_phases, takes_phases
+from .output_phases import STRIDE, phase_steps, phase_weights, shuffle_phases, takes_phases
 from .sums import check_sums, sums_of
 
 RANGES_FORMAT = "int8-symmetric-per-tensor-activations-v2"
@@ -124,7 +126,8 @@ def _conv(conv: nn.Conv2d, quantize: ActivationQuantizer, x: torch.Tensor,
         if _takes_phases(conv, x, padding):
             weights = exported_weights(weight, 0, levels, phases=True)
             bias = None if conv.bias is None else _constant(phase_steps(conv.bias.detach()))
-            return shuffle_phases(phase_conv2d(quantize(x), weights, bias, padding))
+            return shuffle_phases(_sum_of_convs(F.conv2d, quantize(x), weights, bias,
+                                                stride=STRIDE, padding=padding))
         return _sum_of_convs(F.conv2d, quantize(x), exported_weights(weight, 0, levels),
                              conv.bias, padding=padding)
     return F.conv2d(quantize(x), fake_quantize_weight(weight, 0, levels), conv.bias,
@@ -132,31 +135,35 @@ def _conv(conv: nn.Conv2d, quantize: ActivationQuantizer, x: torch.Tensor,
 
 
 def _offset_conv(conv: nn.Conv2d, quantize: ActivationQuantizer, x: torch.Tensor,
-                 weight: torch.Tensor, levels: int, padding) -> torch.Tensor:
+                 weight: torch.Tensor, levels: int, padding: int | tuple[int, int]
+                 ) -> torch.Tensor:
     """``conv(x)`` where ``quantize`` quantizes ``x - c`` (``c`` its offset): the simulation
     convolves ``q(x - c) + c``; the export convolves ``q(x - c)`` (a DequantizeLinear feeding
     the Conv, as TensorRT fuses it) and adds ``c * conv(1)`` back exactly: ``c x`` the sum of
     each filter in the bias, less, on the border, the taps that fall on the zero padding
     (``c x`` the filters summed over input channels, convolved with a map that is 1 in the
     padding and 0 inside: exactly 0 inside whatever the float type). That map is built from
-    the network's input, of the same size (the output convolution is at full resolution)."""
+    the network's input, of the same size (the output convolution is at full resolution).
+    A thin convolution (:func:`_takes_phases`) and its border term are both written in the
+    form of their output phases, the sum of the two shuffled once."""
     offset = quantize.offset
     if not exporting():
         return F.conv2d(quantize(x) + offset, fake_quantize_weight(weight, 0, levels), conv.bias,
                         padding=padding)
-    total = sum(w.detach() for w in exported_weights(weight, 0, levels))
+    phases = _takes_phases(conv, x, padding)
+    weights = exported_weights(weight, 0, levels)
+    total = sum(w.detach() for w in weights)
     bias = offset * total.sum(dim=(1, 2, 3))
     if conv.bias is not None:
         bias = bias + conv.bias.detach()
     border_weight = offset * total.sum(dim=1, keepdim=True)
-    phases = _takes_phases(conv, x, padding)
+    stride = 1
     if phases:
-        out = phase_conv2d(quantize(x), exported_weights(weight, 0, levels, phases=True),
-                           _constant(phase_steps(bias)), padding)
-    else:
-        out = _sum_of_convs(F.conv2d, quantize(x), exported_weights(weight, 0, levels),
-                            _constant(bias), padding=padding)
-    pad = (padding, padding) if isinstance(padding, int) else tuple(padding)
+        weights = exported_weights(weight, 0, levels, phases=True)
+        bias, border_weight, stride = phase_steps(bias), phase_weights(border_weight), STRIDE
+    out = _sum_of_convs(F.conv2d, quantize(x), weights, _constant(bias), stride=stride,
+                        padding=padding)
+    pad = _pair(padding)
     if any(pad):
         image = _NETWORK_INPUT.get()
         if image is None or image.shape[-2:] != x.shape[-2:]:
@@ -164,17 +171,18 @@ def _offset_conv(conv: nn.Conv2d, quantize: ActivationQuantizer, x: torch.Tensor
                              f"got {tuple(x.shape[-2:])} against "
                              f"{None if image is None else tuple(image.shape[-2:])}")
         outside = F.pad(image[:, :1] * 0.0, (pad[1], pad[1], pad[0], pad[0]), value=1.0)
-        if phases:
-            out = out - F.conv2d(outside, _constant(phase_weights(border_weight)), stride=2)
-        else:
-            out = out - F.conv2d(outside, _constant(border_weight))
+        out = out - F.conv2d(outside, _constant(border_weight), stride=stride)
     return shuffle_phases(out) if phases else out
 
 
-def _takes_phases(conv: nn.Conv2d, x: torch.Tensor, padding) -> bool:
+def _pair(padding: int | tuple[int, int]) -> tuple[int, int]:
+    return (padding, padding) if isinstance(padding, int) else tuple(padding)
+
+
+def _takes_phases(conv: nn.Conv2d, x: torch.Tensor, padding: int | tuple[int, int]) -> bool:
     """Whether the export writes ``conv`` of ``x`` (zero ``padding``) in the form of its
     output phases (``output_phases.py``)."""
-    pad = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    pad = _pair(padding)
     size = tuple(int(x.shape[-2 + i]) + 2 * pad[i] - conv.kernel_size[i] + 1 for i in range(2))
     return takes_phases(conv, size)
 
