@@ -263,11 +263,8 @@ def small_enough_to_read_ahead(path: Path) -> bool:
     """Whether an input is read while the one before it is denoised (its header says it has
     at most READ_AHEAD_MAX_PIXELS pixels); a larger one waits for its turn, so that two huge
     images are never in memory at once. Runs in the reading thread."""
-    try:
-        width, height = probe_image(path).upright_size
-    except ImageError:
-        return True  # read it now; its error is reported when its turn comes
-    return width * height <= READ_AHEAD_MAX_PIXELS
+    # an unreadable header (no size) is read now; its error is reported when its turn comes
+    return all(height * width <= READ_AHEAD_MAX_PIXELS for height, width in image_sizes([path]))
 
 
 def take_input(reader: ReadAhead, index: int, item: Job) -> Picture:

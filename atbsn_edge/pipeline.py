@@ -23,8 +23,8 @@ import numpy as np
 from .errors import AtbsnError
 from .runtimes.base import Runtime
 from .strength import Strength, blend_with_input, describe_strength, model_strength, strength_arg
-from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, TileSpec, denoise_tiled_many, overlap_for_tile,
-                     plan_tiles, preferred_tile_shape)
+from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, TilePlan, TileSpec, denoise_tiled_many,
+                     overlap_for_tile, plan_tiles, preferred_tile_shape)
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +69,19 @@ class TiledRuntime:
             ready=self.runtime.ready_tile_shapes())
         return replace(spec, tile_h=shape[0], tile_w=shape[1])
 
-    def prepare(self, height: int, width: int) -> TileSpec:
+    def prepare(self, height: int, width: int) -> tuple[TileSpec, TilePlan]:
         """Make the runtime ready for an image of ``height`` x ``width`` (OpenVINO compiles
         its tile shape now, e.g. while the image is still being read) and return its tile
-        layout; :meth:`denoise` calls it."""
+        layout and plan; :meth:`denoise` calls it."""
         spec = self.spec_for(height, width)
         plan = plan_tiles(height, width, spec)
         self.runtime.set_tile_shape(plan.tile_h, plan.tile_w)
-        return spec
+        return spec, plan
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Denoise an H x W x 3 float32 image (0..255), tiled, with as many batches in
         flight as the runtime keeps (``Runtime.run_many``), at :attr:`strength`."""
-        spec = self.prepare(*rgb.shape[:2])
-        plan = plan_tiles(rgb.shape[0], rgb.shape[1], spec)
+        spec, plan = self.prepare(*rgb.shape[:2])
         if self.auto_tile_area:
             log.debug("%dx%d image: %d tiles of %dx%d", rgb.shape[0], rgb.shape[1], plan.count,
                       plan.tile_h, plan.tile_w)
