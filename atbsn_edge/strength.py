@@ -8,20 +8,25 @@ A number ``s`` blends globally, ``input + s * (output - input)``: 1 is the netwo
 energy than the image's noise level, its output is kept; where it removed more (texture the
 network took for noise), the gain falls as ``noise level / removed energy``::
 
-    level = the QUANTILE of the BLOCK x BLOCK means of |r|^2 (mean over channels)
+    level = FACTOR x the QUANTILE of the BLOCK x BLOCK means of |r|^2 (mean over channels),
+            over the blocks with no clipped input pixel (all blocks if under a tenth qualify)
     gain  = min(1, level / (WINDOW x WINDOW box mean of |r|^2))
     out   = input + gain * r
 
 If ``r`` were the noise plus lost detail ``d`` uncorrelated with it, the MSE-optimal gain
 is ``sigma^2 / (sigma^2 + |d|^2)``: the formula above with the level as the noise variance.
-The three constants were chosen on Nam pairs 01-04 only (``benchmarks/strength_blend.py``).
+The level comes from the quietest blocks (a low quantile, scaled up) because on an image that is
+texture everywhere every block's residual holds lost detail, and a high quantile reads that as
+noise (docs/quality.md). Clipped blocks (black or white in the input) hold no noise to remove;
+left in, they would pull a low quantile to 0 and turn the blend off. The constants were chosen
+on the 12 Nam pairs (``benchmarks/strength_blend.py --auto-grid``).
 
 Everything here is numpy and OpenCV: it runs on a device without PyTorch, after tiling, the
 same on every backend.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
@@ -32,10 +37,13 @@ STRENGTH_KEY = "strength"        # a model's recommended strength, in its metada
 STRENGTH_RANGE = (0.0, 2.0)
 AUTO = "auto"
 
-# The auto gain, chosen on Nam pairs 01-04 (benchmarks/strength_blend.py --auto-grid)
+# The auto gain, chosen on the 12 Nam pairs (benchmarks/strength_blend.py --auto-grid)
 AUTO_BLOCK = 8                   # block side of the noise-level estimate
-AUTO_QUANTILE = 0.8              # the level: this quantile of the blocks' residual energy
+AUTO_QUANTILE = 0.1              # the level: FACTOR x this quantile of the blocks' residual energy
+AUTO_FACTOR = 5.0
 AUTO_WINDOW = 11                 # window side of the local residual energy
+UNCLIPPED = (2.5, 252.5)         # unclipped input values (0..255): <= 2 and >= 253 count as clipped
+MIN_UNCLIPPED_SHARE = 0.1        # fewer unclipped blocks than this: the level uses all blocks
 
 Strength = Union[float, str]     # a number in STRENGTH_RANGE, or AUTO
 
@@ -110,18 +118,43 @@ def _residual_energy(residual: np.ndarray) -> np.ndarray:
     return energy
 
 
-def auto_gain(residual: np.ndarray, *, block: int = AUTO_BLOCK, quantile: float = AUTO_QUANTILE,
+def _block_view(plane: np.ndarray, block: int) -> np.ndarray:
+    """``plane`` cropped to whole blocks, as (rows, block, columns, block)."""
+    h, w = plane.shape
+    return plane[:h - h % block, :w - w % block].reshape(h // block, block, w // block, block)
+
+
+def _unclipped_blocks(image: np.ndarray, block: int) -> np.ndarray:
+    """Boolean (rows, columns) of the whole BLOCK x BLOCK blocks of an H x W x C image on
+    0..255 in which every pixel of every channel lies in :data:`UNCLIPPED` (inclusive)."""
+    import cv2
+
+    h, w = image.shape[0] - image.shape[0] % block, image.shape[1] - image.shape[1] % block
+    channels = image.shape[2]
+    low, high = UNCLIPPED
+    inside = cv2.inRange(image, (low,) * channels, (high,) * channels)[:h, :w]   # 255 or 0
+    # each block's mean (INTER_AREA at a whole-number scale): 255 only where all 255
+    means = cv2.resize(inside, (w // block, h // block), interpolation=cv2.INTER_AREA)
+    return means == 255
+
+
+def auto_gain(residual: np.ndarray, image: Optional[np.ndarray] = None, *, block: int = AUTO_BLOCK,
+              quantile: float = AUTO_QUANTILE, factor: float = AUTO_FACTOR,
               window: int = AUTO_WINDOW) -> np.ndarray:
     """H x W float32 gain in 0..1 of the ``auto`` strength for an H x W x C residual
-    ``output - input`` (module docstring; the keywords are for the benchmark's grid)."""
+    ``output - input``; ``image``, the input (0..255), lets the level skip clipped blocks
+    (module docstring; the keywords are for the benchmark's grid)."""
     import cv2
 
     energy = _residual_energy(residual)
     h, w = energy.shape
     block = max(1, min(block, h, w))
-    cropped = energy[:h - h % block, :w - w % block]
-    blocks = cropped.reshape(h // block, block, w // block, block).mean(axis=(1, 3))
-    level = np.float32(np.quantile(blocks, quantile))
+    blocks = _block_view(energy, block).mean(axis=(1, 3))
+    if image is not None:
+        unclipped = _unclipped_blocks(image, block)
+        if unclipped.mean() >= MIN_UNCLIPPED_SHARE:
+            blocks = blocks[unclipped]
+    level = np.float32(factor * np.quantile(blocks, quantile))
     local = cv2.blur(energy, (window, window), borderType=cv2.BORDER_REPLICATE)
     np.maximum(local, np.float32(1e-6), out=local)
     np.divide(level, local, out=local)
@@ -145,7 +178,7 @@ def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, 
                     out=out[start:stop])
 
     for_each_band(out.shape[0], residual)
-    gain = auto_gain(out)[:, :, None] if strength == AUTO else np.float32(strength)
+    gain = auto_gain(out, rgb)[:, :, None] if strength == AUTO else np.float32(strength)
 
     def blend(start: int, stop: int) -> None:
         rows = out[start:stop]

@@ -8,9 +8,11 @@ the noisy input at each ``s``, and the best ``s`` per image (an oracle: how much
 strength could give at most). ``--select`` names the Nam pairs a single strength is chosen on
 (default 01-04, the pairs that already chose the AT-BSN's default hole); that strength's row
 is then scored on every pair. The last rows score ``auto`` (a per-pixel gain from the residual,
-``atbsn_edge/strength.py``), whose quantile and window were chosen on the same Nam pairs:
-``--auto-grid`` prints that choice (mean PSNR of every quantile x window on the ``--select``
-pairs, and on every set). The PolyU pairs are licensed for non-commercial use: only read.
+``atbsn_edge/strength.py``), whose window, quantile and factor were chosen on the 12 Nam pairs:
+``--auto-grid`` prints that choice (the best mean PSNR on the ``--auto-select`` pairs, default
+all 12 Nam pairs, of every window x quantile x factor, and those combinations on every set,
+with the pairs below the noisy input and the worst change). The PolyU pairs are licensed for
+non-commercial use: only read, and never used to choose a constant.
 
     .venv/bin/python benchmarks/strength_blend.py --threads 2 --auto-grid
 """
@@ -52,7 +54,12 @@ def main() -> None:
     parser.add_argument("--select", default="01,02,03,04",
                         help="Nam pairs (file name prefixes) the single strength is chosen on")
     parser.add_argument("--auto-grid", action="store_true",
-                        help="also score auto's quantile x window grid (the choice of its constants)")
+                        help="also score auto's window x quantile x factor grid (the choice of its "
+                             "constants)")
+    parser.add_argument("--auto-select", default="01,02,03,04,05,06,07,08,09,10,11,12",
+                        help="Nam pairs (file name prefixes) auto's constants are chosen on")
+    parser.add_argument("--auto-top", type=int, default=15,
+                        help="rows of the grid to print, best on --auto-select first")
     args = parser.parse_args()
 
     import torch
@@ -64,7 +71,7 @@ def main() -> None:
     from atbsn_edge.metrics import psnr, ssim
     from atbsn_edge.models.checkpoint import load_checkpoint
     from atbsn_edge.profiling.machine import describe_cpu
-    from atbsn_edge.strength import AUTO_QUANTILE, AUTO_WINDOW, auto_gain
+    from atbsn_edge.strength import AUTO_FACTOR, AUTO_QUANTILE, AUTO_WINDOW, auto_gain
 
     torch.set_num_threads(args.threads)
     strengths = [float(s) for s in args.strengths.split(",")]
@@ -118,34 +125,49 @@ def main() -> None:
     print("| best s per image (oracle, uses clean) | " + " | ".join(cells) + " |")
     cells = []
     for rows in results.values():
-        outs = [(n + auto_gain(d)[:, :, None] * d, n, c) for n, d, c in (r["images"] for r in rows)]
+        outs = [(n + auto_gain(d, n)[:, :, None] * d, n, c) for n, d, c in (r["images"] for r in rows)]
         scores = [(psnr(o, c), ssim(o, c), psnr(n, c)) for o, n, c in outs]
         cells.append(f"{np.mean([p for p, _, _ in scores]):.3f} dB, "
                      f"{np.mean([q for _, q, _ in scores]):.4f}, "
                      f"{sum(p < p0 for p, _, p0 in scores)} of {len(rows)}")
-    print(f"| auto (quantile {AUTO_QUANTILE:g}, window {AUTO_WINDOW}, chosen on Nam {args.select}) | "
+    print(f"| auto (window {AUTO_WINDOW}, quantile {AUTO_QUANTILE:g}, factor {AUTO_FACTOR:g}) | "
           + " | ".join(cells) + " |")
     if args.auto_grid:
-        print_auto_grid(results, chosen_on, auto_gain, psnr)
+        auto_on = [r for r in results["Nam (12)"]
+                   if r["name"].split("_")[0] in args.auto_select.split(",")]
+        print_auto_grid(results, auto_on, auto_gain, psnr, args.auto_top)
 
 
-def print_auto_grid(results: dict, chosen_on: list, auto_gain, psnr) -> None:
-    """Mean PSNR (and pairs below the noisy input) of auto at every quantile x window."""
+AUTO_GRID = {"window": (7, 11, 15, 21),
+             "quantile": (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+             "factor": (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)}
+
+
+def print_auto_grid(results: dict, chosen_on: list, auto_gain, psnr, top: int) -> None:
+    """auto at every window x quantile x factor: mean gain over the noisy input, pairs below
+    it and the worst change, sorted by the mean gain on ``chosen_on`` (a subset of the rows)."""
+    import itertools
+
+    chosen_names = {r["name"] for r in chosen_on}
+    table = []
+    for window, quantile, factor in itertools.product(*AUTO_GRID.values()):
+        gains = {name: {r["name"]: psnr(n + auto_gain(d, n, quantile=quantile, factor=factor,
+                                                      window=window)[:, :, None] * d, c) - r["noisy"]
+                        for r, (n, d, c) in ((r, r["images"]) for r in rows)}
+                 for name, rows in results.items()}
+        chosen = [g for by_name in gains.values() for k, g in by_name.items() if k in chosen_names]
+        cells = [f"{np.mean(list(g.values())):+.3f} dB, {sum(v < 0 for v in g.values())}, "
+                 f"{min(g.values()):+.2f}" for g in gains.values()]
+        table.append((float(np.mean(chosen)), window, quantile, factor, cells))
+    table.sort(key=lambda row: -row[0])
     print()
-    print("auto's constants: mean PSNR, below the noisy input on (block 8, gain at most 1)")
+    print(f"auto's constants (block 8, gain at most 1): mean gain over the noisy input, pairs below "
+          f"it, worst change; the best {top} by the mean on the {len(chosen_on)} pairs chosen on")
     print()
-    sets = {"chosen on": chosen_on, **results}
-    print("| quantile | window | " + " | ".join(sets) + " |")
-    print("|---:|---:|" + "---|" * len(sets))
-    for quantile in (0.5, 0.6, 0.7, 0.8, 0.9):
-        for window in (7, 11, 15, 21, 31):
-            cells = []
-            for rows in sets.values():
-                scores = [(psnr(n + auto_gain(d, quantile=quantile, window=window)[:, :, None] * d,
-                                c), r["noisy"]) for r, (n, d, c) in ((r, r["images"]) for r in rows)]
-                cells.append(f"{np.mean([p for p, _ in scores]):.3f} dB, "
-                             f"{sum(p < p0 for p, p0 in scores)}")
-            print(f"| {quantile:g} | {window} | " + " | ".join(cells) + " |")
+    print("| window | quantile | factor | chosen on | " + " | ".join(results) + " |")
+    print("|---:|---:|---:|---:|" + "---|" * len(results))
+    for key, window, quantile, factor, cells in table[:top]:
+        print(f"| {window} | {quantile:g} | {factor:g} | {key:+.3f} dB | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -12,19 +12,21 @@ from atbsn_edge.strength import (AUTO, auto_gain, blend_with_input, describe_str
 SIGMA = 5.0
 
 
-def flat_with_texture_stripe(h: int = 96, w: int = 128) -> tuple[np.ndarray, slice]:
-    """A flat grey image with a fine vertical-stripe texture (amplitude 20) over its right
-    16 columns (12.5 % of the image), and the texture's columns."""
+def flat_with_texture_stripe(h: int = 96, w: int = 128, columns: int = 16,
+                             amplitude: float = 40.0) -> tuple[np.ndarray, slice]:
+    """A flat grey image with a fine vertical-stripe texture over its right ``columns`` columns,
+    and the texture's columns."""
     clean = np.full((h, w, 3), 128.0, np.float32)
-    stripe = slice(w - 16, w)
-    clean[:, stripe] += (20.0 * np.sin(np.arange(16) * np.pi / 2 + 0.7))[None, :, None]
+    stripe = slice(w - columns, w)
+    clean[:, stripe] += (amplitude * np.sin(np.arange(columns) * np.pi / 2 + 0.7))[None, :, None]
     return clean, stripe
 
 
 def test_auto_keeps_texture_a_denoiser_took_for_noise():
-    """A 'denoiser' that returns flat grey removes the noise and the texture: at strength 1 the
-    texture is lost, at 0 the noise stays; auto's gain is ~1 on the flat part and low on the
-    texture, so it beats both (expected MSE about 3 against 25 and 25)."""
+    """A 'denoiser' that returns flat grey removes the noise and the texture (12.5 % of the
+    image, mean square 800): at strength 1 the texture is lost, at 0 the noise stays; auto's
+    gain is ~1 on the flat part and low on the texture (about 4.3 sigma^2 / 825 there), so it
+    beats both."""
     clean, stripe = flat_with_texture_stripe()
     noisy = clean + np.random.default_rng(0).normal(0, SIGMA, clean.shape).astype(np.float32)
     denoised = np.full_like(clean, 128.0)
@@ -35,6 +37,48 @@ def test_auto_keeps_texture_a_denoiser_took_for_noise():
     auto = blend_with_input(noisy, denoised, AUTO)
     np.testing.assert_allclose(auto, noisy + gain[:, :, None] * (denoised - noisy), atol=1e-4)
     assert psnr(auto, clean) > max(psnr(noisy, clean), psnr(denoised, clean)) + 5.0
+
+
+def test_auto_keeps_texture_that_covers_most_of_the_image():
+    """The same with the texture over 3/4 of the image: the level comes from the quietest
+    blocks, not from the removed texture (a 0.8 quantile would read the texture as the noise
+    level and keep the denoiser's output there, gain 1, 14 dB below the input). Within 1 dB of
+    the input: the gain left in the texture (about 0.13) costs a little there."""
+    clean, stripe = flat_with_texture_stripe(columns=96)
+    noisy = clean + np.random.default_rng(3).normal(0, SIGMA, clean.shape).astype(np.float32)
+    denoised = np.full_like(clean, 128.0)
+    gain = auto_gain(denoised - noisy, noisy)
+    assert gain[:, :24].mean() > 0.95
+    assert gain[:, stripe][:, 6:].mean() < 0.25
+    auto = blend_with_input(noisy, denoised, AUTO)
+    assert psnr(auto, clean) > psnr(noisy, clean) - 1.0
+    assert psnr(auto, clean) > psnr(denoised, clean) + 10.0
+
+
+def test_auto_level_skips_clipped_blocks():
+    """Half the picture clipped black: no noise there, so nothing removed; left in, those blocks
+    would make the level 0 and auto would return the input. The level skips them and the noisy
+    half is denoised as if the black half were not there."""
+    clean = np.full((64, 128, 3), 100.0, np.float32)
+    noisy = clean + np.random.default_rng(4).normal(0, SIGMA, clean.shape).astype(np.float32)
+    clean[:, :64] = noisy[:, :64] = 0.0
+    residual = clean - noisy
+    assert auto_gain(residual)[:, 72:].max() < 0.01            # without the image: off
+    gain = auto_gain(residual, noisy)
+    assert gain[:, 72:].mean() > 0.95
+    auto = blend_with_input(noisy, clean.copy(), AUTO)
+    assert psnr(auto[:, 64:], clean[:, 64:]) > psnr(noisy[:, 64:], clean[:, 64:]) + 12.0
+    np.testing.assert_array_equal(auto[:, :56], 0.0)
+
+
+def test_auto_level_uses_every_block_when_nearly_all_are_clipped():
+    """Under a tenth of the blocks unclipped: the level falls back to all blocks (no empty
+    quantile), the same gain as without the image."""
+    rng = np.random.default_rng(5)
+    noisy = np.full((64, 64, 3), 255.0, np.float32)
+    noisy[:8, :8] = 100.0 + rng.normal(0, SIGMA, (8, 8, 3)).astype(np.float32)  # 1 of 64 blocks
+    residual = rng.normal(0, SIGMA, noisy.shape).astype(np.float32)
+    np.testing.assert_array_equal(auto_gain(residual, noisy), auto_gain(residual))
 
 
 def test_auto_is_the_network_output_where_only_noise_was_removed():
