@@ -1,0 +1,134 @@
+"""What could adapting to one camera gain at most? Supervised fine-tuning, with the references.
+
+``benchmarks/adapt_polyu.py`` measures ``adapt`` (self-supervised: noisy frames only) on the
+held-out scenes of a PolyU camera. This measures its upper bound on the same seeded splits:
+the bundled student C fine-tuned for ``--iterations`` on the training scenes' *real* pairs
+(noisy -> ``*_mean`` reference, L1, Adam), as no user of ``adapt`` could, and, as the control,
+the same fine-tune on every pair of ``--control`` (the other camera). Both are scored on the
+held-out scenes at the student's own strength (``auto``, as ``denoise`` runs it). If the
+camera's own pairs gain no more than the other camera's, there is nothing camera-specific for
+``adapt`` to find in that budget, whatever its targets.
+
+The PolyU pairs are licensed for non-commercial use: this script only reads them and keeps the
+fine-tuned weights in memory; nothing it trains is written anywhere.
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/adapt_supervised_bound.py --iterations 250
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from adapt_polyu import POLYU, scenes_of, split_scenes
+
+CROP = 128
+BATCH = 4
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--polyu", type=Path, default=POLYU)
+    parser.add_argument("--camera", default="NikonD800")
+    parser.add_argument("--control", default="Canon600D")
+    parser.add_argument("--splits", type=int, default=3)
+    parser.add_argument("--test-scenes", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="the splits' seed (adapt_polyu.py's)")
+    parser.add_argument("--iterations", type=int, default=250,
+                        help="fine-tuning iterations of 4 x 128x128 (about 80 s of a 2-core CPU)")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+    from tqdm import tqdm
+
+    from atbsn_edge.adaptation import run_denoiser
+    from atbsn_edge.assets import DEMO_STUDENT_C
+    from atbsn_edge.imageio import read_image
+    from atbsn_edge.metrics import psnr
+    from atbsn_edge.models.checkpoint import load_checkpoint
+    from atbsn_edge.profiling.machine import describe_cpu
+    from atbsn_edge.strength import blend_with_input, describe_strength, model_strength
+    from atbsn_edge.training import autocast_context
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    own, other = scenes_of(args.polyu, args.camera), scenes_of(args.polyu, args.control)
+    images = {p: (read_image(p).rgb, read_image(m).rgb)
+              for scenes in (own, other) for items in scenes.values() for p, m in items}
+    control_pairs = [p for items in other.values() for p, _ in items]
+
+    def score(model, paths: list[Path]) -> float:
+        """Mean PSNR on ``paths`` at the model's own strength."""
+        model.eval()
+        strength = model_strength(model.metadata)
+        with torch.no_grad():
+            return float(np.mean([psnr(blend_with_input(n, run_denoiser(model, n, device), strength), c)
+                                  for n, c in (images[p] for p in paths)]))
+
+    def fine_tune(paths: list[Path], label: str):
+        """The bundled student after ``--iterations`` of L1 to the references on ``paths``."""
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        model = load_checkpoint(DEMO_STUDENT_C).train()
+        pairs = [tuple(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+                       for a in images[p]) for p in paths]
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        for _ in tqdm(range(args.iterations), desc=label, unit="it", leave=False):
+            inputs, targets = [], []
+            for _ in range(BATCH):
+                noisy, clean = pairs[rng.integers(len(pairs))]
+                i = rng.integers(noisy.shape[1] - CROP + 1)
+                j = rng.integers(noisy.shape[2] - CROP + 1)
+                turns = int(rng.integers(4))
+                inputs.append(torch.rot90(noisy[:, i:i + CROP, j:j + CROP], turns, (1, 2)))
+                targets.append(torch.rot90(clean[:, i:i + CROP, j:j + CROP], turns, (1, 2)))
+            with autocast_context(device, True):
+                out = model(torch.stack(inputs))
+            loss = (out.float() - torch.stack(targets)).abs().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model
+
+    started, load_start = time.perf_counter(), os.getloadavg()
+    strength = describe_strength(model_strength(load_checkpoint(DEMO_STUDENT_C).metadata))
+    rows = []
+    for split in range(args.splits):
+        train, test = split_scenes(list(own), args.test_scenes, args.seed, split)
+        train_pairs = [p for s in train for p, _ in own[s]]
+        test_pairs = [p for s in test for p, _ in own[s]]
+        before = score(load_checkpoint(DEMO_STUDENT_C), test_pairs)
+        mine = score(fine_tune(train_pairs, f"split {split}: {args.camera}"), test_pairs)
+        control = score(fine_tune(control_pairs, f"split {split}: {args.control}"), test_pairs)
+        rows.append((split, test, len(test_pairs), before, mine, control))
+        print(f"split {split}: {mine - before:+.3f} own, {control - before:+.3f} control", flush=True)
+
+    print()
+    print(f"CPU: {describe_cpu()}; torch threads {args.threads}; load average {load_start[0]:.2f} "
+          f"at the start, {os.getloadavg()[0]:.2f} at the end; {args.iterations} iterations of "
+          f"{BATCH} x {CROP}x{CROP} per fine-tune, lr {args.lr:g}; "
+          f"{(time.perf_counter() - started) / 60:.1f} min")
+    print()
+    print(f"Held-out {args.camera} scenes, mean PSNR at strength {strength} (dB)")
+    print()
+    print(f"| split | held-out scenes (images) | before | supervised on the training scenes | "
+          f"supervised on {args.control} (control) |")
+    print("|---|---|---:|---:|---:|")
+    for split, test, count, before, mine, control in rows:
+        print(f"| {split} | {', '.join(test)} ({count}) | {before:.3f} | {mine:.3f} "
+              f"({mine - before:+.3f}) | {control:.3f} ({control - before:+.3f}) |")
+    for label, column in (("supervised on the training scenes", 4), (f"control, {args.control}", 5)):
+        gains = np.array([row[column] - row[3] for row in rows])
+        spread = gains.std(ddof=1) if len(gains) > 1 else 0.0
+        print(f"\n{label}: {gains.mean():+.3f} ± {spread:.3f} dB "
+              f"({gains.min():+.3f} .. {gains.max():+.3f})")
+
+
+if __name__ == "__main__":
+    main()
