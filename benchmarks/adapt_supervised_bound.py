@@ -3,8 +3,9 @@
 ``benchmarks/adapt_polyu.py`` measures ``adapt`` (self-supervised: noisy frames only) on the
 held-out scenes of a PolyU camera. This measures its upper bound on the same seeded splits:
 the bundled student C fine-tuned for ``--iterations`` on the training scenes' *real* pairs
-(noisy -> ``*_mean`` reference, L1, Adam), as no user of ``adapt`` could, and, as the control,
-the same fine-tune on every pair of ``--control`` (the other camera). Both are scored on the
+(noisy -> ``*_mean`` reference, L1, Adam; random crops, rotations and flips, as ``adapt``'s),
+as no user of ``adapt`` could, and, as the control, the same fine-tune on every pair of
+``--control`` (the other camera). Both are scored on the
 held-out scenes at the student's own strength (``auto``, as ``denoise`` runs it). If the
 camera's own pairs gain no more than the other camera's, there is nothing camera-specific for
 ``adapt`` to find in that budget, whatever its targets.
@@ -54,7 +55,7 @@ def main() -> None:
     from atbsn_edge.models.checkpoint import load_checkpoint
     from atbsn_edge.profiling.machine import describe_cpu
     from atbsn_edge.strength import blend_with_input, describe_strength, model_strength
-    from atbsn_edge.training import autocast_context
+    from atbsn_edge.training import CropSampler, autocast_context
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -72,25 +73,17 @@ def main() -> None:
                                   for n, c in (images[p] for p in paths)]))
 
     def fine_tune(paths: list[Path], label: str):
-        """The bundled student after ``--iterations`` of L1 to the references on ``paths``."""
+        """The bundled student after ``--iterations`` of L1 to the references on ``paths``
+        (noisy and reference stacked as 6 channels: one crop, rotation and flip for both)."""
         torch.manual_seed(0)
-        rng = np.random.default_rng(0)
+        sampler = CropSampler([np.concatenate(images[p], axis=2) for p in paths], CROP, seed=0)
         model = load_checkpoint(DEMO_STUDENT_C).train()
-        pairs = [tuple(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
-                       for a in images[p]) for p in paths]
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         for _ in tqdm(range(args.iterations), desc=label, unit="it", leave=False):
-            inputs, targets = [], []
-            for _ in range(BATCH):
-                noisy, clean = pairs[rng.integers(len(pairs))]
-                i = rng.integers(noisy.shape[1] - CROP + 1)
-                j = rng.integers(noisy.shape[2] - CROP + 1)
-                turns = int(rng.integers(4))
-                inputs.append(torch.rot90(noisy[:, i:i + CROP, j:j + CROP], turns, (1, 2)))
-                targets.append(torch.rot90(clean[:, i:i + CROP, j:j + CROP], turns, (1, 2)))
+            pairs = sampler.sample(BATCH)
             with autocast_context(device, True):
-                out = model(torch.stack(inputs))
-            loss = (out.float() - torch.stack(targets)).abs().mean()
+                out = model(pairs[:, :3])
+            loss = (out.float() - pairs[:, 3:]).abs().mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
