@@ -140,7 +140,8 @@ def add_tiling_arguments(p) -> None:
                    help="output = input + S x (network output - input), S in 0..2: below 1 "
                         "keeps more of the input's texture (and noise); 'auto': S per pixel, "
                         "lower where the network removed more than the image's noise level "
-                        "(texture); default: the model's own (its metadata's strength), else 1")
+                        "(texture), the picture's low frequencies kept from the input; "
+                        "default: the model's own (its metadata's strength), else 1")
 
 
 def tile_arg(text: str) -> Tile:

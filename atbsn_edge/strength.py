@@ -11,7 +11,18 @@ network took for noise), the gain falls as ``noise level / removed energy``::
     level = FACTOR x the QUANTILE of the BLOCK x BLOCK means of |r|^2 (mean over channels),
             over the blocks with no clipped input pixel (all blocks if under a tenth qualify)
     gain  = min(1, level / (WINDOW x WINDOW box mean of |r|^2))
-    out   = input + gain * r
+    c     = gain * r
+    out   = input + c - lowpass(c, its blocks with a clipped input pixel set to 0)
+
+``lowpass`` is a Gaussian of LOW_SIGMA pixels (computed at 1/LOW_STEP of the resolution and
+interpolated back): the input's low frequencies are kept. Noise has almost no energy at that
+scale (white noise of sigma 5 keeps about 0.09 grey levels of it), so what the network changes
+there is not noise but a drift of its own: the bundled student's output is tinted (on the 12
+Nam and 44 PolyU pairs its mean moves green up by about 0.3 and blue down by about 0.5 grey
+levels from its input's) and on PolyU its low-frequency error exceeds its input's
+(docs/quality.md section 8). Blocks with a clipped input pixel are left out of the low pass
+(their input's own low frequencies are biased by the clipping, so the network's change of them
+stays).
 
 If ``r`` were the noise plus lost detail ``d`` uncorrelated with it, the MSE-optimal gain
 is ``sigma^2 / (sigma^2 + |d|^2)``: the formula above with the level as the noise variance.
@@ -19,14 +30,14 @@ The level comes from the quietest blocks (a low quantile, scaled up) because on 
 texture everywhere every block's residual holds lost detail, and a high quantile reads that as
 noise (docs/quality.md). Clipped blocks (black or white in the input) hold no noise to remove;
 left in, they would pull a low quantile to 0 and turn the blend off. The constants were chosen
-on the 12 Nam pairs (``benchmarks/strength_blend.py --auto-grid``).
+on the 12 Nam pairs (``benchmarks/strength_blend.py --auto-grid`` and ``--low-sigmas``).
 
 Everything here is numpy and OpenCV: it runs on a device without PyTorch, after tiling, the
 same on every backend.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -44,6 +55,8 @@ AUTO_FACTOR = 5.0
 AUTO_WINDOW = 11                 # window side of the local residual energy
 UNCLIPPED = (2.5, 252.5)         # unclipped input values (0..255): <= 2 and >= 253 count as clipped
 MIN_UNCLIPPED_SHARE = 0.1        # fewer unclipped blocks than this: the level uses all blocks
+AUTO_LOW_SIGMA = 16.0            # the input's frequencies below a Gaussian of this sigma are kept
+AUTO_LOW_STEP = 8                # ... computed at 1/8 of the resolution
 
 Strength = Union[float, str]     # a number in STRENGTH_RANGE, or AUTO
 
@@ -161,10 +174,47 @@ def auto_gain(residual: np.ndarray, image: Optional[np.ndarray] = None, *, block
     return np.minimum(local, np.float32(1.0), out=local)
 
 
+def low_pass_rows(image: np.ndarray, sigma: float = AUTO_LOW_SIGMA, step: int = AUTO_LOW_STEP,
+                  keep: Optional[np.ndarray] = None) -> Callable[[int, int], np.ndarray]:
+    """A function ``rows(start, stop)`` giving rows ``start:stop`` of the low-pass of an
+    H x W x C float32 ``image``: its ``step`` x ``step`` block means (whole blocks), those
+    outside ``keep`` (a boolean array of the blocks, if given) set to 0, blurred by a Gaussian
+    of ``sigma / step``, interpolated back linearly (as ``cv2.resize``'s ``INTER_LINEAR``:
+    pixel centres aligned, edges clamped). Only a full-width, 1/``step``-high array is kept, so
+    that bands of a 12 MP image need no image-sized buffer."""
+    import cv2
+
+    h, w = image.shape[:2]
+    step = max(1, min(step, h, w))
+    small_h, small_w = h // step, w // step
+    small = cv2.resize(image[:small_h * step, :small_w * step], (small_w, small_h),
+                       interpolation=cv2.INTER_AREA).reshape(small_h, small_w, -1)
+    if keep is not None:
+        small = small * keep.reshape(small_h, small_w, 1)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma / step, sigmaY=sigma / step,
+                             borderType=cv2.BORDER_REFLECT)
+    wide = cv2.resize(small, (w, small_h), interpolation=cv2.INTER_LINEAR)
+    wide = wide.reshape(small_h, w, -1)                  # cv2 drops a single channel's axis
+    rise = np.diff(wide, axis=0, append=wide[-1:])      # to the next row (0 after the last)
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        source = (np.arange(start, stop, dtype=np.float64) + 0.5) * (small_h / h) - 0.5
+        source = np.clip(source, 0.0, small_h - 1.0)
+        below = np.floor(source).astype(np.intp)
+        low = np.take(wide, below, axis=0)
+        step_up = np.take(rise, below, axis=0)
+        step_up *= (source - below).astype(np.float32)[:, None, None]
+        low += step_up
+        return low
+
+    return rows
+
+
 def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, *,
                      in_place: bool = False) -> np.ndarray:
     """``rgb + s * (denoised - rgb)`` in float32, ``s`` the strength or the :func:`auto_gain`
-    map (``denoised`` itself at strength 1). ``in_place`` writes it into ``denoised`` (a float32
+    map (``denoised`` itself at strength 1); ``auto`` then keeps ``rgb``'s low frequencies
+    (:func:`low_pass_rows`, the module docstring). ``in_place`` writes it into ``denoised`` (a float32
     array) instead of new arrays: no extra image-sized buffers, which matter at 12 MP (144 MB
     each). Per-pixel steps run in bands of rows on every core (:mod:`atbsn_edge.bands`)."""
     if strength == 1.0:
@@ -183,7 +233,21 @@ def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, 
     def blend(start: int, stop: int) -> None:
         rows = out[start:stop]
         np.multiply(rows, gain[start:stop] if gain.ndim else gain, out=rows)
-        np.add(rows, rgb[start:stop], out=rows)
+        if strength != AUTO:
+            np.add(rows, rgb[start:stop], out=rows)
 
     for_each_band(out.shape[0], blend)
+    if strength != AUTO:
+        return out
+    # clipping biases the input's own low frequencies (its noise is no longer zero-mean
+    # there): the network's change of them is kept in blocks with a clipped pixel
+    step = max(1, min(AUTO_LOW_STEP, *out.shape[:2]))
+    low = low_pass_rows(out, step=step, keep=_unclipped_blocks(rgb, step))
+
+    def keep_low_frequencies(start: int, stop: int) -> None:
+        rows = out[start:stop]
+        np.subtract(rows, low(start, stop), out=rows)
+        np.add(rows, rgb[start:stop], out=rows)
+
+    for_each_band(out.shape[0], keep_low_frequencies)
     return out

@@ -11,7 +11,9 @@ is then scored on every pair. The last rows score ``auto`` (a per-pixel gain fro
 ``atbsn_edge/strength.py``), whose window, quantile and factor were chosen on the 12 Nam pairs:
 ``--auto-grid`` prints that choice (the best mean PSNR on the ``--auto-select`` pairs, default
 all 12 Nam pairs, of every window x quantile x factor, and those combinations on every set,
-with the pairs below the noisy input and the worst change). The PolyU pairs are licensed for
+with the pairs below the noisy input and the worst change; each with auto's low-frequency
+step at its sigma), ``--low-sigmas`` the choice of that sigma (at the chosen window, quantile
+and factor; 0: no low-frequency step). The PolyU pairs are licensed for
 non-commercial use: only read, and never used to choose a constant.
 
     .venv/bin/python benchmarks/strength_blend.py --threads 2 --auto-grid
@@ -58,6 +60,9 @@ def main() -> None:
                              "constants)")
     parser.add_argument("--auto-select", default="01,02,03,04,05,06,07,08,09,10,11,12",
                         help="Nam pairs (file name prefixes) auto's constants are chosen on")
+    parser.add_argument("--low-sigmas", default="",
+                        help="comma-separated sigmas of auto's low-frequency step to score, chosen "
+                             "on --auto-select (e.g. 0,4,8,12,16,24,32,48; 0: none)")
     parser.add_argument("--auto-top", type=int, default=15,
                         help="rows of the grid to print, best on --auto-select first")
     args = parser.parse_args()
@@ -71,7 +76,8 @@ def main() -> None:
     from atbsn_edge.metrics import psnr, ssim
     from atbsn_edge.models.checkpoint import load_checkpoint
     from atbsn_edge.profiling.machine import describe_cpu
-    from atbsn_edge.strength import AUTO_FACTOR, AUTO_QUANTILE, AUTO_WINDOW, auto_gain
+    from atbsn_edge.strength import (AUTO, AUTO_FACTOR, AUTO_LOW_SIGMA, AUTO_QUANTILE, AUTO_WINDOW,
+                                     blend_with_input)
 
     torch.set_num_threads(args.threads)
     strengths = [float(s) for s in args.strengths.split(",")]
@@ -125,17 +131,59 @@ def main() -> None:
     print("| best s per image (oracle, uses clean) | " + " | ".join(cells) + " |")
     cells = []
     for rows in results.values():
-        outs = [(n + auto_gain(d, n)[:, :, None] * d, n, c) for n, d, c in (r["images"] for r in rows)]
+        outs = [(blend_with_input(n, n + d, AUTO), n, c) for n, d, c in (r["images"] for r in rows)]
         scores = [(psnr(o, c), ssim(o, c), psnr(n, c)) for o, n, c in outs]
         cells.append(f"{np.mean([p for p, _, _ in scores]):.3f} dB, "
                      f"{np.mean([q for _, q, _ in scores]):.4f}, "
                      f"{sum(p < p0 for p, _, p0 in scores)} of {len(rows)}")
-    print(f"| auto (window {AUTO_WINDOW}, quantile {AUTO_QUANTILE:g}, factor {AUTO_FACTOR:g}) | "
-          + " | ".join(cells) + " |")
+    print(f"| auto (window {AUTO_WINDOW}, quantile {AUTO_QUANTILE:g}, factor {AUTO_FACTOR:g}, "
+          f"low sigma {AUTO_LOW_SIGMA:g}) | " + " | ".join(cells) + " |")
+    auto_on = [r for r in results["Nam (12)"]
+               if r["name"].split("_")[0] in args.auto_select.split(",")]
+    if args.low_sigmas:
+        print_low_sigmas(results, auto_on, [float(v) for v in args.low_sigmas.split(",")], psnr)
     if args.auto_grid:
-        auto_on = [r for r in results["Nam (12)"]
-                   if r["name"].split("_")[0] in args.auto_select.split(",")]
-        print_auto_grid(results, auto_on, auto_gain, psnr, args.auto_top)
+        print_auto_grid(results, auto_on, psnr, args.auto_top)
+
+
+def auto_output(noisy: np.ndarray, residual: np.ndarray, **constants) -> np.ndarray:
+    """auto's output with other constants: ``window``, ``quantile``, ``factor`` of the gain and
+    ``low_sigma`` of the low-frequency step (0: none); the module's for those not given."""
+    from atbsn_edge.strength import (AUTO_LOW_SIGMA, AUTO_LOW_STEP, _unclipped_blocks, auto_gain,
+                                     low_pass_rows)
+
+    low_sigma = constants.pop("low_sigma", AUTO_LOW_SIGMA)
+    correction = auto_gain(residual, noisy, **constants)[:, :, None] * residual
+    if low_sigma:
+        keep = _unclipped_blocks(noisy, AUTO_LOW_STEP)
+        correction -= low_pass_rows(correction, low_sigma, keep=keep)(0, correction.shape[0])
+    return noisy + correction
+
+
+def score_rows(results: dict, chosen_on: list, psnr, **constants) -> tuple[float, list[str]]:
+    """auto with ``constants`` on every set: the mean gain over the noisy input on the
+    ``chosen_on`` rows, and per set the cell 'mean gain, pairs below the input, worst change'."""
+    chosen_names = {r["name"] for r in chosen_on}
+    gains = {name: {r["name"]: psnr(auto_output(*r["images"][:2], **constants), r["images"][2])
+                    - r["noisy"] for r in rows}
+             for name, rows in results.items()}
+    chosen = [g for by_name in gains.values() for k, g in by_name.items() if k in chosen_names]
+    cells = [f"{np.mean(list(g.values())):+.3f} dB, {sum(v < 0 for v in g.values())}, "
+             f"{min(g.values()):+.2f}" for g in gains.values()]
+    return float(np.mean(chosen)), cells
+
+
+def print_low_sigmas(results: dict, chosen_on: list, sigmas: list[float], psnr) -> None:
+    """auto at each sigma of its low-frequency step (the other constants the module's)."""
+    print()
+    print(f"auto's low-frequency step: mean gain over the noisy input, pairs below it, worst "
+          f"change; chosen by the mean on the {len(chosen_on)} pairs chosen on")
+    print()
+    print("| low sigma | chosen on | " + " | ".join(results) + " |")
+    print("|---:|---:|" + "---|" * len(results))
+    for sigma in sigmas:
+        key, cells = score_rows(results, chosen_on, psnr, low_sigma=sigma)
+        print(f"| {sigma:g} | {key:+.3f} dB | " + " | ".join(cells) + " |")
 
 
 AUTO_GRID = {"window": (7, 11, 15, 21),
@@ -143,26 +191,23 @@ AUTO_GRID = {"window": (7, 11, 15, 21),
              "factor": (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)}
 
 
-def print_auto_grid(results: dict, chosen_on: list, auto_gain, psnr, top: int) -> None:
+def print_auto_grid(results: dict, chosen_on: list, psnr, top: int) -> None:
     """auto at every window x quantile x factor: mean gain over the noisy input, pairs below
     it and the worst change, sorted by the mean gain on ``chosen_on`` (a subset of the rows)."""
     import itertools
 
-    chosen_names = {r["name"] for r in chosen_on}
+    from atbsn_edge.strength import AUTO_LOW_SIGMA
+
     table = []
     for window, quantile, factor in itertools.product(*AUTO_GRID.values()):
-        gains = {name: {r["name"]: psnr(n + auto_gain(d, n, quantile=quantile, factor=factor,
-                                                      window=window)[:, :, None] * d, c) - r["noisy"]
-                        for r, (n, d, c) in ((r, r["images"]) for r in rows)}
-                 for name, rows in results.items()}
-        chosen = [g for by_name in gains.values() for k, g in by_name.items() if k in chosen_names]
-        cells = [f"{np.mean(list(g.values())):+.3f} dB, {sum(v < 0 for v in g.values())}, "
-                 f"{min(g.values()):+.2f}" for g in gains.values()]
-        table.append((float(np.mean(chosen)), window, quantile, factor, cells))
+        key, cells = score_rows(results, chosen_on, psnr, window=window, quantile=quantile,
+                                factor=factor)
+        table.append((key, window, quantile, factor, cells))
     table.sort(key=lambda row: -row[0])
     print()
-    print(f"auto's constants (block 8, gain at most 1): mean gain over the noisy input, pairs below "
-          f"it, worst change; the best {top} by the mean on the {len(chosen_on)} pairs chosen on")
+    print(f"auto's constants (block 8, gain at most 1, low sigma {AUTO_LOW_SIGMA:g}): mean gain "
+          f"over the noisy input, pairs below it, worst change; the best {top} by the mean on the "
+          f"{len(chosen_on)} pairs chosen on")
     print()
     print("| window | quantile | factor | chosen on | " + " | ".join(results) + " |")
     print("|---:|---:|---:|---:|" + "---|" * len(results))

@@ -11,7 +11,8 @@ from atbsn_edge import bands
 from atbsn_edge.bands import for_each_band
 from atbsn_edge.errors import ImageError
 from atbsn_edge.imageio import Picture, to_storage
-from atbsn_edge.strength import AUTO, _residual_energy, auto_gain, blend_with_input
+from atbsn_edge.strength import (AUTO, AUTO_LOW_STEP, _residual_energy, _unclipped_blocks, auto_gain,
+                                 blend_with_input, low_pass_rows)
 
 
 @pytest.mark.parametrize("height, rows", [(0, 4), (1, 4), (7, 4), (8, 4), (600, 256)])
@@ -77,6 +78,9 @@ def whole_image_blend(rgb: np.ndarray, denoised: np.ndarray, strength) -> np.nda
     np.subtract(out, rgb, out=out)
     gain = auto_gain(out)[:, :, None] if strength == AUTO else np.float32(strength)
     np.multiply(out, gain, out=out)
+    if strength == AUTO:
+        low = low_pass_rows(out, keep=_unclipped_blocks(rgb, AUTO_LOW_STEP))
+        np.subtract(out, low(0, out.shape[0]), out=out)
     np.add(out, rgb, out=out)
     return out
 

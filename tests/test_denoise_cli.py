@@ -404,12 +404,12 @@ def test_strength_blends_the_network_output_with_the_input(tmp_path, make_checkp
         np.testing.assert_allclose(tiled.denoise(rgb), rgb + 0.4 * (full - rgb), atol=1e-4)
     with open_tiled(recommended, tile=0, strength=1.0) as tiled:  # --strength 1 overrides it
         np.testing.assert_allclose(tiled.denoise(rgb), full, atol=0)
-    from atbsn_edge.strength import auto_gain
+    from atbsn_edge.strength import blend_with_input
 
     with open_tiled(plain, tile=0, strength="auto") as tiled:   # per pixel, after tiling
         assert "strength auto" in tiled.describe()
-        gain = auto_gain(full - rgb)[:, :, None]
-        np.testing.assert_allclose(tiled.denoise(rgb), rgb + gain * (full - rgb), atol=1e-3)
+        np.testing.assert_allclose(tiled.denoise(rgb), blend_with_input(rgb, full, "auto"),
+                                   atol=1e-3)
 
 
 def test_the_bundled_student_recommends_its_strength():
