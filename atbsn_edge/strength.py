@@ -20,9 +20,9 @@ scale (white noise of sigma 5 keeps about 0.09 grey levels of it), so what the n
 there is not noise but a drift of its own: the bundled student's output is tinted (on the 12
 Nam and 44 PolyU pairs its mean moves green up by about 0.3 and blue down by about 0.5 grey
 levels from its input's) and on PolyU its low-frequency error exceeds its input's
-(docs/quality.md section 8). Blocks with a clipped input pixel are left out of the low pass
-(their input's own low frequencies are biased by the clipping, so the network's change of them
-stays).
+(docs/quality.md section 8). Blocks with a clipped input pixel count as 0 in the low pass:
+there the input's own low frequencies are biased by the clipping, so little of the network's
+change of them is taken back (some still is, from the unclipped blocks around).
 
 If ``r`` were the noise plus lost detail ``d`` uncorrelated with it, the MSE-optimal gain
 is ``sigma^2 / (sigma^2 + |d|^2)``: the formula above with the level as the noise variance.
@@ -37,7 +37,7 @@ same on every backend.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
@@ -137,10 +137,18 @@ def _block_view(plane: np.ndarray, block: int) -> np.ndarray:
     return plane[:h - h % block, :w - w % block].reshape(h // block, block, w // block, block)
 
 
+def _block_side(shape: tuple, block: int) -> int:
+    """``block`` clamped to an image of ``shape`` (H, W, ...): at least 1, at most its sides."""
+    return max(1, min(block, shape[0], shape[1]))
+
+
 def _unclipped_blocks(image: np.ndarray, block: int) -> np.ndarray:
     """Boolean (rows, columns) of the whole BLOCK x BLOCK blocks of an H x W x C image on
-    0..255 in which every pixel of every channel lies in :data:`UNCLIPPED` (inclusive)."""
+    0..255 in which every pixel of every channel lies in :data:`UNCLIPPED` (inclusive);
+    ``block`` clamped to the image's sides."""
     import cv2
+
+    block = _block_side(image.shape, block)
 
     h, w = image.shape[0] - image.shape[0] % block, image.shape[1] - image.shape[1] % block
     channels = image.shape[2]
@@ -153,18 +161,19 @@ def _unclipped_blocks(image: np.ndarray, block: int) -> np.ndarray:
 
 def auto_gain(residual: np.ndarray, image: Optional[np.ndarray] = None, *, block: int = AUTO_BLOCK,
               quantile: float = AUTO_QUANTILE, factor: float = AUTO_FACTOR,
-              window: int = AUTO_WINDOW) -> np.ndarray:
+              window: int = AUTO_WINDOW, unclipped: Optional[np.ndarray] = None) -> np.ndarray:
     """H x W float32 gain in 0..1 of the ``auto`` strength for an H x W x C residual
     ``output - input``; ``image``, the input (0..255), lets the level skip clipped blocks
-    (module docstring; the keywords are for the benchmark's grid)."""
+    (module docstring), or ``unclipped``, those blocks' mask already computed from it at
+    ``block``; the other keywords are for the benchmark's grid."""
     import cv2
 
     energy = _residual_energy(residual)
-    h, w = energy.shape
-    block = max(1, min(block, h, w))
+    block = _block_side(energy.shape, block)
     blocks = _block_view(energy, block).mean(axis=(1, 3))
-    if image is not None:
+    if unclipped is None and image is not None:
         unclipped = _unclipped_blocks(image, block)
+    if unclipped is not None:
         if unclipped.mean() >= MIN_UNCLIPPED_SHARE:
             blocks = blocks[unclipped]
     level = np.float32(factor * np.quantile(blocks, quantile))
@@ -174,47 +183,69 @@ def auto_gain(residual: np.ndarray, image: Optional[np.ndarray] = None, *, block
     return np.minimum(local, np.float32(1.0), out=local)
 
 
-def low_pass_rows(image: np.ndarray, sigma: float = AUTO_LOW_SIGMA, step: int = AUTO_LOW_STEP,
-                  keep: Optional[np.ndarray] = None) -> Callable[[int, int], np.ndarray]:
-    """A function ``rows(start, stop)`` giving rows ``start:stop`` of the low-pass of an
-    H x W x C float32 ``image``: its ``step`` x ``step`` block means (whole blocks), those
-    outside ``keep`` (a boolean array of the blocks, if given) set to 0, blurred by a Gaussian
-    of ``sigma / step``, interpolated back linearly (as ``cv2.resize``'s ``INTER_LINEAR``:
-    pixel centres aligned, edges clamped). Only a full-width, 1/``step``-high array is kept, so
-    that bands of a 12 MP image need no image-sized buffer."""
-    import cv2
+class LowPass:
+    """The low-pass of an H x W x C float32 ``image``, row by row: its ``step`` x ``step`` block
+    means (whole blocks; ``step`` clamped to the image), those outside ``keep`` (a boolean
+    array of the blocks, if given) set to 0, blurred by a Gaussian of ``sigma / step``,
+    interpolated back linearly (as ``cv2.resize``'s ``INTER_LINEAR``; where a side is not a
+    multiple of ``step`` the whole-block grid is stretched over it, a shift of under a block).
+    Two full-width arrays 1/``step`` as high are kept, so that bands of a 12 MP image need no
+    image-sized buffer."""
 
-    h, w = image.shape[:2]
-    step = max(1, min(step, h, w))
-    small_h, small_w = h // step, w // step
-    small = cv2.resize(image[:small_h * step, :small_w * step], (small_w, small_h),
-                       interpolation=cv2.INTER_AREA).reshape(small_h, small_w, -1)
-    if keep is not None:
-        small = small * keep.reshape(small_h, small_w, 1)
-    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma / step, sigmaY=sigma / step,
-                             borderType=cv2.BORDER_REFLECT)
-    wide = cv2.resize(small, (w, small_h), interpolation=cv2.INTER_LINEAR)
-    wide = wide.reshape(small_h, w, -1)                  # cv2 drops a single channel's axis
-    rise = np.diff(wide, axis=0, append=wide[-1:])      # to the next row (0 after the last)
+    def __init__(self, image: np.ndarray, sigma: float = AUTO_LOW_SIGMA,
+                 step: int = AUTO_LOW_STEP, keep: Optional[np.ndarray] = None) -> None:
+        import cv2
 
-    def rows(start: int, stop: int) -> np.ndarray:
-        source = (np.arange(start, stop, dtype=np.float64) + 0.5) * (small_h / h) - 0.5
-        source = np.clip(source, 0.0, small_h - 1.0)
+        h, w = image.shape[:2]
+        step = _block_side(image.shape, step)
+        small_h, small_w = h // step, w // step
+        small = cv2.resize(image[:small_h * step, :small_w * step], (small_w, small_h),
+                           interpolation=cv2.INTER_AREA).reshape(small_h, small_w, -1)
+        if keep is not None:
+            small = small * keep.reshape(small_h, small_w, 1)
+        small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma / step, sigmaY=sigma / step,
+                                 borderType=cv2.BORDER_REFLECT)
+        self._wide = cv2.resize(small, (w, small_h), interpolation=cv2.INTER_LINEAR)
+        self._wide = self._wide.reshape(small_h, w, -1)       # cv2 drops a single channel's axis
+        self._rise = np.diff(self._wide, axis=0, append=self._wide[-1:])  # to the next row
+        self._scale = small_h / h
+
+    def _sources(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """For rows start:stop, the block row each interpolates from and its weight towards
+        the next one."""
+        source = (np.arange(start, stop, dtype=np.float64) + 0.5) * self._scale - 0.5
+        source = np.clip(source, 0.0, self._wide.shape[0] - 1.0)
         below = np.floor(source).astype(np.intp)
-        low = np.take(wide, below, axis=0)
-        step_up = np.take(rise, below, axis=0)
-        step_up *= (source - below).astype(np.float32)[:, None, None]
+        return below, (source - below).astype(np.float32)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop of the low pass, as a new (stop - start) x W x C array."""
+        below, weight = self._sources(start, stop)
+        low = np.take(self._wide, below, axis=0)
+        step_up = np.take(self._rise, below, axis=0)
+        step_up *= weight[:, None, None]
         low += step_up
         return low
 
-    return rows
+    def subtract_from(self, target: np.ndarray, start: int) -> None:
+        """``target -= rows(start, start + len(target))``, in place, a few rows at a time (the
+        rows that share a block row), the same numbers as :meth:`rows` to the bit."""
+        if target.shape[0] == 0:
+            return
+        below, weight = self._sources(start, start + target.shape[0])
+        cuts = np.flatnonzero(np.diff(below)) + 1
+        for first, last in zip(np.r_[0, cuts], np.r_[cuts, len(below)]):
+            k = below[first]
+            low = self._rise[k] * weight[first:last, None, None]
+            low += self._wide[k]
+            target[first:last] -= low
 
 
 def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, *,
                      in_place: bool = False) -> np.ndarray:
     """``rgb + s * (denoised - rgb)`` in float32, ``s`` the strength or the :func:`auto_gain`
     map (``denoised`` itself at strength 1); ``auto`` then keeps ``rgb``'s low frequencies
-    (:func:`low_pass_rows`, the module docstring). ``in_place`` writes it into ``denoised`` (a float32
+    (:class:`LowPass`, the module docstring). ``in_place`` writes it into ``denoised`` (a float32
     array) instead of new arrays: no extra image-sized buffers, which matter at 12 MP (144 MB
     each). Per-pixel steps run in bands of rows on every core (:mod:`atbsn_edge.bands`)."""
     if strength == 1.0:
@@ -228,7 +259,11 @@ def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, 
                     out=out[start:stop])
 
     for_each_band(out.shape[0], residual)
-    gain = auto_gain(out, rgb)[:, :, None] if strength == AUTO else np.float32(strength)
+    if strength == AUTO:
+        unclipped = _unclipped_blocks(rgb, AUTO_BLOCK)
+        gain = auto_gain(out, block=AUTO_BLOCK, unclipped=unclipped)[:, :, None]
+    else:
+        gain = np.float32(strength)
 
     def blend(start: int, stop: int) -> None:
         rows = out[start:stop]
@@ -239,14 +274,15 @@ def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, 
     for_each_band(out.shape[0], blend)
     if strength != AUTO:
         return out
+    gain = None   # an H x W array no longer needed (the closure above shares the name)
     # clipping biases the input's own low frequencies (its noise is no longer zero-mean
-    # there): the network's change of them is kept in blocks with a clipped pixel
-    step = max(1, min(AUTO_LOW_STEP, *out.shape[:2]))
-    low = low_pass_rows(out, step=step, keep=_unclipped_blocks(rgb, step))
+    # there): blocks with a clipped pixel count as 0 in the low pass
+    keep = unclipped if AUTO_LOW_STEP == AUTO_BLOCK else _unclipped_blocks(rgb, AUTO_LOW_STEP)
+    low = LowPass(out, step=AUTO_LOW_STEP, keep=keep)
 
     def keep_low_frequencies(start: int, stop: int) -> None:
         rows = out[start:stop]
-        np.subtract(rows, low(start, stop), out=rows)
+        low.subtract_from(rows, start)
         np.add(rows, rgb[start:stop], out=rows)
 
     for_each_band(out.shape[0], keep_low_frequencies)

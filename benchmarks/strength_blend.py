@@ -149,14 +149,14 @@ def main() -> None:
 def auto_output(noisy: np.ndarray, residual: np.ndarray, **constants) -> np.ndarray:
     """auto's output with other constants: ``window``, ``quantile``, ``factor`` of the gain and
     ``low_sigma`` of the low-frequency step (0: none); the module's for those not given."""
-    from atbsn_edge.strength import (AUTO_LOW_SIGMA, AUTO_LOW_STEP, _unclipped_blocks, auto_gain,
-                                     low_pass_rows)
+    from atbsn_edge.strength import (AUTO_LOW_SIGMA, AUTO_LOW_STEP, LowPass, _unclipped_blocks,
+                                     auto_gain)
 
     low_sigma = constants.pop("low_sigma", AUTO_LOW_SIGMA)
     correction = auto_gain(residual, noisy, **constants)[:, :, None] * residual
     if low_sigma:
         keep = _unclipped_blocks(noisy, AUTO_LOW_STEP)
-        correction -= low_pass_rows(correction, low_sigma, keep=keep)(0, correction.shape[0])
+        LowPass(correction, low_sigma, keep=keep).subtract_from(correction, 0)
     return noisy + correction
 
 

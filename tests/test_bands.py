@@ -11,8 +11,8 @@ from atbsn_edge import bands
 from atbsn_edge.bands import for_each_band
 from atbsn_edge.errors import ImageError
 from atbsn_edge.imageio import Picture, to_storage
-from atbsn_edge.strength import (AUTO, AUTO_LOW_STEP, _residual_energy, _unclipped_blocks, auto_gain,
-                                 blend_with_input, low_pass_rows)
+from atbsn_edge.strength import (AUTO, AUTO_LOW_STEP, LowPass, _residual_energy, _unclipped_blocks,
+                                 auto_gain, blend_with_input)
 
 
 @pytest.mark.parametrize("height, rows", [(0, 4), (1, 4), (7, 4), (8, 4), (600, 256)])
@@ -76,11 +76,11 @@ def whole_image_blend(rgb: np.ndarray, denoised: np.ndarray, strength) -> np.nda
     """The blend on whole arrays, step by step as before the bands (the reference)."""
     out = denoised.astype(np.float32, copy=True)
     np.subtract(out, rgb, out=out)
-    gain = auto_gain(out)[:, :, None] if strength == AUTO else np.float32(strength)
+    gain = auto_gain(out, rgb)[:, :, None] if strength == AUTO else np.float32(strength)
     np.multiply(out, gain, out=out)
     if strength == AUTO:
-        low = low_pass_rows(out, keep=_unclipped_blocks(rgb, AUTO_LOW_STEP))
-        np.subtract(out, low(0, out.shape[0]), out=out)
+        low = LowPass(out, keep=_unclipped_blocks(rgb, AUTO_LOW_STEP))
+        np.subtract(out, low.rows(0, out.shape[0]), out=out)
     np.add(out, rgb, out=out)
     return out
 
@@ -97,7 +97,8 @@ def test_banded_residual_energy_equals_the_whole_image_sum():
 @pytest.mark.parametrize("strength", [AUTO, 0.65])
 def test_banded_blend_equals_the_whole_image_computation_to_the_bit(strength):
     rng = np.random.default_rng(3)
-    rgb = rng.uniform(0, 255, (700, 90, 3)).astype(np.float32)   # 3 bands, the last short
+    rgb = rng.uniform(20, 230, (700, 90, 3)).astype(np.float32)  # 3 bands, the last short;
+    rgb[:40, :40] = 255.0                                          # unclipped but for a corner
     denoised = (rgb + rng.normal(0, 4, rgb.shape)).astype(np.float32)
     expected = whole_image_blend(rgb, denoised, strength)
     np.testing.assert_array_equal(blend_with_input(rgb, denoised, strength), expected)
