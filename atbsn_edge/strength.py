@@ -149,7 +149,6 @@ def _unclipped_blocks(image: np.ndarray, block: int) -> np.ndarray:
     import cv2
 
     block = _block_side(image.shape, block)
-
     h, w = image.shape[0] - image.shape[0] % block, image.shape[1] - image.shape[1] % block
     channels = image.shape[2]
     low, high = UNCLIPPED
@@ -173,9 +172,8 @@ def auto_gain(residual: np.ndarray, image: Optional[np.ndarray] = None, *, block
     blocks = _block_view(energy, block).mean(axis=(1, 3))
     if unclipped is None and image is not None:
         unclipped = _unclipped_blocks(image, block)
-    if unclipped is not None:
-        if unclipped.mean() >= MIN_UNCLIPPED_SHARE:
-            blocks = blocks[unclipped]
+    if unclipped is not None and unclipped.mean() >= MIN_UNCLIPPED_SHARE:
+        blocks = blocks[unclipped]
     level = np.float32(factor * np.quantile(blocks, quantile))
     local = cv2.blur(energy, (window, window), borderType=cv2.BORDER_REPLICATE)
     np.maximum(local, np.float32(1e-6), out=local)

@@ -89,6 +89,26 @@ def spread(values: list[float]) -> str:
     return f"{v.mean():+.3f} ± {sd:.3f} ({v.min():+.3f} .. {v.max():+.3f})"
 
 
+def pair_scores(model, images: dict, paths, device) -> tuple[dict[Path, float], dict[Path, float]]:
+    """PSNR of ``model``'s network output on ``paths`` (keys of ``images``, each a (noisy,
+    clean) pair), and at its own strength (what ``denoise`` applies by default)."""
+    import torch
+
+    from atbsn_edge.adaptation import run_denoiser
+    from atbsn_edge.metrics import psnr
+    from atbsn_edge.strength import blend_with_input, model_strength
+
+    strength = model_strength(model.metadata)
+    model.eval()
+    plain, blended = {}, {}
+    with torch.no_grad():
+        for p in paths:
+            n, c = images[p]
+            out = run_denoiser(model, n, device)
+            plain[p], blended[p] = psnr(out, c), psnr(blend_with_input(n, out, strength), c)
+    return plain, blended
+
+
 def teacher_diagnostic(args: argparse.Namespace) -> None:
     """PSNR of the bundled teacher at every hole, of the per-pixel median of those outputs
     and of the bundled student, on the first pair of each scene of ``args.camera``."""
@@ -158,12 +178,11 @@ def main() -> None:
     import torch
 
     from atbsn_edge.adapt import main as adapt_main
-    from atbsn_edge.adaptation import run_denoiser
     from atbsn_edge.assets import DEMO_STUDENT_C
     from atbsn_edge.imageio import read_image
     from atbsn_edge.metrics import psnr
     from atbsn_edge.models.checkpoint import load_checkpoint
-    from atbsn_edge.strength import blend_with_input, describe_strength, model_strength
+    from atbsn_edge.strength import describe_strength, model_strength
     from atbsn_edge.profiling.machine import describe_cpu
     from tqdm import tqdm
 
@@ -183,21 +202,10 @@ def main() -> None:
     images = {p: (read_image(p).rgb, read_image(m).rgb) for p, m in pairs.items()}
     noisy_psnr = {p: psnr(n, c) for p, (n, c) in images.items()}
 
-    def scores(model, paths) -> tuple[dict[Path, float], dict[Path, float]]:
-        """PSNR of ``model``'s network output on ``paths``, and at its own strength (what
-        ``denoise`` applies by default)."""
-        strength = model_strength(model.metadata)
-        plain, blended = {}, {}
-        for p in paths:
-            n, c = images[p]
-            out = run_denoiser(model, n, device)
-            plain[p], blended[p] = psnr(out, c), psnr(blend_with_input(n, out, strength), c)
-        return plain, blended
-
     before_model = load_checkpoint(DEMO_STUDENT_C)
     strength = model_strength(before_model.metadata)
-    before_psnr, before_blended = scores(before_model, tqdm(images, desc="demo student",
-                                                            unit="img"))
+    before_psnr, before_blended = pair_scores(
+        before_model, images, tqdm(images, desc="demo student", unit="img"), device)
     strengths = [float(h) for h in args.strengths.split(",")]
     nlm: dict[float, dict[Path, float]] = {h: {} for h in strengths}
     for p, (n, c) in tqdm(images.items(), desc="NL-means", unit="img"):
@@ -236,7 +244,7 @@ def main() -> None:
                 if code != 0:
                     raise SystemExit(f"adapt exited with {code} on split {split}, {key}")
                 adapted = load_checkpoint(out)
-                plain, blended = scores(adapted, test_files)
+                plain, blended = pair_scores(adapted, images, test_files, device)
                 meta = adapted.metadata["adaptation"]
                 row["variants"][key] = {"psnr": float(np.mean(list(plain.values()))),
                                         "psnr_blended": float(np.mean(list(blended.values()))),

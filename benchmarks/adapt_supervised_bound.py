@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adapt_polyu import POLYU, scenes_of, split_scenes
+from adapt_polyu import POLYU, pair_scores, scenes_of, split_scenes
 
 CROP = 128
 BATCH = 4
@@ -48,13 +48,11 @@ def main() -> None:
     import torch
     from tqdm import tqdm
 
-    from atbsn_edge.adaptation import run_denoiser
     from atbsn_edge.assets import DEMO_STUDENT_C
     from atbsn_edge.imageio import read_image
-    from atbsn_edge.metrics import psnr
     from atbsn_edge.models.checkpoint import load_checkpoint
     from atbsn_edge.profiling.machine import describe_cpu
-    from atbsn_edge.strength import blend_with_input, describe_strength, model_strength
+    from atbsn_edge.strength import describe_strength, model_strength
     from atbsn_edge.training import CropSampler, autocast_context
 
     torch.set_num_threads(args.threads)
@@ -66,11 +64,7 @@ def main() -> None:
 
     def score(model, paths: list[Path]) -> float:
         """Mean PSNR on ``paths`` at the model's own strength."""
-        model.eval()
-        strength = model_strength(model.metadata)
-        with torch.no_grad():
-            return float(np.mean([psnr(blend_with_input(n, run_denoiser(model, n, device), strength), c)
-                                  for n, c in (images[p] for p in paths)]))
+        return float(np.mean(list(pair_scores(model, images, paths, device)[1].values())))
 
     def fine_tune(paths: list[Path], label: str):
         """The bundled student after ``--iterations`` of L1 to the references on ``paths``

@@ -149,13 +149,15 @@ def main() -> None:
 def auto_output(noisy: np.ndarray, residual: np.ndarray, **constants) -> np.ndarray:
     """auto's output with other constants: ``window``, ``quantile``, ``factor`` of the gain and
     ``low_sigma`` of the low-frequency step (0: none); the module's for those not given."""
-    from atbsn_edge.strength import (AUTO_LOW_SIGMA, AUTO_LOW_STEP, LowPass, _unclipped_blocks,
-                                     auto_gain)
+    from atbsn_edge.strength import (AUTO_BLOCK, AUTO_LOW_SIGMA, AUTO_LOW_STEP, LowPass,
+                                     _unclipped_blocks, auto_gain)
 
     low_sigma = constants.pop("low_sigma", AUTO_LOW_SIGMA)
-    correction = auto_gain(residual, noisy, **constants)[:, :, None] * residual
+    unclipped = _unclipped_blocks(noisy, AUTO_BLOCK)    # once, for the gain and the low pass
+    correction = auto_gain(residual, block=AUTO_BLOCK, unclipped=unclipped,
+                           **constants)[:, :, None] * residual
     if low_sigma:
-        keep = _unclipped_blocks(noisy, AUTO_LOW_STEP)
+        keep = unclipped if AUTO_LOW_STEP == AUTO_BLOCK else _unclipped_blocks(noisy, AUTO_LOW_STEP)
         LowPass(correction, low_sigma, keep=keep).subtract_from(correction, 0)
     return noisy + correction
 
