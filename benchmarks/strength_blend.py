@@ -16,7 +16,14 @@ step at its sigma), ``--low-sigmas`` the choice of that sigma (at the chosen win
 and factor; 0: no low-frequency step). The PolyU pairs are licensed for
 non-commercial use: only read, and never used to choose a constant.
 
+``--brighten K`` multiplies every noisy image and its reference by ``K`` and clips both to
+0..255 (rounded, as an 8-bit file would be): over-exposed shots with blown highlights and a
+reference clipped the same way, where ``auto`` leaves clipped blocks out of its level and of
+its low-frequency step. ``--clipped-rules`` then also scores ``auto`` with clipped blocks
+counted in the low-frequency step, counted everywhere, and without that step.
+
     .venv/bin/python benchmarks/strength_blend.py --threads 2 --auto-grid
+    .venv/bin/python benchmarks/strength_blend.py --threads 2 --brighten 1.4 --clipped-rules
 """
 from __future__ import annotations
 
@@ -65,7 +72,16 @@ def main() -> None:
                              "on --auto-select (e.g. 0,4,8,12,16,24,32,48; 0: none)")
     parser.add_argument("--auto-top", type=int, default=15,
                         help="rows of the grid to print, best on --auto-select first")
+    parser.add_argument("--brighten", type=float, default=1.0,
+                        help="multiply noisy and clean by this and clip to 0..255 (over-exposed "
+                             "shots; default 1: the pairs as they are)")
+    parser.add_argument("--clipped-rules", action="store_true",
+                        help="also score auto with clipped blocks counted in its low-frequency "
+                             "step, counted everywhere, and without that step")
     args = parser.parse_args()
+    if not args.brighten > 0:
+        parser.error(f"--brighten {args.brighten:g}: give a factor above 0 (1: the pairs as "
+                     "they are; 1.4: over-exposed)")
 
     import torch
     from tqdm import tqdm
@@ -89,7 +105,8 @@ def main() -> None:
         rows = []
         for noisy_path, clean_path in tqdm(pairs_of(args.real / folder, pattern, noisy_suffix,
                                                     clean_suffix), desc=name, unit="img"):
-            noisy, clean = read_image(noisy_path).rgb, read_image(clean_path).rgb
+            noisy, clean = (brightened(read_image(path).rgb, args.brighten)
+                            for path in (noisy_path, clean_path))
             with torch.no_grad():
                 residual = run_denoiser(model, noisy, torch.device("cpu")) - noisy
             rows.append({"name": noisy_path.name, "noisy": psnr(noisy, clean),
@@ -101,6 +118,10 @@ def main() -> None:
 
     print(f"CPU: {describe_cpu()}; torch threads {args.threads}; checkpoint "
           f"{args.checkpoint or DEMO_STUDENT_C}; {time.perf_counter() - started:.0f} s")
+    if args.brighten != 1.0:
+        print(f"noisy and clean x {args.brighten:g}, clipped to 0..255; pixels with a clipped "
+              "channel (<= 2 or >= 253) in the noisy inputs: "
+              + ", ".join(f"{name} {clipped_share(rows):.1%}" for name, rows in results.items()))
     print()
     chosen_on = [r for r in results["Nam (12)"] if r["name"].split("_")[0] in args.select.split(",")]
     chosen = max(grid, key=lambda g: np.mean([r["grid"][g] for r in chosen_on]))
@@ -140,25 +161,52 @@ def main() -> None:
           f"low sigma {AUTO_LOW_SIGMA:g}) | " + " | ".join(cells) + " |")
     auto_on = [r for r in results["Nam (12)"]
                if r["name"].split("_")[0] in args.auto_select.split(",")]
+    if args.clipped_rules:
+        print_clipped_rules(results, psnr)
     if args.low_sigmas:
         print_low_sigmas(results, auto_on, [float(v) for v in args.low_sigmas.split(",")], psnr)
     if args.auto_grid:
         print_auto_grid(results, auto_on, psnr, args.auto_top)
 
 
-def auto_output(noisy: np.ndarray, residual: np.ndarray, **constants) -> np.ndarray:
+def brightened(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` (0..255) times ``factor``, rounded and clipped to 0..255 as an 8-bit file."""
+    if factor == 1.0:
+        return image
+    return np.clip(np.round(image * np.float32(factor)), 0, 255).astype(image.dtype)
+
+
+def clipped_share(rows: list) -> float:
+    """The share of the noisy inputs' pixels with a channel outside ``UNCLIPPED``."""
+    from atbsn_edge.strength import UNCLIPPED
+
+    low, high = UNCLIPPED
+    counts = [(((n < low) | (n > high)).any(axis=2).sum(), n.shape[0] * n.shape[1])
+              for n, _, _ in (r["images"] for r in rows)]
+    return sum(c for c, _ in counts) / sum(t for _, t in counts)
+
+
+#: auto's use of the clipped-block mask: for its level, for its low-frequency step
+CLIPPED_RULES = {"as shipped: clipped blocks out of the level and the low-frequency step": (True, True),
+                 "clipped blocks counted in the low-frequency step": (True, False),
+                 "clipped blocks counted everywhere": (False, False)}
+
+
+def auto_output(noisy: np.ndarray, residual: np.ndarray, *, mask_level: bool = True,
+                mask_low: bool = True, **constants) -> np.ndarray:
     """auto's output with other constants: ``window``, ``quantile``, ``factor`` of the gain and
-    ``low_sigma`` of the low-frequency step (0: none); the module's for those not given."""
+    ``low_sigma`` of the low-frequency step (0: none); the module's for those not given.
+    ``mask_level`` / ``mask_low`` False count clipped blocks in the level / the low pass."""
     from atbsn_edge.strength import (AUTO_BLOCK, AUTO_LOW_SIGMA, AUTO_LOW_STEP, LowPass,
                                      _unclipped_blocks, auto_gain)
 
     low_sigma = constants.pop("low_sigma", AUTO_LOW_SIGMA)
     unclipped = _unclipped_blocks(noisy, AUTO_BLOCK)    # once, for the gain and the low pass
-    correction = auto_gain(residual, block=AUTO_BLOCK, unclipped=unclipped,
+    correction = auto_gain(residual, block=AUTO_BLOCK, unclipped=unclipped if mask_level else None,
                            **constants)[:, :, None] * residual
     if low_sigma:
         keep = unclipped if AUTO_LOW_STEP == AUTO_BLOCK else _unclipped_blocks(noisy, AUTO_LOW_STEP)
-        LowPass(correction, low_sigma, keep=keep).subtract_from(correction, 0)
+        LowPass(correction, low_sigma, keep=keep if mask_low else None).subtract_from(correction, 0)
     return noisy + correction
 
 
@@ -172,7 +220,22 @@ def score_rows(results: dict, chosen_on: list, psnr, **constants) -> tuple[float
     chosen = [g for by_name in gains.values() for k, g in by_name.items() if k in chosen_names]
     cells = [f"{np.mean(list(g.values())):+.3f} dB, {sum(v < 0 for v in g.values())}, "
              f"{min(g.values()):+.2f}" for g in gains.values()]
-    return float(np.mean(chosen)), cells
+    return (float(np.mean(chosen)) if chosen else float("nan")), cells
+
+
+def print_clipped_rules(results: dict, psnr) -> None:
+    """auto with each use of its clipped-block mask, and without its low-frequency step."""
+    print()
+    print("auto and clipping: mean gain over the noisy input, pairs below it, worst change")
+    print()
+    print("| rule | " + " | ".join(results) + " |")
+    print("|---|" + "---|" * len(results))
+    rules = [(name, {"mask_level": level, "mask_low": low})
+             for name, (level, low) in CLIPPED_RULES.items()]
+    rules.append(("no low-frequency step (auto before 2026-12-06, late)", {"low_sigma": 0.0}))
+    for name, constants in rules:
+        _, cells = score_rows(results, [], psnr, **constants)
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def print_low_sigmas(results: dict, chosen_on: list, sigmas: list[float], psnr) -> None:
