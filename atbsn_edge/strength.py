@@ -142,17 +142,25 @@ def _block_side(shape: tuple, block: int) -> int:
     return max(1, min(block, shape[0], shape[1]))
 
 
+def unclipped_pixels(image: np.ndarray) -> np.ndarray:
+    """H x W uint8 of an H x W x C image on 0..255: 255 where every channel lies in
+    :data:`UNCLIPPED` (inclusive), 0 where one is clipped."""
+    import cv2
+
+    channels = image.shape[2]
+    low, high = UNCLIPPED
+    return cv2.inRange(image, (low,) * channels, (high,) * channels)
+
+
 def _unclipped_blocks(image: np.ndarray, block: int) -> np.ndarray:
     """Boolean (rows, columns) of the whole BLOCK x BLOCK blocks of an H x W x C image on
-    0..255 in which every pixel of every channel lies in :data:`UNCLIPPED` (inclusive);
-    ``block`` clamped to the image's sides."""
+    0..255 in which every pixel is unclipped (:func:`unclipped_pixels`); ``block`` clamped
+    to the image's sides."""
     import cv2
 
     block = _block_side(image.shape, block)
     h, w = image.shape[0] - image.shape[0] % block, image.shape[1] - image.shape[1] % block
-    channels = image.shape[2]
-    low, high = UNCLIPPED
-    inside = cv2.inRange(image, (low,) * channels, (high,) * channels)[:h, :w]   # 255 or 0
+    inside = unclipped_pixels(image)[:h, :w]   # 255 or 0
     # each block's mean (INTER_AREA at a whole-number scale): 255 only where all 255
     means = cv2.resize(inside, (w // block, h // block), interpolation=cv2.INTER_AREA)
     return means == 255
@@ -239,6 +247,14 @@ class LowPass:
             target[first:last] -= low
 
 
+def low_pass_keep(rgb: np.ndarray, unclipped: np.ndarray) -> np.ndarray:
+    """The blocks ``auto``'s low pass keeps (:class:`LowPass` ``keep``), given ``unclipped``,
+    the input's unclipped blocks at :data:`AUTO_BLOCK`: clipping biases the input's own low
+    frequencies (its noise is no longer zero-mean there), so blocks with a clipped pixel
+    count as 0."""
+    return unclipped if AUTO_LOW_STEP == AUTO_BLOCK else _unclipped_blocks(rgb, AUTO_LOW_STEP)
+
+
 def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, *,
                      in_place: bool = False) -> np.ndarray:
     """``rgb + s * (denoised - rgb)`` in float32, ``s`` the strength or the :func:`auto_gain`
@@ -273,10 +289,7 @@ def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, 
     if strength != AUTO:
         return out
     gain = None   # an H x W array no longer needed (the closure above shares the name)
-    # clipping biases the input's own low frequencies (its noise is no longer zero-mean
-    # there): blocks with a clipped pixel count as 0 in the low pass
-    keep = unclipped if AUTO_LOW_STEP == AUTO_BLOCK else _unclipped_blocks(rgb, AUTO_LOW_STEP)
-    low = LowPass(out, step=AUTO_LOW_STEP, keep=keep)
+    low = LowPass(out, step=AUTO_LOW_STEP, keep=low_pass_keep(rgb, unclipped))
 
     def keep_low_frequencies(start: int, stop: int) -> None:
         rows = out[start:stop]

@@ -177,11 +177,11 @@ def brightened(image: np.ndarray, factor: float) -> np.ndarray:
 
 
 def clipped_share(rows: list) -> float:
-    """The share of the noisy inputs' pixels with a channel outside ``UNCLIPPED``."""
-    from atbsn_edge.strength import UNCLIPPED
+    """The share of the noisy inputs' pixels with a clipped channel (``auto``'s rule,
+    :func:`atbsn_edge.strength.unclipped_pixels`)."""
+    from atbsn_edge.strength import unclipped_pixels
 
-    low, high = UNCLIPPED
-    counts = [(((n < low) | (n > high)).any(axis=2).sum(), n.shape[0] * n.shape[1])
+    counts = [(np.count_nonzero(unclipped_pixels(n) == 0), n.shape[0] * n.shape[1])
               for n, _, _ in (r["images"] for r in rows)]
     return sum(c for c, _ in counts) / sum(t for _, t in counts)
 
@@ -197,16 +197,16 @@ def auto_output(noisy: np.ndarray, residual: np.ndarray, *, mask_level: bool = T
     """auto's output with other constants: ``window``, ``quantile``, ``factor`` of the gain and
     ``low_sigma`` of the low-frequency step (0: none); the module's for those not given.
     ``mask_level`` / ``mask_low`` False count clipped blocks in the level / the low pass."""
-    from atbsn_edge.strength import (AUTO_BLOCK, AUTO_LOW_SIGMA, AUTO_LOW_STEP, LowPass,
-                                     _unclipped_blocks, auto_gain)
+    from atbsn_edge.strength import (AUTO_BLOCK, AUTO_LOW_SIGMA, LowPass, _unclipped_blocks,
+                                     auto_gain, low_pass_keep)
 
     low_sigma = constants.pop("low_sigma", AUTO_LOW_SIGMA)
     unclipped = _unclipped_blocks(noisy, AUTO_BLOCK)    # once, for the gain and the low pass
     correction = auto_gain(residual, block=AUTO_BLOCK, unclipped=unclipped if mask_level else None,
                            **constants)[:, :, None] * residual
     if low_sigma:
-        keep = unclipped if AUTO_LOW_STEP == AUTO_BLOCK else _unclipped_blocks(noisy, AUTO_LOW_STEP)
-        LowPass(correction, low_sigma, keep=keep if mask_low else None).subtract_from(correction, 0)
+        keep = low_pass_keep(noisy, unclipped) if mask_low else None
+        LowPass(correction, low_sigma, keep=keep).subtract_from(correction, 0)
     return noisy + correction
 
 
