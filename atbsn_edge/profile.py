@@ -72,8 +72,9 @@ def device_memory_bytes(runtime) -> int | None:
     return None
 
 
-def _choose_floor(choice: str, info, threads: int):
-    """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details) or None."""
+def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
+    """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details) or None;
+    ``fresh``: a CPU's rates measured now, not read from the cache."""
     from .profiling import floors
 
     device_text = (info.device or "").lower()
@@ -92,12 +93,14 @@ def _choose_floor(choice: str, info, threads: int):
     if choice == "none":
         return None
     if choice == "cpu":
-        rates = floors.measure_cpu_rates(threads)
+        rates = floors.measure_cpu_rates(threads, refresh=fresh)
+        when = "measured in this run" if fresh else f"measured {rates.measured_at}"
 
         def lookup(precision, inference_precision):
             key = floors.cpu_precision_key(precision, inference_precision, rates.mac_rate)
             return rates.mac_rate.get(key), f"{key} (measured)"
-        return (f"CPU measured: {rates.cpu}", lookup, rates.bandwidth, rates.as_dict())
+        return (f"CPU {when}: {rates.cpu}", lookup, rates.bandwidth,
+                {**rates.as_dict(), "fresh": fresh})
     if choice not in floors.DEVICES:
         raise AtbsnError(f"--floor-device {choice}: not one of auto, cpu, none, "
                          f"{', '.join(floors.DEVICES)}")
@@ -123,11 +126,12 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
                      threads: int = 0, floor_device: str = "auto", power: bool = True,
                      tegrastats_interval_ms: int = 100, performance_hint: str | None = None,
                      frames: bool = True, frame_iters: int | None = None,
-                     tile: int | str | None = "auto") -> dict[str, Any]:
+                     tile: int | str | None = "auto", fresh_floor: bool = False) -> dict[str, Any]:
     """Profile ``artifact`` (see the module doc) and return the report as a dict. Network
     calls run at the artifact's own tile; frames are tiled as ``denoise --tile`` tiles them
     (``auto``: the frame's own tile shape where the runtime takes any, recompiled before the
-    timed frames; None: the artifact's tile)."""
+    timed frames; None: the artifact's tile). ``fresh_floor``: a CPU floor's rates measured
+    right after the timed runs, not read from the cache (a ratio from one run)."""
     from .pipeline import open_artifact_tiled
     from .profiling import floors
     from .profiling.graph_cost import fp32_onnx_for, graph_cost
@@ -173,7 +177,7 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
     finally:
         if sampler is not None:
             sampler.stop()
-    floor_choice = _choose_floor(floor_device, info, threads)
+    floor_choice = _choose_floor(floor_device, info, threads, fresh_floor)
 
     precision = info.precision
     cost = None
@@ -346,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the floor is measured against: auto (a known Jetson for TensorRT, the "
                         "CPU measured on the spot for CPU backends), cpu, none, or a device: "
                         + ", ".join(DEVICES))
+    p.add_argument("--fresh-floor", action="store_true",
+                   help="CPU floor: measure its rates in this run, right after the timed runs "
+                        "(about 10 s), instead of reading them from the cache, and refresh the "
+                        "cache; the ratio then comes from one run, as the machine runs now")
     p.add_argument("--frame-iters", type=positive_int, metavar="N",
                    help="timed frames (default: as --iters / --duration, at least 3)")
     p.add_argument("--no-frames", action="store_true", help="time network calls only, no tiled frames")
@@ -378,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             floor_device=args.floor_device, power=not args.no_power,
             tegrastats_interval_ms=args.tegrastats_interval,
             performance_hint=args.performance_hint, frames=not args.no_frames,
-            frame_iters=args.frame_iters, tile=args.tile)
+            frame_iters=args.frame_iters, tile=args.tile, fresh_floor=args.fresh_floor)
         print(format_report(report))
         if args.json:
             write_json(args.json, report)

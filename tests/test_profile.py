@@ -117,6 +117,10 @@ def test_cpu_rates_are_measured_and_cached():
     assert rates.cache_file
     again = measure_cpu_rates(1, channels=32, size=32, seconds=0.2)
     assert again.mac_rate == rates.mac_rate and again.measured_at == rates.measured_at
+    # refresh: measured again (timings never repeat to the last bit), and the cache rewritten
+    fresh = measure_cpu_rates(1, channels=32, size=32, seconds=0.2, refresh=True)
+    assert fresh.mac_rate != rates.mac_rate
+    assert measure_cpu_rates(1, channels=32, size=32, seconds=0.2).mac_rate == fresh.mac_rate
 
 
 def no_nan(text):
@@ -139,7 +143,8 @@ def test_profile_cli_report_and_json(tmp_path, make_checkpoint, capsys, monkeypa
     from atbsn_edge.profiling import floors
     real = floors.measure_cpu_rates
     monkeypatch.setattr(floors, "measure_cpu_rates",
-                        lambda threads=0, **kw: real(threads, channels=32, size=32, seconds=0.2))
+                        lambda threads=0, **kw: real(threads, channels=32, size=32, seconds=0.2,
+                                                     **kw))
     assert main([str(bundle), "--resolution", "160x96", "--warmup", "0", "--iters", "3",
                  "--threads", "1", "--json", str(out)]) == 0
     text = capsys.readouterr().out
@@ -154,6 +159,14 @@ def test_profile_cli_report_and_json(tmp_path, make_checkpoint, capsys, monkeypa
     assert r["memory"]["peak_host_mb"] > 10
     assert r["machine"]["cpu"]["model"] and r["machine"]["versions"]["onnxruntime"]
     assert r["power"] is None                      # no tegrastats here
+    assert r["floor"]["details"]["fresh"] is False
+    cached = r["floor"]["details"]["mac_rate"]
+    # --fresh-floor: the CPU's rates measured in this run, not the cached ones
+    assert main([str(bundle), "--iters", "2", "--warmup", "0", "--no-frames", "--threads", "1",
+                 "--fresh-floor", "--json", str(out)]) == 0
+    assert "measured in this run" in capsys.readouterr().out
+    r = no_nan(out.read_text())
+    assert r["floor"]["details"]["fresh"] is True and r["floor"]["details"]["mac_rate"] != cached
     # no floor device: still a report, the ratios null (not NaN)
     assert main([str(bundle), "--iters", "2", "--warmup", "0", "--no-frames", "--floor-device",
                  "none", "--json", str(out)]) == 0

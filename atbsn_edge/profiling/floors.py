@@ -238,15 +238,18 @@ def cpu_cache_path(threads: int, channels: int, size: int) -> Path:
 
 
 def measure_cpu_rates(threads: int = 0, *, channels: int = 128, size: int = 64,
-                      seconds: float = 1.5, use_cache: bool = True) -> CpuRates:
+                      seconds: float = 1.5, use_cache: bool = True,
+                      refresh: bool = False) -> CpuRates:
     """Measure (or read from the cache) this CPU's peak MAC rate per precision and its copy
-    bandwidth; see the module doc. ``threads`` 0 means OpenVINO's default."""
+    bandwidth; see the module doc. ``threads`` 0 means OpenVINO's default. ``refresh``
+    measures even where the cache has the rates, and rewrites the cache (``use_cache`` False:
+    neither reads nor writes it)."""
     import openvino as ov
 
     from .machine import cpu_info
 
     cache = cpu_cache_path(threads, channels, size)
-    if use_cache and cache.is_file():
+    if use_cache and not refresh and cache.is_file():
         try:
             data = json.loads(cache.read_text())
             data["cache_file"] = str(cache)
