@@ -99,7 +99,7 @@ def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
         def lookup(precision, inference_precision):
             key = floors.cpu_precision_key(precision, inference_precision, rates.mac_rate)
             return rates.mac_rate.get(key), f"{key} (measured)"
-        return (f"CPU {when}: {rates.cpu}", lookup, rates.bandwidth,
+        return (f"CPU {rates.cpu}, {when}", lookup, rates.bandwidth,
                 {**rates.as_dict(), "fresh": fresh})
     if choice not in floors.DEVICES:
         raise AtbsnError(f"--floor-device {choice}: not one of auto, cpu, none, "
