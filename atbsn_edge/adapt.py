@@ -129,6 +129,11 @@ def _load(path: Path, part: str):
         raise AtbsnError(f"--{part}: {exc}") from None
 
 
+#: what ``adapt`` measured on a CPU with the bundled models (benchmarks/adapt_polyu.py, PolyU
+#: Nikon D800, 3 splits of held-out scenes, at the default strength), said in the warning above
+CPU_MEASURED_EFFECT = "0.05 dB at --time-limit 80 and 0.15 dB at 300 (the default)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -174,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise AtbsnError(f"{target} is one of the --data files; choose another output")
         log.info("adapting %s (teacher %s) to %d picture(s) from %d file(s)",
                  args.student, args.teacher, len(pictures), len(files))
+        if args.device == "cpu":
+            log.warning("on a CPU, adapt has not been shown to improve pictures it did not see: "
+                        "on held-out scenes of a real camera it cost %s (docs/adapt.md). Compare "
+                        "denoise --checkpoint %s with the given student on a few of your own "
+                        "pictures before using it", CPU_MEASURED_EFFECT, args.out)
         reports: list[tuple[str, dict]] = []
 
         def on_report(label: str, report: dict) -> None:

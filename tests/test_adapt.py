@@ -45,7 +45,7 @@ def _exit_code(argv: list[str]) -> int:
 
 
 def test_end_to_end_writes_loadable_checkpoints_and_reports(camera_folder, models, tmp_path,
-                                                            capsys):
+                                                            capsys, caplog):
     import atbsn_edge
 
     out, teacher_out = tmp_path / "adapted.pt", tmp_path / "teacher.pt"
@@ -78,6 +78,8 @@ def test_end_to_end_writes_loadable_checkpoints_and_reports(camera_folder, model
         cells = [c.strip() for c in row.strip("|").split("|")][1:]
         assert all(np.isfinite(float(c)) for c in cells)
     assert not list(tmp_path.glob(".adapted.pt.adapt-*"))  # scratch folder removed
+    # on a CPU the user is told what adapt measured there, before the run
+    assert "has not been shown to improve" in caplog.text and str(out) in caplog.text
 
 
 def test_a_fine_tune_that_raises_the_teacher_loss_is_undone(camera_folder, models, tmp_path):
