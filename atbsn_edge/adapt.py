@@ -130,7 +130,8 @@ def _load(path: Path, part: str):
 
 
 #: what ``adapt`` measured on a CPU with the bundled models (benchmarks/adapt_polyu.py, PolyU
-#: Nikon D800, 3 splits of held-out scenes, at the default strength), said in the warning above
+#: Nikon D800, 3 splits of held-out scenes, at the default strength), said in main's warning
+#: when it runs on a CPU (docs/adapt.md has the tables)
 CPU_MEASURED_EFFECT = "0.05 dB at --time-limit 80 and 0.15 dB at 300 (the default)"
 
 
