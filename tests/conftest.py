@@ -31,6 +31,22 @@ def seed_everything():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """Restore PyTorch's thread count after each test: a CLI's ``main([... "--threads", "1"])``
+    called in-process sets it for the whole process, and the tests after it would run on one
+    core (the tiled-against-whole tests took twice as long in the suite as alone)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A deterministic H x W x 3 float32 image (0..255) with edges, gradients and noise."""
     rng = np.random.default_rng(seed)
