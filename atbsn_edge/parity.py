@@ -26,7 +26,7 @@ from .errors import AtbsnError
 from .hashing import file_sha256
 from .jsonsafe import write_json
 from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
-                           set_failures)
+                           set_failures, thresholds_key)
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,9 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
 
 
 def render(results: list[Comparison], precision: str, failures: dict[str, list[str]],
-           overall: list[str]) -> str:
-    """The report as a markdown table and a summary."""
+           overall: list[str], held_to: str | None = None) -> str:
+    """The report as a markdown table and a summary; ``held_to``, the :data:`THRESHOLDS` key
+    the artifact was judged by where it is not its own ``precision`` (it ran in bf16)."""
     lines = ["| input | max abs | mean abs | rel L2 | PSNR vs torch | PSNR clean torch / artifact | result |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -108,7 +109,8 @@ def render(results: list[Comparison], precision: str, failures: dict[str, list[s
         verdict = "pass" if not failures[r.name] else "FAIL: " + "; ".join(failures[r.name])
         lines.append(f"| {r.name} | {r.max_abs:.3g} | {r.mean_abs:.3g} | {r.rel_l2:.2e} | "
                      f"{r.psnr_vs_torch:.2f} | {clean} | {verdict} |")
-    limits = THRESHOLDS[precision]
+    held_to = held_to or precision
+    limits = THRESHOLDS[held_to]
     drop = mean_psnr_drop(results)
     if drop is not None:
         scored = [r for r in results if r.psnr_drop is not None]
@@ -117,7 +119,8 @@ def render(results: list[Comparison], precision: str, failures: dict[str, list[s
         lines.append(f"\nmean PSNR vs clean over {len(scored)} images: torch {torch_mean:.3f} dB, "
                      f"artifact {artifact_mean:.3f} dB, drop {drop:.3f} dB"
                      + (" FAIL" if overall else ""))
-    lines.append(f"\nprecision {precision}: thresholds rel L2 <= {limits.rel_l2:.0e}"
+    computed = f", computed in {held_to}" if held_to != precision else ""
+    lines.append(f"\nprecision {precision}{computed}: thresholds rel L2 <= {limits.rel_l2:.0e}"
                  + (f", max abs <= {limits.max_abs}" if limits.max_abs is not None else "")
                  + (f", mean PSNR drop <= {limits.max_psnr_drop_db} dB" if limits.max_psnr_drop_db else "")
                  + "; any NaN or infinite output fails")
@@ -143,6 +146,7 @@ class ParityRun:
     bundle: Path
     target: str
     precision: str
+    held_to: str  # the THRESHOLDS key judged by: the precision, or the coarser one it ran in
     info: Any
     pairs: list
     results: list[Comparison]
@@ -165,7 +169,7 @@ class ParityRun:
                 "backend": info.backend, "device": info.device,
                 "inference_precision": info.inference_precision, "passed": self.passed,
                 **({} if self.apple_runtime_measured else {"apple_runtime_measured": False}),
-                "thresholds": THRESHOLDS[self.precision].__dict__,
+                "thresholds_of": self.held_to, "thresholds": THRESHOLDS[self.held_to].__dict__,
                 "mean_psnr_drop": mean_psnr_drop(self.results), "set_failures": self.overall,
                 "results": [r.as_dict() for r in self.results]}
 
@@ -190,10 +194,12 @@ def check_parity(bundle_path: Path, *, target: str | None = None,
         info = tiled.runtime.info
         pairs = (image_pairs(images, clean, checkpoint, bundle, tiled) if images
                  else reference_pairs(bundle, tiled.runtime))
-    limits = THRESHOLDS[entry.precision]
+    held_to = thresholds_key(entry.precision, info.inference_precision)
+    limits = THRESHOLDS[held_to]
     results = [compare(name, got, want, truth) for name, got, want, truth in pairs]
-    return ParityRun(Path(bundle_path), entry.target, entry.precision, info, pairs, results,
-                     {r.name: r.failures(limits) for r in results}, set_failures(results, limits))
+    return ParityRun(Path(bundle_path), entry.target, entry.precision, held_to, info, pairs,
+                     results, {r.name: r.failures(limits) for r in results},
+                     set_failures(results, limits))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if not run.apple_runtime_measured:
             print("Apple's Core ML runtime was not measured (it needs macOS): the saved ML "
                   "program was evaluated with numpy, op by op")
-        print(render(run.results, run.precision, run.failures, run.overall))
+        print(render(run.results, run.precision, run.failures, run.overall, run.held_to))
         if args.heatmaps:
             write_heatmaps(args.heatmaps, run.pairs)
         if args.json:

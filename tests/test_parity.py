@@ -137,3 +137,37 @@ def test_bad_parity_arguments_are_one_line_before_the_work(bundle, tmp_path, cap
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (extra, err)
     assert afile.read_text() == "mine"
+
+
+def test_a_float_artifact_is_held_to_the_precision_it_ran_in():
+    from atbsn_edge.verification import THRESHOLDS, thresholds_key
+
+    assert thresholds_key("fp16", "bf16") == "bf16"   # OpenVINO's openvino-fp16 on AVX512-BF16/AMX
+    assert thresholds_key("fp32", "bf16") == "bf16"   # --inference-precision bf16
+    assert thresholds_key("fp32", "f16") == "fp16"
+    assert thresholds_key("fp16", "f16") == "fp16"
+    assert thresholds_key("fp16", "f32") == "fp16"    # computed finer than stored: its own bar
+    assert thresholds_key("fp32", None) == "fp32"     # a backend that does not say
+    assert thresholds_key("int8", "bf16") == "int8"   # int8's bar already covers bf16 float layers
+    # bf16 rounds 8x coarser than fp16 (8 significant bits against 11), within int8's bar
+    assert THRESHOLDS["fp16"].rel_l2 < THRESHOLDS["bf16"].rel_l2 < THRESHOLDS["int8"].rel_l2
+
+
+def test_openvino_parity_reports_the_thresholds_of_what_ran(make_checkpoint, tmp_path, capsys):
+    ov = pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    native_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    out = tmp_path / "ov"
+    assert export(["--target", "openvino-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--tile", "64", "--reference-crops", "2", "--out", str(out)]) == 0
+    for hint, held_to in (("f32", "fp32"), ("bf16", "bf16")):
+        report_file = tmp_path / f"{hint}.json"
+        assert parity([str(out), "--inference-precision", hint, "--json", str(report_file)]) == 0
+        report = json.loads(report_file.read_text())
+        assert (report["precision"], report["inference_precision"]) == ("fp32", hint)
+        assert report["thresholds_of"] == held_to
+        if hint == "bf16":
+            assert report["thresholds"]["rel_l2"] == 2e-2
+            if native_bf16:   # really computed in bf16: not float32's numbers
+                assert max(r["rel_l2"] for r in report["results"]) > 1e-5
+        assert f"precision fp32{', computed in bf16' if hint == 'bf16' else ''}: thresholds" \
+            in capsys.readouterr().out
