@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .atomic import atomic_path
-from .cli import (add_verbose_argument, check_output_path, check_report_path, new_parser,
+from .cli import (add_verbose_argument, check_report_path, new_parser,
                   non_negative_int, positive_int, positive_multiple_of_32, run_cli)
 from .errors import AtbsnError
 from .jsonsafe import write_json
@@ -226,6 +226,15 @@ def write_plot(path: Path, rows: list[Row]) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
+def append_log(path: Path, text: str) -> None:
+    """Append ``text`` to the markdown log ``path`` (created with its folders if missing),
+    atomically: the log is the old one or the old one plus ``text``, never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    with atomic_path(path) as tmp:
+        tmp.write_text(old + text, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -234,12 +243,11 @@ def main(argv: list[str] | None = None) -> int:
 
         from .profiling.machine import describe_cpu
 
-        for flag, path in (("--log", args.log), ("--plot", args.plot)):
+        inputs = [args.checkpoint, *(args.images or ()), *(args.clean or ())]
+        for flag, path, kind in (("--json", args.json, "json"), ("--log", args.log, "text"),
+                                 ("--plot", args.plot, "png")):
             if path is not None:
-                check_output_path(path, flag)
-        if args.json is not None:
-            check_report_path(args.json, "--json", inputs=[args.checkpoint, *(args.images or ()),
-                                                           *(args.clean or ())])
+                check_report_path(path, flag, inputs=inputs, kind=kind)
         if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
             raise AtbsnError("--plot needs matplotlib: pip install 'atbsn-edge[plot]'")
         if bool(args.images) != bool(args.clean):
@@ -256,10 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             write_json(args.json, {"machine": machine, "rows": [asdict(r) for r in rows]})
         if args.log:
-            args.log.parent.mkdir(parents=True, exist_ok=True)
-            with open(args.log, "a") as fh:
-                fh.write(f"\n## {time.strftime('%Y-%m-%d %H:%M')} {args.checkpoint or 'demo model'}"
-                         f"\n\n{table}\n")
+            append_log(args.log, f"\n## {time.strftime('%Y-%m-%d %H:%M')} "
+                                 f"{args.checkpoint or 'demo model'}\n\n{table}\n")
         if args.plot:
             write_plot(args.plot, rows)
         return 1 if any(r.status == FAILED or r.parity_passed is False for r in rows) else 0

@@ -324,13 +324,45 @@ def _is_json_file(path: Path, limit: int = 64 << 20) -> bool:
     return True
 
 
+def _is_text_file(path: Path, probe: int = 1 << 16) -> bool:
+    """Whether ``path`` starts as UTF-8 text without NUL bytes (a log an earlier run wrote),
+    not a checkpoint, an image or weights."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(probe)
+        if b"\0" in head:
+            return False
+        head.decode("utf-8", errors="strict" if len(head) < probe else "ignore")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _is_png_file(path: Path) -> bool:
+    """Whether ``path`` starts with the PNG signature (a plot an earlier run wrote)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+REPORT_KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
+    "json": ("a JSON report", _is_json_file),
+    "text": ("a text log", _is_text_file),
+    "png": ("a PNG plot", _is_png_file),
+}
+
+
 def check_report_path(path: str | os.PathLike, flag: str, *,
-                      inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
-    """:func:`check_output_path` for a JSON report (``--json``), and what a report must never
-    replace: one of ``inputs`` (the run's input files), a file of any bundle (its manifest or
-    one of the files it lists), or any existing non-empty file that is not JSON (an image, a
-    checkpoint, weights). An earlier report (an existing JSON file) is replaced, as a rerun
+                      inputs: Iterable[str | os.PathLike | None] = (), kind: str = "json") -> Path:
+    """:func:`check_output_path` for a report (``--json``; ``kind`` ``text`` for a log,
+    ``png`` for a plot: :data:`REPORT_KINDS`), and what a report must never replace: one of
+    ``inputs`` (the run's input files), a file of any bundle (its manifest or one of the files
+    it lists), or any existing non-empty file that is not of its kind (an image, a checkpoint,
+    weights). An earlier report of its kind is replaced (or appended to), as a rerun
     expects."""
+    what, is_kind = REPORT_KINDS[kind]
     from .bundle.manifest import bundle_files
 
     path = check_output_path(path, flag)
@@ -345,7 +377,7 @@ def check_report_path(path: str | os.PathLike, flag: str, *,
         if target in bundle_files(folder):
             raise AtbsnError(f"{flag} {path} would replace a file of the bundle {folder}; "
                              "choose another path for the report")
-    if path.is_file() and path.stat().st_size > 0 and not _is_json_file(path):
-        raise AtbsnError(f"{flag} {path} exists and is not a JSON report (it would be replaced); "
+    if path.is_file() and path.stat().st_size > 0 and not is_kind(path):
+        raise AtbsnError(f"{flag} {path} exists and is not {what} (it would be replaced); "
                          "choose another path, or delete the file first")
     return path

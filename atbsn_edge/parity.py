@@ -159,8 +159,12 @@ class ParityRun:
 
     @property
     def apple_runtime_measured(self) -> bool:
-        """False when a Core ML program was computed by the numpy evaluator instead."""
-        return self.info.backend != "coreml-mil-numpy"
+        """False when a stand-in computed the artifact instead of the device's runtime (the
+        numpy evaluator of a Core ML program off macOS)."""
+        from .runtimes.registry import backend_row
+
+        row = backend_row(self.info.backend)
+        return not (row is not None and row.stand_in)
 
     def report(self) -> dict:
         """The JSON report's content."""

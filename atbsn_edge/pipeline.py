@@ -257,14 +257,11 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
     backend that takes them. ``performance_hint="auto"`` (OpenVINO) compiles for throughput
     when one of ``image_sizes`` ((height, width) of the images to come) needs several tiles,
     else for latency."""
-    from .runtimes.registry import backend_for_file, open_artifact
+    from .runtimes.registry import backend_for_file, open_artifact, runtime_here
 
     entry, runtime_name = locate_artifact(artifact, target)
     backend = runtime_name or backend_for_file(entry)
-    if backend == "coreml":
-        from .runtimes.coreml_runtime import coreml_runtime_name
-
-        runtime_name = coreml_runtime_name()  # the numpy evaluator off macOS
+    runtime_name = runtime_here(backend)  # Core ML: the numpy evaluator off macOS
     if str(runtime_options.get("performance_hint", "")).lower() == "auto":
         runtime_options["performance_hint"] = _auto_hint(backend, entry, image_sizes, tile,
                                                          overlap, runtime_options)
@@ -282,13 +279,14 @@ def _auto_hint(backend: str, entry: Path, image_sizes: Iterable[tuple[int, int]]
                tile: Tile | None, overlap: int | None, options: Mapping[str, Any]) -> str:
     """The performance hint ``auto`` stands for: throughput where several requests in flight
     were asked for, else the choice from the images (other backends take no hint)."""
+    from .runtimes.registry import backend_function
+
     if int(options.get("infer_requests") or 0) > 1:
         return "THROUGHPUT"
-    if backend != "openvino":
-        return "LATENCY"  # dropped: only OpenVINO takes a performance hint
-    from .runtimes.openvino_runtime import auto_performance_hint
-
-    hint = auto_performance_hint(entry, image_sizes, tile, overlap)
+    choose = backend_function(backend, "auto_hint")
+    if choose is None:
+        return "LATENCY"  # dropped: a backend without the column takes no performance hint
+    hint = choose(entry, image_sizes, tile, overlap)
     log.debug("performance hint auto: %s", hint.lower())
     return hint
 

@@ -76,13 +76,15 @@ def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
     """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details) or None;
     ``fresh``: a CPU's rates measured now, not read from the cache."""
     from .profiling import floors
+    from .runtimes.registry import backend_row
 
+    row = backend_row(info.backend)
+    floor_kind = row.floor if row is not None else None
     device_text = (info.device or "").lower()
-    on_cpu = info.backend in ("openvino", "onnxruntime", "torch") and (
-        "cpu" in device_text or device_text == "")
+    on_cpu = floor_kind == "cpu" and ("cpu" in device_text or device_text == "")
     if choice == "auto":
         jetson = floors.detect_jetson()
-        if jetson and info.backend == "tensorrt":
+        if jetson and floor_kind == "jetson":
             choice = jetson
         elif on_cpu:
             choice = "cpu"

@@ -51,3 +51,34 @@ def test_benchmark_table_and_json(make_checkpoint, tmp_path, capsys, monkeypatch
 def test_unknown_target_is_one_line(capsys):
     assert benchmark(["--targets", "onnx-fp23"]) == 2
     assert "did you mean 'onnx-fp32'" in capsys.readouterr().err
+
+
+def test_log_and_plot_never_replace_an_input_or_a_foreign_file(make_checkpoint, tmp_path, capsys):
+    checkpoint = make_checkpoint("student_a")
+    image = tmp_path / "n.png"
+    cv2.imwrite(str(image), textured_image(64, 64).astype(np.uint8))
+    weights = tmp_path / "other.pt"        # not an input of this run, and not a log
+    weights.write_bytes(checkpoint.read_bytes())
+    before = {p: p.read_bytes() for p in (checkpoint, image, weights)}
+    args = ["--targets", "onnx-fp32", "--checkpoint", str(checkpoint), "--images", str(image),
+            "--clean", str(image)]
+    for flag, path, says in (("--log", checkpoint, "would replace an input"),
+                             ("--plot", image, "would replace an input"),
+                             ("--log", weights, "is not a text log")):
+        assert benchmark([*args, flag, str(path)]) == 2
+        assert says in capsys.readouterr().err
+    foreign = tmp_path / "photo.png"       # not an input of this run, but not a plot either
+    foreign.write_bytes(b"\xff\xd8\xff\xe0 a JPEG named .png")
+    assert benchmark([*args, "--plot", str(foreign)]) == 2
+    assert "is not a PNG plot" in capsys.readouterr().err
+    assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_the_log_is_appended_to_atomically(tmp_path):
+    from atbsn_edge.benchmark import append_log
+
+    log = tmp_path / "logs" / "bench.md"
+    append_log(log, "first\n")
+    append_log(log, "second\n")
+    assert log.read_text() == "first\nsecond\n"
+    assert [p.name for p in log.parent.iterdir()] == ["bench.md"]   # no temporary file left

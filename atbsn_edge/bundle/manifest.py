@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import __version__
+from ..atomic import atomic_path
 from ..errors import AtbsnError
 from ..hashing import file_sha256
 from .files import artifact_files, content_hashes
@@ -143,12 +144,13 @@ class Bundle:
             self.document["default_target"] = entry.target
 
     def save(self) -> Path:
-        """Write ``manifest.json`` into the folder (the folder itself is staged atomically by
-        the caller)."""
+        """Write ``manifest.json`` into the folder, atomically (the old manifest or the new
+        one, never half of one; the exporter also stages the whole folder)."""
         self.document["artifacts"] = {t: a.as_dict() for t, a in self.artifacts.items()}
         self.document["toolkit_version"] = __version__
         path = self.path / MANIFEST_FILE
-        path.write_text(json.dumps(self.document, indent=2) + "\n")
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.document, indent=2) + "\n")
         return path
 
     # --- reading ----------------------------------------------------------------------------

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import AtbsnError
 
 REFERENCE_FILE = "reference.npz"
 
 
 def save_reference(folder: Path, inputs: np.ndarray, outputs: np.ndarray, names: list[str]) -> Path:
-    """Write ``reference.npz`` (float32 inputs and outputs, crop names) into a bundle folder."""
+    """Write ``reference.npz`` (float32 inputs and outputs, crop names) into a bundle folder,
+    atomically."""
     path = Path(folder) / REFERENCE_FILE
-    np.savez_compressed(path, inputs=inputs, outputs=outputs, names=np.array(names))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:   # a file object: no ".npz" appended
+        np.savez_compressed(fh, inputs=inputs, outputs=outputs, names=np.array(names))
     return path
 
 

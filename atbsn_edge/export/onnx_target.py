@@ -63,7 +63,8 @@ def int8(job: ConversionJob) -> ArtifactEntry:
                                                                  done["calibration_cached"]))
     model = onnx.load(str(path))
     write_onnx_metadata(model, metadata)
-    onnx.save(model, str(path))
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
     return ArtifactEntry("onnx-int8", name, "onnxruntime", "int8", READY, metadata=metadata,
                          details=int8_details(job, keep_float))
 

@@ -41,16 +41,6 @@ def coreml_runtime_name() -> str:
     return APPLE_RUNTIME if apple_runtime_available() else NUMPY_EVALUATOR
 
 
-def open_coreml(path: str | os.PathLike, **options) -> Runtime:
-    """The Core ML artifact at ``path`` in :func:`coreml_runtime_name`'s runtime
-    (``compute_units`` is used by Apple's runtime only)."""
-    if apple_runtime_available():
-        return CoreMlRuntime(path, **options)
-    from ..coreml_mil.runtime import CoreMlProgramRuntime
-
-    return CoreMlProgramRuntime(path)
-
-
 def package_metadata(path: str | os.PathLike) -> tuple[ArtifactMetadata, InputSpec]:
     """The toolkit's metadata and the input spec of a saved package, from its protobuf."""
     from ..coreml_mil.package import read_package

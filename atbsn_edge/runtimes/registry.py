@@ -11,6 +11,7 @@ import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from ..errors import AtbsnError
 from .base import Runtime
@@ -20,28 +21,66 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Backend:
-    """One runtime backend: ``module:cls`` runs artifacts ending in ``suffix``."""
+    """One runtime backend: ``module:cls`` runs artifacts ending in ``suffix``.
+
+    The optional columns say what differs between backends, so that no caller branches on a
+    backend's name: ``floor``, which physical floor ``profile`` puts beside its latency (``cpu``:
+    the CPU's measured rates where the runtime reports a CPU device; ``jetson``: the Orin
+    table); ``resolver``, a function of ``module`` that names the registered runtime which runs
+    this backend's artifacts on this system; ``auto_hint``, a function of ``module`` giving the
+    performance hint that ``auto`` stands for (``(entry, image_sizes, tile, overlap) -> hint``;
+    without one the backend takes no hint); ``stand_in``: it computes the artifact without the
+    device's own runtime (parity says so)."""
 
     module: str
     cls: str
     extra: str
     suffix: str | None   # artifact entry suffix; None: not an artifact runtime (torch)
+    floor: str | None = None
+    resolver: str | None = None
+    auto_hint: str | None = None
+    stand_in: bool = False
 
 
 BACKENDS: dict[str, Backend] = {
-    "torch": Backend("atbsn_edge.runtimes.torch_runtime", "TorchRuntime", "torch", None),
+    "torch": Backend("atbsn_edge.runtimes.torch_runtime", "TorchRuntime", "torch", None,
+                     floor="cpu"),
     "onnxruntime": Backend("atbsn_edge.runtimes.onnxruntime_runtime", "OnnxRuntimeRuntime",
-                           "onnx", ".onnx"),
+                           "onnx", ".onnx", floor="cpu"),
     "openvino": Backend("atbsn_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "openvino",
-                        ".xml"),
+                        ".xml", floor="cpu", auto_hint="auto_performance_hint"),
     "tensorrt": Backend("atbsn_edge.runtimes.tensorrt_runtime", "TensorRtRuntime", "tensorrt",
-                        ".engine"),
+                        ".engine", floor="jetson"),
+    # Apple's runtime on macOS, else the numpy evaluator below (coreml_runtime_name)
     "coreml": Backend("atbsn_edge.runtimes.coreml_runtime", "CoreMlRuntime", "coreml",
-                      ".mlpackage"),
+                      ".mlpackage", resolver="coreml_runtime_name"),
     # the saved ML program computed with numpy: Core ML parity off macOS (not Apple's runtime)
     "coreml-mil-numpy": Backend("atbsn_edge.coreml_mil.runtime", "CoreMlProgramRuntime",
-                                "coreml", ".mlpackage"),
+                                "coreml", ".mlpackage", stand_in=True),
 }
+
+
+def backend_row(name: str) -> Backend | None:
+    """The registry row of ``name``, or None for a name it does not have."""
+    return BACKENDS.get(name)
+
+
+def backend_function(name: str, column: str) -> Callable[..., Any] | None:
+    """The function that the row of ``name`` names in ``column`` (``resolver``,
+    ``auto_hint``), imported from the row's module; None where the row names none."""
+    backend = BACKENDS.get(name)
+    function = getattr(backend, column) if backend is not None else None
+    if function is None:
+        return None
+    return getattr(importlib.import_module(backend.module), function)
+
+
+def runtime_here(name: str) -> str:
+    """The registered runtime that runs ``name``'s artifacts on this system: ``name`` itself,
+    or what its row's ``resolver`` says (Core ML: Apple's runtime on macOS, else the numpy
+    evaluator)."""
+    resolver = backend_function(name, "resolver")
+    return resolver() if resolver is not None else name
 
 
 def runtime_class(name: str) -> type[Runtime]:
