@@ -1,12 +1,18 @@
 """atbsn-edge: self-supervised AT-BSN denoisers from checkpoint to edge device."""
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # PyTorch only for the type checker: the package imports without it
+    from .models.denoiser import Denoiser
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "load_checkpoint"]
 
 
-def load_checkpoint(path, part=None):
+def load_checkpoint(path: str | os.PathLike, part: str | None = None) -> "Denoiser":
     """Load an AT-BSN or student checkpoint as an eval-mode ``torch.nn.Module``.
 
     See :func:`atbsn_edge.models.checkpoint.load_checkpoint`; imported lazily so that the

@@ -42,6 +42,7 @@ DISTILL_TARGETS = ("holes", "mean")  # atbsn_edge.distillation.TARGETS (a test k
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.adapt``."""
     from .assets import DEMO_ATBSN, DEMO_STUDENT_C
 
     d = DEFAULTS
@@ -136,6 +137,7 @@ CPU_MEASURED_EFFECT = "0.05 dB at --time-limit 80 and 0.15 dB at 300 (the defaul
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``atbsn_edge.adapt`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
     def job() -> int:

@@ -56,6 +56,7 @@ class Row:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.benchmark``."""
     p = new_parser("python -m atbsn_edge.benchmark", __doc__)
     p.add_argument("--checkpoint", type=Path,
                    help="checkpoint to benchmark (default: the bundled demo model, for every "
@@ -114,6 +115,8 @@ def export_target(target: str, args: argparse.Namespace) -> tuple[str, str, Path
     if not available:
         return UNAVAILABLE, why, out
     argv = ["--target", target, "--tile", str(args.tile), "--out", str(out), "--overwrite"]
+    if args.verbose:  # the nested CLI sets the log level again: keep benchmark's -v
+        argv.append("--verbose")
     # always named: with no --checkpoint the export of an int8 target takes the int8-ready
     # student, and this table compares the targets of one checkpoint
     checkpoint = args.checkpoint or default_checkpoint()
@@ -236,6 +239,7 @@ def append_log(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``atbsn_edge.benchmark`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
     def job() -> int:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.denoise``."""
     p = new_parser("python -m atbsn_edge.denoise", __doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--output", required=True, type=Path,
@@ -291,6 +292,7 @@ def denoise_one(item: Job, picture: Picture, clean: Path | None, tiled: TiledRun
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``atbsn_edge.denoise`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
     def job() -> int:

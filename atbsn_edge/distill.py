@@ -26,6 +26,7 @@ def parse_holes(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.distill``."""
     p = new_parser("python -m atbsn_edge.distill", __doc__)
     p.add_argument("--teacher", required=True, type=Path, help="AT-BSN checkpoint (any layout)")
     p.add_argument("--student", required=True, choices=("a", "b", "c"),
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``atbsn_edge.distill`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
     def job() -> int:

@@ -33,6 +33,7 @@ REFERENCE_FIELDS = ("psnr", "ssim", "noisy_psnr", "noisy_ssim")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.evaluate``."""
     p = new_parser("python -m atbsn_edge.evaluate", __doc__)
     p.add_argument("--checkpoint", required=True, type=Path, help="AT-BSN or student checkpoint")
     p.add_argument("--part", choices=("student", "teacher"),
@@ -159,6 +160,7 @@ def no_reference_table(rows: list[dict], mean: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``atbsn_edge.evaluate`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
     def job() -> int:

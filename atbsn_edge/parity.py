@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.parity``."""
     p = new_parser("python -m atbsn_edge.parity", __doc__)
     p.add_argument("bundle", type=Path, help="bundle folder written by atbsn_edge.export")
     p.add_argument("--target",
@@ -207,6 +208,7 @@ def check_parity(bundle_path: Path, *, target: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``atbsn_edge.parity`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
     def job() -> int:

@@ -326,6 +326,7 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.profile``."""
     from .cli import (add_verbose_argument, new_parser, non_negative_float, non_negative_int,
                       positive_float, positive_int)
     from .pipeline import tile_arg
@@ -372,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``atbsn_edge.profile`` command on ``argv`` (None: sys.argv); returns its exit code."""
     from .cli import run_cli
 
     args = build_parser().parse_args(argv)

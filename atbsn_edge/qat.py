@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.qat``."""
     p = new_parser("python -m atbsn_edge.qat", __doc__)
     p.add_argument("--checkpoint", type=Path,
                    help="float student checkpoint (default: the bundled demo student C)")
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``atbsn_edge.qat`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
     def job() -> int:

@@ -125,6 +125,7 @@ def read_pairs(noisy: list[str], clean: list[str]):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.train``."""
     p = new_parser("python -m atbsn_edge.train", __doc__)
     p.add_argument("--data", nargs="+", required=True,
                    help="noisy images or videos: files, folders, globs")
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``atbsn_edge.train`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
     def job() -> int:

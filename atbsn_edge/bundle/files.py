@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from ..hashing import file_sha256
 from .metadata import sidecar_path
@@ -28,16 +29,20 @@ def onnx_name(precision: str) -> str:
     return artifact_name("onnx", precision)
 
 
+# the files beside an entry file that belong to its artifact, by the entry's suffix
+COMPANIONS: dict[str, Callable[[Path], Path]] = {
+    ".xml": lambda entry: entry.with_suffix(".bin"),   # an OpenVINO IR's weights
+    ".engine": sidecar_path,                            # a TensorRT engine's JSON sidecar
+}
+
+
 def artifact_files(entry: str | os.PathLike) -> list[Path]:
     """Every file the artifact whose entry is ``entry`` consists of (existing or not)."""
     entry = Path(entry)
     if entry.is_dir():  # .mlpackage and other folder artifacts: every file inside
         return sorted(p for p in entry.rglob("*") if p.is_file())
-    if entry.suffix == ".xml":
-        return [entry, entry.with_suffix(".bin")]
-    if entry.suffix == ".engine":
-        return [entry, sidecar_path(entry)]
-    return [entry]
+    companion = COMPANIONS.get(entry.suffix)
+    return [entry] if companion is None else [entry, companion(entry)]
 
 
 def content_hashes(entry: str | os.PathLike, root: str | os.PathLike) -> dict[str, str]:

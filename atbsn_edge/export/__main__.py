@@ -24,6 +24,7 @@ from ..bundle import PENDING, Bundle, is_bundle
 from ..cli import add_verbose_argument, check_output_path, hole_size_arg, new_parser, run_cli
 from ..errors import AtbsnError
 from .job import ConversionJob, Int8Request, learned_int8_entry
+from .tensorrt_target import engine_options
 from .targets import TARGETS, Target, get_target, targets_table
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ _CALIB_FLAGS = ("calib_data", "calib_images", "calib_crops", "calib_method", "ca
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m atbsn_edge.export``."""
     p = new_parser("python -m atbsn_edge.export", __doc__, epilog="targets: " + ", ".join(TARGETS))
     p.add_argument("--target", help="what to build, e.g. onnx-fp32, openvino-int8, trt-fp16 "
                                     "(--list-targets shows all)")
@@ -171,7 +173,7 @@ def _stage_from_checkpoint(args: argparse.Namespace, target: Target,
     if args.checkpoint is None:
         log.info("no --checkpoint: exporting the bundled %s", Path(checkpoint).name)
     denoiser = load_checkpoint(checkpoint, part=args.part)
-    if denoiser.metadata.get("int8_ranges") and not _takes_learned_int8(target):
+    if denoiser.metadata.get("int8_ranges") and not target.takes_learned_int8:
         raise AtbsnError(f"{checkpoint} is int8-ready (python -m atbsn_edge.qat: float weights "
                          f"tuned for the learned int8 ranges), which {target.name} does not use; "
                          f"export the float checkpoint it came from "
@@ -189,12 +191,6 @@ def _stage_from_checkpoint(args: argparse.Namespace, target: Target,
         reference_crops=args.reference_crops or 2)
 
 
-def _takes_learned_int8(target: Target) -> bool:
-    """Whether ``target`` is built from an int8-ready checkpoint's learned Q/DQ graph: the
-    int8 targets other than Core ML (which quantizes on its own and has no Q/DQ path)."""
-    return target.precision == "int8" and target.backend != "coreml"
-
-
 def _default_checkpoint(args: argparse.Namespace, target: Target) -> Path:
     """The bundled model a target exports when no --checkpoint is given: for an int8 target
     other than Core ML (which quantizes on its own), the int8-ready student (every layer int8,
@@ -204,7 +200,7 @@ def _default_checkpoint(args: argparse.Namespace, target: Target) -> Path:
     from ..assets import default_checkpoint, default_int8_checkpoint
 
     learned = default_int8_checkpoint()
-    if learned is not None and _takes_learned_int8(target) and not _given(args, _CALIB_FLAGS):
+    if learned is not None and target.takes_learned_int8 and not _given(args, _CALIB_FLAGS):
         return learned
     return default_checkpoint()
 
@@ -214,7 +210,7 @@ def _check_int8_ready(bundle: Bundle, target: Target, source: Path) -> None:
     as its --checkpoint export would: its weights are tuned for the learned int8 ranges and
     its reference outputs are the int8 simulation's."""
     entry = learned_int8_entry(bundle)
-    if entry is not None and not _takes_learned_int8(target):
+    if entry is not None and not target.takes_learned_int8:
         origin = (entry.details.get("qat") or {}).get("from") or "see its manifest"
         raise AtbsnError(f"{source} was exported from an int8-ready checkpoint (python -m "
                          f"atbsn_edge.qat: float weights tuned for the learned int8 ranges), "
@@ -229,6 +225,7 @@ def _stage_from_bundle(source: Path, folder: Path) -> Bundle:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``atbsn_edge.export`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
     def job() -> int:
@@ -260,20 +257,13 @@ def main(argv: list[str] | None = None) -> int:
             inputs = [Path(p) for p in [args.checkpoint, *(args.reference_images or []),
                                         *(args.calib_data or [])] if p is not None]
         check_destination(out, overwrite=args.overwrite, in_place=source, inputs=inputs)
-        engine = {"workspace_mb": args.workspace_mb, "dla_core": args.dla_core,
-                  "timing_cache": args.timing_cache}
-        if target.backend == "trt":
-            from .onnx_to_tensorrt import EngineOptions
-
-            if args.dynamic and args.tile:  # the static engine profile of a dynamic graph
-                engine["shape"] = (args.tile, args.tile)
-            EngineOptions(precision=target.precision, **engine).check()  # before any work
+        target.check(args)  # a backend's own options, before any work
         with atomic_path(out, overwrite=True) as tmp:
             denoiser, bundle = ((None, _stage_from_bundle(source, tmp)) if source is not None
                                 else _stage_from_checkpoint(args, target, tmp))
             conversion = ConversionJob(
                 bundle, int8=_int8_request(args, CALIBRATION_IMAGES),
-                engine=engine,
+                engine=engine_options(args),
                 tile=args.tile or DEFAULT_TILE, destination=out, denoiser=denoiser)
             entry = conversion.convert(target.name)
             bundle.add_artifact(entry)

@@ -13,9 +13,11 @@ written yet stay in the table so that their names are stable and listed, marked 
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
 import shutil
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from ..bundle.files import SUFFIXES, artifact_name
 from ..errors import AtbsnError
@@ -26,7 +28,14 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 @dataclass(frozen=True)
 class Target:
-    """One row: ``<backend>-<precision>`` and what it takes to build and run it."""
+    """One row: ``<backend>-<precision>`` and what it takes to build and run it.
+
+    ``own_int8``: its int8 comes from its own quantizer, not from the learned Q/DQ graph of an
+    int8-ready checkpoint (Core ML). ``builder_here``: where the artifact is built on the
+    device that runs it, a function saying whether that builder is on this machine (without
+    it the export writes the bundle and the device command). ``check_options``:
+    "module:function" taking (target, the export's arguments) that refuses bad options of this
+    backend before any work."""
 
     backend: str
     precision: str
@@ -35,6 +44,9 @@ class Target:
     extra: str                  # pip extra that installs them
     converter: str | None       # "module:function" building the artifact, None = planned
     note: str = ""
+    own_int8: bool = False
+    builder_here: Callable[[], bool] | None = None
+    check_options: str | None = None
 
     @property
     def name(self) -> str:
@@ -52,10 +64,23 @@ class Target:
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
         if missing:
             return False, f"needs {', '.join(missing)}: pip install 'atbsn-edge[{self.extra}]'"
-        if self.backend == "trt" and not _tensorrt_builder_here():
+        if self.builder_here is not None and not self.builder_here():
             return True, ("bundle only: no TensorRT here, the engine is built on the device "
                           "(export ends with code 3 and the command)")
         return True, self.note
+
+    @property
+    def takes_learned_int8(self) -> bool:
+        """Whether it is built from an int8-ready checkpoint's learned Q/DQ graph: the int8
+        targets other than those with their own quantizer."""
+        return self.precision == "int8" and not self.own_int8
+
+    def check(self, args: Any) -> None:
+        """Refuse this backend's bad options in ``args`` (the export's arguments) before any
+        work; nothing to check where the row names no ``check_options``."""
+        if self.check_options is not None:
+            module, function = self.check_options.split(":")
+            getattr(importlib.import_module(module), function)(self, args)
 
 
 def _tensorrt_builder_here() -> bool:
@@ -75,9 +100,11 @@ def _rows() -> list[Target]:
             # (on a Jetson it comes with the bundle): required by that converter, not here
             Target("trt", p, "tensorrt", ("onnx",), "onnx",
                    f"atbsn_edge.export.tensorrt_target:{p}",
-                   "engine built on the device that runs it, from the bundle's ONNX"),
+                   "engine built on the device that runs it, from the bundle's ONNX",
+                   builder_here=_tensorrt_builder_here,
+                   check_options="atbsn_edge.export.tensorrt_target:check_engine_options"),
             Target("coreml", p, "coreml", ("coremltools",), "coreml",
-                   f"atbsn_edge.export.torch_to_coreml:{p}"),
+                   f"atbsn_edge.export.torch_to_coreml:{p}", own_int8=True),
         ]
     return rows
 

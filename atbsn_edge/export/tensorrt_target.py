@@ -10,11 +10,29 @@ ends with its own exit code (``EXIT_ENGINE_PENDING``).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from ..bundle import PENDING, READY, ArtifactEntry, artifact_name
 from .job import ConversionJob
 
 log = logging.getLogger(__name__)
+
+
+def engine_options(args: Any) -> dict[str, Any]:
+    """The TensorRT builder options of the export's arguments (``ConversionJob.engine``)."""
+    engine = {"workspace_mb": args.workspace_mb, "dla_core": args.dla_core,
+              "timing_cache": args.timing_cache}
+    if args.dynamic and args.tile:  # the static engine profile of a dynamic graph
+        engine["shape"] = (args.tile, args.tile)
+    return engine
+
+
+def check_engine_options(target: Any, args: Any) -> None:
+    """Refuse bad TensorRT builder options (``--workspace-mb``, ``--dla-core``, ...) before
+    any work: the ``check_options`` of the trt-* rows of the target table."""
+    from .onnx_to_tensorrt import EngineOptions
+
+    EngineOptions(precision=target.precision, **engine_options(args)).check()
 
 
 def _engine(job: ConversionJob, precision: str) -> ArtifactEntry:
