@@ -130,7 +130,7 @@ def clean_references(args: argparse.Namespace, inputs: list[Path]) -> list[Path 
     return clean
 
 
-def read_reference(item: "Job", picture, clean: Path) -> np.ndarray:
+def read_reference(item: "Job", picture: Picture, clean: Path) -> np.ndarray:
     """The --clean reference of one input, read and checked against it before the input is
     denoised (so that a bad reference writes nothing)."""
     try:
@@ -143,7 +143,8 @@ def read_reference(item: "Job", picture, clean: Path) -> np.ndarray:
     return reference.rgb
 
 
-def write_compare(item: "Job", picture, result, reference: np.ndarray | None, args) -> None:
+def write_compare(item: "Job", picture: Picture, result: np.ndarray, reference: np.ndarray | None,
+                  args: argparse.Namespace) -> None:
     """The comparison picture of one denoised image (beside it the checked reference)."""
     from .compare import write_comparison
 
@@ -213,7 +214,7 @@ def image_sizes(paths: list[Path]) -> Iterator[tuple[int, int]]:
         yield height, width
 
 
-def open_source(args: argparse.Namespace, inputs: list[Path]):
+def open_source(args: argparse.Namespace, inputs: list[Path]) -> TiledRuntime:
     """The network to run: an exported artifact (no torch needed) or a checkpoint."""
     if args.artifact is not None:
         if args.hole is not None or args.part is not None or args.device != "cpu":

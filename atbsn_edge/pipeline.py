@@ -12,6 +12,7 @@ artifact's metadata), 1 where it has none.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -117,7 +118,7 @@ class TiledRuntime:
         self.close()
 
 
-def add_tiling_arguments(p) -> None:
+def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
     """``--hole``, ``--tile``, ``--overlap``, ``--batch``, ``--device``: shared by the CLIs
     that denoise through :func:`open_tiled`."""
     from .cli import DEVICE_HELP, hole_size_arg, multiple_of_32, positive_int

@@ -5,11 +5,17 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .cli import (add_verbose_argument, check_output_path, hole_size_arg, new_parser,
                   non_negative_float, non_negative_int, positive_float, positive_int, run_cli)
 from .errors import AtbsnError
 from .inputs import expand_inputs
+
+if TYPE_CHECKING:  # only for annotations: the CLI imports PyTorch when it runs
+    from .training import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +90,7 @@ def check_out(out: Path, resume: Path | None, overwrite: bool,
                      "another --out")
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> "TrainConfig":
     """A validated :class:`TrainConfig` from parsed flags (threads applied to PyTorch)."""
     import torch
 
@@ -106,7 +112,7 @@ def config_from_args(args: argparse.Namespace):
     return config
 
 
-def read_pairs(noisy: list[str], clean: list[str]):
+def read_pairs(noisy: list[str], clean: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Validation pairs (noisy, clean) as float arrays, in the order given; a pair that
     differs in size or grayscale-ness is refused here, not in the middle of training."""
     from .evaluate import check_pair

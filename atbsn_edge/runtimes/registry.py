@@ -108,7 +108,7 @@ def backend_for_file(path: Path) -> str:
     raise AtbsnError(f"no runtime opens '{path.suffix or path.name}' artifacts ({path}); known: {known}")
 
 
-def open_artifact(path: str | Path, *, runtime: str | None = None, **options) -> Runtime:
+def open_artifact(path: str | Path, *, runtime: str | None = None, **options: Any) -> Runtime:
     """Open an artifact file with ``runtime`` (a bundle's manifest names it), or the runtime its
     suffix names (``.onnx`` -> onnxruntime).
 
