@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         import torch
 
-        from .adaptation import AdaptConfig, adapt, load_camera_frames, report_table
+        from .adaptation import AdaptConfig, adapt, load_camera_frames
+        from .adaptation_report import report_table
+
         config = AdaptConfig(time_limit=args.time_limit, teacher_share=args.teacher_share,
                              teacher_iterations=args.teacher_iterations,
                              student_iterations=args.student_iterations, targets=args.targets,

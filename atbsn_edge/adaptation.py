@@ -13,14 +13,12 @@ student's time), and the student then trains on random crops, flips and rotation
 regions and of their targets: many more student iterations for the same time. With
 ``targets="online"`` every batch gets fresh teacher outputs, as ``distill`` does.
 
-:func:`no_reference_report` is the report printed before and after: the residual statistics
-of ``python -m atbsn_edge.evaluate`` without references, plus a noise-level estimate of the
-input and of the output (:func:`noise_sigma`).
+The report printed before and after is :mod:`atbsn_edge.adaptation_report`; the pool of
+teacher targets is :mod:`atbsn_edge.adaptation_pool`.
 """
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import tempfile
 import time
@@ -32,27 +30,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from .adaptation_pool import build_pool, pool_capacity, pooled_loss
+from .adaptation_report import no_reference_report, report_crops
 from .distillation import PUBLISHED_HOLES, MultiTeacher, distillation_loss
 from .distillation import TARGETS as DISTILL_TARGETS
 from .errors import AtbsnError
-from .metrics import LAGS, lag_key, residual_stats
 from .models.atbsn import hole_to_shift
 from .models.checkpoint import save_checkpoint
 from .models.denoiser import Denoiser
 from .strength import STRENGTH_KEY
 from .sources import expand_sources, load_pictures
-from .training import (CropSampler, TrainConfig, TrainState, autocast_context,
-                       blind_spot_loss, optimise)
+from .training import CropSampler, TrainConfig, TrainState, blind_spot_loss, optimise
 
 log = logging.getLogger(__name__)
 
 MIN_SIDE = 128          # the smallest crop training accepts (TrainConfig.validate)
 POOL_SHARE = 1 / 3      # of the student's time, spent computing the pool's teacher targets
-POOL_MIN = 4            # regions computed even when the clock says stop
 #: batches of fixed crops of the frames on which the teacher's own blind-spot loss is measured
 #: before and after its fine-tune; the fine-tune is kept only if that loss went down
 TEACHER_CHECK_BATCHES = 2
-POOL_MAX = 256          # regions at most (about 3.5 MB each at 256 x 256 with 7 holes)
 POOL_AUTO_UNTIMED = 64  # regions without a time limit, when --pool-regions is not given
 NO_LIMIT = 10 ** 9      # iteration cap that never binds: the clock ends the phase
 TARGETS = ("pool", "online")
@@ -158,191 +154,6 @@ def load_camera_frames(items: Sequence[str | Path], min_side: int = MIN_SIDE,
         raise AtbsnError(f"no readable picture among {len(paths)} file(s); give the camera's "
                          "noisy images or videos")
     return paths, pictures
-
-
-# --------------------------------------------------------------------------------------------
-# the no-reference report
-# --------------------------------------------------------------------------------------------
-
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-
-
-def noise_sigma(image: np.ndarray) -> float:
-    """Immerkaer's (1996) noise standard deviation estimate, the mean over channels.
-
-    ``sqrt(pi / 2) / 6 * mean |I * N|`` with ``N`` the 3 x 3 difference of two Laplacians:
-    exact for white Gaussian noise on a smooth image; texture raises it, and spatially
-    correlated (demosaiced, JPEG) noise reads lower than its true level. A relative measure:
-    compare an image with its denoised version, not across cameras.
-    """
-    import cv2
-
-    planes = image[:, :, None] if image.ndim == 2 else image
-    h, w = planes.shape[:2]
-    if min(h, w) < 3:
-        raise ValueError(f"noise_sigma needs at least 3 x 3 pixels, got {h} x {w}")
-    sigmas = []
-    for c in range(planes.shape[2]):
-        plane = np.ascontiguousarray(planes[:, :, c], dtype=np.float32)
-        response = cv2.filter2D(plane, cv2.CV_32F, _IMMERKAER)[1:-1, 1:-1]
-        sigmas.append(math.sqrt(math.pi / 2) * float(np.abs(response).mean(dtype=np.float64)) / 6)
-    return float(np.mean(sigmas))
-
-
-def report_crops(pictures: Sequence[tuple[str, np.ndarray]], count: int,
-                 crop: int) -> list[tuple[str, np.ndarray]]:
-    """Up to ``count`` evenly spaced pictures, each its centre crop of at most ``crop`` x ``crop``."""
-    if count <= 0 or not pictures:
-        return []
-    picks = np.unique(np.linspace(0, len(pictures) - 1, num=min(count, len(pictures))).astype(int))
-    crops = []
-    for index in picks:
-        name, rgb = pictures[index]
-        h, w = rgb.shape[:2]
-        ch, cw = min(crop, h), min(crop, w)
-        y, x = (h - ch) // 2, (w - cw) // 2
-        crops.append((name, np.ascontiguousarray(rgb[y:y + ch, x:x + cw])))
-    return crops
-
-
-@torch.no_grad()
-def run_denoiser(model: Denoiser, rgb: np.ndarray, device: torch.device) -> np.ndarray:
-    """One whole H x W x 3 float32 image through ``model`` in float32, as H x W x 3 float32."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
-    return model(x)[0].float().cpu().numpy().transpose(1, 2, 0)
-
-
-def no_reference_report(model: Denoiser, crops: Sequence[tuple[str, np.ndarray]],
-                        device: torch.device) -> dict:
-    """Means over ``crops`` of: the input's and the output's :func:`noise_sigma`, the
-    residual's standard deviation and its autocorrelation at the lags of
-    :data:`~atbsn_edge.metrics.LAGS` (:func:`~atbsn_edge.metrics.residual_stats`)."""
-    if not crops:
-        return {}
-    model = model.eval()
-    rows = []
-    for _, noisy in crops:
-        denoised = run_denoiser(model, noisy, device)
-        stats = residual_stats(noisy, denoised)
-        rows.append({"input_sigma": noise_sigma(noisy),
-                     "output_sigma": noise_sigma(np.clip(denoised, 0, 255)),
-                     "residual_std": float(np.mean(stats.std)), "autocorr": stats.autocorr})
-    keys = [lag_key(lag) for lag in LAGS]
-    return {"frames": len(rows),
-            "input_sigma": float(np.mean([r["input_sigma"] for r in rows])),
-            "output_sigma": float(np.mean([r["output_sigma"] for r in rows])),
-            "residual_std": float(np.mean([r["residual_std"] for r in rows])),
-            "autocorr": {k: float(np.mean([r["autocorr"][k] for r in rows])) for k in keys}}
-
-
-def report_table(rows: Sequence[tuple[str, dict]]) -> str:
-    """Markdown table of :func:`no_reference_report` results, one row per ``(label, report)``."""
-    keys = [lag_key(lag) for lag in LAGS]
-    lines = ["| student | frames | noise σ̂ input | noise σ̂ output | residual std | "
-             + " | ".join(f"residual ρ({k})" for k in keys) + " |",
-             "|---|---:|---:|---:|---:|" + "---:|" * len(keys)]
-    for label, rep in rows:
-        if not rep:
-            continue
-        lines.append(f"| {label} | {rep['frames']} | {rep['input_sigma']:.3f} | "
-                     f"{rep['output_sigma']:.3f} | {rep['residual_std']:.3f} | "
-                     + " | ".join(f"{rep['autocorr'][k]:.3f}" for k in keys) + " |")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# teacher targets computed once: the pool
-# --------------------------------------------------------------------------------------------
-
-class PoolSampler:
-    """Random crops of pooled regions with their teacher targets, flipped and rotated alike.
-
-    ``sample(batch)`` returns ``N x (3 + 3K) x crop x crop`` float32: the noisy crop, then
-    the K teacher outputs, so that :func:`~atbsn_edge.training.optimise` can carry both.
-    """
-
-    def __init__(self, inputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
-                 crop: int, seed: int) -> None:
-        if not inputs or len(inputs) != len(targets):
-            raise ValueError("give as many target stacks as input regions, at least one")
-        self.inputs = list(inputs)      # 3 x s x s float32
-        self.targets = list(targets)    # 3K x s x s float16
-        self.crop = crop
-        self.rng = np.random.default_rng(seed)
-        for region in self.inputs:
-            if min(region.shape[1:]) < crop:
-                raise ValueError(f"a region of {tuple(region.shape[1:])} is smaller than the "
-                                 f"crop {crop}")
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def sample(self, batch: int) -> torch.Tensor:
-        crops = []
-        for _ in range(batch):
-            index = int(self.rng.integers(len(self.inputs)))
-            stack = torch.cat((self.inputs[index], self.targets[index].float()), dim=0)
-            y = int(self.rng.integers(0, stack.shape[1] - self.crop + 1))
-            x = int(self.rng.integers(0, stack.shape[2] - self.crop + 1))
-            patch = stack[:, y:y + self.crop, x:x + self.crop]
-            patch = torch.rot90(patch, int(self.rng.integers(4)), dims=(1, 2))
-            if self.rng.integers(2):
-                patch = patch.flip(2)
-            crops.append(patch.contiguous())
-        return torch.stack(crops)
-
-
-def pool_capacity(pictures: Sequence[np.ndarray], region: int) -> int:
-    """Regions worth pooling: twice the frames' area in regions, within [POOL_MIN, POOL_MAX]."""
-    area = sum(p.shape[0] * p.shape[1] for p in pictures)
-    return int(min(POOL_MAX, max(POOL_MIN, math.ceil(2 * area / region ** 2))))
-
-
-@torch.no_grad()
-def build_pool(teacher: nn.Module, pictures: Sequence[np.ndarray], holes: Sequence[int], *,
-               region: int, crop: int, count: int, seconds: float, device: torch.device,
-               bf16: bool, seed: int) -> PoolSampler:
-    """Teacher outputs at ``holes`` on random regions of ``pictures`` (at most ``region`` on a
-    side, a multiple of 32), until ``count`` regions or ``seconds`` (0: no clock) are reached
-    (at least :data:`POOL_MIN` regions). Returns the sampler of crops over them."""
-    from tqdm import tqdm
-
-    teachers = MultiTeacher(teacher, holes).to(device).to(memory_format=torch.channels_last)
-    rng = np.random.default_rng([seed, 7])
-    weights = np.array([p.shape[0] * p.shape[1] for p in pictures], dtype=np.float64)
-    weights /= weights.sum()
-    inputs: list[torch.Tensor] = []
-    targets: list[torch.Tensor] = []
-    started = time.perf_counter()
-    with tqdm(total=count, desc="teacher targets", unit="region") as bar:
-        while len(inputs) < count:
-            if seconds > 0 and len(inputs) >= POOL_MIN and time.perf_counter() - started >= seconds:
-                break
-            picture = pictures[int(rng.choice(len(pictures), p=weights))]
-            h, w = picture.shape[:2]
-            side_h = min(region, h // 32 * 32)
-            side_w = min(region, w // 32 * 32)
-            y = int(rng.integers(0, h - side_h + 1))
-            x = int(rng.integers(0, w - side_w + 1))
-            noisy = torch.from_numpy(np.ascontiguousarray(
-                picture[y:y + side_h, x:x + side_w].transpose(2, 0, 1)))
-            batch = noisy[None].to(device).contiguous(memory_format=torch.channels_last)
-            with autocast_context(device, bf16):
-                outputs = teachers(batch)
-            stacked = torch.cat([o.float() for o in outputs], dim=1)[0]
-            inputs.append(noisy.clone())
-            targets.append(stacked.clamp(-1024, 1024).to(torch.float16).cpu())
-            bar.update(1)
-    log.info("teacher targets on %d regions in %.1f s", len(inputs), time.perf_counter() - started)
-    return PoolSampler(inputs, targets, crop, seed)
-
-
-def pooled_loss(net: nn.Module, batch: torch.Tensor, target: str = "holes") -> torch.Tensor:
-    """The distillation loss (``target``: :data:`atbsn_edge.distillation.TARGETS`) of the
-    student's output on ``batch[:, :3]`` against the 3-channel targets that follow it (a
-    :class:`PoolSampler` batch)."""
-    noisy = batch[:, :3].contiguous(memory_format=torch.channels_last)
-    return distillation_loss(net(noisy).float(), batch[:, 3:].float().split(3, dim=1), target)
 
 
 # --------------------------------------------------------------------------------------------

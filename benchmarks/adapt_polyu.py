@@ -94,7 +94,7 @@ def pair_scores(model, images: dict, paths, device) -> tuple[dict[Path, float], 
     clean) pair), and at its own strength (what ``denoise`` applies by default)."""
     import torch
 
-    from atbsn_edge.adaptation import run_denoiser
+    from atbsn_edge.adaptation_report import run_denoiser
     from atbsn_edge.metrics import psnr
     from atbsn_edge.strength import blend_with_input, model_strength
 
@@ -114,7 +114,7 @@ def teacher_diagnostic(args: argparse.Namespace) -> None:
     and of the bundled student, on the first pair of each scene of ``args.camera``."""
     import torch
 
-    from atbsn_edge.adaptation import run_denoiser
+    from atbsn_edge.adaptation_report import run_denoiser
     from atbsn_edge.assets import DEMO_ATBSN, DEMO_STUDENT_C
     from atbsn_edge.distillation import PUBLISHED_HOLES, MultiTeacher
     from atbsn_edge.imageio import read_image

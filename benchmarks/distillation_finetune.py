@@ -41,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from distillation_targets import (HOLES, OpenVINOTeacher, nl_means, score,  # noqa: E402
                                   teacher_outputs)
 
-from atbsn_edge.adaptation import NO_LIMIT, PoolSampler, pooled_loss, run_denoiser  # noqa: E402
+from atbsn_edge.adaptation import NO_LIMIT  # noqa: E402
+from atbsn_edge.adaptation_pool import PoolSampler, pooled_loss  # noqa: E402
+from atbsn_edge.adaptation_report import run_denoiser  # noqa: E402
 from atbsn_edge.imageio import read_image  # noqa: E402
 from atbsn_edge.metrics import psnr  # noqa: E402
 from atbsn_edge.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402

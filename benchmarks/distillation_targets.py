@@ -170,7 +170,7 @@ def main() -> None:
 
     from tqdm import tqdm
 
-    from atbsn_edge.adaptation import run_denoiser
+    from atbsn_edge.adaptation_report import run_denoiser
     from atbsn_edge.models.checkpoint import load_checkpoint
     from atbsn_edge.profiling.machine import cpu_info
 

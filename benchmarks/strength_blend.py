@@ -86,7 +86,7 @@ def main() -> None:
     import torch
     from tqdm import tqdm
 
-    from atbsn_edge.adaptation import run_denoiser
+    from atbsn_edge.adaptation_report import run_denoiser
     from atbsn_edge.assets import DEMO_STUDENT_C
     from atbsn_edge.imageio import read_image
     from atbsn_edge.metrics import psnr, ssim

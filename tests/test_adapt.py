@@ -198,7 +198,7 @@ def test_parser_defaults_match_the_config():
 
 
 def test_pool_sampler_transforms_input_and_targets_alike():
-    from atbsn_edge.adaptation import PoolSampler, pooled_loss
+    from atbsn_edge.adaptation_pool import PoolSampler, pooled_loss
 
     inputs = [torch.rand(3, 160, 192) * 255 for _ in range(2)]
     targets = [torch.cat((x * 0.5, x + 1)).to(torch.float16) for x in inputs]
@@ -222,7 +222,7 @@ def test_pool_sampler_transforms_input_and_targets_alike():
 
 
 def test_noise_sigma_reads_white_noise_and_the_denoised_image_lower():
-    from atbsn_edge.adaptation import noise_sigma
+    from atbsn_edge.adaptation_report import noise_sigma
 
     rng = np.random.default_rng(0)
     flat = np.full((256, 256, 3), 120, np.float32)
