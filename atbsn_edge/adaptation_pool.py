@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 POOL_MIN = 4            # regions computed even when the clock says stop
 POOL_MAX = 256          # regions at most (about 3.5 MB each at 256 x 256 with 7 holes)
 
+
 class PoolSampler:
     """Random crops of pooled regions with their teacher targets, flipped and rotated alike.
 

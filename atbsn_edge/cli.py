@@ -327,15 +327,16 @@ def _is_json_file(path: Path, limit: int = 64 << 20) -> bool:
 def _is_text_file(path: Path, probe: int = 1 << 16) -> bool:
     """Whether ``path`` starts as UTF-8 text without NUL bytes (a log an earlier run wrote),
     not a checkpoint, an image or weights."""
+    import codecs
+
     try:
         with open(path, "rb") as fh:
             head = fh.read(probe)
-        if b"\0" in head:
-            return False
-        head.decode("utf-8", errors="strict" if len(head) < probe else "ignore")
+        # a probe that stops inside a multi-byte character is not final: its tail may wait
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < probe)
     except (OSError, UnicodeDecodeError):
         return False
-    return True
+    return b"\0" not in head
 
 
 def _is_png_file(path: Path) -> bool:

@@ -162,9 +162,9 @@ class ParityRun:
     def apple_runtime_measured(self) -> bool:
         """False when a stand-in computed the artifact instead of the device's runtime (the
         numpy evaluator of a Core ML program off macOS)."""
-        from .runtimes.registry import backend_row
+        from .runtimes.registry import BACKENDS
 
-        row = backend_row(self.info.backend)
+        row = BACKENDS.get(self.info.backend)
         return not (row is not None and row.stand_in)
 
     def report(self) -> dict:

@@ -76,9 +76,9 @@ def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
     """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details) or None;
     ``fresh``: a CPU's rates measured now, not read from the cache."""
     from .profiling import floors
-    from .runtimes.registry import backend_row
+    from .runtimes.registry import BACKENDS
 
-    row = backend_row(info.backend)
+    row = BACKENDS.get(info.backend)
     floor_kind = row.floor if row is not None else None
     device_text = (info.device or "").lower()
     on_cpu = floor_kind == "cpu" and ("cpu" in device_text or device_text == "")

@@ -107,13 +107,24 @@ def test_floor_table_and_detection():
     assert floors.cpu_precision_key("int8", "bf16", {"int8": 3}) == "int8"
 
 
-def test_cpu_rates_are_measured_and_cached(monkeypatch):
+@pytest.fixture
+def timed_floor_convolutions(monkeypatch) -> list:
+    """One entry per CPU floor convolution timed from now on (none where the rates come from
+    the cache): the counters' whole microseconds can repeat a rate exactly, so a measurement is
+    told from a cache read by whether it timed anything."""
+    from atbsn_edge.profiling import floors
+
+    timed: list = []
+    best_rate = floors._best_rate
+    monkeypatch.setattr(floors, "_best_rate", lambda *a: timed.append(a) or best_rate(*a))
+    return timed
+
+
+def test_cpu_rates_are_measured_and_cached(timed_floor_convolutions):
     pytest.importorskip("openvino")
     from atbsn_edge.profiling import floors
 
-    timed = []   # the precisions whose convolutions were timed (not read from the cache)
-    best_rate = floors._best_rate
-    monkeypatch.setattr(floors, "_best_rate", lambda *a: timed.append(a) or best_rate(*a))
+    timed = timed_floor_convolutions
     rates = floors.measure_cpu_rates(1, channels=32, size=32, seconds=0.2)
     assert {"f32", "int8"} <= set(rates.mac_rate) and len(timed) == len(rates.mac_rate)
     assert all(v > 0 and math.isfinite(v) for v in rates.mac_rate.values()) and rates.bandwidth > 0
@@ -121,7 +132,7 @@ def test_cpu_rates_are_measured_and_cached(monkeypatch):
     timed.clear()
     again = floors.measure_cpu_rates(1, channels=32, size=32, seconds=0.2)
     assert not timed and again.mac_rate == rates.mac_rate and again.measured_at == rates.measured_at
-    # refresh: timed again (the counters' microseconds may give the same rates), cache rewritten
+    # refresh: timed again, and the cache rewritten
     fresh = floors.measure_cpu_rates(1, channels=32, size=32, seconds=0.2, refresh=True)
     assert len(timed) == len(rates.mac_rate)
     timed.clear()
@@ -135,7 +146,8 @@ def no_nan(text):
     return json.loads(text, parse_constant=bad)
 
 
-def test_profile_cli_report_and_json(tmp_path, make_checkpoint, capsys, monkeypatch):
+def test_profile_cli_report_and_json(tmp_path, make_checkpoint, capsys, monkeypatch,
+                                     timed_floor_convolutions):
     pytest.importorskip("onnxruntime")
     from atbsn_edge.export.__main__ import main as export
     from atbsn_edge.profile import main
@@ -166,11 +178,9 @@ def test_profile_cli_report_and_json(tmp_path, make_checkpoint, capsys, monkeypa
     assert r["machine"]["cpu"]["model"] and r["machine"]["versions"]["onnxruntime"]
     assert r["power"] is None                      # no tegrastats here
     assert r["floor"]["details"]["fresh"] is False
-    # --fresh-floor: the CPU's rates measured in this run (the convolutions timed again; the
-    # counters' microseconds may repeat the cached rates exactly), not read from the cache
-    timed = []
-    best_rate = floors._best_rate
-    monkeypatch.setattr(floors, "_best_rate", lambda *a: timed.append(a) or best_rate(*a))
+    # --fresh-floor: the CPU's rates measured in this run, not read from the cache
+    timed = timed_floor_convolutions
+    timed.clear()   # the first run above measured them into the empty cache
     assert main([str(bundle), "--iters", "2", "--warmup", "0", "--no-frames", "--threads", "1",
                  "--json", str(out)]) == 0
     assert not timed and "measured in this run" not in capsys.readouterr().out

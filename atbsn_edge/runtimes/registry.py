@@ -60,11 +60,6 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
-def backend_row(name: str) -> Backend | None:
-    """The registry row of ``name``, or None for a name it does not have."""
-    return BACKENDS.get(name)
-
-
 def backend_function(name: str, column: str) -> Callable[..., Any] | None:
     """The function that the row of ``name`` names in ``column`` (``resolver``,
     ``auto_hint``), imported from the row's module; None where the row names none."""
