@@ -6,8 +6,6 @@ noisy/clean pairs: PSNR per filter strength and time per image, to compare with 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import cv2
@@ -15,6 +13,7 @@ import numpy as np
 
 from atbsn_edge.inputs import expand_inputs
 from atbsn_edge.metrics import psnr
+from atbsn_edge.profiling.machine import describe_cpu
 
 
 def main() -> None:
@@ -27,7 +26,7 @@ def main() -> None:
     noisy = [cv2.imread(str(p)) for p in expand_inputs(args.noisy)]
     clean = [cv2.imread(str(p)).astype(np.float32) for p in expand_inputs(args.clean)]
     base = np.mean([psnr(n.astype(np.float32), c) for n, c in zip(noisy, clean)])
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, OpenCV {cv2.__version__}, "
+    print(f"CPU: {describe_cpu()}; OpenCV {cv2.__version__}, "
           f"{cv2.getNumThreads()} threads; {len(noisy)} pairs, noisy input {base:.3f} dB")
     print("| h (= hColor) | mean PSNR | gain over noisy | time per image |")
     print("|---|---|---|---|")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.profiling.machine import describe_cpu
+
 
 def make_image(path: Path, width: int, height: int) -> None:
     import cv2
@@ -64,7 +66,7 @@ def main() -> None:
             sys.exit(f"denoise failed: {result.stderr[-2000:]}")
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     pixels = args.width * args.height
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"CPU: {describe_cpu()}; python {platform.python_version()}")
     print("| image | megapixels | tile | batch | wall time | peak RSS | float32 input + output arrays |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {args.width}x{args.height} | {pixels / 1e6:.1f} | {args.tile} | {args.batch} | "

@@ -6,7 +6,6 @@ pass per hole size (the authors' code). Prints a table with the machine it ran o
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -14,6 +13,7 @@ import torch
 
 from atbsn_edge.distillation import MultiTeacher
 from atbsn_edge.models import ATBSN
+from atbsn_edge.profiling.machine import describe_cpu
 from atbsn_edge.training import init_weights
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     teachers = MultiTeacher(teacher.eval(), holes).to(memory_format=torch.channels_last)
     x = (torch.rand(args.batch, 3, args.crop, args.crop) * 255).contiguous(
         memory_format=torch.channels_last)
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"CPU: {describe_cpu()}; {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"teachers: holes {holes}, batch {args.batch} x {args.crop}x{args.crop}, channels-last, "
           f"median of {args.repeats}")
     print("| precision | whole AT-BSN once per hole (authors' code) | unet once, shifts + head per hole (atbsn-edge) | cheaper by | max abs diff |")

@@ -12,12 +12,12 @@ the fp32 graph. This chose ``int8_keep_float`` in ``atbsn_edge/models/registry.p
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from atbsn_edge.profiling.machine import describe_cpu
 
 
 def main() -> None:
@@ -89,7 +89,7 @@ def main() -> None:
                     save_ir(model, artifact, compress_to_fp16=False, metadata={"precision": "int8"})
                 got = scores(artifact)
                 rows.append((name, quantizer, got.mean(), (base - got).mean(), (base - got).max()))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {Path(args.checkpoint).name} on "
+    print(f"CPU: {describe_cpu()}; {Path(args.checkpoint).name} on "
           f"{len(noisy)} pairs at {width}x{height}; {args.method} calibration on "
           f"{args.calib_crops} crops; upsampling {'fused' if args.fuse_upsampling else 'explicit'}")
     print("| layers kept float | quantizer | mean PSNR | mean drop | worst image drop |")

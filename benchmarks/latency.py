@@ -8,19 +8,23 @@ direct call are timed alternately, so drift falls on both alike. Prints a table 
 machine it ran on. A target may carry export flags after a colon, e.g.
 ``openvino-int8:--int8-quantizer=qdq``.
 
+The PyTorch baseline is the float network in fp32, also for an int8-ready checkpoint (whose
+artifacts are exported from its learned int8 ranges): that is the default ``openvino-int8``
+export against PyTorch eager fp32 with
+``--checkpoint atbsn_edge/assets/demo_student_c_int8.pt --targets openvino-int8``.
+
     python benchmarks/latency.py --checkpoint atbsn_edge/assets/demo_student_c.pt --tile 512
 """
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.profiling.machine import describe_cpu
 from atbsn_edge.profiling.timing import time_calls
 
 
@@ -63,6 +67,7 @@ def main() -> None:
 
     from atbsn_edge.export.__main__ import main as export
     from atbsn_edge.models import load_checkpoint
+    from atbsn_edge.models.checkpoint import float_network
     from atbsn_edge.pipeline import locate_artifact, open_artifact_tiled
     from atbsn_edge.runtimes.registry import open_artifact
     from atbsn_edge.tiling import plan_tiles
@@ -76,7 +81,7 @@ def main() -> None:
 
     x = (np.random.default_rng(0).random((1, 3, args.tile, args.tile)) * 255).astype(np.float32)
     model = load_checkpoint(args.checkpoint)
-    core = model.core()
+    core = float_network(model.core())  # an int8-ready checkpoint: its float network, in fp32
     rows = []
 
     def eager(batch):
@@ -111,7 +116,7 @@ def main() -> None:
                     count = len(plan.ys) * len(plan.xs)
                     whole, _ = median_time(tiled.denoise, image, 1, 3)
                 tiled_rows.append((label, count, t, whole))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"CPU: {describe_cpu()}; "
           f"torch {torch.__version__}; {model.architecture.name} at {args.tile}x{args.tile}, "
           f"batch 1, median of {args.repeats}")
     print("| backend | median | p90 | speed-up vs torch | backend called directly | interface overhead |")

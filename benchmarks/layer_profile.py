@@ -13,12 +13,12 @@ and reports every latency against it; this script stays for the per-layer breakd
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 from pathlib import Path
 
 import numpy as np
+
+from atbsn_edge.profiling.machine import describe_cpu
 
 
 def layer_macs(model) -> dict[str, float]:
@@ -79,7 +79,7 @@ def main() -> None:
     layers.sort(reverse=True)
     total = sum(layer[0] for layer in layers)
     latency = statistics.median(times)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+    print(f"CPU: {describe_cpu()}; "
           f"{xml.name} ({precision}, float layers in {hint}); {args.threads or 'default'} threads")
     print(f"latency {latency * 1e3:.1f} ms (median of {args.repeats}); layers sum to {total * 1e3:.1f} ms")
     print("| layer | type | kernel | ms | share | GMAC | GMAC/s |")

@@ -6,11 +6,11 @@ without the optimizer state (a third of the size). Used to ship the bundled demo
 from __future__ import annotations
 
 import argparse
-import platform
 
 import torch
 
 from atbsn_edge.models import load_checkpoint, save_checkpoint
+from atbsn_edge.profiling.machine import describe_cpu
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     metadata.update(iterations=int(training.get("step", metadata.get("iterations", 0))),
                     history=[r for r in training.get("history", []) if "val_psnr" in r],
                     trained_on=args.trained_on
-                    or f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+                    or f"{describe_cpu()}; {torch.get_num_threads()} threads",
                     note=args.note)
     for item in args.meta:
         key, _, value = item.partition("=")

@@ -11,7 +11,6 @@ For every network (a checkpoint, or He-initialised weights when none is given):
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 from atbsn_edge.models import load_checkpoint
 from atbsn_edge.models.denoiser import Denoiser
 from atbsn_edge.models.registry import get_architecture
+from atbsn_edge.profiling.machine import describe_cpu
 from atbsn_edge.tiling import TileSpec, denoise_tiled
 from atbsn_edge.training import init_weights
 
@@ -61,7 +61,7 @@ def main() -> None:
         network = get_architecture(name).build()
         init_weights(network)
         models.append((f"{name} (He init)", Denoiser(network.eval(), get_architecture(name))))
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    print(f"CPU: {describe_cpu()}; {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
     overlaps = [int(v) for v in args.overlaps.split(",")]
     print("| network | hole | ERF r99 (side) | ERF r99.9 (side) | "
