@@ -31,6 +31,8 @@ TORCH_FREE_EXPORT = ["atbsn_edge.export.__main__", "atbsn_edge.export.job",
                      "atbsn_edge.export.targets", "atbsn_edge.export.onnx_target",
                      "atbsn_edge.export.onnx_to_openvino", "atbsn_edge.export.tensorrt_target",
                      "atbsn_edge.export.onnx_to_tensorrt", "atbsn_edge.export.onnx_tensorrt_readiness",
+                     "atbsn_edge.export.tensorrt_engine_options",
+                     "atbsn_edge.export.tensorrt_python_api", "atbsn_edge.export.tensorrt_trtexec",
                      "atbsn_edge.export.onnx_fp32_to_fp16", "atbsn_edge.export.onnx_fp32_to_int8",
                      "atbsn_edge.export.openvino_fp32_to_int8"]
 

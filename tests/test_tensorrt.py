@@ -20,6 +20,7 @@ import pytest
 from atbsn_edge.bundle.metadata import read_sidecar, write_sidecar
 from atbsn_edge.errors import AtbsnError, MissingDependencyError
 from atbsn_edge.export import onnx_to_tensorrt as o2t
+from atbsn_edge.export import tensorrt_python_api as trt_api
 from atbsn_edge.export.onnx_to_tensorrt import (EngineBuilderUnavailable, EngineOptions, Profile,
                                                 build_engine, device_command, engine_profile,
                                                 parse_trtexec_output, trtexec_command)
@@ -121,13 +122,13 @@ def test_strong_typing_choice_per_version():
         return SimpleNamespace(__version__=version,
                                NetworkDefinitionCreationFlag=SimpleNamespace(**flags))
 
-    assert o2t._strongly_typed_flag(trt("10.3.0", STRONGLY_TYPED=1), EngineOptions()) == (True, 1)
-    assert o2t._strongly_typed_flag(trt("8.6.2", EXPLICIT_BATCH=0), EngineOptions()) == (False, None)
-    assert o2t._strongly_typed_flag(trt("11.4.0"), EngineOptions()) == (True, None)
-    assert o2t._strongly_typed_flag(trt("10.3.0", STRONGLY_TYPED=1),
+    assert trt_api._strongly_typed_flag(trt("10.3.0", STRONGLY_TYPED=1), EngineOptions()) == (True, 1)
+    assert trt_api._strongly_typed_flag(trt("8.6.2", EXPLICIT_BATCH=0), EngineOptions()) == (False, None)
+    assert trt_api._strongly_typed_flag(trt("11.4.0"), EngineOptions()) == (True, None)
+    assert trt_api._strongly_typed_flag(trt("10.3.0", STRONGLY_TYPED=1),
                                     EngineOptions(strongly_typed=False)) == (False, None)
     with pytest.raises(AtbsnError):
-        o2t._strongly_typed_flag(trt("11.0.0"), EngineOptions(strongly_typed=False))
+        trt_api._strongly_typed_flag(trt("11.0.0"), EngineOptions(strongly_typed=False))
 
 
 def test_parser_errors_lists_every_error():
@@ -148,7 +149,7 @@ def test_parser_errors_lists_every_error():
 
     errors = [Err(12, "conv3", "Conv", "unsupported pads"), Err(-1, "", "", "opset 30"), Old8xErr()]
     parser = SimpleNamespace(num_errors=3, get_error=lambda i: errors[i])
-    text = o2t.parser_errors(parser)
+    text = trt_api.parser_errors(parser)
     assert "[1] node 12, Conv 'conv3': unsupported pads" in text
     assert "[2] graph: opset 30" in text and "[3] node 3: bad attribute" in text
 

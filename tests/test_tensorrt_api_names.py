@@ -30,6 +30,9 @@ from tensorrt_names import (DATA_DIR, QUALIFIED_REMOVALS, find_unguarded, load_n
 
 ROOT = Path(__file__).resolve().parent.parent
 TENSORRT_MODULES = ["atbsn_edge/export/onnx_to_tensorrt.py",
+                    "atbsn_edge/export/tensorrt_python_api.py",
+                    "atbsn_edge/export/tensorrt_trtexec.py",
+                    "atbsn_edge/export/tensorrt_engine_options.py",
                     "atbsn_edge/runtimes/tensorrt_runtime.py"]
 
 
