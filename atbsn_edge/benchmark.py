@@ -130,8 +130,9 @@ def export_target(target: str, args: argparse.Namespace) -> tuple[str, str, Path
     return OK, "", out
 
 
-def measure(target: str, args: argparse.Namespace) -> Row:
-    """Export, verify and profile one target."""
+def measure(target: str, args: argparse.Namespace, torch_outputs: dict | None = None) -> Row:
+    """Export, verify and profile one target (``torch_outputs``: PyTorch's outputs on
+    ``--images``, kept across the targets of one run)."""
     from .bundle import Bundle
     from .parity import check_parity
     from .profile import profile_artifact
@@ -148,7 +149,8 @@ def measure(target: str, args: argparse.Namespace) -> Row:
         row.parity_passed = parity.passed
         row.psnr_vs_torch = min(r.psnr_vs_torch for r in parity.results)
         if args.images:
-            quality = check_parity(out, target=target, images=args.images, clean=args.clean)
+            quality = check_parity(out, target=target, images=args.images, clean=args.clean,
+                                   torch_outputs=torch_outputs)
             row.parity_passed = row.parity_passed and quality.passed
             scored = [r for r in quality.results if r.psnr_clean_artifact is not None]
             if scored:
@@ -259,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                              "references, same order)")
         targets = chosen_targets(args.targets)
         rows = []
+        torch_outputs: dict = {}  # PyTorch's outputs on --images, the same for every target
         for target in tqdm(targets, desc="targets", unit="target"):
-            rows.append(measure(target, args))
+            rows.append(measure(target, args, torch_outputs))
             log.info("%s: %s %s", target, rows[-1].status, rows[-1].reason)
         machine = describe_cpu()
         table = render_table(rows, machine, "x".join(map(str, args.resolution)))

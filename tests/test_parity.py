@@ -88,6 +88,32 @@ def test_given_images_with_clean_references(bundle, tmp_path):
     assert abs(result["psnr_drop"]) < 1e-3  # fp32 costs no quality
 
 
+def test_pytorch_outputs_are_kept_across_calls(bundle, tmp_path, monkeypatch):
+    """benchmark's memo: a second target of the same checkpoint, tiling and images reuses
+    PyTorch's outputs (PyTorch is not opened again) and gets the same comparison; another
+    tiling computes them again."""
+    from atbsn_edge import pipeline
+    from atbsn_edge.parity import check_parity
+
+    noisy = np.clip(textured_image(90, 130, seed=4)
+                    + np.random.default_rng(1).normal(0, 10, (90, 130, 3)), 0, 255)
+    cv2.imwrite(str(tmp_path / "n.png"), noisy.astype(np.uint8)[:, :, ::-1])
+    memo: dict = {}
+    first = check_parity(bundle, images=[str(tmp_path / "n.png")], torch_outputs=memo)
+    assert len(memo) == 1
+    opened = []
+    real_open_tiled = pipeline.open_tiled
+    monkeypatch.setattr(pipeline, "open_tiled",
+                        lambda *a, **k: opened.append(k) or real_open_tiled(*a, **k))
+    again = check_parity(bundle, images=[str(tmp_path / "n.png")], torch_outputs=memo)
+    assert not opened
+    assert again.results[0].rel_l2 == first.results[0].rel_l2 < 1e-5
+    key = next(iter(memo))
+    memo[key[:6] + (key[6] + 32,) + key[7:]] = memo.pop(key)  # as if another overlap had run
+    check_parity(bundle, images=[str(tmp_path / "n.png")], torch_outputs=memo)
+    assert len(opened) == 1 and len(memo) == 2
+
+
 def test_parity_runs_without_pytorch(bundle):
     blocker = ("import importlib.abc, sys\n"
                "class B(importlib.abc.MetaPathFinder):\n"
