@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                              "references, same order)")
         targets = chosen_targets(args.targets)
         rows = []
-        torch_outputs: dict = {}  # PyTorch's outputs on --images, the same for every target
+        torch_outputs: dict = {}  # PyTorch's outputs on --images, per tiling, for every target
         for target in tqdm(targets, desc="targets", unit="target"):
             rows.append(measure(target, args, torch_outputs))
             log.info("%s: %s %s", target, rows[-1].status, rows[-1].reason)

@@ -63,12 +63,13 @@ def reference_pairs(bundle, runtime) -> list[tuple[str, np.ndarray, np.ndarray, 
 
 
 def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: Path | None,
-                bundle, tiled, torch_outputs: dict | None = None) -> list:
+                bundle, tiled, torch_outputs: dict[tuple, np.ndarray] | None = None) -> list:
     """(name, artifact output, torch output, clean) for user images, tiled the same way.
 
-    ``torch_outputs``: a dict kept across calls (``benchmark`` keeps one per run) that holds
-    PyTorch's output per checkpoint, network, tiling and image, so that every target of one
-    checkpoint reuses it instead of running PyTorch again."""
+    ``torch_outputs``: a dict kept across the calls of one run (``benchmark`` keeps one) that
+    holds PyTorch's output per checkpoint, network, tiling and image path, so that every target
+    of one checkpoint reuses it instead of running PyTorch again. It is not bounded: keep it for
+    one run of a few images, not longer (the images must not change during the run)."""
     import contextlib
 
     from .imageio import read_image
@@ -106,6 +107,7 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
             key = (*network, str(n.resolve()))
             if key not in memo:
                 memo[key] = reference.denoise(picture.rgb).transpose(2, 0, 1)
+                memo[key].setflags(write=False)
             want = memo[key]
             pairs.append((n.name, got, want,
                           truth.rgb.transpose(2, 0, 1) if truth is not None else None))
@@ -197,7 +199,7 @@ def check_parity(bundle_path: Path, *, target: str | None = None,
                  images: list[str] | None = None, clean: list[str] | None = None,
                  checkpoint: Path | None = None,
                  inference_precision: str | None = None,
-                 torch_outputs: dict | None = None) -> ParityRun:
+                 torch_outputs: dict[tuple, np.ndarray] | None = None) -> ParityRun:
     """Compare a bundle's artifact with PyTorch: on its reference crops, or on ``images``
     (with ``clean`` references) tiled through both (``torch_outputs``: see
     :func:`image_pairs`). Raises :class:`AtbsnError` when the bundle cannot be opened or the

@@ -88,30 +88,41 @@ def test_given_images_with_clean_references(bundle, tmp_path):
     assert abs(result["psnr_drop"]) < 1e-3  # fp32 costs no quality
 
 
-def test_pytorch_outputs_are_kept_across_calls(bundle, tmp_path, monkeypatch):
-    """benchmark's memo: a second target of the same checkpoint, tiling and images reuses
-    PyTorch's outputs (PyTorch is not opened again) and gets the same comparison; another
-    tiling computes them again."""
+def test_pytorch_outputs_are_kept_across_targets(bundle, make_checkpoint, tmp_path, monkeypatch):
+    """benchmark's memo: a second target of the same checkpoint and tiling reuses PyTorch's
+    outputs (PyTorch is not opened again), and what it reuses is PyTorch's output, not an
+    artifact's; a bundle of another tile shape computes its own."""
     from atbsn_edge import pipeline
     from atbsn_edge.parity import check_parity
 
+    assert export(["--target", "onnx-fp16", "--from-bundle", str(bundle)]) == 0
     noisy = np.clip(textured_image(90, 130, seed=4)
                     + np.random.default_rng(1).normal(0, 10, (90, 130, 3)), 0, 255)
     cv2.imwrite(str(tmp_path / "n.png"), noisy.astype(np.uint8)[:, :, ::-1])
+    images = [str(tmp_path / "n.png")]
     memo: dict = {}
-    first = check_parity(bundle, images=[str(tmp_path / "n.png")], torch_outputs=memo)
+    fp32 = check_parity(bundle, target="onnx-fp32", images=images, torch_outputs=memo)
     assert len(memo) == 1
     opened = []
     real_open_tiled = pipeline.open_tiled
     monkeypatch.setattr(pipeline, "open_tiled",
                         lambda *a, **k: opened.append(k) or real_open_tiled(*a, **k))
-    again = check_parity(bundle, images=[str(tmp_path / "n.png")], torch_outputs=memo)
-    assert not opened
-    assert again.results[0].rel_l2 == first.results[0].rel_l2 < 1e-5
-    key = next(iter(memo))
-    memo[key[:6] + (key[6] + 32,) + key[7:]] = memo.pop(key)  # as if another overlap had run
-    check_parity(bundle, images=[str(tmp_path / "n.png")], torch_outputs=memo)
-    assert len(opened) == 1 and len(memo) == 2
+    fp16 = check_parity(bundle, target="onnx-fp16", images=images, torch_outputs=memo)
+    assert not opened and len(memo) == 1
+    fresh = check_parity(bundle, target="onnx-fp16", images=images)  # no memo: PyTorch again
+    assert len(opened) == 1
+    _, fp16_out, fp16_ref, _ = fp16.pairs[0]
+    assert np.array_equal(fp16_ref, fresh.pairs[0][2])   # the reused reference is PyTorch's
+    assert np.array_equal(fp32.pairs[0][2], fp16_ref)
+    assert not np.array_equal(fp16_ref, fp16_out) and not np.array_equal(fp16_ref, fp32.pairs[0][1])
+    assert fp16.results[0].rel_l2 == fresh.results[0].rel_l2 > 0
+
+    other = tmp_path / "tile96"
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--tile", "96", "--reference-crops", "1", "--out", str(other)]) == 0
+    tile96 = check_parity(other, images=images, torch_outputs=memo)
+    assert len(opened) == 2 and len(memo) == 2
+    assert tile96.results[0].rel_l2 < 1e-5
 
 
 def test_parity_runs_without_pytorch(bundle):

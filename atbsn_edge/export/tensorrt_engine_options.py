@@ -1,7 +1,8 @@
 """How a TensorRT engine is built: the options, the input profile, the GPU and the timing cache.
 
-Pure data and helpers shared by both builders (:mod:`.tensorrt_python_api` and
-:mod:`.tensorrt_trtexec`). Nothing here imports TensorRT.
+What a build needs to know besides the graph, shared by :mod:`.onnx_to_tensorrt` and its two
+builders (:mod:`.tensorrt_python_api`, :mod:`.tensorrt_trtexec`). Nothing here imports
+TensorRT; :func:`gpu_info` asks pycuda, cuda-python or ``nvidia-smi``.
 """
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def _collecting_logger(trt, verbose: bool):
     return _Logger()
 
 
-def parser_errors(parser) -> str:
+def parser_errors(parser: Any) -> str:
     """Every error of an ``OnnxParser``: node index, name and operator (10.x), description,
     error code."""
     lines = []
@@ -89,7 +89,7 @@ def _strongly_typed_flag(trt, options: EngineOptions) -> tuple[bool, Any]:
     return True, flag
 
 
-def build_with_python_api(trt, onnx_path: Path, engine_path: Path, options: EngineOptions,
+def build_with_python_api(trt: Any, onnx_path: Path, engine_path: Path, options: EngineOptions,
                           profile: Profile | None) -> dict[str, Any]:
     """Build ``engine_path`` with the Python API; returns the build record."""
     from ..atomic import atomic_path

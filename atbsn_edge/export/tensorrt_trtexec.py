@@ -1,7 +1,7 @@
 """``trtexec`` as an engine builder: the command line of a build, its version and log.
 
 JetPack puts ``trtexec`` in ``/usr/src/tensorrt/bin``; it is used where TensorRT's Python API is
-missing (or with ``--builder trtexec``). The command is built by :func:`trtexec_command` (unit-
+missing (or with ``EngineOptions(builder="trtexec")``). The command is built by :func:`trtexec_command` (unit-
 tested without TensorRT) and shown as it would run from the bundle folder.
 """
 from __future__ import annotations

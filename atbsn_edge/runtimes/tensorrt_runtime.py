@@ -45,7 +45,7 @@ INSTALL_HINT = ("TensorRT comes with JetPack on a Jetson (python3-libnvinfer), e
                 "pip install tensorrt --extra-index-url https://pypi.nvidia.com; "
                 "pycuda: pip install pycuda (with nvcc on PATH)")
 
-# No version-dependent TensorRT name is used here; see onnx_to_tensorrt.VERSION_GUARDED_NAMES.
+# No version-dependent TensorRT name is used here; see tensorrt_python_api.VERSION_GUARDED_NAMES.
 VERSION_GUARDED_NAMES: set[str] = set()
 
 
