@@ -34,6 +34,23 @@ def _check_pair(a: np.ndarray, b: np.ndarray, what: str) -> None:
         raise ValueError(f"{what}: expected an H x W or H x W x C image, got shape {a.shape}")
 
 
+def relative_l2(got: np.ndarray, want: np.ndarray) -> float:
+    """``||got - want|| / ||want||`` (Frobenius norms, in float64; NaN where either holds NaN).
+
+    Summed by numpy's own loops, not BLAS: numpy's ``linalg.norm`` is a BLAS dot product,
+    which OpenBLAS splits across threads above 10,000 elements, and that threaded dot product
+    once hung the test suite here (OpenBLAS 0.3.31 in numpy 2.4, spinning in ``exec_blas``;
+    scipy/scipy#20294 reports the same hang on Windows)."""
+    if np.shape(got) != np.shape(want):
+        raise ValueError(f"relative_l2: shapes differ, {np.shape(got)} vs {np.shape(want)}")
+    reference = np.asarray(want, np.float64).ravel()
+    error = np.asarray(got, np.float64).ravel() - reference
+    with np.errstate(invalid="ignore", over="ignore"):
+        num = math.sqrt(float(np.einsum("i,i->", error, error)))
+        den = math.sqrt(float(np.einsum("i,i->", reference, reference)))
+    return num / max(den, 1e-12)
+
+
 def psnr(a: np.ndarray, b: np.ndarray, *, clip: bool = True) -> float:
     """PSNR in dB of the estimate ``a`` against the reference ``b`` on the 0..255 scale.
 

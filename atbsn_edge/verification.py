@@ -24,7 +24,7 @@ from math import nan
 import numpy as np
 
 from .jsonsafe import finite_or_none
-from .metrics import psnr
+from .metrics import psnr, relative_l2
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def compare(name: str, artifact: np.ndarray, torch_out: np.ndarray,
     non_finite = int(artifact.size - np.count_nonzero(np.isfinite(artifact)))
     diff = np.abs(artifact.astype(np.float64) - torch_out.astype(np.float64))
     with np.errstate(invalid="ignore", over="ignore"):
-        rel = float(np.linalg.norm(diff) / max(np.linalg.norm(torch_out.astype(np.float64)), 1e-12))
+        rel = relative_l2(artifact, torch_out)
         result = Comparison(name, float(diff.max()), float(diff.mean()), rel,
                             psnr(artifact, torch_out, clip=False) if not non_finite else nan,
                             non_finite=non_finite)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from atbsn_edge import metrics
-from atbsn_edge.metrics import autocorrelation, psnr, residual_stats, ssim
+from atbsn_edge.metrics import autocorrelation, psnr, relative_l2, residual_stats, ssim
 
 skimage_data = pytest.importorskip("skimage.data")
 skimage_metrics = pytest.importorskip("skimage.metrics")
@@ -49,6 +49,22 @@ def test_psnr_clips_the_estimate_and_identical_images_give_inf():
 def test_psnr_refuses_different_shapes():
     with pytest.raises(ValueError, match="shapes differ"):
         psnr(np.zeros((8, 8, 3)), np.zeros((8, 9, 3)))
+
+
+def test_relative_l2_without_blas():
+    """The known value of a scaled array, the BLAS norm's value to 1e-12 on 3 x 512 x 512
+    float32 (past OpenBLAS's 10,000-element threading threshold), NaN through, shapes checked."""
+    want = np.random.default_rng(0).random((3, 512, 512)).astype(np.float32) * 255
+    assert relative_l2(want * np.float32(1.5), want) == pytest.approx(0.5, rel=1e-6)
+    got = want + np.random.default_rng(1).normal(0, 0.5, want.shape).astype(np.float32)
+    blas = np.linalg.norm((got - want).astype(np.float64)) / np.linalg.norm(want.astype(np.float64))
+    assert relative_l2(got, want) == pytest.approx(blas, rel=1e-12)
+    assert relative_l2(want, want) == 0.0
+    got[0, 0, 0] = np.nan
+    assert math.isnan(relative_l2(got, want))
+    assert relative_l2(np.ones(4), np.zeros(4)) == pytest.approx(2.0 / 1e-12)
+    with pytest.raises(ValueError, match="shapes differ"):
+        relative_l2(np.ones((2, 3)), np.ones((3, 2)))
 
 
 def test_training_uses_the_same_psnr():

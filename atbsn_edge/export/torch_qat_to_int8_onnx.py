@@ -23,6 +23,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import AtbsnError, require
+from ..metrics import relative_l2
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ def _check_against_torch(wrapped: Any, path: Path, torch: Any, batch: int, tile:
         None, {"input": x})[0]
     with torch.inference_mode():
         want = wrapped(torch.from_numpy(x)).numpy()
-    rel = float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-12))
+    rel = relative_l2(got, want)
     if rel > 5e-2:
         raise AtbsnError(f"the exported int8 graph disagrees with the quantization-aware "
                          f"network: relative L2 {rel:.2e} (want <= 5e-2)")

@@ -20,6 +20,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..bundle.metadata import write_onnx_metadata
 from ..errors import AtbsnError, require
+from ..metrics import relative_l2
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _check_against_torch(module: Any, path: Path, torch: Any, batch: int, h: int
     got = session.run(None, {INPUT_NAME: x})[0]
     with torch.inference_mode():
         want = module(torch.from_numpy(x)).numpy()
-    rel = float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-12))
+    rel = relative_l2(got, want)
     if got.shape != want.shape or rel > 1e-4:
         raise AtbsnError(f"exported graph disagrees with PyTorch at {h}x{w}: shape {got.shape} "
                          f"vs {want.shape}, relative L2 error {rel:.2e}")
