@@ -34,21 +34,25 @@ def _check_pair(a: np.ndarray, b: np.ndarray, what: str) -> None:
         raise ValueError(f"{what}: expected an H x W or H x W x C image, got shape {a.shape}")
 
 
-def relative_l2(got: np.ndarray, want: np.ndarray) -> float:
-    """``||got - want|| / ||want||`` (Frobenius norms, in float64; NaN where either holds NaN).
+def l2_norm(x: np.ndarray) -> float:
+    """The Frobenius norm of ``x`` in float64 (NaN where ``x`` holds NaN), summed by numpy's own
+    loops, not BLAS: numpy's ``linalg.norm`` is a BLAS dot product, which OpenBLAS splits
+    across threads above 10,000 elements, and that threaded dot product once hung the test
+    suite here (OpenBLAS 0.3.31 in numpy 2.4, spinning in ``exec_blas``; scipy/scipy#20294
+    reports the same hang on Windows)."""
+    flat = np.asarray(x, np.float64).ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        return math.sqrt(float(np.einsum("i,i->", flat, flat)))
 
-    Summed by numpy's own loops, not BLAS: numpy's ``linalg.norm`` is a BLAS dot product,
-    which OpenBLAS splits across threads above 10,000 elements, and that threaded dot product
-    once hung the test suite here (OpenBLAS 0.3.31 in numpy 2.4, spinning in ``exec_blas``;
-    scipy/scipy#20294 reports the same hang on Windows)."""
+
+def relative_l2(got: np.ndarray, want: np.ndarray) -> float:
+    """``||got - want|| / ||want||`` (:func:`l2_norm`, in float64; NaN where either holds NaN)."""
     if np.shape(got) != np.shape(want):
         raise ValueError(f"relative_l2: shapes differ, {np.shape(got)} vs {np.shape(want)}")
-    reference = np.asarray(want, np.float64).ravel()
-    error = np.asarray(got, np.float64).ravel() - reference
+    reference = np.asarray(want, np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        num = math.sqrt(float(np.einsum("i,i->", error, error)))
-        den = math.sqrt(float(np.einsum("i,i->", reference, reference)))
-    return num / max(den, 1e-12)
+        error = np.asarray(got, np.float64) - reference
+    return l2_norm(error) / max(l2_norm(reference), 1e-12)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, *, clip: bool = True) -> float:
