@@ -178,10 +178,9 @@ class ParityRun:
     def apple_runtime_measured(self) -> bool:
         """False when a stand-in computed the artifact instead of the device's runtime (the
         numpy evaluator of a Core ML program off macOS)."""
-        from .runtimes.registry import BACKENDS
+        from .runtimes.registry import backend_column
 
-        row = BACKENDS.get(self.info.backend)
-        return not (row is not None and row.stand_in)
+        return not backend_column(self.info.backend, "stand_in")
 
     def report(self) -> dict:
         """The JSON report's content."""

@@ -76,10 +76,9 @@ def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
     """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details) or None;
     ``fresh``: a CPU's rates measured now, not read from the cache."""
     from .profiling import floors
-    from .runtimes.registry import BACKENDS
+    from .runtimes.registry import backend_column
 
-    row = BACKENDS.get(info.backend)
-    floor_kind = row.floor if row is not None else None
+    floor_kind = backend_column(info.backend, "floor")
     device_text = (info.device or "").lower()
     on_cpu = floor_kind == "cpu" and ("cpu" in device_text or device_text == "")
     if choice == "auto":

@@ -60,14 +60,19 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
+def backend_column(name: str, column: str) -> Any:
+    """The value in ``column`` of the row of ``name``; None for a runtime with no row."""
+    backend = BACKENDS.get(name)
+    return getattr(backend, column) if backend is not None else None
+
+
 def backend_function(name: str, column: str) -> Callable[..., Any] | None:
     """The function that the row of ``name`` names in ``column`` (``resolver``,
     ``auto_hint``), imported from the row's module; None where the row names none."""
-    backend = BACKENDS.get(name)
-    function = getattr(backend, column) if backend is not None else None
+    function = backend_column(name, column)
     if function is None:
         return None
-    return getattr(importlib.import_module(backend.module), function)
+    return getattr(importlib.import_module(BACKENDS[name].module), function)
 
 
 def runtime_here(name: str) -> str:
