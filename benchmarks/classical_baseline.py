@@ -11,6 +11,9 @@ import time
 import cv2
 import numpy as np
 
+from atbsn_edge.cli import run_cli
+from atbsn_edge.errors import AtbsnError
+from atbsn_edge.imageio import read_image
 from atbsn_edge.inputs import expand_inputs
 from atbsn_edge.metrics import psnr
 from atbsn_edge.profiling.machine import describe_cpu
@@ -23,8 +26,14 @@ def main() -> None:
     parser.add_argument("--clean", nargs="+", required=True)
     parser.add_argument("--strengths", default="1,2,3,4,5,6")
     args = parser.parse_args()
-    noisy = [cv2.imread(str(p)) for p in expand_inputs(args.noisy)]
-    clean = [cv2.imread(str(p)).astype(np.float32) for p in expand_inputs(args.clean)]
+    noisy_paths, clean_paths = expand_inputs(args.noisy), expand_inputs(args.clean)
+    if len(noisy_paths) != len(clean_paths):
+        raise AtbsnError(f"--noisy has {len(noisy_paths)} images, --clean {len(clean_paths)}; "
+                         "give one clean reference per noisy image, in the same order")
+    # read as the toolkit reads images (a bad file is one line); OpenCV's filter takes 8-bit BGR
+    noisy = [np.ascontiguousarray(read_image(p).rgb[:, :, ::-1].round().astype(np.uint8))
+             for p in noisy_paths]
+    clean = [np.ascontiguousarray(read_image(p).rgb[:, :, ::-1]) for p in clean_paths]
     base = np.mean([psnr(n.astype(np.float32), c) for n, c in zip(noisy, clean)])
     print(f"CPU: {describe_cpu()}; OpenCV {cv2.__version__}, "
           f"{cv2.getNumThreads()} threads; {len(noisy)} pairs, noisy input {base:.3f} dB")
@@ -42,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_cli(main))  # a bad --noisy/--clean: one line, exit 2
