@@ -49,7 +49,7 @@ from atbsn_edge.metrics import psnr  # noqa: E402
 from atbsn_edge.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from atbsn_edge.training import TrainConfig, optimise  # noqa: E402
 
-log = logging.getLogger("distillation_finetune")
+log = logging.getLogger(__name__)
 
 RECIPES = {  # name: (transforms averaged, holes, reduction over holes)
     "plain": (1, HOLES, None),
@@ -99,7 +99,6 @@ def main() -> None:
     parser.add_argument("--out", default="runs/finetune")
     parser.add_argument("--json")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     recipes = args.recipes.split(",")
     for name in recipes:
         if name not in RECIPES:
@@ -177,4 +176,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
+
+    raise SystemExit(run_cli(main))

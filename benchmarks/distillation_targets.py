@@ -37,7 +37,7 @@ import torch
 from atbsn_edge.imageio import read_image
 from atbsn_edge.metrics import psnr, ssim
 
-log = logging.getLogger("distillation_targets")
+log = logging.getLogger(__name__)
 
 HOLES = (0, 1, 3, 5, 7, 9, 11)
 
@@ -166,7 +166,6 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N pairs only (0: all)")
     parser.add_argument("--json", help="write every score here")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from tqdm import tqdm
 
@@ -266,4 +265,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
+
+    raise SystemExit(run_cli(main))

@@ -136,4 +136,6 @@ def mean_psnr(tiled, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
+
+    raise SystemExit(run_cli(main))

@@ -52,7 +52,14 @@ def main() -> None:
 
     from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
 
-    xml = args.bundle if args.bundle.suffix == ".xml" else next(args.bundle.glob("model-*.xml"))
+    from atbsn_edge.errors import AtbsnError
+
+    xml = (args.bundle if args.bundle.suffix == ".xml"
+           else next(args.bundle.glob("model-*.xml"), None))
+    if xml is None or not xml.is_file():
+        raise AtbsnError(f"{args.bundle} is neither an OpenVINO .xml nor a folder holding one "
+                         "(model-*.xml); export one with "
+                         "python -m atbsn_edge.export --target openvino-int8")
     runtime = OpenVinoRuntime(xml, threads=args.threads, profile=True)
     spec = runtime.input_spec
     x = (np.random.default_rng(0).random((spec.batch or 1, spec.channels, spec.height,
@@ -105,4 +112,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
+
+    raise SystemExit(run_cli(main))

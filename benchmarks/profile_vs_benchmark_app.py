@@ -123,4 +123,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
+
+    raise SystemExit(run_cli(main))

@@ -281,4 +281,6 @@ def print_auto_grid(results: dict, chosen_on: list, psnr, top: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
+
+    raise SystemExit(run_cli(main))

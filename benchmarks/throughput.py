@@ -133,7 +133,6 @@ def main() -> None:
                         help="OpenVINO's float type for the float layers (default: the CPU's "
                              "own; f32 under ONEDNN_MAX_CPU_ISA=AVX2, which has no bf16)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     import openvino as ov
 
@@ -179,4 +178,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
+
+    raise SystemExit(run_cli(main))

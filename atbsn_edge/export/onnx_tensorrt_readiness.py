@@ -6,14 +6,14 @@ What is checked, and against what:
    that the TensorRT ONNX parser lists as supported, defined at the graph's opset, and take an
    input type the list gives for it; nodes of any other domain (custom ops, ``com.microsoft``)
    are refused. The list is ``SUPPORTED_OPS`` / ``UNSUPPORTED_OPS`` of
-   :mod:`.tensorrt_onnx_support`, transcribed from onnx-tensorrt ``docs/operators.md`` as published for **TensorRT 10.15** (repository
-   onnx/onnx-tensorrt; "TensorRT 10.15 supports operators in the inclusive range of opset 9 to
-   opset 24"). The accepted opset range is the narrower one the TensorRT 10.0 edition of that
-   document gives (opset 9 to 20; seen in a search excerpt of that edition, whose full text we
-   did not read), so that a graph that passes also parses on older 10.x releases such as
-   JetPack's. Operators added to the list after 10.0 (e.g.
-   Attention, RMSNormalization) are listed as 10.15 lists them; they need opsets above 20 and
-   are therefore refused by the opset bound anyway.
+   :mod:`.tensorrt_onnx_support`, transcribed from onnx-tensorrt ``docs/operators.md`` as
+   published for **TensorRT 10.15** (repository onnx/onnx-tensorrt; "TensorRT 10.15 supports
+   operators in the inclusive range of opset 9 to opset 24"). The accepted opset range is the
+   narrower one the TensorRT 10.0 edition of that document gives (opset 9 to 20; seen in a search
+   excerpt of that edition, whose full text we did not read), so that a graph that passes also
+   parses on older 10.x releases such as JetPack's. Operators added to the list after 10.0 (e.g.
+   Attention, RMSNormalization) are listed as 10.15 lists them; they need opsets above 20 and are
+   therefore refused by the opset bound anyway.
 2. **Attributes** that the list (and the parser source, onnx/onnx-tensorrt
    ``onnxOpImporters.cpp``) restricts, for the operators these networks use: Resize modes,
    coordinate transformation modes, nearest modes, ``antialias``, ``keep_aspect_ratio_policy``;
