@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from .atomic import atomic_path
 from .cli import (add_verbose_argument, check_report_path, new_parser,
-                  non_negative_int, positive_int, positive_multiple_of_32, run_cli)
+                  positive_int, positive_multiple_of_32, run_cli, thread_count)
 from .errors import AtbsnError
 from .jsonsafe import write_json
 from .profile import parse_resolution
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed tiled frames per target")
     p.add_argument("--resolution", type=parse_resolution, default=(1920, 1080),
                    help="frame size for MP/s and fps, WIDTHxHEIGHT (default 1920x1080)")
-    p.add_argument("--threads", type=non_negative_int, default=0,
+    p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads of the backends (0: their default)")
     p.add_argument("--json", type=Path, help="write every number as JSON")
     p.add_argument("--log", type=Path, help="append the table (with date and machine) to this markdown file")

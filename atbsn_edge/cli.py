@@ -161,6 +161,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def thread_count(text: str) -> int:
+    """argparse type: ``--threads``, 0 (the backend's default) up to 4x this machine's CPUs
+    (more only oversubscribes the cores; each thread also takes memory: 100,000 took 16 GB)."""
+    value = non_negative_int(text)
+    cpus = os.cpu_count() or 1
+    if value > 4 * cpus:
+        raise argparse.ArgumentTypeError(
+            f"{value} is more than 4x the {cpus} CPUs of this machine; give at most "
+            f"{4 * cpus} (about {cpus} is fastest), or 0 for the backend's default")
+    return value
+
+
 def multiple_of_32(text: str) -> int:
     """argparse type: 0 or a positive multiple of 32 (tile sides, overlaps)."""
     value = _integer(text, "0 or a positive multiple of 32")

@@ -17,8 +17,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .cli import (add_verbose_argument, check_output_path, new_parser, non_negative_int,
-                  positive_int, run_cli)
+from .cli import (add_verbose_argument, check_output_path, new_parser, positive_int,
+                  run_cli, thread_count)
 from .errors import AtbsnError, ImageError
 from .imageio import (READ_SUFFIXES, WRITE_SUFFIXES, Picture, probe_image, read_image,
                       write_image)
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", choices=("student", "teacher"),
                    help="network of a distillation checkpoint (default: student)")
     add_tiling_arguments(p)
-    p.add_argument("--threads", type=non_negative_int, default=0,
+    p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads (default 0: the backend's default)")
     p.add_argument("--inference-precision", choices=("auto", "f32", "bf16", "f16"),
                    help="OpenVINO artifacts: what the CPU computes in (default auto: f32 for fp32 "

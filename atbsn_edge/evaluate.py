@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .cli import (add_verbose_argument, check_report_path, new_parser, non_negative_int, run_cli)
+from .cli import (add_verbose_argument, check_report_path, new_parser, run_cli,
+                  thread_count)
 from .errors import AtbsnError, ImageError
 from .imageio import Picture, probe_image, read_image
 from .inputs import expand_inputs
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clean references, as many as noisy images, paired in sorted order "
                         "(default: none, a no-reference report)")
     add_tiling_arguments(p)
-    p.add_argument("--threads", type=non_negative_int, default=0,
+    p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads of PyTorch (default 0: its default)")
     p.add_argument("--json", type=Path, metavar="OUT.json",
                    help="also write the results here (default: only the table on stdout)")

@@ -326,8 +326,8 @@ def format_report(r: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.profile``."""
-    from .cli import (add_verbose_argument, new_parser, non_negative_float, non_negative_int,
-                      positive_float, positive_int)
+    from .cli import (add_verbose_argument, new_parser, non_negative_float, positive_float,
+                      positive_int, thread_count)
     from .pipeline import tile_arg
     from .profiling.floors import DEVICES
 
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="timed calls (and frames) (default: as many as --duration allows)")
     stop.add_argument("--duration", type=positive_float, metavar="S",
                       help="seconds of timed calls, then as long for frames (default 10; at least 3 frames)")
-    p.add_argument("--threads", type=non_negative_int, default=0,
+    p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads of the backend (default 0: its default)")
     p.add_argument("--performance-hint", choices=("latency", "throughput"),
                    help="OpenVINO: compile for one call at a time (the default) or many")

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cli import (add_verbose_argument, check_output_path, hole_size_arg, new_parser,
-                  non_negative_float, non_negative_int, positive_float, positive_int, run_cli)
+                  non_negative_float, non_negative_int, positive_float, positive_int, run_cli,
+                  thread_count)
 from .errors import AtbsnError
 from .inputs import expand_inputs
 
@@ -65,7 +66,7 @@ def add_run_arguments(p: argparse.ArgumentParser, written: str = "checkpoint") -
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-bf16", action="store_true",
                    help="train in float32 (default: bf16 autocast where the device has it)")
-    p.add_argument("--threads", type=non_negative_int, default=0,
+    p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads (default 0: PyTorch's default)")
     p.add_argument("--description", default="",
                    help=f"text stored in the {written}'s metadata (default: a generic one)")

@@ -203,7 +203,9 @@ CLIS = {
     "distill": (distill_main, ["--teacher", "t.pt", "--student", "a", "--data", "in.png",
                                "--out", "o.pt"]),
 }
+# --threads far above the CPU count: 100,000 OpenVINO threads took 16 GB and ran on
 BAD_NUMBERS = [(cli, ["--threads", "-1"]) for cli in CLIS] + [
+    (cli, ["--threads", "100000"]) for cli in CLIS] + [
     ("denoise", ["--tile", "-1"]), ("denoise", ["--tile", "40"]), ("denoise", ["--batch", "0"]),
     ("denoise", ["--overlap", "16"]), ("evaluate", ["--tile", "-1"]),
     ("train", ["--iterations", "0"]), ("train", ["--seed", "-1"]),
@@ -221,6 +223,17 @@ def test_bad_numbers_are_refused_by_argparse(cli, bad, capsys, caplog):
     assert out == "" and "Traceback" not in err and "usage:" not in err
     assert err.count("\n") == 1 and err.startswith(f"error: argument {bad[0]}")
     assert "using" not in caplog.text  # no "using 0" warning before the refusal
+
+
+def test_threads_up_to_four_per_cpu_are_taken(monkeypatch):
+    import argparse
+
+    from atbsn_edge.cli import thread_count
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert [thread_count(v) for v in ("0", "2", "8")] == [0, 2, 8]
+    with pytest.raises(argparse.ArgumentTypeError, match="at most 8"):
+        thread_count("9")
 
 
 # --------------------------------------------------------------------------------------------

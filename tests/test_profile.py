@@ -115,8 +115,8 @@ def timed_floor_convolutions(monkeypatch) -> list:
     from atbsn_edge.profiling import floors
 
     timed: list = []
-    best_rate = floors._best_rate
-    monkeypatch.setattr(floors, "_best_rate", lambda *a: timed.append(a) or best_rate(*a))
+    best_rate = floors.best_convolution_rate
+    monkeypatch.setattr(floors, "best_convolution_rate", lambda *a: timed.append(a) or best_rate(*a))
     return timed
 
 

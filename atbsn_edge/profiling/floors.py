@@ -192,7 +192,8 @@ def _conv_model(ov, channels: int, size: int, int8: bool, layers: int = 4):
     return ov.Model([y], [x], "floor_conv")
 
 
-def _best_rate(compiled, x: np.ndarray, macs_per_conv: float, seconds: float) -> tuple[float, str]:
+def best_convolution_rate(compiled, x: np.ndarray, macs_per_conv: float,
+                          seconds: float) -> tuple[float, str]:
     """The fastest MAC rate of the convolution nodes alone (OpenVINO's performance counters:
     the layout reorders at the model's input and output are not the convolution's cost),
     and the kernel OpenVINO chose."""
@@ -237,6 +238,32 @@ def cpu_cache_path(threads: int, channels: int, size: int) -> Path:
     return cache_dir() / "floors" / f"cpu-{digest}.json"
 
 
+def floor_input(channels: int = 128, size: int = 64) -> np.ndarray:
+    """The input the floor's convolutions are timed on (0..255, fixed seed)."""
+    return (np.random.default_rng(1).random((1, channels, size, size)) * 255).astype(np.float32)
+
+
+def compile_floor_convolutions(precision: str, threads: int = 0, *, channels: int = 128,
+                               size: int = 64) -> Any:
+    """The floor's model (four chained 3x3 convolutions, ``channels`` wide) compiled for the CPU in
+    ``precision`` (``int8``, or an inference precision: ``f32``, ``bf16``, ``f16``), as
+    :func:`measure_cpu_rates` times it; ``best_convolution_rate`` reads its rate."""
+    import openvino as ov
+
+    from ..runtimes.openvino_runtime import openvino_core
+
+    core = openvino_core()
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
+                              "INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    if precision == "int8":
+        # the int8 convolution; its (absent) float layers' hint does not matter
+        caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        config["INFERENCE_PRECISION_HINT"] = "bf16" if "BF16" in caps else "f32"
+    return core.compile_model(_conv_model(ov, channels, size, precision == "int8"), "CPU", config)
+
+
 def measure_cpu_rates(threads: int = 0, *, channels: int = 128, size: int = 64,
                       seconds: float = 1.5, use_cache: bool = True,
                       refresh: bool = False) -> CpuRates:
@@ -260,21 +287,14 @@ def measure_cpu_rates(threads: int = 0, *, channels: int = 128, size: int = 64,
 
     core = openvino_core()
     caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    x = (np.random.default_rng(1).random((1, channels, size, size)) * 255).astype(np.float32)
+    x = floor_input(channels, size)
     macs = float(size * size * channels * channels * 9)
     rates: dict[str, float] = {}
     kernels: dict[str, str] = {}
     hints = ["f32"] + (["bf16"] if "BF16" in caps else []) + (["f16"] if "FP16" in caps else [])
     for hint in hints + ["int8"]:
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
-                                  "INFERENCE_PRECISION_HINT": "f32" if hint == "int8" else hint}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        if hint == "int8":
-            # the int8 convolution; its (absent) float layers' hint does not matter
-            config["INFERENCE_PRECISION_HINT"] = "bf16" if "BF16" in caps else "f32"
-        compiled = core.compile_model(_conv_model(ov, channels, size, hint == "int8"), "CPU", config)
-        rates[hint], kernels[hint] = _best_rate(compiled, x, macs, seconds)
+        compiled = compile_floor_convolutions(hint, threads, channels=channels, size=size)
+        rates[hint], kernels[hint] = best_convolution_rate(compiled, x, macs, seconds)
         log.info("CPU floor: %s %.0f GMAC/s (%s)", hint, rates[hint] / 1e9, kernels[hint])
     result = CpuRates(mac_rate=rates, bandwidth=memory_bandwidth(), threads=threads,
                       conv=f"4 chained 3x3 convs {channels}->{channels} at {size}x{size} "

@@ -1,0 +1,147 @@
+"""Issue 12's two speed bars on the CPU at hand, in one run, with the floor timed between calls.
+
+The default ``openvino-int8`` bundle (or ``--bundle``) through the runtime interface, PyTorch
+eager fp32 (the float network of the bundle's checkpoint) and the profiler's int8 floor model
+(four chained 3x3 convolutions, 128 -> 128 at 64 x 64, its fastest node by OpenVINO's
+counters, as ``python -m atbsn_edge.profile`` measures it) take turns, round after round, so
+that the machine's drift falls on all three alike. Prints, with the CPU named:
+
+- the bundle against PyTorch eager fp32 (bar **20x**, which applies on a CPU with AMX only);
+- the bundle against the int8 floor: the network's multiply-adds (its fp32 ONNX) at the floor's
+  rate (bar **1.3x**): by the whole run (the median call against the fastest floor sample, the
+  profiler's statistic) and round by round (each round's median against that round's floor).
+
+    python benchmarks/cpu_speed_bars.py                      # exports the default bundle first
+    python benchmarks/cpu_speed_bars.py --bundle B --rounds 12 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from atbsn_edge.profiling.machine import cpu_info, describe_cpu
+
+FLOOR_CHANNELS, FLOOR_SIZE = 128, 64
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, help="an openvino-int8 bundle (default: export "
+                        "the default one, from the bundled int8-ready student, to a temporary folder)")
+    parser.add_argument("--checkpoint", type=Path, help="PyTorch baseline (default: the bundle's "
+                        "own checkpoint, its float network in fp32)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--calls", type=int, default=6, help="bundle calls per round")
+    parser.add_argument("--floor-seconds", type=float, default=0.4,
+                        help="floor-model time per round (its fastest node counts)")
+    parser.add_argument("--no-eager", action="store_true", help="skip PyTorch (1 s a call)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = args.bundle
+        if bundle is None:
+            from atbsn_edge.export.__main__ import main as export
+
+            bundle = Path(tmp) / "bundle"
+            if export(["--target", "openvino-int8", "--out", str(bundle)]) != 0:
+                raise SystemExit("the default openvino-int8 export failed (its message is above)")
+        measure(bundle, args)
+
+
+def measure(bundle: Path, args: argparse.Namespace) -> None:
+    from atbsn_edge.bundle import Bundle
+    from atbsn_edge.pipeline import locate_artifact
+    from atbsn_edge.profiling import floors
+    from atbsn_edge.profiling.graph_cost import fp32_onnx_for, graph_cost
+    from atbsn_edge.runtimes.registry import open_artifact
+
+    entry, runtime_name = locate_artifact(bundle, "openvino-int8")
+    floor_model = floors.compile_floor_convolutions("int8", args.threads, channels=FLOOR_CHANNELS,
+                                                    size=FLOOR_SIZE)
+    floor_x = floors.floor_input(FLOOR_CHANNELS, FLOOR_SIZE)
+    floor_macs = float(FLOOR_SIZE ** 2 * FLOOR_CHANNELS ** 2 * 9)
+    eager = None if args.no_eager else eager_network(args.checkpoint or Bundle.open(bundle).checkpoint,
+                                                     args.threads)
+    with open_artifact(entry, runtime=runtime_name, threads=args.threads) as runtime:
+        spec = runtime.input_spec
+        x = (np.random.default_rng(0).random((1, spec.channels, spec.height, spec.width))
+             * 255).astype(np.float32)
+        macs = graph_cost(fp32_onnx_for(entry), input_shape=x.shape).macs
+        for _ in range(2):  # warm-up
+            runtime.run(x)
+            if eager is not None:
+                eager(x)
+        calls, eager_calls, rounds = [], [], []
+        for _ in range(args.rounds):
+            if eager is not None:
+                started = time.perf_counter()
+                eager(x)
+                eager_calls.append(time.perf_counter() - started)
+            round_calls = []
+            for _ in range(args.calls):
+                started = time.perf_counter()
+                runtime.run(x)
+                round_calls.append(time.perf_counter() - started)
+            rate, kernel = floors.best_convolution_rate(floor_model, floor_x, floor_macs,
+                                                        args.floor_seconds)
+            calls += round_calls
+            rounds.append((statistics.median(round_calls), rate))
+        info = runtime.info
+    report(info, spec, macs, calls, eager_calls, rounds, kernel, args)
+
+
+def eager_network(checkpoint, threads: int):
+    """PyTorch eager fp32 of the checkpoint's float network: one call on a batch."""
+    import torch
+
+    from atbsn_edge.models import load_checkpoint
+    from atbsn_edge.models.checkpoint import float_network
+
+    if threads:
+        torch.set_num_threads(threads)
+    core = float_network(load_checkpoint(checkpoint).core())
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return core(torch.from_numpy(batch)).numpy()
+    return run
+
+
+def report(info, spec, macs: float, calls: list[float], eager_calls: list[float],
+           rounds: list[tuple[float, float]], kernel: str, args: argparse.Namespace) -> None:
+    amx = "amx_int8" in cpu_info()["flags_that_matter"]
+    median = statistics.median(calls)
+    best_rate = max(rate for _, rate in rounds)
+    floor = macs / best_rate
+    per_round = [m / (macs / rate) for m, rate in rounds]
+    print(f"CPU: {describe_cpu()}")
+    print(f"{info.model}, {spec.height}x{spec.width}, {args.threads} threads, "
+          f"{info.inference_precision} for float layers; {args.rounds} rounds of {args.calls} "
+          f"calls, {len(eager_calls)} PyTorch calls and {args.floor_seconds} s of the floor "
+          f"model each, taking turns; network {macs / 1e9:.2f} GMAC")
+    print("| what | figure | bar |")
+    print("|---|---|---|")
+    print(f"| bundle, median call (min) | {median * 1e3:.1f} ms ({min(calls) * 1e3:.1f}) | |")
+    if eager_calls:
+        eager = statistics.median(eager_calls)
+        bar = "20x (applies: this CPU has AMX)" if amx else "20x applies only with AMX: none here"
+        print(f"| PyTorch eager fp32, median | {eager * 1e3:.0f} ms: **{eager / median:.1f}x** "
+              f"the bundle | {bar} |")
+    print(f"| int8 floor: fastest node {best_rate / 1e9:.0f} GMAC/s ({kernel}); rounds "
+          f"{min(r for _, r in rounds) / 1e9:.0f}-{best_rate / 1e9:.0f} | {floor * 1e3:.1f} ms | |")
+    print(f"| bundle / floor, whole run | **{median / floor:.3f}x** (min call "
+          f"{min(calls) / floor:.3f}x) | 1.3x: {'met' if median / floor <= 1.3 else 'not met'} |")
+    print(f"| bundle / floor, round by round | median {statistics.median(per_round):.3f}x, "
+          f"{min(per_round):.3f}-{max(per_round):.3f}x | |")
+
+
+if __name__ == "__main__":
+    from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
+
+    raise SystemExit(run_cli(main))
