@@ -86,12 +86,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def chosen_targets(text: str) -> list[str]:
-    """The targets named by ``--targets``, checked against the target table."""
+    """The targets named by ``--targets``, checked against the target table (each once, in
+    the order given); a list that names none is refused."""
     from .export.targets import TARGETS, get_target
 
-    if text == "all":
+    if text.strip() == "all":
         return list(TARGETS)
-    return [get_target(name.strip()).name for name in text.split(",") if name.strip()]
+    names = [get_target(name.strip()).name for name in text.split(",") if name.strip()]
+    if not names:
+        raise AtbsnError(f"--targets {text!r} names no target; give all, or a comma-separated "
+                         f"list of: {', '.join(TARGETS)}")
+    return list(dict.fromkeys(names))
+
+
+def check_distinct_reports(reports: Sequence[tuple[str, Path | None]]) -> None:
+    """Refuse, before any work, two report flags (``--json``, ``--log``, ``--plot``) that
+    name one file: the second would replace or append to the first."""
+    seen: list[tuple[str, Path]] = []
+    for flag, path in reports:
+        if path is None:
+            continue
+        for other_flag, other in seen:
+            same = path.resolve() == other.resolve()
+            if not same and path.exists() and other.exists():
+                with contextlib.suppress(OSError):
+                    same = path.samefile(other)  # hard links, case-insensitive file systems
+            if same:
+                raise AtbsnError(f"{other_flag} {other} and {flag} {path} are the same file; "
+                                 "give each report its own path")
+        seen.append((flag, path))
 
 
 def _quiet_call(function, argv: Sequence[str]) -> tuple[int, str]:
@@ -250,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         from .profiling.machine import describe_cpu
 
         inputs = [args.checkpoint, *(args.images or ()), *(args.clean or ())]
-        for flag, path, kind in (("--json", args.json, "json"), ("--log", args.log, "text"),
-                                 ("--plot", args.plot, "png")):
+        reports = (("--json", args.json, "json"), ("--log", args.log, "text"),
+                   ("--plot", args.plot, "png"))
+        for flag, path, kind in reports:
             if path is not None:
                 check_report_path(path, flag, inputs=inputs, kind=kind)
+        check_distinct_reports([(flag, path) for flag, path, _ in reports])
         if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
             raise AtbsnError("--plot needs matplotlib: pip install 'atbsn-edge[plot]'")
         if bool(args.images) != bool(args.clean):

@@ -173,6 +173,16 @@ def thread_count(text: str) -> int:
     return value
 
 
+def torch_device(text: str) -> str:
+    """argparse type: a PyTorch device this toolkit trains on: ``cpu``, ``cuda`` or ``cuda:N``
+    (checked by its form here; whether CUDA is there is checked when the run starts)."""
+    value = text.strip()
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N (N a GPU index), "
+                                         f"got {text!r}")
+    return value
+
+
 def multiple_of_32(text: str) -> int:
     """argparse type: 0 or a positive multiple of 32 (tile sides, overlaps)."""
     value = _integer(text, "0 or a positive multiple of 32")
@@ -223,7 +233,12 @@ def hole_size_arg(text: str) -> int:
         value = -1
     if value < 0 or str(value) != text.strip().lstrip("+"):
         raise argparse.ArgumentTypeError(f"hole size must be a non-negative integer, got {text!r}")
-    return value
+    from .holes import check_hole
+
+    try:
+        return check_hole(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def set_argument_types(parser: argparse.ArgumentParser, **types: Callable[[str], object]) -> None:

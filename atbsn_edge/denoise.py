@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="clean references for the comparison, one per input, same order")
     compare.add_argument("--compare-crop", type=_crop_arg, metavar="X,Y,W,H",
                          help="the crop to compare (default: the 128x128 window with most detail)")
-    compare.add_argument("--compare-zoom", type=_zoom_arg, default=3,
-                         help=f"enlargement of the crop, nearest neighbour, 1 to {MAX_ZOOM}")
+    compare.add_argument("--compare-zoom", type=_zoom_arg,
+                         help=f"enlargement of the crop, nearest neighbour, 1 to {MAX_ZOOM} "
+                              f"(default {COMPARE_ZOOM})")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (never an input)")
     add_verbose_argument(p)
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 MAX_ZOOM = 16  # a 128-pixel crop becomes 2048 pixels per panel
+COMPARE_ZOOM = 3  # --compare-zoom's default
 
 
 def _zoom_arg(text: str) -> int:
@@ -100,9 +102,20 @@ def _crop_arg(text: str):
 
 
 def check_compare_size(args: argparse.Namespace) -> None:
-    """Refuse, before any work, a --compare-crop and --compare-zoom whose picture would be
-    too large to write (the crop can only shrink to fit an image)."""
-    if not (args.compare and args.compare_crop):
+    """Refuse, before any work, --compare-crop or --compare-zoom without --compare, and a crop
+    and zoom whose picture would be too large to write (the crop can only shrink to fit an
+    image). Sets the default zoom."""
+    if not args.compare:
+        given = [flag for flag, value in (("--compare-crop", args.compare_crop),
+                                          ("--compare-zoom", args.compare_zoom)) if value is not None]
+        if given:
+            verb = "shape" if len(given) > 1 else "shapes"
+            raise AtbsnError(f"{' and '.join(given)} {verb} the comparison pictures; give "
+                             "--compare too, or drop them")
+        return
+    if args.compare_zoom is None:
+        args.compare_zoom = COMPARE_ZOOM
+    if not args.compare_crop:
         return  # the default crop (128 px) at any allowed zoom is within the limit
     from .compare import check_comparison_size
 
@@ -162,14 +175,25 @@ class Job:
     target: Path
 
 
+def check_one_image_name(output: Path, suffix: str, count: int) -> None:
+    """Refuse an -o named as an image file (``suffix``, one of READ_SUFFIXES, and not an
+    existing folder) that cannot take the outputs: a format denoise does not write, or
+    ``count`` > 1 inputs (it would become a folder of that name)."""
+    if suffix not in WRITE_SUFFIXES:
+        raise AtbsnError(f"-o {output}: denoise cannot write {suffix} images (it writes "
+                         f"{', '.join(WRITE_SUFFIXES)}); give such a name, or a folder")
+    if count > 1:
+        raise AtbsnError(f"-o {output} names one image file but {count} inputs were given; "
+                         "give a folder")
+
+
 def plan_outputs(inputs: list[Path], output: Path) -> list[Job]:
     """Map inputs to outputs: a file name for a single input, else a folder of same names.
     An output that cannot be written (below a regular file, no permission) is refused here,
     before any work."""
     suffix = output.suffix.lower()
-    if suffix in READ_SUFFIXES and suffix not in WRITE_SUFFIXES and not output.is_dir():
-        raise AtbsnError(f"-o {output}: denoise cannot write {suffix} images (it writes "
-                         f"{', '.join(WRITE_SUFFIXES)}); give such a name, or a folder")
+    if suffix in READ_SUFFIXES and not output.is_dir():
+        check_one_image_name(output, suffix, len(inputs))
     single_file = len(inputs) == 1 and suffix in WRITE_SUFFIXES and not output.is_dir()
     check_output_path(output, "-o", folder=not single_file and not output.is_file())
     if single_file:
@@ -201,6 +225,38 @@ def check_job(job: Job, inputs: set[str], taken: set[str], overwrite: bool) -> N
     taken.add(target)
 
 
+def network_files(args: argparse.Namespace) -> list[Path]:
+    """The files the network is read from: the --checkpoint (or the bundled demo model), or
+    the --artifact file and every file of its bundle (a folder, or the one holding it)."""
+    from .bundle.manifest import bundle_files
+
+    if args.artifact is None:
+        from .assets import default_checkpoint
+
+        checkpoint = args.checkpoint or default_checkpoint()
+        return [checkpoint] if checkpoint is not None else []
+    folder = args.artifact if args.artifact.is_dir() else args.artifact.parent
+    return [args.artifact, *sorted(bundle_files(folder))]
+
+
+def check_outputs_spare_inputs(jobs: list[Job], references: list[Path | None],
+                               network: list[Path], args: argparse.Namespace) -> None:
+    """Refuse, before any work and even with --overwrite, an output image or comparison
+    picture that would replace a --clean reference or a file of the network (symlinks
+    resolved). An output over a noisy input fails that image alone (:func:`check_job`)."""
+    protected = {os.path.realpath(path): f"the network file {path}" for path in network}
+    for item, clean in zip(jobs, references):
+        if clean is not None:
+            protected[os.path.realpath(clean)] = f"the --clean reference {clean} of {item.source}"
+    for item in jobs:
+        for target in [item.target, *([compare_path(item.target)] if args.compare else [])]:
+            replaced = protected.get(os.path.realpath(target))
+            if replaced is not None:
+                raise AtbsnError(f"-o {args.output}: {target} would replace {replaced}, an "
+                                 "input of this run (never replaced, even with --overwrite); "
+                                 "choose another -o")
+
+
 def image_sizes(paths: list[Path]) -> Iterator[tuple[int, int]]:
     """(height, width) of each readable input, upright, from its header alone, read only as
     they are drawn (the hint stops at the first input of several tiles); an unreadable one is
@@ -214,14 +270,23 @@ def image_sizes(paths: list[Path]) -> Iterator[tuple[int, int]]:
         yield height, width
 
 
+def openvino_flags(args: argparse.Namespace) -> list[str]:
+    """The OpenVINO-only flags given (not left at their defaults)."""
+    return [flag for flag, given in (
+        ("--requests", args.requests is not None),
+        ("--inference-precision", args.inference_precision not in (None, "auto")),
+        ("--performance-hint", args.performance_hint != "auto")) if given]
+
+
 def open_source(args: argparse.Namespace, inputs: list[Path]) -> TiledRuntime:
     """The network to run: an exported artifact (no torch needed) or a checkpoint."""
     if args.artifact is not None:
         if args.hole is not None or args.part is not None or args.device != "cpu":
             raise AtbsnError("--hole, --part and --device belong to checkpoints; an artifact "
                              "has its hole size and backend fixed at export")
-        from .pipeline import open_artifact_tiled
+        from .pipeline import open_artifact_tiled, refuse_openvino_flags
 
+        refuse_openvino_flags(openvino_flags(args), args.artifact, args.target)
         options = {"threads": args.threads, "performance_hint": args.performance_hint}
         if args.requests is not None:
             if args.performance_hint == "latency":
@@ -238,10 +303,7 @@ def open_source(args: argparse.Namespace, inputs: list[Path]) -> TiledRuntime:
     if args.target is not None:
         raise AtbsnError("--target chooses an artifact of the --artifact bundle; it has no "
                          "meaning with a checkpoint")
-    openvino_only = [flag for flag, given in (
-        ("--requests", args.requests is not None),
-        ("--inference-precision", args.inference_precision not in (None, "auto")),
-        ("--performance-hint", args.performance_hint != "auto")) if given]
+    openvino_only = openvino_flags(args)
     if openvino_only:
         verb = "is" if len(openvino_only) == 1 else "are"
         raise AtbsnError(f"{' and '.join(openvino_only)} {verb} for OpenVINO artifacts "
@@ -302,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = expand_inputs(args.inputs)
         jobs = plan_outputs(inputs, args.output)
         references = clean_references(args, inputs)
+        check_outputs_spare_inputs(jobs, references, network_files(args), args)
         check_compare_size(args)
         # the first input is read while the network opens, each next one while the one
         # before it is denoised (readahead.py)

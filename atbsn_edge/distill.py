@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .cli import new_parser, run_cli
 from .errors import AtbsnError
-from .train import add_optimisation_args, check_out, config_from_args, read_pairs
+from .holes import check_hole
+from .train import add_optimisation_args, check_out, config_from_args, read_pairs, run_inputs
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,11 @@ def parse_holes(text: str) -> list[int]:
     if not holes or min(holes) < 0:
         raise argparse.ArgumentTypeError(f"--holes takes comma-separated non-negative integers, "
                                          f"got {text!r}")
+    for hole in holes:
+        try:
+            check_hole(hole)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"--holes {text}: {exc}") from None
     return holes
 
 
@@ -55,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         from .distillation import distill
         from .training import load_noisy_images
 
-        check_out(args.out, args.resume, args.overwrite,
-                  inputs=(args.teacher, *(Path(d) for d in args.data)))
+        check_out(args.out, args.resume, args.overwrite, inputs=run_inputs(args, args.teacher))
         config = config_from_args(args)
         teacher = load_checkpoint(args.teacher, part="teacher")
         if teacher.architecture.name != "atbsn":

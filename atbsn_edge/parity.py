@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import (USER_ERRORS, add_verbose_argument, check_output_path, check_report_path,
-                  new_parser, run_cli, user_error_line)
+from .cli import (REPORT_KINDS, USER_ERRORS, add_verbose_argument, check_output_path,
+                  check_report_path, new_parser, run_cli, user_error_line)
 from .errors import AtbsnError
 from .hashing import file_sha256
 from .jsonsafe import write_json
@@ -62,6 +63,105 @@ def reference_pairs(bundle, runtime) -> list[tuple[str, np.ndarray, np.ndarray, 
     return [(n, g, o, None) for n, g, o in zip(names, got, outputs)]
 
 
+def input_names(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The names of ``paths`` in the table, the report and the heatmaps: one per path, all
+    different. The file name, with as many parent folders as it takes to tell same-named
+    files apart (``p1/a.png``, ``p2/a.png``), and ``#2``, ``#3``... after a file given twice
+    under different spellings."""
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    depth = [1] * len(parts)
+    names = [p[-1] for p in parts]
+    while True:
+        files: dict[str, set[tuple[str, ...]]] = {}  # name -> the different files it names
+        for name, file in zip(names, parts):
+            files.setdefault(name, set()).add(file)
+        clashing = [i for i, n in enumerate(names)
+                    if len(files[n]) > 1 and depth[i] < len(parts[i]) - 1]  # not up to the root
+        if not clashing:
+            break
+        for i in clashing:
+            depth[i] += 1
+            names[i] = "/".join(parts[i][-depth[i]:])
+    return _numbered(names, key=str)
+
+
+def _numbered(names: Iterable[str], key, suffix: str = "", sep: str = "#") -> list[str]:
+    """``names`` with ``{sep}2``, ``{sep}3``... added (before ``suffix``) to the repeats, so
+    that no two have the same ``key``."""
+    used: set[str] = set()
+    out = []
+    for name in names:
+        candidate, index = name + suffix, 1
+        while key(candidate) in used:
+            index += 1
+            candidate = f"{name}{sep}{index}{suffix}"
+        used.add(key(candidate))
+        out.append(candidate)
+    return out
+
+
+def heatmap_paths(folder: Path, names: Sequence[str]) -> list[Path]:
+    """Where :func:`write_heatmaps` writes the heatmap of each of ``names``: one PNG per name
+    in ``folder``, all different (also on a case-insensitive file system)."""
+    stems = [name.replace("/", "_").replace("\\", "_").replace("@", "_") for name in names]
+    return [Path(folder) / file for file in _numbered(stems, key=str.casefold, suffix=".png",
+                                                     sep="-")]
+
+
+def reference_names(bundle_path: Path) -> list[str]:
+    """The names of a bundle's reference crops (raises :class:`AtbsnError` where the bundle or
+    its reference data cannot be read)."""
+    from .bundle import Bundle
+
+    return Bundle.open(bundle_path).reference()[2]
+
+
+def check_heatmap_paths(folder: Path, names: Sequence[str], *,
+                        inputs: Iterable[str | os.PathLike | None] = (),
+                        report: Path | None = None) -> list[Path]:
+    """Refuse, before any work, a ``--heatmaps`` folder where a heatmap of ``names`` would
+    replace something: an input of this run, a file of a bundle, the ``--json`` report, a
+    folder, or an existing non-empty file that is not a PNG (an earlier run's heatmaps are
+    replaced, as a rerun expects); also a report that is the folder or above it. Returns the
+    heatmaps' paths (:func:`heatmap_paths`)."""
+    from .bundle.manifest import bundle_files
+
+    folder = check_output_path(folder, "--heatmaps", folder=True)
+    where = folder.resolve()
+    if report is not None:
+        mine = Path(report).resolve()
+        if mine == where or mine in where.parents:
+            raise AtbsnError(f"--json {report} and --heatmaps {folder} "
+                             + ("are the same path" if mine == where else
+                                "overlap (the heatmap folder would be inside the report)")
+                             + "; give the report a file name outside the heatmap folder")
+    given = {Path(item).resolve() for item in inputs
+             if item is not None and Path(item).exists()}
+    bundled = {file: parent for parent in (where, *where.parents)
+               for file in bundle_files(parent)}
+    is_png = REPORT_KINDS["png"][1]
+    targets = heatmap_paths(folder, names)
+    for name, target in zip(names, targets):
+        resolved = target.resolve()
+        heatmap = f"--heatmaps {folder}: the heatmap of {name}, {target},"
+        if resolved in given:
+            raise AtbsnError(f"{heatmap} would replace an input of this run; choose another "
+                             "folder for the heatmaps")
+        if resolved in bundled:
+            raise AtbsnError(f"{heatmap} would replace a file of the bundle {bundled[resolved]}; "
+                             "choose another folder for the heatmaps")
+        if report is not None and resolved == Path(report).resolve():
+            raise AtbsnError(f"{heatmap} would be the --json report; give the report another "
+                             "name or the heatmaps another folder")
+        if target.is_dir():
+            raise AtbsnError(f"{heatmap} is a folder; choose another folder for the heatmaps, "
+                             "or move that folder away")
+        if target.is_file() and target.stat().st_size > 0 and not is_png(target):
+            raise AtbsnError(f"{heatmap} exists and is not a PNG (it would be replaced); choose "
+                             "another folder for the heatmaps, or delete the file first")
+    return targets
+
+
 def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: Path | None,
                 bundle, tiled, torch_outputs: dict[tuple, np.ndarray] | None = None) -> list:
     """(name, artifact output, torch output, clean) for user images, tiled the same way.
@@ -97,7 +197,7 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
                  if missing else contextlib.nullcontext())
     pairs = []
     with reference:
-        for n, c in zip(noisy, clean):
+        for name, n, c in zip(input_names(noisy), noisy, clean):
             picture = read_image(n)
             truth = read_image(c) if c is not None else None
             if truth is not None and truth.rgb.shape != picture.rgb.shape:
@@ -109,7 +209,7 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
                 memo[key] = reference.denoise(picture.rgb).transpose(2, 0, 1)
                 memo[key].setflags(write=False)
             want = memo[key]
-            pairs.append((n.name, got, want,
+            pairs.append((name, got, want,
                           truth.rgb.transpose(2, 0, 1) if truth is not None else None))
     return pairs
 
@@ -145,12 +245,12 @@ def render(results: list[Comparison], precision: str, failures: dict[str, list[s
 
 
 def write_heatmaps(folder: Path, pairs: list) -> None:
-    """One error heatmap PNG per compared input, written atomically."""
+    """One error heatmap PNG per compared input (at :func:`heatmap_paths`), written atomically."""
     import cv2
 
     folder.mkdir(parents=True, exist_ok=True)
-    for name, got, want, _ in pairs:
-        target = folder / (name.replace("/", "_").replace("@", "_") + ".png")
+    targets = heatmap_paths(folder, [name for name, *_ in pairs])
+    for target, (name, got, want, _) in zip(targets, pairs):
         with atomic_path(target) as tmp:
             ok, png = cv2.imencode(".png", error_heatmap(got, want))
             tmp.write_bytes(png.tobytes())
@@ -228,23 +328,49 @@ def main(argv: list[str] | None = None) -> int:
     """The ``atbsn_edge.parity`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
 
+    def report_failure(exc: BaseException) -> None:
+        """The one-line error in the --json report too: a pipeline reading it sees it."""
+        line = user_error_line(exc)
+        if args.json and line is not None:
+            write_json(args.json, {"bundle": str(args.bundle), "target": args.target,
+                                     "passed": False, "error": line})
+
     def job() -> int:
+        from .inputs import expand_inputs
+
         if args.json is not None:
             check_report_path(args.json, "--json", inputs=[args.bundle, *(args.images or ()),
                                                            *(args.clean or ()), args.checkpoint])
-        if args.heatmaps is not None:
-            check_output_path(args.heatmaps, "--heatmaps", folder=True)
         if args.clean and not args.images:
             raise AtbsnError("--clean needs --images (the noisy images it belongs to)")
+        if args.checkpoint is not None and not args.images:
+            raise AtbsnError("--checkpoint is the reference for --images (the bundle's own "
+                             "reference data needs none); give --images too, or drop it")
+        from .pipeline import refuse_openvino_flags
+
+        precision = args.inference_precision not in (None, "auto")
+        refuse_openvino_flags(["--inference-precision"] if precision else [], args.bundle,
+                              args.target)
+        try:
+            # the files the images name (folders and globs expanded): no output may replace one
+            images = expand_inputs(args.images) if args.images else []
+            clean = expand_inputs(args.clean) if args.clean else []
+            names = ((input_names(images) if images else reference_names(args.bundle))
+                     if args.heatmaps is not None else [])
+        except USER_ERRORS as exc:
+            report_failure(exc)
+            raise
+        inputs = [args.bundle, *images, *clean, args.checkpoint]
+        if args.json is not None:
+            check_report_path(args.json, "--json", inputs=inputs)
+        if args.heatmaps is not None:
+            check_heatmap_paths(args.heatmaps, names, inputs=inputs, report=args.json)
         try:
             run = check_parity(args.bundle, target=args.target, images=args.images,
                                clean=args.clean, checkpoint=args.checkpoint,
                                inference_precision=args.inference_precision)
         except USER_ERRORS as exc:
-            line = user_error_line(exc)
-            if args.json and line is not None:  # a pipeline reading the report sees it too
-                write_json(args.json, {"bundle": str(args.bundle), "target": args.target,
-                                         "passed": False, "error": line})
+            report_failure(exc)
             raise
         info = run.info
         print(f"{run.target} ({info.backend} on {info.device}"

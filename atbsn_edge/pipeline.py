@@ -171,6 +171,24 @@ def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
     return reduced
 
 
+def refuse_openvino_flags(flags: list[str], artifact: str | os.PathLike,
+                          target: str | None = None) -> None:
+    """Refuse OpenVINO's own flags (``--inference-precision``, ``--performance-hint``,
+    ``--requests``: the names given) for an artifact that another backend runs, which would
+    ignore them; no-op when ``flags`` is empty."""
+    if not flags:
+        return
+    from .runtimes.registry import backend_for_file
+
+    entry, runtime = locate_artifact(artifact, target)
+    runtime = runtime or backend_for_file(entry)
+    if runtime != "openvino":
+        verb = "is" if len(flags) == 1 else "are"
+        raise AtbsnError(f"{' and '.join(flags)} {verb} for OpenVINO artifacts; {artifact} "
+                         f"runs in {runtime}, which would ignore it: drop the flag, or export "
+                         "an openvino-* target")
+
+
 def locate_artifact(path: str | os.PathLike, target: str | None = None) -> tuple[Path, str | None]:
     """(entry file, runtime name) of what ``path`` names: a bundle folder's artifact (the
     default target or ``target``), every file verified against the manifest; or an artifact

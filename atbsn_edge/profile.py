@@ -380,6 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def job() -> int:
         from .cli import check_report_path
 
+        from .pipeline import refuse_openvino_flags
+
+        if args.no_frames and args.frame_iters is not None:
+            raise AtbsnError("--frame-iters sets how many frames are timed; --no-frames times "
+                             "none: drop one of them")
+        refuse_openvino_flags(["--performance-hint"] if args.performance_hint else [],
+                              args.artifact, args.target)
         if args.json is not None:
             # before the timed runs
             check_report_path(args.json, "--json", inputs=[args.artifact])

@@ -19,7 +19,8 @@ from .cli import new_parser, non_negative_int, positive_int, run_cli, set_argume
 from .errors import AtbsnError
 from .quantization.offsets import OFFSET_MODES
 from .quantization.sums import SUMS
-from .train import add_optimisation_args, check_out, config_from_args, read_pairs
+from .train import (add_optimisation_args, check_out, config_from_args, read_pairs,
+                    run_inputs)
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "or when it is the --resume checkpoint")
     p.add_argument("--calibration-batches", type=positive_int, default=8,
                    help="batches that set the starting ranges (default 8)")
-    p.add_argument("--weight-bits", choices=("portable", "7", "8"), default="portable",
+    p.add_argument("--weight-bits", choices=("portable", "7", "8"),
                    help="weight width: portable (default: 7 bits, except the output "
                         "convolution's at 8, and with --sums float the input image's too; the "
                         "same outputs on CPUs without VNNI, whose int16 pair sums saturate with "
                         "8-bit weights), "
                         "7 or 8 for every weight (8: an export whose 8-bit weights could "
                         "saturate writes them as two convolutions each, exact but slower)")
-    p.add_argument("--sums", choices=SUMS, default="low",
+    p.add_argument("--sums", choices=SUMS,
                    help="how each decoder adds its two terms (the upsampled map and the skip): "
                         "low (default: the transposed convolution's output quantized first, the "
                         "skip term float: every layer int8 in the graph OpenVINO runs fastest, "
@@ -85,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
         checkpoint = args.checkpoint or DEMO_STUDENT_C
         check_out(args.out, args.resume, args.overwrite,
-                  inputs=(checkpoint, *(Path(d) for d in args.data),
-                          *([args.continue_from] if args.continue_from else [])))
+                  inputs=run_inputs(args, checkpoint, args.continue_from))
         denoiser = load_checkpoint(checkpoint)
         if denoiser.architecture.tunable_hole:
             raise AtbsnError(f"--checkpoint {checkpoint} is AT-BSN; quantization-aware training "
@@ -96,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             raise AtbsnError(f"--checkpoint {checkpoint} is already int8-ready (fine-tuned by "
                              "python -m atbsn_edge.qat); give the float checkpoint it came from "
                              f"({denoiser.metadata.get('qat_from') or 'see its metadata'})")
+        fixed = [flag for flag, value in (("--weight-bits", args.weight_bits),
+                                          ("--sums", args.sums)) if value is not None]
+        if args.continue_from and fixed:
+            one = len(fixed) == 1
+            raise AtbsnError(f"{' and '.join(fixed)} {'is' if one else 'are'} fixed by the "
+                             f"--continue-from checkpoint {args.continue_from}: drop "
+                             f"{'it' if one else 'them'}, or leave --continue-from out")
+        weight_bits = args.weight_bits or "portable"
         start = load_checkpoint(args.continue_from) if args.continue_from else None
         train = args.iterations != 0
         if not train:  # calibrate the continued checkpoint's new offset only (train_qat checks)
@@ -106,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         train_qat(config, denoiser, images, args.out, resume=args.resume, val_pairs=pairs,
                   calibration_batches=args.calibration_batches, source=str(checkpoint),
                   description=args.description,
-                  weight_bits=None if args.weight_bits == "portable" else int(args.weight_bits),
-                  sums=args.sums, output_offset=args.output_offset,
+                  weight_bits=None if weight_bits == "portable" else int(weight_bits),
+                  sums=args.sums or "low", output_offset=args.output_offset,
                   start=start, start_source=str(args.continue_from or ""), train=train)
         log.info("wrote %s; export it with python -m atbsn_edge.export --checkpoint %s "
                  "--target openvino-int8 (or onnx-int8, trt-int8)", args.out, args.out)

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from .cli import (add_verbose_argument, check_output_path, hole_size_arg, new_parser,
                   non_negative_float, non_negative_int, positive_float, positive_int, run_cli,
-                  thread_count)
+                  thread_count, torch_device)
 from .errors import AtbsnError
+from .imageio import READ_SUFFIXES
 from .inputs import expand_inputs
+from .sources import SOURCE_SUFFIXES
 
 if TYPE_CHECKING:  # only for annotations: the CLI imports PyTorch when it runs
     from .training import TrainConfig
@@ -63,7 +66,7 @@ def add_optimisation_args(p: argparse.ArgumentParser) -> None:
 def add_run_arguments(p: argparse.ArgumentParser, written: str = "checkpoint") -> None:
     """``--device``, ``--no-bf16``, ``--threads``, ``--description`` and ``--verbose``: the
     flags every training CLI shares (train, distill, qat, adapt)."""
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", type=torch_device, help="cpu, cuda or cuda:N")
     p.add_argument("--no-bf16", action="store_true",
                    help="train in float32 (default: bf16 autocast where the device has it)")
     p.add_argument("--threads", type=thread_count, default=0,
@@ -81,7 +84,8 @@ def check_out(out: Path, resume: Path | None, overwrite: bool,
     check_output_path(out, "--out")
     for item in inputs:
         if out.exists() and Path(item).exists() and os.path.samefile(item, out):
-            raise AtbsnError(f"--out {out} is an input of this run ({item}); choose another --out")
+            raise AtbsnError(f"--out {out} is an input of this run ({item}), never replaced "
+                             "even with --overwrite; choose another --out")
     if not out.exists() or overwrite:
         return
     if resume is not None and resume.exists() and os.path.samefile(resume, out):
@@ -89,6 +93,30 @@ def check_out(out: Path, resume: Path | None, overwrite: bool,
     raise AtbsnError(f"--out {out} exists and is not the checkpoint being resumed; pass "
                      f"--overwrite to replace it, --resume {out} to continue it, or choose "
                      "another --out")
+
+
+def input_files(items: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[Path]:
+    """The files ``items`` (files, folders, globs) name, as they will be read: a file as given,
+    the ``suffixes`` files of a folder or glob; an item that names nothing is left out here (it
+    is reported where it is read)."""
+    files: list[Path] = []
+    for item in items:
+        if Path(item).is_file():
+            files.append(Path(item))
+            continue
+        with contextlib.suppress(AtbsnError):
+            files += [path for path in expand_inputs([str(item)], suffixes)
+                      if path.suffix.lower() in suffixes]
+    return files
+
+
+def run_inputs(args: argparse.Namespace, *checkpoints: Path | None) -> tuple[Path, ...]:
+    """Every file a training run reads, which its ``--out`` must never replace: ``checkpoints``
+    (a teacher, a starting checkpoint; None left out), the --data images and videos and the
+    --val-noisy/--val-clean images, folders and globs expanded (for :func:`check_out`)."""
+    return (*(path for path in checkpoints if path is not None),
+            *input_files(args.data, SOURCE_SUFFIXES),
+            *input_files([*args.val_noisy, *args.val_clean], READ_SUFFIXES))
 
 
 def config_from_args(args: argparse.Namespace) -> "TrainConfig":
@@ -154,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         from .training import load_noisy_images, train
 
-        check_out(args.out, args.resume, args.overwrite, inputs=tuple(Path(d) for d in args.data))
+        check_out(args.out, args.resume, args.overwrite, inputs=run_inputs(args))
         config = config_from_args(args)
         images = load_noisy_images(args.data, config.crop, args.frames_per_video)
         pairs = read_pairs(args.val_noisy, args.val_clean)

@@ -10,6 +10,7 @@ import functools
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import AtbsnError
+from .errors import AtbsnError, CheckpointError
 from .metrics import psnr
 from .models.atbsn import ATBSN, hole_to_shift
 from .models.checkpoint import read_checkpoint_file, save_checkpoint
@@ -278,6 +279,27 @@ def _interrupt_on_sigterm() -> Callable[[], None]:
     return lambda: context.__exit__(None, None, None)
 
 
+def _restore(model: nn.Module, payload: dict, resume: Path, desc: str) -> None:
+    """Load a checkpoint to resume into ``model``, or say in one line why it cannot be: it
+    must be one that an interrupted run of the same command wrote (its ``--out``)."""
+    why = None
+    if not isinstance(payload.get("training"), dict) or "state_dict" not in payload:
+        why = "it holds no training state (it was not written by a training run)"
+    else:
+        restore = getattr(model, "restore_checkpoint", None)  # a wrapper saving its inner network
+        try:
+            restore(payload) if restore is not None else model.load_state_dict(payload["state_dict"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = re.sub(r"^Error\(s\) in loading state_dict for (\w+):?$",
+                           r"its weights do not fit \1", first)
+            why = f"it holds another network or another kind of run ({first[:160]})"
+    if why is not None:
+        raise CheckpointError(f"--resume {resume}: {why}; --resume takes the checkpoint that an "
+                              f"interrupted {desc} run with the same network wrote (its --out); "
+                              "to start from other weights, leave --resume out")
+
+
 def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
              config: TrainConfig, sampler: CropSampler, out: Path, *,
              metadata: Callable[[TrainState], dict],
@@ -305,8 +327,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     if resume is not None:
         payload = read_checkpoint_file(resume)
         training = payload.get("training") or {}
-        restore = getattr(model, "restore_checkpoint", None)  # a wrapper that saves its inner network
-        restore(payload) if restore is not None else model.load_state_dict(payload["state_dict"])
+        _restore(model, payload, resume, desc)
         state = TrainState(step=int(training.get("step", 0)),
                            elapsed=float(training.get("elapsed", 0.0)),
                            history=list(training.get("history", [])))

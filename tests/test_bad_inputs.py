@@ -212,6 +212,9 @@ BAD_NUMBERS = [(cli, ["--threads", "-1"]) for cli in CLIS] + [
     ("train", ["--checkpoint-every", "0"]), ("train", ["--validate-every", "0"]),
     ("train", ["--lr", "-1"]), ("train", ["--lr", "nan"]), ("train", ["--time-limit", "-5"]),
     ("train", ["--frames-per-video", "0"]), ("distill", ["--batch", "0"]),
+    ("train", ["--device", "gpu"]), ("train", ["--device", "CPU"]), ("distill", ["--device", "mps"]),
+    ("denoise", ["--hole", "1000"]), ("train", ["--infer-hole", "64"]),
+    ("distill", ["--holes", "0,3,200"]),
 ]
 
 
@@ -790,3 +793,80 @@ def test_report_guard_without_the_bundle_as_input_and_over_an_empty_file(tmp_pat
     empty = tmp_path / "empty.json"
     empty.touch()  # mktemp's placeholder
     assert check_report_path(empty, "--json") == empty
+
+
+# --------------------------------------------------------------------------------------------
+# 14. an output never replaces an input of the run, whatever --overwrite says
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["output", "comparison", "symlink", "checkpoint"])
+def test_denoise_never_writes_over_a_clean_reference_or_the_checkpoint(tmp_path, ckpt, capsys,
+                                                                       how):
+    image = good_png(tmp_path / "a.png")
+    reference = good_png(tmp_path / "cc" / "a_compare.png", seed=1)
+    protected = ckpt if how == "checkpoint" else reference
+    before = protected.read_bytes()
+    link = tmp_path / "link.png"
+    link.symlink_to(protected)  # symlinks are resolved
+    out = {"output": reference, "comparison": tmp_path / "cc",
+           "symlink": link, "checkpoint": link}[how]
+    argv = [str(image), "-o", str(out), "--checkpoint", str(ckpt), *TILED, "--overwrite"]
+    if how != "checkpoint":
+        argv += ["--compare", "--clean", str(reference)]
+    assert denoise_main(argv) == 2  # before any work, not one failed image of a batch
+    line = one_error(capsys)
+    assert line.startswith(f"error: -o {out}: ") and "even with --overwrite" in line
+    assert ("the network file" if how == "checkpoint" else "--clean reference") in line
+    assert protected.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["a.png", "cc", "link.png", ckpt.name])  # nothing written, no temporary left
+    assert [p.name for p in (tmp_path / "cc").iterdir()] == ["a_compare.png"]
+
+
+@pytest.mark.parametrize("name, how", [("z.png", "files"), ("z.JPG", "glob"),
+                                       ("z.tiff", "folder")])
+def test_several_inputs_to_one_image_file_name_is_refused(tmp_path, capsys, name, how):
+    first, second = good_png(tmp_path / "in" / "a.png"), good_png(tmp_path / "in" / "b.png", 1)
+    before = [first.read_bytes(), second.read_bytes()]
+    inputs = {"files": [str(first), str(second)], "glob": [str(tmp_path / "in" / "*.png")],
+              "folder": [str(tmp_path / "in")]}[how]
+    out = tmp_path / "o" / name
+    assert denoise_main([*inputs, "-o", str(out)]) == 2
+    assert one_error(capsys) == (f"error: -o {out} names one image file but 2 inputs were "
+                                 "given; give a folder")
+    assert not out.exists() and not out.parent.exists()  # no folder named z.png
+    assert [first.read_bytes(), second.read_bytes()] == before
+
+
+@pytest.mark.parametrize("how", ["folder", "glob", "val-noisy", "val-clean"])
+def test_train_out_never_replaces_a_data_or_validation_image(tmp_path, noisy_folder, capsys,
+                                                             how):
+    noisy = good_png(tmp_path / "vn.png", h=64, w=64)
+    clean = good_png(tmp_path / "vc.png", seed=1, h=64, w=64)
+    out = {"folder": noisy_folder / "f1.png", "glob": noisy_folder / "f1.png",
+           "val-noisy": noisy, "val-clean": clean}[how]
+    data = str(noisy_folder / "*.png") if how == "glob" else str(noisy_folder)
+    before = out.read_bytes()
+    argv = ["--data", data, "--out", str(out), "--val-noisy", str(noisy), "--val-clean",
+            str(clean), "--overwrite", *TINY_TRAIN]
+    assert train_main(argv) == 2
+    line = one_error(capsys)
+    assert f"--out {out} is an input of this run" in line and "--overwrite" in line
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["distill", "qat"])
+def test_distill_and_qat_out_never_replace_a_file_of_a_data_folder(tmp_path, noisy_folder,
+                                                                   capsys, command):
+    from atbsn_edge.qat import main as qat_main
+
+    out = noisy_folder / "f0.png"
+    before = out.read_bytes()
+    common = ["--data", str(noisy_folder), "--out", str(out), "--overwrite", *TINY_TRAIN]
+    if command == "distill":  # the teacher does not exist: --out is checked before it is read
+        code = distill_main(["--teacher", str(tmp_path / "none.pt"), "--student", "a", *common])
+    else:
+        code = qat_main(common)
+    assert code == 2
+    assert f"--out {out} is an input of this run" in one_error(capsys)
+    assert out.read_bytes() == before

@@ -82,3 +82,32 @@ def test_the_log_is_appended_to_atomically(tmp_path):
     append_log(log, "second\n")
     assert log.read_text() == "first\nsecond\n"
     assert [p.name for p in log.parent.iterdir()] == ["bench.md"]   # no temporary file left
+
+
+def test_reports_naming_one_file_are_refused_before_the_work(tmp_path, capsys):
+    empty = tmp_path / "empty.md"
+    empty.write_bytes(b"")
+    (tmp_path / "link.md").symlink_to(empty)
+    base = ["--targets", "onnx-fp32", "--tile", "64", "--bundles", str(tmp_path / "b")]
+    for extra in (["--json", str(tmp_path / "rep.md"), "--log", str(tmp_path / "rep.md")],
+                  ["--json", str(tmp_path / "r.png"), "--plot", str(tmp_path / "." / "r.png")],
+                  ["--json", str(empty), "--log", str(tmp_path / "link.md")]):
+        assert benchmark([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "are the same file" in err[0] and "Traceback" not in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.md", "link.md"]
+    assert empty.read_bytes() == b""
+
+
+@pytest.mark.parametrize("targets", ["", ",", " , "])
+def test_a_target_list_naming_none_is_one_line(targets, tmp_path, capsys):
+    assert benchmark(["--targets", targets, "--bundles", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "names no target" in err[0] and "onnx-fp32, " in err[0], err
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_target_named_twice_is_measured_once():
+    from atbsn_edge.benchmark import chosen_targets
+
+    assert chosen_targets(" onnx-fp32, onnx-fp16 ,onnx-fp32") == ["onnx-fp32", "onnx-fp16"]

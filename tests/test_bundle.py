@@ -225,6 +225,128 @@ def test_from_bundle_refuses_network_flags(onnx_bundle, capsys):
     assert "--tile describe the network" in capsys.readouterr().err
 
 
+def one_error_line(capsys) -> str:
+    """The one line a refused command printed (no traceback, nothing else)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
+    return err[0]
+
+
+def edit_manifest(bundle: Path, dotted: str, value) -> None:
+    """Set one field of ``bundle``'s manifest (dotted path) to ``value``, as a hand edit would."""
+    document = json.loads((bundle / "manifest.json").read_text())
+    *parents, last = dotted.split(".")
+    node = document
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    (bundle / "manifest.json").write_text(json.dumps(document, indent=2))
+
+
+@pytest.mark.parametrize("dotted,value,said", [
+    ("reference", None, "field 'reference' is null, expected an object"),
+    ("source", None, "field 'source' is null, expected an object"),
+    ("default_target", ["onnx-fp32"],
+     """field 'default_target' is the list ["onnx-fp32"], expected a target name or null"""),
+    ("network", None, "field 'network' is null, expected an object"),
+    ("network", "x", "field 'network' is the string 'x', expected an object"),
+    ("int8_keep_float_default", None, "field 'int8_keep_float_default' is null"),
+    ("int8_keep_float_default", ["(unclosed"], "field 'int8_keep_float_default' is the list "
+                                               '["(unclosed"], expected a list of regular'),
+    ("reference.sha256", 5, "field 'reference.sha256' is the number 5, expected a string"),
+    ("source.part", 3, "field 'source.part' is the number 3"),
+    ("artifacts", [], "field 'artifacts' is the list [], expected an object"),
+    ("artifacts.onnx-fp32.status", None, "field 'artifacts.onnx-fp32.status' is null"),
+    ("artifacts.onnx-fp32.files", None, "field 'artifacts.onnx-fp32.files' is null"),
+    ("artifacts.onnx-fp32.details", {"device_command": 5},
+     "field 'artifacts.onnx-fp32.details.device_command' is the number 5"),
+])
+def test_malformed_manifest_fields_are_one_line_everywhere(onnx_bundle, tmp_path, image, capsys,
+                                                           dotted, value, said):
+    """A manifest that parses as JSON but has a field of the wrong type: every command that
+    opens the bundle refuses it in one line naming the field, and writes nothing."""
+    bundle = copy_of(onnx_bundle, tmp_path)
+    edit_manifest(bundle, dotted, value)
+    before = sorted((p.name, p.read_bytes()) for p in bundle.iterdir())
+    expected = f"error: {bundle}: manifest.json is malformed ({said}"
+    runs = [(parity, [str(bundle)]),
+            (parity, [str(bundle), "--images", str(image)]),
+            (denoise, [str(image), "-o", str(tmp_path / "o"), "--artifact", str(bundle)]),
+            (export, ["--from-bundle", str(bundle), "--target", "onnx-fp16",
+                      "--out", str(tmp_path / "x")]),
+            (export, ["--from-bundle", str(bundle), "--target", "onnx-fp16"])]
+    for main, argv in runs:
+        assert main(argv) == 2, argv
+        line = one_error_line(capsys)
+        assert line.startswith(expected) and line.endswith("; re-export the bundle"), line
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x").exists()
+    assert sorted((p.name, p.read_bytes()) for p in bundle.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([bundle.name, image.name])
+
+
+@pytest.mark.parametrize("damage,said", [
+    (lambda b: (b / "reference.npz").unlink(),
+     "reference.npz (the reference data) is missing; re-export the bundle or copy it again"),
+    (lambda b: flip_bytes(b / "reference.npz"), "reference.npz does not match the manifest's"),
+    (lambda b: (b / "model-fp32.onnx").unlink(),
+     "model-fp32.onnx of the onnx-fp32 artifact is missing; re-export the bundle or copy it"),
+    (lambda b: flip_bytes(b / "model-fp32.onnx"), "model-fp32.onnx does not match the manifest"),
+])
+@pytest.mark.parametrize("out", ["--out", "in place"])
+def test_from_bundle_verifies_every_file_before_any_work(onnx_bundle, tmp_path, capsys, damage,
+                                                         said, out):
+    """export --from-bundle checks every file the manifest lists (as parity does) and refuses a
+    damaged bundle naming it (never the staged copy), writing nothing from it."""
+    bundle = copy_of(onnx_bundle, tmp_path)
+    damage(bundle)
+    before = sorted((p.name, p.read_bytes()) for p in bundle.iterdir())
+    extra = ["--out", str(tmp_path / "be")] if out == "--out" else []
+    assert export(["--from-bundle", str(bundle), "--target", "onnx-fp16", *extra]) == 2
+    line = one_error_line(capsys)
+    assert str(bundle) in line and said in line and ".tmp" not in line, line
+    assert not (tmp_path / "be").exists()
+    assert sorted((p.name, p.read_bytes()) for p in bundle.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == [bundle.name]  # no temporary left
+
+
+def test_from_bundle_errors_name_the_bundle_not_its_staged_copy(onnx_bundle, tmp_path, capsys,
+                                                                monkeypatch):
+    """A converter's error about a file of the staged copy names the user's bundle."""
+    from atbsn_edge.export.job import ConversionJob
+
+    def convert(job, target):
+        raise AtbsnError(f"{job.folder / 'model-fp32.onnx'}: cannot be converted to {target}")
+
+    monkeypatch.setattr(ConversionJob, "convert", convert)
+    bundle = copy_of(onnx_bundle, tmp_path)
+    assert export(["--from-bundle", str(bundle), "--target", "onnx-fp16",
+                   "--out", str(tmp_path / "x")]) == 2
+    assert one_error_line(capsys) == (f"error: {bundle / 'model-fp32.onnx'}: cannot be converted "
+                                      "to onnx-fp16")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [bundle.name]
+
+
+def test_read_only_bundle_added_to_in_place_is_named_as_given(onnx_bundle, tmp_path, capsys,
+                                                              monkeypatch):
+    """No --out: the message says the bundle given is added to in place, never "--out"."""
+    bundle = copy_of(onnx_bundle, tmp_path)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k:
+                        False if Path(path).resolve() == bundle.resolve() and mode & os.W_OK
+                        else real(path, mode, *a, **k))
+    before = sorted((p.name, p.read_bytes()) for p in bundle.iterdir())
+    assert export(["--from-bundle", str(bundle), "--target", "onnx-fp16"]) == 2
+    line = one_error_line(capsys)
+    assert line == (f"error: --from-bundle {bundle} (added to in place, as no --out was given): "
+                    f"no permission to write in {bundle}; make it writable, or give --out "
+                    "NEW_FOLDER to write the bundle with the new target there")
+    assert sorted((p.name, p.read_bytes()) for p in bundle.iterdir()) == before
+    # with --out, the copy goes there: the read-only source is fine
+    assert export(["--from-bundle", str(bundle), "--target", "onnx-fp16",
+                   "--out", str(tmp_path / "copy")]) == 0
+    assert set(Bundle.open(tmp_path / "copy").artifacts) == {"onnx-fp32", "onnx-fp16"}
+
+
 def test_trt_export_without_tensorrt_writes_a_pending_bundle(checkpoint, tmp_path, image, capsys,
                                                              monkeypatch):
     import importlib.util
@@ -400,3 +522,44 @@ def test_interrupted_folder_swap_keeps_the_old_folder(tmp_path, monkeypatch):
         (tmp / "new.txt").write_text("new")
     assert (target / "old.txt").read_text() == "old"
     assert not list(tmp_path.glob(".bundle*"))
+
+
+# ------------------------------------------------ flags that the chosen artifact would ignore
+
+def _one_error_line(capsys) -> str:
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("error: ")
+    return err
+
+
+@pytest.mark.parametrize("cli,argv,says", [
+    ("denoise", ["--performance-hint", "throughput"], "--performance-hint is for OpenVINO"),
+    ("denoise", ["--inference-precision", "bf16", "--requests", "2"],
+     "--requests and --inference-precision are for OpenVINO"),
+    ("denoise", ["--compare-zoom", "4"], "--compare-zoom shapes the comparison pictures"),
+    ("denoise", ["--compare-crop", "0,0,16,16", "--compare-zoom", "4"],
+     "--compare-crop and --compare-zoom shape"),
+    ("parity", ["--inference-precision", "f32"], "--inference-precision is for OpenVINO"),
+    ("parity", ["--checkpoint", "x.pt"], "--checkpoint is the reference for --images"),
+    ("profile", ["--performance-hint", "latency"], "--performance-hint is for OpenVINO"),
+    ("profile", ["--no-frames", "--frame-iters", "3"], "--no-frames times none"),
+], ids=lambda v: v if isinstance(v, str) else "-".join(v))
+def test_flags_the_artifact_would_ignore_are_refused(onnx_bundle, image, tmp_path, capsys,
+                                                     cli, argv, says):
+    from atbsn_edge.profile import main as profile
+
+    out = tmp_path / "out"
+    run = {"denoise": lambda: denoise([str(image), "-o", str(out), "--artifact",
+                                       str(onnx_bundle), *argv]),
+           "parity": lambda: parity([str(onnx_bundle), *argv]),
+           "profile": lambda: profile([str(onnx_bundle), "--duration", "0.1", *argv])}[cli]
+    assert run() == 2
+    assert says in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_openvino_flags_still_reach_an_openvino_artifact(openvino_bundle, image, tmp_path):
+    out = tmp_path / "out.png"
+    assert denoise([str(image), "-o", str(out), "--artifact", str(openvino_bundle),
+                    "--inference-precision", "f32", "--performance-hint", "latency"]) == 0
+    assert out.is_file()

@@ -24,6 +24,17 @@ def test_truncated_file(tmp_path):
         atbsn_edge.load_checkpoint(bad)
 
 
+@pytest.mark.parametrize("head", [b"", b"\x89PNG\r\n\x1a\n"], ids=["random", "png"])
+def test_foreign_bytes_are_damaged_without_pytorchs_unsafe_advice(tmp_path, head):
+    bad = tmp_path / "rand.pt"
+    bad.write_bytes(head + bytes(range(256)) * 8)
+    with pytest.raises(CheckpointError) as caught:
+        atbsn_edge.load_checkpoint(bad)
+    message = str(caught.value)
+    assert "damaged, truncated or not a PyTorch file" in message and "\n" not in message
+    assert "weights_only" not in message and "arbitrary code" not in message
+
+
 def test_unknown_layout_names_layouts_and_keys(tmp_path):
     state = reference_state_dict("student_a")
     state.pop("dec1.conv.conv.weight")
@@ -88,3 +99,12 @@ def test_any_input_size_and_batch(tmp_path, shape):
     with torch.no_grad():
         out = model(torch.rand(shape) * 255)
     assert tuple(out.shape) == shape and torch.isfinite(out).all()
+
+
+def test_hole_sizes_stop_at_the_limit():
+    from atbsn_edge.holes import MAX_HOLE
+    from atbsn_edge.models import hole_to_shift
+
+    assert MAX_HOLE == 63 and hole_to_shift(63) == 32 and hole_to_shift(0) == 0
+    with pytest.raises(ValueError, match="over 63"):
+        hole_to_shift(64)

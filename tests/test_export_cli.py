@@ -52,6 +52,12 @@ def test_existing_bundle_needs_overwrite(bundle, make_checkpoint, capsys):
     (["--target", "onnx-fp23"], "did you mean 'onnx-fp32'"),
     (["--target", "onnx-fp32", "--tile", "100"], "multiple of 32"),
     ([], "--list-targets"),
+    (["--target", "onnx-fp32", "--dla-core", "0"], "--dla-core is for the TensorRT engine"),
+    (["--target", "openvino-int8", "--workspace-mb", "10", "--timing-cache", "c"],
+     "--workspace-mb, --timing-cache are for the TensorRT engine"),
+    (["--target", "onnx-fp16", "--calib-method", "entropy"], "--calib-method is for int8"),
+    (["--target", "openvino-fp32", "--int8-keep-float", "x"], "--target openvino-fp32 would "
+     "ignore it"),
 ])
 def test_bad_export_arguments(make_checkpoint, tmp_path, capsys, argv, message):
     code = export(argv + ["--checkpoint", str(make_checkpoint("student_a")),

@@ -208,3 +208,85 @@ def test_openvino_parity_reports_the_thresholds_of_what_ran(make_checkpoint, tmp
                 assert max(r["rel_l2"] for r in report["results"]) > 1e-5
         assert f"precision fp32{', computed in bf16' if hint == 'bf16' else ''}: thresholds" \
             in capsys.readouterr().out
+
+
+def _write_images(*paths: Path) -> dict[Path, bytes]:
+    """Tiny noisy PNGs at ``paths`` (their folders created); their bytes, to check after."""
+    for i, path in enumerate(paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = textured_image(64, 64, seed=10 + i)
+        noisy = np.clip(image + np.random.default_rng(i).normal(0, 10, image.shape), 0, 255)
+        cv2.imwrite(str(path), noisy.astype(np.uint8)[:, :, ::-1])
+    return {p: p.read_bytes() for p in paths}
+
+
+def test_a_heatmap_never_replaces_an_input_or_a_foreign_file(bundle, tmp_path, capsys):
+    hm = tmp_path / "hm"
+    # the heatmap of x.png is x.png.png: here the second input
+    before = _write_images(hm / "x.png", hm / "x.png.png")
+    (tmp_path / "hm5").mkdir()
+    (tmp_path / "hm5" / "x.png.png").write_text("notes")      # not a heatmap of an earlier run
+    (tmp_path / "hm4" / "x.png.png").mkdir(parents=True)      # a folder where a heatmap goes
+    before[tmp_path / "hm5" / "x.png.png"] = b"notes"
+    image = str(hm / "x.png")
+    cases = [
+        ([image, str(hm / "x.png.png"), "--heatmaps", str(hm)],
+         "would replace an input of this run"),
+        ([image, "--clean", str(hm / "x.png.png"), "--heatmaps", str(hm)],
+         "would replace an input of this run"),
+        ([image, "--heatmaps", str(tmp_path / "hm5")], "exists and is not a PNG"),
+        ([image, "--heatmaps", str(tmp_path / "hm4")], "is a folder"),
+        ([image, "--heatmaps", str(tmp_path / "hm6"),
+          "--json", str(tmp_path / "hm6" / "x.png.png")],
+         "would be the --json report"),
+    ]
+    for extra, message in cases:
+        assert parity([str(bundle), "--images", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], (extra, err)
+        assert "--heatmaps " + extra[extra.index("--heatmaps") + 1] in err[0]  # as given
+        assert ".tmp" not in err[0]                                          # no temporary
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert sorted(p.name for p in hm.iterdir()) == ["x.png", "x.png.png"]
+    assert not (tmp_path / "hm6").exists() and list((tmp_path / "hm4").iterdir()) == [
+        tmp_path / "hm4" / "x.png.png"]
+
+
+def test_same_named_images_get_their_own_rows_and_heatmaps(bundle, tmp_path, capsys):
+    before = _write_images(tmp_path / "p1" / "a.png", tmp_path / "p2" / "a.png")
+    report = tmp_path / "r.json"
+    assert parity([str(bundle), "--images", str(tmp_path / "p1" / "a.png"),
+                   str(tmp_path / "p2" / "a.png"), "--heatmaps", str(tmp_path / "hm2"),
+                   "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "| p1/a.png |" in out and "| p2/a.png |" in out
+    names = [r["name"] for r in json.loads(report.read_text())["results"]]
+    assert names == ["p1/a.png", "p2/a.png"]
+    heatmaps = sorted((tmp_path / "hm2").iterdir())
+    assert [p.name for p in heatmaps] == ["p1_a.png.png", "p2_a.png.png"]
+    assert heatmaps[0].read_bytes() != heatmaps[1].read_bytes()   # one per input, none replaced
+    assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_input_and_heatmap_names_are_unique():
+    from atbsn_edge.parity import heatmap_paths, input_names
+
+    assert input_names(["a.png", "b.png"]) == ["a.png", "b.png"]
+    assert input_names(["/x/p1/a.png", "/x/p2/a.png", "/y/p1/a.png", "/x/b.png"]) == \
+        ["x/p1/a.png", "p2/a.png", "y/p1/a.png", "b.png"]
+    assert input_names(["/x/a.png", "/x/../x/a.png"]) == ["a.png", "a.png#2"]  # one file twice
+    names = [p.name for p in heatmap_paths(Path("hm"), ["p1/a.png", "p1_a.png", "P1_A.png"])]
+    assert names == ["p1_a.png.png", "p1_a.png-2.png", "P1_A.png-3.png"]
+
+
+def test_the_report_and_the_heatmap_folder_must_differ(bundle, tmp_path, capsys):
+    cases = [(tmp_path / "b2.json", tmp_path / "b2.json", "are the same path"),
+             (tmp_path / "b3.json", tmp_path / "b3.json" / "hm",
+              "the heatmap folder would be inside")]
+    present = sorted(tmp_path.iterdir())
+    for report, heatmaps, message in cases:
+        assert parity([str(bundle), "--json", str(report), "--heatmaps", str(heatmaps)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and str(report) in err[0], err
+        assert "Traceback" not in err[0] and ".tmp" not in err[0]
+    assert sorted(tmp_path.iterdir()) == present   # nothing created

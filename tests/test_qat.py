@@ -566,6 +566,8 @@ def test_qat_iterations_0_only_calibrates_the_offset_of_a_continued_checkpoint(
         ((tmp_path / "c.pt", "--continue-from", str(qat_checkpoint), "--output-offset", "none"),
          "--output-offset none"),
         ((out, "--continue-from", str(qat_checkpoint), "--resume", str(out)), "no --resume"),
+        ((tmp_path / "e.pt", "--continue-from", str(qat_checkpoint), "--weight-bits", "8"),
+         "--weight-bits is fixed by the --continue-from checkpoint"),
     ]
     for args, message in refusals:
         assert run(*args) != 0

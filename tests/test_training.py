@@ -41,6 +41,26 @@ def test_train_resume_and_metadata(noisy_folder, tmp_path):
     assert model.architecture.name == "atbsn" and model.default_hole == 3
 
 
+def test_resume_from_a_checkpoint_of_another_run_is_one_line(noisy_folder, tmp_path, capsys):
+    trained = tmp_path / "atbsn.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(trained), "--iterations", "1",
+                       *TINY]) == 0
+    plain = tmp_path / "weights.pt"
+    torch.save(torch.load(trained, weights_only=True)["state_dict"], plain)
+    out = tmp_path / "student.pt"
+    cases = [(distill_main, ["--teacher", str(trained), "--student", "c", "--data",
+                             str(noisy_folder), "--out", str(out), "--resume", str(trained)],
+              "its weights do not fit"),
+             (train_main, ["--data", str(noisy_folder), "--out", str(out), "--resume", str(plain)],
+              "holds no training state")]
+    for main, argv, why in cases:
+        capsys.readouterr()
+        assert main([*argv, "--iterations", "2", *TINY]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err and err.count("\n") == 1
+        assert not out.exists()
+
+
 def test_corrupt_image_is_skipped_with_a_warning(noisy_folder, tmp_path, caplog):
     (noisy_folder / "broken.png").write_bytes(b"not an image")
     assert train_main(["--data", str(noisy_folder), "--out", str(tmp_path / "c.pt"),

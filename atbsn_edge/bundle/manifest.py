@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -103,6 +104,107 @@ def bundle_files(folder: str | os.PathLike) -> set[Path]:
     return {(folder / name).resolve() for name in names}
 
 
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_hashes(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _is_patterns(value: Any) -> bool:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return False
+    try:
+        for pattern in value:
+            re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
+# The manifest's fields that this class reads, with the type each must have where present
+# (an absent one takes the default its reader gives): (dotted path, valid, expected). A
+# parent object comes before its fields; artifacts are checked by _ARTIFACT_FIELDS.
+_FIELDS = (
+    ("source", _is_object, "an object"),
+    ("source.checkpoint", _is_text, "a string"),
+    ("source.checkpoint_sha256", _is_text, "a string"),
+    ("source.part", lambda v: v is None or _is_name(v), "a network name or null"),
+    ("network", _is_object, "an object"),
+    ("int8_keep_float_default", _is_patterns, "a list of regular expressions"),
+    ("reference", _is_object, "an object"),
+    ("reference.sha256", _is_text, "a string"),
+    ("default_target", lambda v: v is None or _is_name(v), "a target name or null"),
+    ("artifacts", _is_object, "an object"),
+)
+# Each artifact's fields, the same way: (dotted path, required, valid, expected).
+_ARTIFACT_FIELDS = (
+    ("entry", True, _is_name, "a file name"),
+    ("runtime", True, _is_name, "a runtime name"),
+    ("precision", True, _is_name, "a precision name"),
+    ("status", False, lambda v: v in (READY, PENDING), f"{READY!r} or {PENDING!r}"),
+    ("files", False, _is_hashes, "an object of file names and SHA-256 strings"),
+    ("metadata", False, _is_object, "an object"),
+    ("details", False, _is_object, "an object"),
+    ("details.device_command", False, _is_text, "a command line"),
+    ("details.qat", False, _is_object, "an object"),
+)
+_MISSING = object()
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, for a message: null, true, the number 5, the string 'x', ..."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, list):
+        text = json.dumps(value)
+        return f"the list {text if len(text) <= 60 else text[:56] + ' ...]'}"
+    return "an object"
+
+
+def _field(document: dict[str, Any], dotted: str) -> Any:
+    value: Any = document
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def _schema_problem(document: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a manifest's fields (``field 'reference' is null,
+    expected an object``), or None when every field this class reads is usable."""
+    for dotted, valid, expected in _FIELDS:
+        value = _field(document, dotted)
+        if value is not _MISSING and not valid(value):
+            return f"field {dotted!r} is {_json_kind(value)}, expected {expected}"
+    for target, artifact in document.get("artifacts", {}).items():
+        if not isinstance(artifact, dict):
+            return f"field 'artifacts.{target}' is {_json_kind(artifact)}, expected an object"
+        for name, required, valid, expected in _ARTIFACT_FIELDS:
+            value = _field(artifact, name)
+            if value is _MISSING:
+                if required:
+                    return f"field 'artifacts.{target}.{name}' is missing, expected {expected}"
+            elif not valid(value):
+                return (f"field 'artifacts.{target}.{name}' is {_json_kind(value)}, "
+                        f"expected {expected}")
+    return None
+
+
 class Bundle:
     """A bundle folder and its manifest. Open with :meth:`open`, create with :meth:`new`."""
 
@@ -156,7 +258,8 @@ class Bundle:
     # --- reading ----------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Bundle":
-        """Read a bundle's manifest, or raise a one-line :class:`AtbsnError` saying why not."""
+        """Read a bundle's manifest (the type of every field this class reads checked), or
+        raise a one-line :class:`AtbsnError` saying why not."""
         path = Path(path)
         manifest = path / MANIFEST_FILE
         if not path.is_dir():
@@ -177,6 +280,10 @@ class Bundle:
         if version != SCHEMA_VERSION:
             raise AtbsnError(f"{path}: bundle schema version {version!r}, this toolkit reads "
                              f"{SCHEMA_VERSION}; re-export it or install the matching atbsn-edge")
+        problem = _schema_problem(document)
+        if problem is not None:
+            raise AtbsnError(f"{path}: {MANIFEST_FILE} is malformed ({problem}); re-export the "
+                             "bundle")
         try:
             return cls(path, document)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -257,11 +364,31 @@ class Bundle:
                 raise AtbsnError(f"{self.path}: {name} does not match the manifest's SHA-256 "
                                  f"(modified, truncated or damaged); {fix}")
 
-    def reference(self):
-        """(inputs, PyTorch outputs, names) of the reference data, hash-checked."""
+    def verify_all(self) -> None:
+        """Refuse a bundle any file of which is missing, extra or differs from the manifest:
+        every ready artifact's files and the reference data (before a bundle is copied)."""
+        for entry in self.artifacts.values():
+            if entry.status == READY:
+                self.verify(entry)
+        self._verify_reference(required=True)
+
+    def _verify_reference(self, *, required: bool) -> None:
+        """Refuse reference data that differs from the manifest's SHA-256 (``required``:
+        and recorded data that is missing)."""
         recorded = self.document.get("reference", {}).get("sha256")
         path = self.path / REFERENCE_FILE
-        if recorded and path.is_file() and file_sha256(path) != recorded:
+        if not recorded:
+            return
+        if not path.is_file():
+            if required:
+                raise AtbsnError(f"{self.path}: {REFERENCE_FILE} (the reference data) is "
+                                 "missing; re-export the bundle or copy it again")
+            return  # load_reference says so
+        if file_sha256(path) != recorded:
             raise AtbsnError(f"{path} does not match the manifest's SHA-256 (modified or "
                              "damaged); re-export the bundle or copy it again")
+
+    def reference(self):
+        """(inputs, PyTorch outputs, names) of the reference data, hash-checked."""
+        self._verify_reference(required=False)
         return load_reference(self.path)

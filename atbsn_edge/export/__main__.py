@@ -15,16 +15,20 @@ TensorRT engine must be built on the device (the command to run there is printed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 from ..atomic import atomic_path
 from ..bundle import PENDING, Bundle, is_bundle
-from ..cli import add_verbose_argument, check_output_path, hole_size_arg, new_parser, run_cli
+from ..cli import (USER_ERRORS, add_verbose_argument, check_output_path, hole_size_arg,
+                   new_parser, run_cli, user_error_line)
 from ..errors import AtbsnError
 from .job import ConversionJob, Int8Request, learned_int8_entry
-from .tensorrt_target import engine_options
+from .tensorrt_target import DEFAULT_WORKSPACE_MB, engine_options
 from .targets import TARGETS, Target, get_target, targets_table
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ _NETWORK_FLAGS = ("checkpoint", "part", "tile", "batch", "dynamic", "hole", "fus
                   "reference_images", "reference_crops")
 _CALIB_FLAGS = ("calib_data", "calib_images", "calib_crops", "calib_method", "calib_mode",
                 "calib_seed", "int8_keep_float", "int8_quantizer")
+_ENGINE_FLAGS = ("workspace_mb", "dla_core", "timing_cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "onnx-int8 Q/DQ graph converted to IR (default nncf; an int8-ready "
                            "checkpoint's learned Q/DQ graph is always converted)")
     trt = p.add_argument_group("TensorRT engine (trt-* targets, built where TensorRT is)")
-    trt.add_argument("--workspace-mb", type=int, default=1024,
-                     help="builder workspace limit in MiB (default 1024)")
+    trt.add_argument("--workspace-mb", type=int,
+                     help=f"builder workspace limit in MiB (default {DEFAULT_WORKSPACE_MB})")
     trt.add_argument("--dla-core", type=int, metavar="N",
                      help="build for DLA core N with GPU fallback (Jetson Orin/Xavier; static "
                           "shapes, fp16 or int8)")
@@ -112,16 +117,28 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 
 
 def check_destination(out: Path, *, overwrite: bool, in_place: Path | None,
-                      inputs: list[Path]) -> None:
+                      inputs: list[Path], flag: str = "--out") -> None:
     """Refuse an --out that would lose a user's files: the current folder or one above it, a
     folder this toolkit did not write, an existing bundle without --overwrite, or a folder
-    that holds one of this export's own inputs."""
-    check_output_path(out, "--out", folder=True)
+    that holds one of this export's own inputs; and one that cannot be written. ``flag``:
+    what named ``out`` (``--from-bundle``: no --out was given, the bundle is added to in
+    place), for the messages."""
     resolved = out.resolve()
+    named, other = f"--out {out}", "choose another --out"
+    outside = "give a new folder name, e.g. --out bundle"
+    if flag == "--from-bundle":
+        named = f"--from-bundle {out} (added to in place, as no --out was given)"
+        other = "give --out NEW_FOLDER to write the bundle with the new target there"
+        outside = f"run the export from outside the bundle, or {other}"
+    if out.is_dir():  # replaced by a folder staged beside it
+        for folder in (out, resolved.parent):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise AtbsnError(f"{named}: no permission to write in {folder}; make it "
+                                 f"writable, or {other}")
+    check_output_path(out, flag, folder=True)
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
-        raise AtbsnError(f"--out {out} is the current folder or contains it; give a new folder "
-                         "name, e.g. --out bundle")
+        raise AtbsnError(f"{named} is the current folder or contains it; {outside}")
     if not out.exists():
         return
     if not out.is_dir():
@@ -136,8 +153,8 @@ def check_destination(out: Path, *, overwrite: bool, in_place: Path | None,
         path = Path(item).resolve()
         if path == resolved or resolved in path.parents:
             if not same_as_source or path.suffix not in {".pt", ".pth"}:
-                raise AtbsnError(f"{item} is inside --out {out}, which the export replaces; "
-                                 "move it out of the bundle or choose another --out")
+                raise AtbsnError(f"{item} is inside {named}, which the export replaces; "
+                                 f"move it out of the bundle, or {other}")
 
 
 def _int8_request(args: argparse.Namespace, defaults) -> Int8Request:
@@ -147,6 +164,19 @@ def _int8_request(args: argparse.Namespace, defaults) -> Int8Request:
         mode=args.calib_mode or "random", seed=args.calib_seed or 0,
         keep_float=args.int8_keep_float, quantizer=args.int8_quantizer or "nncf",
         explicit=bool(_given(args, _CALIB_FLAGS)))
+
+
+def check_flags_apply(args: argparse.Namespace, target: Target) -> None:
+    """Refuse flags the target would ignore: int8 calibration flags for a float target,
+    TensorRT engine flags for another backend."""
+    groups = ((_CALIB_FLAGS, target.precision == "int8", "int8 calibration", "an *-int8 target"),
+              (_ENGINE_FLAGS, target.backend == "trt", "the TensorRT engine", "a trt-* target"))
+    for names, applies, what, which in groups:
+        given = _given(args, names)
+        if given and not applies:
+            verb = "is" if len(given) == 1 else "are"
+            raise AtbsnError(f"{', '.join(given)} {verb} for {what}; --target {target.name} "
+                             f"would ignore it: drop the flag, or export {which}")
 
 
 def _validate_numbers(args: argparse.Namespace) -> None:
@@ -219,9 +249,23 @@ def _check_int8_ready(bundle: Bundle, target: Target, source: Path) -> None:
 
 
 def _stage_from_bundle(source: Path, folder: Path) -> Bundle:
-    """A copy of the (already opened, so a bundle) ``source`` at ``folder``, opened."""
+    """A copy of the (already opened and verified, so a sound bundle) ``source`` at
+    ``folder``, opened."""
     shutil.copytree(source, folder, symlinks=True)
     return Bundle.open(folder)
+
+
+@contextlib.contextmanager
+def _named_as(tmp: Path, name: Path) -> Iterator[None]:
+    """A user error raised while the bundle is staged in the temporary folder ``tmp`` names
+    ``name`` (the folder the user gave) instead: never an internal temporary path."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        line = user_error_line(exc)
+        if line is None or str(tmp) not in line:
+            raise
+        raise AtbsnError(line.replace(str(tmp), str(name))) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         if not available:
             raise AtbsnError(f"target {target.name} cannot be built here: {why}")
         _validate_numbers(args)
+        check_flags_apply(args, target)
         from ..assets import CALIBRATION_IMAGES, default_checkpoint
 
         source = args.from_bundle
@@ -247,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             if fixed:
                 raise AtbsnError(f"{', '.join(fixed)} describe the network, which the bundle "
                                  f"{source} has fixed; drop them, or export from the checkpoint")
-            _check_int8_ready(Bundle.open(source), target, source)  # before anything is staged
+            opened = Bundle.open(source)
+            opened.verify_all()  # every file the manifest lists: nothing copied from a damaged one
+            _check_int8_ready(opened, target, source)  # before anything is staged
             out = args.out or source
             inputs = [Path(p) for p in args.calib_data or []]
         else:
@@ -256,9 +303,11 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or Path(f"bundle-{target.name}")
             inputs = [Path(p) for p in [args.checkpoint, *(args.reference_images or []),
                                         *(args.calib_data or [])] if p is not None]
-        check_destination(out, overwrite=args.overwrite, in_place=source, inputs=inputs)
+        check_destination(out, overwrite=args.overwrite, in_place=source, inputs=inputs,
+                          flag="--from-bundle" if source is not None and args.out is None
+                          else "--out")
         target.check(args)  # a backend's own options, before any work
-        with atomic_path(out, overwrite=True) as tmp:
+        with atomic_path(out, overwrite=True) as tmp, _named_as(tmp, source or out):
             denoiser, bundle = ((None, _stage_from_bundle(source, tmp)) if source is not None
                                 else _stage_from_checkpoint(args, target, tmp))
             conversion = ConversionJob(

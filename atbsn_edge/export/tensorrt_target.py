@@ -18,9 +18,13 @@ from .job import ConversionJob
 log = logging.getLogger(__name__)
 
 
+DEFAULT_WORKSPACE_MB = 1024  # --workspace-mb's default
+
+
 def engine_options(args: Any) -> dict[str, Any]:
     """The TensorRT builder options of the export's arguments (``ConversionJob.engine``)."""
-    engine = {"workspace_mb": args.workspace_mb, "dla_core": args.dla_core,
+    workspace = args.workspace_mb if args.workspace_mb is not None else DEFAULT_WORKSPACE_MB
+    engine = {"workspace_mb": workspace, "dla_core": args.dla_core,
               "timing_cache": args.timing_cache}
     if args.dynamic and args.tile:  # the static engine profile of a dynamic graph
         engine["shape"] = (args.tile, args.tile)

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..holes import check_hole
 from .layers import NEGATIVE_SLOPE, shift_down
 from .unet import UNet
 
@@ -13,10 +14,9 @@ DEFAULT_TRAIN_HOLE = 9
 
 
 def hole_to_shift(hole_size: int) -> int:
-    """Rows of shift ``k = (b + 1) // 2`` for hole size ``b``; the blind square is 2k - 1 wide."""
-    if isinstance(hole_size, bool) or not isinstance(hole_size, int) or hole_size < 0:
-        raise ValueError(f"hole size must be a non-negative integer, got {hole_size!r}")
-    return (hole_size + 1) // 2
+    """Rows of shift ``k = (b + 1) // 2`` for hole size ``b``; the blind square is 2k - 1 wide.
+    Hole sizes are 0 to ``holes.MAX_HOLE`` (``ValueError`` otherwise)."""
+    return (check_hole(hole_size) + 1) // 2
 
 
 def _rot90(x: torch.Tensor) -> torch.Tensor:

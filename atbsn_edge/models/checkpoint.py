@@ -64,8 +64,13 @@ def _looks_like_torch_file(path: Path) -> bool:
 
 
 def _damaged(path: Path, exc: Exception) -> CheckpointError:
-    """The one-line error for a file ``torch.load`` cannot parse."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The one-line error for a file ``torch.load`` cannot parse. PyTorch's safe unpickler
+    wraps its reason in advice to load the file unsafely: only the reason is kept."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported (?:global|operand)[^\n.]*", text)
+        text = found.group(0).strip() if found else "not a pickle of tensors"
+    reason = text.splitlines()[0] if text else type(exc).__name__
     return CheckpointError(f"cannot read checkpoint {path}: damaged, truncated or not a "
                            f"PyTorch file ({reason[:200]})")
 
