@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = (args.teacher, args.student, *(Path(d) for d in args.data))
         check_out(args.out, None, args.overwrite, inputs=inputs)
         if args.teacher_out is not None:
-            check_out(args.teacher_out, None, args.overwrite, inputs=inputs)
+            check_out(args.teacher_out, None, args.overwrite, inputs=inputs, flag="--teacher-out")
         files, pictures = load_camera_frames(args.data, max(config.crop, 128),
                                              args.frames_per_video)
         for target in (args.out, args.teacher_out):  # a data folder may hold an output's name

@@ -77,22 +77,23 @@ def add_run_arguments(p: argparse.ArgumentParser, written: str = "checkpoint") -
 
 
 def check_out(out: Path, resume: Path | None, overwrite: bool,
-              inputs: tuple[Path, ...] = ()) -> None:
+              inputs: tuple[Path, ...] = (), flag: str = "--out") -> None:
     """Refuse, before any work, an ``--out`` that cannot be written, that is one of the run's
     ``inputs`` (a teacher, a data file; never, even with ``--overwrite``), or that would
-    silently replace a checkpoint other than the one being resumed."""
-    check_output_path(out, "--out")
+    silently replace a checkpoint other than the one being resumed. ``flag``: the option
+    that named ``out``, for the messages."""
+    check_output_path(out, flag)
     for item in inputs:
         if out.exists() and Path(item).exists() and os.path.samefile(item, out):
-            raise AtbsnError(f"--out {out} is an input of this run ({item}), never replaced "
-                             "even with --overwrite; choose another --out")
+            raise AtbsnError(f"{flag} {out} is an input of this run ({item}), never replaced "
+                             f"even with --overwrite; choose another {flag}")
     if not out.exists() or overwrite:
         return
     if resume is not None and resume.exists() and os.path.samefile(resume, out):
         return
-    raise AtbsnError(f"--out {out} exists and is not the checkpoint being resumed; pass "
-                     f"--overwrite to replace it, --resume {out} to continue it, or choose "
-                     "another --out")
+    resuming = f", --resume {out} to continue it," if flag == "--out" else ""
+    raise AtbsnError(f"{flag} {out} exists and is not the checkpoint being resumed; pass "
+                     f"--overwrite to replace it{resuming} or choose another {flag}")
 
 
 def input_files(items: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[Path]:

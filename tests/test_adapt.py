@@ -149,10 +149,13 @@ def test_refuses_missing_files(tmp_path, models, capsys):
 def test_refuses_an_out_that_is_an_input(camera_folder, models, tmp_path, capsys):
     student = models[3]
     before = open(student, "rb").read()
-    for flags in (["--out", student], ["--out", student, "--overwrite"],
-                  ["--out", str(tmp_path / "a.pt"), "--teacher-out", models[1]]):
+    for flags, named in ((["--out", student], "--out"),
+                         (["--out", student, "--overwrite"], "--out"),
+                         (["--out", str(tmp_path / "a.pt"), "--teacher-out", models[1]],
+                          "--teacher-out")):
         assert adapt_main(["--data", str(camera_folder), *flags, *models, *TINY]) == 2
-        assert "is an input of this run" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"{named} {flags[-1] if named == '--teacher-out' else student} is an input" in err
     assert open(student, "rb").read() == before
     same = str(tmp_path / "same.pt")
     assert adapt_main(["--data", str(camera_folder), "--out", same, "--teacher-out", same,
