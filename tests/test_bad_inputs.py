@@ -870,3 +870,20 @@ def test_distill_and_qat_out_never_replace_a_file_of_a_data_folder(tmp_path, noi
     assert code == 2
     assert f"--out {out} is an input of this run" in one_error(capsys)
     assert out.read_bytes() == before
+
+
+def test_an_xml_that_is_no_ir_is_one_line_and_no_native_output(tmp_path, capfd):
+    """OpenVINO tries its other readers on an XML its IR reader refuses, and TensorFlow's
+    writes 'Error parsing text-format' lines straight to file descriptor 2: refused first."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from atbsn_edge.denoise import main as denoise
+
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<net>\n")
+    bad.with_suffix(".bin").write_bytes(b"\0" * 16)
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 128, np.uint8))
+    assert denoise([str(image), "-o", str(tmp_path / "out"), "--artifact", str(bad)]) == 2
+    out, err = capfd.readouterr()
+    assert "not an OpenVINO IR" in err and "text_format" not in err and "E0000" not in err
+    assert err.count("\n") == 1

@@ -104,6 +104,19 @@ def _input_dims(model: Any) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in model.inputs[0].partial_shape]
 
 
+def read_ir(path: str | os.PathLike) -> Any:
+    """``Core.read_model`` of an IR ``.xml``, after OpenVINO's IR reader has said it takes the
+    file: otherwise OpenVINO tries its other readers on it, and TensorFlow's prints lines of
+    its own (``Error parsing text-format tensorflow.GraphDef``) before the error."""
+    import openvino as ov
+
+    if str(path).lower().endswith(".xml"):
+        reader = ov.frontend.FrontEndManager().load_by_framework("ir")
+        if not reader.supported(str(path)):
+            raise RuntimeError("not an OpenVINO IR: its XML is not a network OpenVINO reads")
+    return openvino_core().read_model(str(path))
+
+
 def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[int, int]],
                           tile: int | str | None = None, overlap: int | None = None) -> str:
     """``THROUGHPUT`` when some image of ``image_sizes`` ((height, width) pairs) needs more than
@@ -115,7 +128,7 @@ def auto_performance_hint(path: str | os.PathLike, image_sizes: Iterable[tuple[i
     compiling it. An IR it cannot read gets ``LATENCY``: opening it reports the error."""
     require("openvino", "openvino")  # a missing extra is named here, not swallowed below
     try:
-        model = openvino_core().read_model(str(path))
+        model = read_ir(path)
         metadata = ArtifactMetadata.parse(read_openvino_metadata(model), Path(path))
     except Exception:  # truncated or foreign: the runtime's own open says what is wrong
         return "LATENCY"
@@ -193,7 +206,7 @@ class OpenVinoRuntime(Runtime):
                              "one with several streams to run requests in parallel")
         core = openvino_core()
         try:
-            model = core.read_model(str(path))
+            model = read_ir(path)
         except Exception as exc:  # truncated or foreign file
             raise AtbsnError(f"cannot load OpenVINO artifact {path}: {openvino_error(exc)}; "
                              "re-export it, or copy both files again") from None
