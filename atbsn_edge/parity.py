@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import (REPORT_KINDS, USER_ERRORS, add_verbose_argument, check_output_path,
+from .cli import (USER_ERRORS, add_verbose_argument, check_output_path,
                   check_report_path, new_parser, run_cli, user_error_line)
 from .errors import AtbsnError
 from .hashing import file_sha256
@@ -124,8 +124,6 @@ def check_heatmap_paths(folder: Path, names: Sequence[str], *,
     folder, or an existing non-empty file that is not a PNG (an earlier run's heatmaps are
     replaced, as a rerun expects); also a report that is the folder or above it. Returns the
     heatmaps' paths (:func:`heatmap_paths`)."""
-    from .bundle.manifest import bundle_files
-
     folder = check_output_path(folder, "--heatmaps", folder=True)
     where = folder.resolve()
     if report is not None:
@@ -135,30 +133,17 @@ def check_heatmap_paths(folder: Path, names: Sequence[str], *,
                              + ("are the same path" if mine == where else
                                 "overlap (the heatmap folder would be inside the report)")
                              + "; give the report a file name outside the heatmap folder")
-    given = {Path(item).resolve() for item in inputs
-             if item is not None and Path(item).exists()}
-    bundled = {file: parent for parent in (where, *where.parents)
-               for file in bundle_files(parent)}
-    is_png = REPORT_KINDS["png"][1]
     targets = heatmap_paths(folder, names)
     for name, target in zip(names, targets):
-        resolved = target.resolve()
-        heatmap = f"--heatmaps {folder}: the heatmap of {name}, {target},"
-        if resolved in given:
-            raise AtbsnError(f"{heatmap} would replace an input of this run; choose another "
-                             "folder for the heatmaps")
-        if resolved in bundled:
-            raise AtbsnError(f"{heatmap} would replace a file of the bundle {bundled[resolved]}; "
-                             "choose another folder for the heatmaps")
-        if report is not None and resolved == Path(report).resolve():
-            raise AtbsnError(f"{heatmap} would be the --json report; give the report another "
-                             "name or the heatmaps another folder")
+        heatmap = f"--heatmaps {folder}: the heatmap of {name},"
+        if report is not None and target.resolve() == Path(report).resolve():
+            raise AtbsnError(f"{heatmap} {target}, would be the --json report; give the report "
+                             "another name or the heatmaps another folder")
         if target.is_dir():
-            raise AtbsnError(f"{heatmap} is a folder; choose another folder for the heatmaps, "
-                             "or move that folder away")
-        if target.is_file() and target.stat().st_size > 0 and not is_png(target):
-            raise AtbsnError(f"{heatmap} exists and is not a PNG (it would be replaced); choose "
-                             "another folder for the heatmaps, or delete the file first")
+            raise AtbsnError(f"{heatmap} {target}, is a folder; choose another folder for the "
+                             "heatmaps, or move that folder away")
+        # as a report: never an input, a bundle's file or a non-PNG file
+        check_report_path(target, heatmap, inputs=inputs, kind="png")
     return targets
 
 
