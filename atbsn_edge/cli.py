@@ -383,13 +383,14 @@ REPORT_KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
 
 
 def check_report_path(path: str | os.PathLike, flag: str, *,
-                      inputs: Iterable[str | os.PathLike | None] = (), kind: str = "json") -> Path:
+                      inputs: Iterable[str | os.PathLike | None] = (), kind: str = "json",
+                      instead: str = "choose another path for the report") -> Path:
     """:func:`check_output_path` for a report (``--json``; ``kind`` ``text`` for a log,
     ``png`` for a plot: :data:`REPORT_KINDS`), and what a report must never replace: one of
     ``inputs`` (the run's input files), a file of any bundle (its manifest or one of the files
     it lists), or any existing non-empty file that is not of its kind (an image, a checkpoint,
     weights). An earlier report of its kind is replaced (or appended to), as a rerun
-    expects."""
+    expects. ``instead``: what the messages advise."""
     what, is_kind = REPORT_KINDS[kind]
     from .bundle.manifest import bundle_files
 
@@ -397,15 +398,14 @@ def check_report_path(path: str | os.PathLike, flag: str, *,
     target = path.resolve()
     if any(item is not None and Path(item).exists() and Path(item).resolve() == target
            for item in inputs):
-        raise AtbsnError(f"{flag} {path} would replace an input of this run; choose another "
-                         "path for the report")
+        raise AtbsnError(f"{flag} {path} would replace an input of this run; {instead}")
     # a bundle's file, whether or not the bundle is an input: the folders above the report
     # (also those above a file inside an artifact folder such as an .mlpackage)
     for folder in target.parents:
         if target in bundle_files(folder):
             raise AtbsnError(f"{flag} {path} would replace a file of the bundle {folder}; "
-                             "choose another path for the report")
+                             f"{instead}")
     if path.is_file() and path.stat().st_size > 0 and not is_kind(path):
         raise AtbsnError(f"{flag} {path} exists and is not {what} (it would be replaced); "
-                         "choose another path, or delete the file first")
+                         f"{instead}, or delete the file first")
     return path

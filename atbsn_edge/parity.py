@@ -143,7 +143,8 @@ def check_heatmap_paths(folder: Path, names: Sequence[str], *,
             raise AtbsnError(f"{heatmap} {target}, is a folder; choose another folder for the "
                              "heatmaps, or move that folder away")
         # as a report: never an input, a bundle's file or a non-PNG file
-        check_report_path(target, heatmap, inputs=inputs, kind="png")
+        check_report_path(target, heatmap, inputs=inputs, kind="png",
+                          instead="choose another folder for the heatmaps")
     return targets
 
 
@@ -334,9 +335,10 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import refuse_openvino_flags
 
         precision = args.inference_precision not in (None, "auto")
-        refuse_openvino_flags(["--inference-precision"] if precision else [], args.bundle,
-                              args.target)
         try:
+            # opens the bundle: its errors go into the --json report too
+            refuse_openvino_flags(["--inference-precision"] if precision else [], args.bundle,
+                                  args.target)
             # the files the images name (folders and globs expanded): no output may replace one
             images = expand_inputs(args.images) if args.images else []
             clean = expand_inputs(args.clean) if args.clean else []

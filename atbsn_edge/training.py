@@ -281,10 +281,11 @@ def _interrupt_on_sigterm() -> Callable[[], None]:
 
 def _restore(model: nn.Module, payload: dict, resume: Path, desc: str) -> None:
     """Load a checkpoint to resume into ``model``, or say in one line why it cannot be: it
-    must be one that an interrupted run of the same command wrote (its ``--out``)."""
+    must be one this toolkit wrote of the same network, a run's ``--out`` (resumed where it
+    stopped) or weights alone such as a bundled demo model (a fresh optimizer)."""
     why = None
-    if not isinstance(payload.get("training"), dict) or "state_dict" not in payload:
-        why = "it holds no training state (it was not written by a training run)"
+    if "state_dict" not in payload:
+        why = "it is a plain state dict, not a checkpoint this toolkit wrote"
     else:
         restore = getattr(model, "restore_checkpoint", None)  # a wrapper saving its inner network
         try:
@@ -295,9 +296,9 @@ def _restore(model: nn.Module, payload: dict, resume: Path, desc: str) -> None:
                            r"its weights do not fit \1", first)
             why = f"it holds another network or another kind of run ({first[:160]})"
     if why is not None:
-        raise CheckpointError(f"--resume {resume}: {why}; --resume takes the checkpoint that an "
-                              f"interrupted {desc} run with the same network wrote (its --out); "
-                              "to start from other weights, leave --resume out")
+        raise CheckpointError(f"--resume {resume}: {why}; --resume takes a checkpoint of the "
+                              f"same network that this toolkit wrote: an interrupted {desc} "
+                              "run's --out, or weights such as a bundled demo model's")
 
 
 def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.cli import positive_float, positive_int, thread_count
+from atbsn_edge.errors import AtbsnError
 from atbsn_edge.profiling.machine import cpu_info, describe_cpu
 
 FLOOR_CHANNELS, FLOOR_SIZE = 128, 64
@@ -36,13 +38,17 @@ def main() -> None:
                         "the default one, from the bundled int8-ready student, to a temporary folder)")
     parser.add_argument("--checkpoint", type=Path, help="PyTorch baseline (default: the bundle's "
                         "own checkpoint, its float network in fp32)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--calls", type=int, default=6, help="bundle calls per round")
-    parser.add_argument("--floor-seconds", type=float, default=0.4,
+    parser.add_argument("--threads", type=thread_count, default=2)
+    parser.add_argument("--rounds", type=positive_int, default=8)
+    parser.add_argument("--calls", type=positive_int, default=6, help="bundle calls per round")
+    parser.add_argument("--floor-seconds", type=positive_float, default=0.4,
                         help="floor-model time per round (its fastest node counts)")
     parser.add_argument("--no-eager", action="store_true", help="skip PyTorch (1 s a call)")
     args = parser.parse_args()
+    if args.bundle is not None and not (args.bundle / "manifest.json").is_file():
+        raise AtbsnError(f"--bundle {args.bundle} is not a bundle folder (no manifest.json); "
+                         "give an openvino-int8 bundle, or leave --bundle out to export the "
+                         "default one")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle
         if bundle is None:

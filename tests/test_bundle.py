@@ -558,8 +558,12 @@ def test_flags_the_artifact_would_ignore_are_refused(onnx_bundle, image, tmp_pat
     assert not out.exists()
 
 
-def test_openvino_flags_still_reach_an_openvino_artifact(openvino_bundle, image, tmp_path):
+def test_openvino_flags_still_reach_an_openvino_artifact(openvino_bundle, image, tmp_path,
+                                                         capsys):
     out = tmp_path / "out.png"
     assert denoise([str(image), "-o", str(out), "--artifact", str(openvino_bundle),
                     "--inference-precision", "f32", "--performance-hint", "latency"]) == 0
     assert out.is_file()
+    capsys.readouterr()
+    assert parity([str(openvino_bundle), "--inference-precision", "f32"]) == 0
+    assert "computing in f32" in capsys.readouterr().out  # what ran, as the runtime reports it

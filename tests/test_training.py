@@ -52,13 +52,27 @@ def test_resume_from_a_checkpoint_of_another_run_is_one_line(noisy_folder, tmp_p
                              str(noisy_folder), "--out", str(out), "--resume", str(trained)],
               "its weights do not fit"),
              (train_main, ["--data", str(noisy_folder), "--out", str(out), "--resume", str(plain)],
-              "holds no training state")]
+              "is a plain state dict")]
     for main, argv, why in cases:
         capsys.readouterr()
         assert main([*argv, "--iterations", "2", *TINY]) == 2
         err = capsys.readouterr().err
         assert why in err and "Traceback" not in err and err.count("\n") == 1
         assert not out.exists()
+
+
+def test_resume_from_weights_alone_starts_a_fresh_optimizer(noisy_folder, tmp_path):
+    """A bundled demo model holds weights and metadata, no training state: --resume loads the
+    weights (README, benchmarks/train_demo_models.sh)."""
+    from atbsn_edge.assets import DEMO_ATBSN
+
+    out = tmp_path / "from_demo.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "1",
+                       "--resume", str(DEMO_ATBSN), "--lr", "1e-12", *TINY]) == 0
+    demo = torch.load(DEMO_ATBSN, weights_only=True)["state_dict"]
+    trained = torch.load(out, weights_only=True)
+    assert trained["training"]["step"] == 1
+    assert all(torch.allclose(trained["state_dict"][k], v, atol=1e-6) for k, v in demo.items())
 
 
 def test_corrupt_image_is_skipped_with_a_warning(noisy_folder, tmp_path, caplog):

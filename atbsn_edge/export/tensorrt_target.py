@@ -14,11 +14,9 @@ from typing import Any
 
 from ..bundle import PENDING, READY, ArtifactEntry, artifact_name
 from .job import ConversionJob
+from .tensorrt_engine_options import DEFAULT_WORKSPACE_MB
 
 log = logging.getLogger(__name__)
-
-
-DEFAULT_WORKSPACE_MB = 1024  # --workspace-mb's default
 
 
 def engine_options(args: Any) -> dict[str, Any]:
