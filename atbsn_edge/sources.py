@@ -7,6 +7,7 @@ files with a warning that names them.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -17,6 +18,11 @@ from .imageio import READ_SUFFIXES, read_image
 from .inputs import expand_inputs
 
 log = logging.getLogger(__name__)
+
+# FFmpeg (inside OpenCV) writes its own lines to the terminal for a damaged video ("moov atom
+# not found") before the warning that names the file: quiet, unless the user set a level.
+# Read when OpenCV first starts FFmpeg in this process, so set on import.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 SOURCE_SUFFIXES = READ_SUFFIXES + VIDEO_SUFFIXES

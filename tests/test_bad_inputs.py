@@ -887,3 +887,20 @@ def test_an_xml_that_is_no_ir_is_one_line_and_no_native_output(tmp_path, capfd):
     out, err = capfd.readouterr()
     assert "not an OpenVINO IR" in err and "text_format" not in err and "E0000" not in err
     assert err.count("\n") == 1
+
+
+def test_a_damaged_video_is_one_warning_and_no_ffmpeg_output(tmp_path):
+    """FFmpeg writes 'moov atom not found' straight to file descriptor 2 for a damaged .mp4;
+    the toolkit's warning that names the file is the only line (a fresh process: FFmpeg reads
+    its log level once)."""
+    video = tmp_path / "bad.mp4"
+    video.write_bytes(b"\0\0\0\x18ftypmp42" + bytes(range(256)) * 16)
+    code = ("from pathlib import Path\nfrom atbsn_edge.errors import ImageError\n"
+            "from atbsn_edge.sources import read_video_frames\n"
+            f"try:\n    read_video_frames(Path({str(video)!r}), 2)\n"
+            "except ImageError as exc:\n    print('refused:', exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items()
+                               if k != "OPENCV_FFMPEG_LOGLEVEL"}, timeout=120)
+    assert "refused:" in done.stdout and "cannot read video frames" in done.stdout
+    assert "moov" not in done.stderr and "mov,mp4" not in done.stderr, done.stderr
