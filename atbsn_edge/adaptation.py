@@ -370,6 +370,10 @@ def adapt(config: AdaptConfig, teacher: Denoiser, student: Denoiser,
         log.info("distilling the student from the %steacher (%s targets)",
                  "adapted " if config.runs_teacher() else "", config.targets)
         student_result = distill_student(student, teacher, frames, config, student_seconds, work)
+    except KeyboardInterrupt:
+        log.warning("adapt keeps nothing of an interrupted run (its phase checkpoints are "
+                    "scratch, removed now; %s is not written): run it again", out)
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - started

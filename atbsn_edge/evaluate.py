@@ -102,7 +102,11 @@ def preflight(pairs: list[tuple[Path, Path | None]]) -> None:
 
 def _check_metric_size(path: str, width: int, height: int, with_reference: bool) -> None:
     """Refuse an image too small for its metrics: SSIM's window with a reference, the
-    autocorrelation's largest lag without."""
+    autocorrelation's largest lag without. An unknown size (0: a header neither Pillow nor
+    the format sniffing reads, e.g. a file that is no image) is left to the decoder, which
+    says what is wrong."""
+    if width == 0 or height == 0:
+        return
     if with_reference:
         side, what = ssim_min_side(), "SSIM (its Gaussian window)"
     else:

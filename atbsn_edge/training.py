@@ -279,6 +279,30 @@ def _interrupt_on_sigterm() -> Callable[[], None]:
     return lambda: context.__exit__(None, None, None)
 
 
+# What a run trains towards, as its checkpoint's metadata records it, and the flag that sets
+# each: a resumed run must keep them (a flag left out would otherwise fall back to its default)
+OBJECTIVE_FLAGS = {"train_hole": "--train-hole", "infer_hole": "--infer-hole",
+                   "teacher_holes": "--holes", "distillation_target": "--target",
+                   "output_offset": "--output-offset", "qat_from_sha256": "--checkpoint"}
+
+
+def _check_same_objective(stored: dict, current: dict, resume: Path) -> None:
+    """Refuse to continue the run of ``resume`` with other objective settings
+    (:data:`OBJECTIVE_FLAGS`) than it was trained with, naming the flag and the value that
+    continues it."""
+    for key, flag in OBJECTIVE_FLAGS.items():
+        if key in stored and key in current and stored[key] != current[key]:
+            old, new = stored[key], current[key]
+            if isinstance(old, list):
+                old, new = ",".join(map(str, old)), ",".join(map(str, new))
+            if key == "qat_from_sha256":
+                raise CheckpointError(f"--resume {resume} was fine-tuned from another --checkpoint "
+                                      f"than this run's; give the float checkpoint it came from")
+            raise CheckpointError(f"--resume {resume} was trained with {flag} {old}, this run "
+                                  f"has {flag} {new} (a flag left out takes its default): give "
+                                  f"{flag} {old} to continue it, or start a new run")
+
+
 def _restore(model: nn.Module, payload: dict, resume: Path, desc: str) -> None:
     """Load a checkpoint to resume into ``model``, or say in one line why it cannot be: it
     must be one this toolkit wrote of the same network, a run's ``--out`` (resumed where it
@@ -329,12 +353,20 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
         payload = read_checkpoint_file(resume)
         training = payload.get("training") or {}
         _restore(model, payload, resume, desc)
+        if isinstance(payload.get("training"), dict):  # weights alone start a new run
+            _check_same_objective(payload.get("metadata") or {}, metadata(TrainState()), resume)
         state = TrainState(step=int(training.get("step", 0)),
                            elapsed=float(training.get("elapsed", 0.0)),
                            history=list(training.get("history", [])))
         optimizer_state = training.get("optimizer")
         if "sampler" in training:
             sampler.rng.bit_generator.state = training["sampler"]
+        if config.progress(state.step, state.elapsed) >= 1:
+            limit = (f"--iterations {config.iterations}" if state.step >= config.iterations
+                     else f"--time-limit {config.time_limit:g} s ({state.elapsed:.1f} s trained)")
+            # not an error: a resumable script reruns its finished steps (train_demo_models.sh)
+            log.warning("--resume %s is at iteration %d, already the end of a run of %s: "
+                        "nothing to train (raise it to continue)", resume, state.step, limit)
         log.info("resuming from %s at iteration %d", resume, state.step)
     if job.world_size > 1:  # every rank its own crops, reproducibly
         sampler.rng = np.random.default_rng([config.seed, job.rank, state.step])
@@ -416,7 +448,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
             if state.step % config.checkpoint_every == 0 or finished:
                 checkpoint()
     except KeyboardInterrupt:
-        log.warning("interrupted at iteration %d; saving a checkpoint", state.step)
+        log.warning("interrupted at iteration %d; saving a checkpoint to %s", state.step, out)
         checkpoint()
         raise
     finally:

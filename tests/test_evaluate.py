@@ -159,6 +159,17 @@ def test_mismatched_counts_exit_2_with_one_line(tmp_path, pairs, ckpt, capsys):
     assert not report_path.exists()
 
 
+@pytest.mark.parametrize("with_clean", [False, True])
+def test_a_file_that_is_no_image_is_named_unreadable_not_too_small(tmp_path, ckpt, capsys,
+                                                                   with_clean):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"abc")  # no header a reader knows: its size is unknown, not 0 x 0
+    argv = ["--checkpoint", str(ckpt), "--noisy", str(bad)]
+    assert main(argv + (["--clean", str(bad)] if with_clean else [])) == 2
+    line = only_error(capsys)
+    assert "not a readable image" in line and "too small" not in line
+
+
 def test_mismatched_shapes_name_both_files(tmp_path, pairs, ckpt, capsys):
     noisy_dir, _ = pairs
     small = write_rgb(tmp_path / "small" / "ref.png", np.zeros((SIZE, SIZE - 8, 3)))

@@ -61,6 +61,24 @@ def test_resume_from_a_checkpoint_of_another_run_is_one_line(noisy_folder, tmp_p
         assert not out.exists()
 
 
+def test_resume_keeps_the_objective_and_needs_something_to_train(noisy_folder, tmp_path, capsys,
+                                                                 caplog):
+    out = tmp_path / "h5.pt"
+    base = ["--data", str(noisy_folder), "--out", str(out), *TINY]
+    assert train_main([*base, "--iterations", "1", "--train-hole", "5"]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    # --train-hole left out: its default (9) is not what the run trained with
+    assert train_main([*base, "--iterations", "2", "--resume", str(out)]) == 2
+    assert "give --train-hole 5 to continue it" in capsys.readouterr().err
+    # nothing left to train: said, not an error (a resumable script reruns finished steps)
+    assert train_main([*base, "--iterations", "1", "--train-hole", "5", "--resume", str(out)]) == 0
+    assert "already the end of a run of --iterations 1" in caplog.text
+    assert torch.load(out, weights_only=True)["training"]["step"] == 1
+    assert out.read_bytes() == before  # not rewritten
+    assert train_main([*base, "--iterations", "2", "--train-hole", "5", "--resume", str(out)]) == 0
+
+
 def test_resume_from_weights_alone_starts_a_fresh_optimizer(noisy_folder, tmp_path):
     """A bundled demo model holds weights and metadata, no training state: --resume loads the
     weights (README, benchmarks/train_demo_models.sh)."""
