@@ -25,16 +25,26 @@ Keys (with a display): ``v`` cycles the view (side by side / denoised / noisy), 
 fixed at export, so this works only between several ``--artifact`` bundles of the same
 network exported at different holes (``--hole``); otherwise it says so -- and ``q`` (or
 Esc) quits. ``--max-frames N`` stops after N frames; the summary (frames, drops, fps,
-latency) is printed at the end and, with ``--json``, written as JSON.
+latency) is printed at the end and, with ``--json``, written as JSON. Ctrl-C (the way to stop
+a headless live source) stops the threads, finishes ``--output`` with the frames written so
+far, prints the summary and exits with 130.
+
+``--output`` is checked before anything starts: a video name (.mp4, .avi, .mkv, .mov, .m4v)
+that this OpenCV can encode, never an input of the run (the source, an artifact, a bundle's
+file), and an existing file only with ``--overwrite``. OpenCV's and FFmpeg's own log lines are
+quiet (the demo reports problems in one line); set ``OPENCV_LOG_LEVEL`` (e.g. ``DEBUG``) or
+``OPENCV_FFMPEG_LOGLEVEL`` (e.g. ``32``) to see them.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import queue
 import re
+import signal
 import statistics
 import sys
 import threading
@@ -45,12 +55,40 @@ from typing import Any
 
 import numpy as np
 
+from atbsn_edge.errors import AtbsnError
+
 log = logging.getLogger("camera_demo")
 
 VIEWS = ("side-by-side", "denoised", "noisy")
 
+# OpenCV and FFmpeg write their own lines to the terminal ("moov atom not found" for a damaged
+# video, "[ WARN:0@0.7] global cap_v4l.cpp ..." for a missing camera) before the demo's one-line
+# error: quiet, unless the user set a level. Both are read when OpenCV first starts (FFmpeg's
+# when it first opens a video), so they are set on import, before the demo imports cv2.
+_USER_OPENCV_LOG_LEVEL = "OPENCV_LOG_LEVEL" in os.environ
+os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-class DemoError(Exception):
+
+_opencv_quieted = False
+
+
+def _cv2():
+    """OpenCV, with its log silenced unless the user set ``OPENCV_LOG_LEVEL`` (also where
+    cv2 was imported before this module set the variable)."""
+    global _opencv_quieted
+    import cv2
+
+    if not _USER_OPENCV_LOG_LEVEL and not _opencv_quieted:
+        _opencv_quieted = True
+        try:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        except AttributeError:  # older OpenCV builds without the logging module
+            pass
+    return cv2
+
+
+class DemoError(AtbsnError):
     """A one-line problem with the source, the artifact or the output."""
 
 
@@ -82,7 +120,7 @@ def parse_source(text: str) -> Source:
 
 def gstreamer_available() -> bool:
     """Whether this OpenCV was built with GStreamer (``cv2.getBuildInformation()``)."""
-    import cv2
+    cv2 = _cv2()
 
     for line in cv2.getBuildInformation().splitlines():
         if line.strip().startswith("GStreamer:"):
@@ -99,7 +137,7 @@ def csi_pipeline(sensor: int, width: int = 1920, height: int = 1080, fps: int = 
 
 
 def open_capture(source: Source, width: int | None = None, height: int | None = None):
-    import cv2
+    cv2 = _cv2()
 
     if source.kind == "csi":
         if not gstreamer_available():
@@ -122,8 +160,10 @@ def open_capture(source: Source, width: int | None = None, height: int | None = 
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
     if not cap.isOpened():
+        cap.release()
         raise DemoError(f"cannot open {source.describe()} (no such camera, an unreachable stream, "
-                        "or a codec this OpenCV cannot decode)")
+                        "or a codec this OpenCV cannot decode; OPENCV_LOG_LEVEL=DEBUG shows "
+                        "OpenCV's details)")
     return cap
 
 
@@ -232,7 +272,7 @@ def side_by_side(noisy: np.ndarray, denoised: np.ndarray, view: str) -> np.ndarr
 
 
 def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
-    import cv2
+    cv2 = _cv2()
 
     out = frame.copy()
     for i, text in enumerate(lines):
@@ -249,7 +289,7 @@ class AtomicVideo:
     FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], overwrite: bool) -> None:
-        import cv2
+        cv2 = _cv2()
 
         if path.exists() and not overwrite:
             raise DemoError(f"{path} exists; pass --overwrite to replace it")
@@ -265,7 +305,7 @@ class AtomicVideo:
         self.size = size
 
     def write(self, frame: np.ndarray) -> None:
-        import cv2
+        cv2 = _cv2()
 
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
@@ -279,6 +319,93 @@ class AtomicVideo:
             self.tmp.unlink(missing_ok=True)
 
 
+VIDEO_SUFFIXES = tuple(AtomicVideo.FOURCC)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (through links, ``..``, hard links)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _can_encode(suffix: str) -> bool:
+    """Whether this OpenCV opens a writer for ``suffix`` (a probe in a temporary folder)."""
+    import tempfile
+
+    cv2 = _cv2()
+    with tempfile.TemporaryDirectory(prefix="atbsn-camera-demo-") as folder:
+        writer = cv2.VideoWriter(str(Path(folder) / f"probe{suffix}"),
+                                 cv2.VideoWriter_fourcc(*AtomicVideo.FOURCC[suffix]), 30.0, (64, 64))
+        try:
+            return writer.isOpened()
+        finally:
+            writer.release()
+
+
+def check_video_output(path: str | os.PathLike, *, overwrite: bool = False,
+                       inputs: list[str | os.PathLike | None] = ()) -> Path:
+    """Refuse, before anything starts, an ``--output`` the demo cannot or must not write: not a
+    writable file path (``cli.check_output_path``), no video suffix this OpenCV can encode, one
+    of ``inputs`` (the source file, the artifacts; even with ``overwrite``), a file of a bundle,
+    or an existing file without ``overwrite``. Returns ``path`` as a Path."""
+    from atbsn_edge.bundle.manifest import bundle_files
+    from atbsn_edge.cli import check_output_path
+
+    path = check_output_path(path, "--output")
+    suffix = path.suffix.lower()
+    valid = ", ".join(VIDEO_SUFFIXES)
+    if suffix not in AtomicVideo.FOURCC:
+        what = "has no extension" if not suffix else f"has the extension {path.suffix}"
+        raise DemoError(f"--output {path} {what}, and the demo writes videos ({valid}); "
+                        f"give a name such as {path.with_suffix('.mp4').name}")
+    for item in inputs:
+        if item is not None and _same_file(Path(item), path):
+            raise DemoError(f"--output {path} is an input of this run ({item}), which is never "
+                            "replaced, even with --overwrite; choose another --output")
+    target = path.resolve()
+    for folder in target.parents:
+        if target in bundle_files(folder):
+            raise DemoError(f"--output {path} would replace a file of the bundle {folder}; "
+                            "choose another --output")
+    if path.exists() and not overwrite:
+        raise DemoError(f"--output {path} exists; pass --overwrite to replace it, or choose "
+                        "another path")
+    if not _can_encode(suffix):
+        raise DemoError(f"--output {path}: this OpenCV has no encoder for {path.suffix} "
+                        f"({AtomicVideo.FOURCC[suffix]}); try .avi (MJPG) or .mp4")
+    return path
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Any:
+    """While inside, Ctrl-C and SIGTERM are recorded (in the yielded list), not raised: the
+    clean-up (joining the threads, finishing the video, releasing OpenCV and the runtime)
+    runs to its end, since a C++ object released while a thread is still inside it aborts the
+    interpreter. Does nothing outside the main thread."""
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+
+    def record(signum: int, frame: Any) -> None:
+        if not pending:
+            print("stopping: finishing the output and releasing the source ...", file=sys.stderr)
+        pending.append(signum)
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield pending
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+#: how long the clean-up waits for a thread still inside a frame (a read, a denoise)
+JOIN_TIMEOUT_S = 60.0
+
+
 def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = None,
              threads: int = 0, headless: bool = False, output: Path | None = None,
              max_frames: int | None = None, view: str = "side-by-side",
@@ -287,10 +414,19 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
              process_size: tuple[int, int] | None = None,
              tile: int | str = "auto") -> dict[str, Any]:
     """Run the demo; returns the summary (see :class:`Stats`). ``tile``: as ``denoise
-    --tile`` (``auto``: the frame's own tile shape where the artifact can take it)."""
-    import cv2
+    --tile`` (``auto``: the frame's own tile shape where the artifact can take it).
+
+    ``output`` is checked (:func:`check_video_output`) before anything starts. Ctrl-C (a
+    ``KeyboardInterrupt``) stops the run like ``q``: the threads are joined, the output is
+    finished with the frames written so far, and the ``KeyboardInterrupt`` is raised again
+    with the summary as its ``summary`` attribute."""
+    cv2 = _cv2()
 
     source = parse_source(source_text)
+    if output is not None:
+        output = check_video_output(
+            output, overwrite=overwrite,
+            inputs=[source.value if source.kind == "file" else None, *artifacts])
     denoisers = Denoisers(artifacts, target, threads, tile)
     cap = None
     writer: AtomicVideo | None = None
@@ -301,7 +437,9 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
     shown_q: queue.Queue = queue.Queue(maxsize=2)
     view_state = {"view": view}
     DONE = object()
-    ok = False
+    threads_: list[threading.Thread] = []
+    interrupted: KeyboardInterrupt | None = None
+    completed = False
     try:
         cap = open_capture(source, *(capture_size or (None, None)))
         fps_in = cap.get(cv2.CAP_PROP_FPS) or 0.0
@@ -377,75 +515,100 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
                     except queue.Full:
                         continue
 
-        threads_ = [threading.Thread(target=capture, name="capture", daemon=True),
-                    threading.Thread(target=infer, name="inference", daemon=True)]
-        for t in threads_:
-            t.start()
         window = "atbsn-edge denoise"
-        recent: list[float] = []
-        message, message_until = "", 0.0
-        while True:
-            try:
-                item = shown_q.get(timeout=0.1)
-            except queue.Empty:
-                if errors or not any(t.is_alive() for t in threads_):
-                    if shown_q.empty():
-                        break
-                continue
-            if item is DONE:
-                break
-            noisy, denoised, dt = item
-            now = time.perf_counter()
-            recent = [t for t in recent if now - t < 2.0] + [now]
-            live_fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
-            frame = side_by_side(noisy, denoised, view_state["view"])
-            if overlay_text:
-                hole = denoisers.hole()
-                lines = [f"{live_fps:5.1f} fps  {dt * 1e3:6.1f} ms/frame  dropped {stats.dropped}",
-                         f"{view_state['view']}  hole {hole if hole is not None else '-'}  "
-                         f"{denoisers.current.runtime.info.precision} {denoisers.current.runtime.info.backend}"]
-                if message and now < message_until:
-                    lines.append(message)
-                frame = overlay(frame, lines)
-            if output is not None:
-                if writer is None:
-                    writer = AtomicVideo(output, fps_out, (frame.shape[1], frame.shape[0]), overwrite)
-                writer.write(frame)
-                stats.written += 1
-            stats.shown += 1
-            if not headless:
-                cv2.imshow(window, frame)
-                key = cv2.waitKey(1) & 0xFF
-                if key in (ord("q"), 27):
-                    break
-                if key == ord("v"):
-                    view_state["view"] = VIEWS[(VIEWS.index(view_state["view"]) + 1) % len(VIEWS)]
-                if key in (ord("+"), ord("="), ord("-"), ord("_")):
-                    message = denoisers.step(+1 if key in (ord("+"), ord("=")) else -1)
-                    message_until = now + 3.0
-                    print(message, file=sys.stderr)
-        stop.set()
-        for t in threads_:
-            t.join(timeout=10)
-        if errors:
-            raise errors[0]
-        ok = True
+
+        def show_frames() -> None:
+            """Show (and write) the denoised frames until the source ends, ``q`` or an error."""
+            nonlocal writer
+            recent: list[float] = []
+            message, message_until = "", 0.0
+            while True:
+                try:
+                    item = shown_q.get(timeout=0.1)
+                except queue.Empty:
+                    if errors or not any(t.is_alive() for t in threads_):
+                        if shown_q.empty():
+                            return
+                    continue
+                if item is DONE:
+                    return
+                noisy, denoised, dt = item
+                now = time.perf_counter()
+                recent = [t for t in recent if now - t < 2.0] + [now]
+                live_fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
+                frame = side_by_side(noisy, denoised, view_state["view"])
+                if overlay_text:
+                    hole = denoisers.hole()
+                    info = denoisers.current.runtime.info
+                    lines = [f"{live_fps:5.1f} fps  {dt * 1e3:6.1f} ms/frame  dropped {stats.dropped}",
+                             f"{view_state['view']}  hole {hole if hole is not None else '-'}  "
+                             f"{info.precision} {info.backend}"]
+                    if message and now < message_until:
+                        lines.append(message)
+                    frame = overlay(frame, lines)
+                if output is not None:
+                    if writer is None:
+                        writer = AtomicVideo(output, fps_out, (frame.shape[1], frame.shape[0]), overwrite)
+                    writer.write(frame)
+                    stats.written += 1
+                stats.shown += 1
+                if not headless:
+                    cv2.imshow(window, frame)
+                    key = cv2.waitKey(1) & 0xFF
+                    if key in (ord("q"), 27):
+                        return
+                    if key == ord("v"):
+                        view_state["view"] = VIEWS[(VIEWS.index(view_state["view"]) + 1) % len(VIEWS)]
+                    if key in (ord("+"), ord("="), ord("-"), ord("_")):
+                        message = denoisers.step(+1 if key in (ord("+"), ord("=")) else -1)
+                        message_until = now + 3.0
+                        print(message, file=sys.stderr)
+
+        for name, job in (("capture", capture), ("inference", infer)):
+            threads_.append(threading.Thread(target=job, name=name, daemon=True))
+            threads_[-1].start()
+        try:
+            show_frames()
+        except KeyboardInterrupt as exc:  # Ctrl-C (or SIGTERM through run_cli): stop like q
+            interrupted = exc
+        completed = True
     finally:
+        # Stop and join the threads before releasing what they use (the capture, the runtime):
+        # a C++ object destroyed while a thread is inside it aborts the interpreter.
         stop.set()
-        stats.finished = time.perf_counter()
-        if writer is not None:
-            writer.close(ok)
-        if cap is not None:
-            cap.release()
-        denoisers.close()
-        if not headless:
-            try:
-                cv2.destroyAllWindows()
-            except Exception:  # noqa: BLE001 - headless OpenCV builds
-                pass
+        with _signals_deferred() as pending:
+            stuck = []
+            for t in threads_:
+                t.join(timeout=JOIN_TIMEOUT_S)
+                if t.is_alive():
+                    stuck.append(t.name)
+            stats.finished = time.perf_counter()
+            if writer is not None:
+                writer.close(completed and not errors)
+            if stuck:  # leave the objects it may be inside to the process's end
+                log.warning("the %s thread did not stop within %.0f s; exiting without "
+                            "releasing the source and the runtime", " and ".join(stuck),
+                            JOIN_TIMEOUT_S)
+            else:
+                if cap is not None:
+                    cap.release()
+                denoisers.close()
+            if not headless:
+                try:
+                    cv2.destroyAllWindows()
+                except Exception:  # noqa: BLE001 - headless OpenCV builds
+                    pass
+    if errors:
+        raise errors[0]
+    if pending and interrupted is None:
+        interrupted = KeyboardInterrupt()
     summary = stats.summary()
     summary.update({"source": source.describe(), "live": source.live,
-                    "output": str(output) if output else None})
+                    "output": str(output) if output is not None and stats.written else None,
+                    "interrupted": interrupted is not None})
+    if interrupted is not None:
+        interrupted.summary = summary  # type: ignore[attr-defined] - for main's summary
+        raise interrupted
     return summary
 
 
@@ -479,24 +642,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from atbsn_edge.errors import AtbsnError
+def print_summary(summary: dict[str, Any], json_path: Path | None) -> None:
+    """The summary line on stdout and, with ``--json``, the summary as JSON (atomically)."""
+    print(f"{summary['source']}: {summary['frames_processed']} frames denoised, "
+          f"{summary['frames_dropped']} dropped, {summary['frames_written']} written; "
+          f"{summary['fps'] or 0:.2f} fps; latency median {summary['latency_ms_median'] or 0:.1f} ms, "
+          f"p90 {summary['latency_ms_p90'] or 0:.1f} ms", flush=True)
+    if json_path is not None:
+        from atbsn_edge.atomic import atomic_path
 
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _job(args: argparse.Namespace) -> int:
+    from atbsn_edge.cli import check_report_path
+
     logging.getLogger("atbsn_edge").setLevel(logging.WARNING)
-    from atbsn_edge.cli import check_output_path
-
-    try:
-        for flag, path in (("--output", args.output), ("--json", args.json)):
-            if path is not None:
-                check_output_path(path, flag)
-    except AtbsnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.headless and args.output is None:
-        print("note: --headless without --output shows nothing; only the summary is printed",
-              file=sys.stderr)
     sizes = {}
     for name in ("capture_size", "process_size"):
         text = getattr(args, name)
@@ -505,9 +667,23 @@ def main(argv: list[str] | None = None) -> int:
                 w, h = (int(v) for v in text.lower().split("x"))
                 assert w > 0 and h > 0
             except (ValueError, AssertionError):
-                print(f"error: --{name.replace('_', '-')} {text} is not WxH", file=sys.stderr)
-                return 2
+                raise DemoError(f"--{name.replace('_', '-')} {text} is not WxH (two positive "
+                                "integers, such as 640x360)") from None
             sizes[name] = (w, h)
+    # every output is checked before any work (and before any thread starts)
+    source = parse_source(args.source)
+    inputs = [source.value if source.kind == "file" else None, *args.artifact]
+    if args.output is not None:
+        args.output = check_video_output(args.output, overwrite=args.overwrite, inputs=inputs)
+    if args.json is not None:
+        if args.output is not None and _same_file(args.json, args.output):
+            raise DemoError(f"--json {args.json} is also the --output video; give the summary "
+                            "another path")
+        check_report_path(args.json, "--json", inputs=inputs,
+                          instead="choose another path for the summary")
+    if args.headless and args.output is None:
+        print("note: --headless without --output shows nothing; only the summary is printed",
+              file=sys.stderr)
     try:
         summary = run_demo(args.artifact, args.source, target=args.target, threads=args.threads,
                            headless=args.headless, output=args.output, max_frames=args.max_frames,
@@ -515,22 +691,22 @@ def main(argv: list[str] | None = None) -> int:
                            overwrite=args.overwrite, overlay_text=not args.no_overlay,
                            tile=args.tile,
                            process_size=sizes.get("process_size"))
-    except (DemoError, AtbsnError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(f"{summary['source']}: {summary['frames_processed']} frames denoised, "
-          f"{summary['frames_dropped']} dropped, {summary['frames_written']} written; "
-          f"{summary['fps'] or 0:.2f} fps; latency median {summary['latency_ms_median'] or 0:.1f} ms, "
-          f"p90 {summary['latency_ms_p90'] or 0:.1f} ms")
-    if args.json:
-        from atbsn_edge.atomic import atomic_path
-
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    except KeyboardInterrupt as exc:  # stopped cleanly: the summary, then run_cli's exit code
+        summary = getattr(exc, "summary", None)
+        if summary is not None:
+            print_summary(summary, args.json)
+        raise
+    print_summary(summary, args.json)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: one-line errors with exit code 2, Ctrl-C 130 and SIGTERM 143 after
+    the clean-up (``atbsn_edge.cli.run_cli``)."""
+    from atbsn_edge.cli import run_cli
+
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _job(args))
 
 
 if __name__ == "__main__":

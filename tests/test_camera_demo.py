@@ -126,3 +126,181 @@ def test_hole_keys_are_honest(bundle, make_checkpoint, tmp_path):
         assert "fixed at export" in msg or "no blind spot" in msg
     finally:
         d.close()
+
+
+# --- user mistakes: one line, exit 2, nothing replaced, nothing started ---------------------
+
+def demo_env() -> dict[str, str]:
+    """The environment of a demo subprocess: this checkout importable, OpenCV's and FFmpeg's
+    log levels as a user who set none."""
+    import os
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def run_demo_cli(*args: str, cwd: Path, timeout: float = 180):
+    import subprocess
+
+    return subprocess.run([sys.executable, str(ROOT / "examples" / "camera_demo.py"), *args],
+                          capture_output=True, text=True, env=demo_env(), cwd=cwd, timeout=timeout)
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """The demo module with its denoisers unopenable: a refusal must come before any work."""
+    demo = load_demo()
+
+    def opened(*a, **k):
+        raise AssertionError("the artifact was opened before the arguments were checked")
+
+    monkeypatch.setattr(demo, "Denoisers", opened)
+    return demo
+
+
+def snapshot(*paths: Path) -> dict[Path, bytes]:
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
+    return {f: f.read_bytes() for f in files}
+
+
+def test_json_never_replaces_an_input_or_a_bundle_file(tmp_path, bundle, no_work, capsys):
+    video = make_video(tmp_path / "in.mp4", 3, 64, 64)
+    before = snapshot(video, bundle)
+    model = next(bundle.glob("*.onnx"))
+    for target, says in ((video, "would replace an input of this run"),
+                         (model, "would replace a file of the bundle"),
+                         (bundle / "manifest.json", "would replace a file of the bundle")):
+        code = no_work.main(["--artifact", str(bundle), "--source", str(video), "--headless",
+                             "--max-frames", "2", "--json", str(target)])
+        assert code == 2
+        line = error_line(capsys)
+        assert line.startswith(f"error: --json {target} ") and says in line
+    assert snapshot(video, bundle) == before
+
+
+def test_output_is_never_an_input_even_with_overwrite(tmp_path, bundle, no_work, capsys,
+                                                      monkeypatch):
+    video = make_video(tmp_path / "in.mp4", 3, 64, 64)
+    before = snapshot(video, bundle)
+    monkeypatch.chdir(tmp_path)
+    for source, output in ((video, video), ("in.mp4", "./sub/../in.mp4")):
+        code = no_work.main(["--artifact", str(bundle), "--source", str(source), "--headless",
+                             "--output", str(output), "--overwrite"])
+        assert code == 2
+        assert "is an input of this run" in error_line(capsys)
+    code = no_work.main(["--artifact", str(bundle), "--source", str(video), "--headless",
+                         "--output", str(tmp_path / "o.mp4"), "--json", str(tmp_path / "o.mp4")])
+    assert code == 2 and "is also the --output video" in error_line(capsys)
+    assert snapshot(video, bundle) == before
+
+
+def test_output_problems_are_refused_before_anything_starts(tmp_path, bundle, no_work, capsys):
+    video = make_video(tmp_path / "in.mp4", 3, 64, 64)
+    existing = make_video(tmp_path / "old.mp4", 2, 64, 64)
+    before = snapshot(video, existing, bundle)
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    model = next(bundle.glob("*.onnx"))
+    cases = [(["--output", str(existing)], "exists; pass --overwrite"),
+             (["--output", str(tmp_path / "o")], "has no extension"),
+             (["--output", str(tmp_path / "o.gif")], "has the extension .gif"),
+             (["--output", str(model), "--overwrite"], "the demo writes videos"),
+             (["--output", str(tmp_path)], "is a folder")]
+    for extra, says in cases:
+        code = no_work.main(["--artifact", str(bundle), "--source", str(video), "--headless",
+                             *extra])
+        assert code == 2, extra
+        line = error_line(capsys)
+        assert says in line, line
+    assert snapshot(video, existing, bundle) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing   # no output, no temporary
+    # a bundle's file under a video name is refused too, with or without --overwrite
+    fake = bundle / "clip.mp4"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    next(iter(manifest["artifacts"].values()))["files"]["clip.mp4"] = "0" * 64
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    fake.write_bytes(b"x")
+    with pytest.raises(no_work.DemoError, match="would replace a file of the bundle"):
+        no_work.check_video_output(fake, overwrite=True)
+
+
+def test_an_output_error_inside_the_run_stops_the_threads(tmp_path, bundle, monkeypatch):
+    """An error once the threads run (here the writer) joins them before releasing the
+    capture and the runtime (a C++ object released under a running thread aborts Python)."""
+    import threading
+
+    demo = load_demo()
+    video = make_video(tmp_path / "in.mp4", 40, 64, 64)
+    listing = sorted(p.name for p in tmp_path.iterdir())
+
+    def refuse(self, *a, **k):
+        raise demo.DemoError("the disk is full")
+
+    monkeypatch.setattr(demo.AtomicVideo, "__init__", refuse)
+    with pytest.raises(demo.DemoError, match="disk is full"):
+        demo.run_demo([bundle], str(video), headless=True, output=tmp_path / "o.mp4", threads=1)
+    assert not [t for t in threading.enumerate() if t.name in ("capture", "inference")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing
+
+
+def test_opencv_and_ffmpeg_lines_are_quiet(tmp_path, bundle):
+    """A damaged video and a missing camera: the demo's one line, not FFmpeg's "moov atom not
+    found" nor OpenCV's "[ WARN:0@0.7] global cap_v4l.cpp ..." before it."""
+    (tmp_path / "fake.mp4").write_bytes(b"abc")
+    sources = ["fake.mp4"]
+    if not Path("/dev/video7").exists():
+        sources.append("7")
+    for source in sources:
+        done = run_demo_cli("--artifact", str(bundle), "--source", source, "--headless",
+                            "--max-frames", "2", cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        lines = [line for line in done.stderr.splitlines()
+                 if line.strip() and not line.startswith(("note: ", "WARNING atbsn_edge"))]
+        assert len(lines) == 1 and lines[0].startswith("error: cannot open "), done.stderr
+        assert "moov" not in done.stderr and "WARN:" not in done.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_the_output_and_summary(tmp_path, bundle):
+    """SIGINT while frames flow: the threads are joined, the video written so far is finished
+    (atomically), the summary printed, exit 130; no "terminate called ..." abort (134)."""
+    import signal
+    import subprocess
+    import time
+
+    video = make_video(tmp_path / "in.mp4", 600, 96, 64)
+    out = tmp_path / "o.mp4"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "camera_demo.py"), "--artifact", str(bundle),
+         "--source", str(video), "--headless", "--output", str(out), "--threads", "1",
+         "--json", str(tmp_path / "s.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=demo_env(), cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        while (time.time() < deadline and process.poll() is None
+               and not list(tmp_path.glob(".o.partial-*.mp4"))):
+            time.sleep(0.02)
+        assert process.poll() is None, "the demo ended before it was interrupted"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    assert "terminate called" not in stderr and "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == "interrupted"
+    assert "frames denoised" in stdout
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["interrupted"] and 0 < summary["frames_written"] < 600
+    assert count_frames(out) == summary["frames_written"]
+    assert not list(tmp_path.glob(".o*"))        # no temporary left
