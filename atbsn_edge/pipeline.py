@@ -23,9 +23,10 @@ import numpy as np
 
 from .errors import AtbsnError
 from .runtimes.base import Runtime
-from .strength import Strength, blend_with_input, describe_strength, model_strength, strength_arg
-from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, TilePlan, TileSpec, denoise_tiled_many,
-                     overlap_for_tile, plan_tiles, preferred_tile_shape)
+from .strength import (Strength, blend_with_input, describe_strength, model_strength,
+                       parse_strength, strength_arg)
+from .tiling import (AUTO_TILE_AREA, DEFAULT_TILE, TilePlan, TileSpec, check_image,
+                     denoise_tiled_many, overlap_for_tile, plan_tiles, preferred_tile_shape)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,10 @@ class TiledRuntime:
 
     def denoise(self, rgb: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Denoise an H x W x 3 float32 image (0..255), tiled, with as many batches in
-        flight as the runtime keeps (``Runtime.run_many``), at :attr:`strength`."""
+        flight as the runtime keeps (``Runtime.run_many``), at :attr:`strength`. Anything
+        else (a tensor, another shape or dtype, NaN or infinite values) is a ValueError
+        (:func:`~atbsn_edge.tiling.check_image`)."""
+        check_image(rgb)
         spec, plan = self.prepare(*rgb.shape[:2])
         if self.auto_tile_area:
             log.debug("%dx%d image: %d tiles of %dx%d", rgb.shape[0], rgb.shape[1], plan.count,
@@ -158,6 +162,15 @@ def tile_arg(text: str) -> Tile:
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected auto, 0 or a positive multiple of 32, got "
                                          f"{text!r}") from None
+
+
+def _check_tile(tile_h: int, tile_w: int, stride: int) -> None:
+    """:class:`AtbsnError` for tile sides no image can take, before the overlap is fitted to
+    them (whose warning would otherwise come before the error)."""
+    try:
+        TileSpec(tile_h=tile_h, tile_w=tile_w, overlap=0, stride=stride).validate()
+    except ValueError as exc:
+        raise AtbsnError(str(exc)) from None
 
 
 def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
@@ -255,6 +268,7 @@ def _artifact_spec(runtime: Runtime, tile: Tile | None, batch: int | None,
     if spec_in.batch is not None and batch is not None and batch != spec_in.batch:
         raise AtbsnError(f"the artifact's batch is fixed at {spec_in.batch}; --batch {batch} "
                          f"cannot apply: drop --batch, or re-export with --batch {batch}")
+    _check_tile(tile_h or 0, tile_w or 0, spec_in.stride)
     if overlap is None:
         overlap = fitting_overlap(runtime.info.default_overlap, tile_h, tile_w)
     return TileSpec(tile_h=tile_h, tile_w=tile_w, overlap=overlap,
@@ -291,7 +305,7 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
         runtime.close()
         raise
     auto_area = runtime.auto_tile_area if tile == AUTO and runtime.any_tile_shape else 0
-    return _validated(runtime, spec, strength, str(entry), auto_area)
+    return _validated(runtime, spec, strength, str(entry), auto_area, "open_artifact_tiled")
 
 
 def _auto_hint(backend: str, entry: Path, image_sizes: Iterable[tuple[int, int]],
@@ -311,11 +325,13 @@ def _auto_hint(backend: str, entry: Path, image_sizes: Iterable[tuple[int, int]]
 
 
 def _validated(runtime: Runtime, spec: TileSpec, strength: Strength | None,
-               source: str, auto_tile_area: int = 0) -> TiledRuntime:
+               source: str, auto_tile_area: int = 0, caller: str = "open_tiled") -> TiledRuntime:
     try:
         spec.validate()
         if strength is None:
             strength = model_strength(runtime.info.metadata, source)
+        else:  # the same check as --strength
+            strength = parse_strength(strength, caller)
     except (ValueError, AtbsnError) as exc:
         runtime.close()
         raise AtbsnError(str(exc)) from None
@@ -344,9 +360,14 @@ def open_tiled(checkpoint: str | os.PathLike, *, part: str | None = None,
     except ValueError as exc:
         raise AtbsnError(str(exc)) from None
     auto_area = runtime.auto_tile_area if tile == AUTO else 0
-    tile = DEFAULT_TILE if tile in (None, AUTO) else tile
+    tile = DEFAULT_TILE if tile is None or tile == AUTO else tile
+    try:
+        _check_tile(tile, tile, runtime.input_spec.stride)
+    except AtbsnError:
+        runtime.close()
+        raise
     if overlap is None:
         overlap = fitting_overlap(runtime.denoiser.architecture.default_overlap, tile, tile)
-    spec = TileSpec(tile_h=tile, tile_w=tile, overlap=overlap, batch=batch or 1,
-                    stride=runtime.input_spec.stride)
+    spec = TileSpec(tile_h=tile, tile_w=tile, overlap=overlap,
+                    batch=1 if batch is None else batch, stride=runtime.input_spec.stride)
     return _validated(runtime, spec, strength, str(checkpoint), auto_area)

@@ -255,13 +255,34 @@ def low_pass_keep(rgb: np.ndarray, unclipped: np.ndarray) -> np.ndarray:
     return unclipped if AUTO_LOW_STEP == AUTO_BLOCK else _unclipped_blocks(rgb, AUTO_LOW_STEP)
 
 
+def _check_pair(rgb: np.ndarray, denoised: np.ndarray) -> None:
+    """ValueError unless ``rgb`` (uint8 or float) and ``denoised`` (float) are H x W x C numpy
+    arrays of one shape."""
+    for name, array, kinds, valid in (("rgb", rgb, "fu", "uint8 or float"),
+                                      ("denoised", denoised, "f", "float")):
+        if not isinstance(array, np.ndarray):
+            raise ValueError(f"blend_with_input: {name} must be a numpy H x W x C array "
+                             f"({valid}); got a {type(array).__name__}")
+        if array.dtype.kind not in kinds or (array.dtype.kind == "u" and array.dtype != np.uint8):
+            raise ValueError(f"blend_with_input: {name} must be {valid}; got {array.dtype}")
+    if rgb.shape != denoised.shape or rgb.ndim != 3:
+        raise ValueError(f"blend_with_input: the input and the denoised image must be H x W x C "
+                         f"arrays of one shape; got {rgb.shape} and {denoised.shape}")
+
+
 def blend_with_input(rgb: np.ndarray, denoised: np.ndarray, strength: Strength, *,
                      in_place: bool = False) -> np.ndarray:
     """``rgb + s * (denoised - rgb)`` in float32, ``s`` the strength or the :func:`auto_gain`
     map (``denoised`` itself at strength 1); ``auto`` then keeps ``rgb``'s low frequencies
     (:class:`LowPass`, the module docstring). ``in_place`` writes it into ``denoised`` (a float32
     array) instead of new arrays: no extra image-sized buffers, which matter at 12 MP (144 MB
-    each). Per-pixel steps run in bands of rows on every core (:mod:`atbsn_edge.bands`)."""
+    each). Per-pixel steps run in bands of rows on every core (:mod:`atbsn_edge.bands`).
+
+    ``strength`` is checked as ``--strength`` is (:func:`parse_strength`: ``auto`` or a number
+    in :data:`STRENGTH_RANGE`, else :class:`AtbsnError`); arrays of different shapes, or not
+    H x W x C numbers, are a ValueError."""
+    strength = parse_strength(strength, "blend_with_input")
+    _check_pair(rgb, denoised)
     if strength == 1.0:
         return denoised
     if in_place and denoised.dtype != np.float32:

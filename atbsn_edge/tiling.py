@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -32,6 +33,48 @@ RESHAPE_PENALTY_CALLS = 2  # a recompile for another tile shape, in calls of the
 AUTO_TILE_AREA = 512 * 1024  # the largest tile ``--tile auto`` chooses, in pixels (docs/tiling.md)
 InferFn = Callable[[np.ndarray], np.ndarray]
 InferManyFn = Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]]
+VALID_IMAGE = "a numpy H x W x 3 RGB array, float on 0..255 (float32 best) or uint8"
+
+
+def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """``image`` itself if it can be denoised: :data:`VALID_IMAGE`, at least one pixel, every
+    value finite; else a ValueError that names what was given and what is valid. (Other
+    integer types are refused rather than guessed at: a uint16 array may be 16-bit on
+    0..65535 or 10- or 12-bit data; the image readers scale 16 bits by 1/257.)"""
+    if not isinstance(image, np.ndarray):
+        kind = type(image)
+        given = f"{kind.__module__}.{kind.__qualname__}".replace("builtins.", "")
+        hint = ""
+        if kind.__module__.split(".")[0] == "torch":
+            hint = (" (a tensor: tensor.cpu().numpy(), a 3 x H x W one transposed with "
+                    ".permute(1, 2, 0); an N x 3 x H x W batch goes to the model itself)")
+        raise ValueError(f"{what}: expected {VALID_IMAGE}, got a {given}{hint}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        hint = ""
+        if image.ndim == 3 and image.shape[0] == 3:
+            hint = " (3 x H x W? give image.transpose(1, 2, 0))"
+        elif image.ndim == 2:
+            hint = " (gray? give np.repeat(image[:, :, None], 3, axis=2))"
+        raise ValueError(f"{what}: expected an H x W x 3 image ({VALID_IMAGE}), got shape "
+                         f"{image.shape}{hint}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{what}: expected an H x W x 3 image of at least 1 x 1 pixels, got "
+                         f"shape {image.shape}")
+    if image.dtype != np.uint8 and image.dtype.kind != "f":
+        hint = ""
+        if image.dtype == np.uint16:
+            hint = " (16 bits on 0..65535: image.astype(np.float32) / 257, as the image readers do)"
+        elif image.dtype.kind in "iu":
+            hint = " (on 0..255: image.astype(np.float32))"
+        raise ValueError(f"{what}: {image.dtype} values are not supported; expected "
+                         f"{VALID_IMAGE}{hint}")
+    if image.dtype.kind == "f" and not math.isfinite(float(image.sum())):  # one fast pass
+        nan = int(np.count_nonzero(np.isnan(image)))
+        inf = int(np.count_nonzero(np.isinf(image)))
+        if nan or inf:   # else only the sum overflowed
+            raise ValueError(f"{what}: {nan} NaN and {inf} infinite values (of {image.size}); "
+                             "every value must be finite (0..255)")
+    return image
 
 
 def reflect_indices(length: int, total: int) -> np.ndarray:
@@ -102,6 +145,11 @@ class TileSpec:
     def validate(self) -> None:
         """Raise ValueError for a layout no image can take. (A side off the grid, a multiple
         of the stride only, is checked against the image by :func:`plan_tiles`.)"""
+        for name, value in (("tile height", self.tile_h), ("tile width", self.tile_w),
+                            ("overlap", self.overlap), ("batch", self.batch),
+                            ("stride", self.stride), ("grid", self.grid)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be a whole number; got {value!r}")
         if self.stride < 1 or self.grid % self.stride:
             raise ValueError(f"the network stride {self.stride} must divide the grid {self.grid}")
         for name, tile in (("tile height", self.tile_h), ("tile width", self.tile_w)):
@@ -185,11 +233,12 @@ def axis_tile_counts(length: int, overlap: int, grid: int = GRID,
 
 def overlap_for_tile(default: int, tile_h: int | None, tile_w: int | None) -> int:
     """``default`` where it leaves room in a tile of ``tile_h`` x ``tile_w`` (None: any
-    side), else reduced to the shorter side less 32 (a tile must be wider than its overlap)."""
+    side), else reduced to the largest multiple of 32 below the shorter side (a tile must be
+    wider than its overlap, and the overlap on the pooling grid)."""
     tiles = [t for t in (tile_h, tile_w) if t]
     if not tiles or default < min(tiles):
         return default
-    return max(0, min(tiles) - GRID)
+    return max(0, (min(tiles) - 1) // GRID * GRID)
 
 
 def auto_tile_shape(height: int, width: int, overlap: int, *, stride: int = GRID,
@@ -269,8 +318,7 @@ def denoise_tiled_many(image: np.ndarray, infer_many: InferManyFn, spec: TileSpe
     the batches it holds. ``progress`` is called with the number of tiles finished after
     each batch.
     """
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
+    check_image(image)
     height, width = image.shape[:2]
     plan = plan_tiles(height, width, spec)
     rows = [reflect_indices(height, y + plan.tile_h)[y:] for y in plan.ys]

@@ -117,10 +117,17 @@ def _strip_module(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {re.sub(r"(^|\.)module\.", r"\1", k): v for k, v in state.items()}
 
 
+def check_part(part: str | None) -> str | None:
+    """``part`` if it is one of :data:`PARTS` or None, else :class:`CheckpointError`: checked
+    for every checkpoint, not only distillation ones, so that a mistyped part never loads."""
+    if part is not None and (not isinstance(part, str) or part not in PARTS):
+        raise CheckpointError(f"part must be one of {', '.join(PARTS)} (or None), got {part!r}")
+    return part
+
+
 def _select_part(state: dict[str, torch.Tensor], part: str | None) -> tuple[dict, str | None]:
     """For the distillation layout, the keys of the chosen part without their prefix."""
-    if part is not None and part not in PARTS:
-        raise CheckpointError(f"part must be one of {', '.join(PARTS)} (or None), got {part!r}")
+    check_part(part)
     if not any(k.startswith(p) for p in _DISTILL_PREFIXES.values() for k in state):
         return state, None
     chosen = part or "student"
@@ -164,8 +171,10 @@ def load_checkpoint(path: str | Path, part: str | None = None) -> Denoiser:
     """Load any supported checkpoint as an eval-mode :class:`Denoiser`.
 
     ``part`` selects the network of a distillation checkpoint: ``"student"`` (default) or
-    ``"teacher"`` (its AT-BSN). The architecture is detected from the keys.
+    ``"teacher"`` (its AT-BSN), checked for every checkpoint. The architecture is detected
+    from the keys.
     """
+    check_part(part)
     path = Path(path)
     obj = read_checkpoint_file(path)
     if obj.get("format") == FORMAT_NAME:

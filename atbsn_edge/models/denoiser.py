@@ -69,8 +69,25 @@ class Denoiser(nn.Module):
         return self.network if hole is None else FixedHole(self.network, hole)
 
     def forward(self, x: torch.Tensor, hole_size: int | None = None) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected an N x 3 x H x W tensor, got shape {tuple(x.shape)}")
+        """Denoise ``x``, an N x 3 x H x W float tensor of the network's own dtype (float32 unless
+        converted) on 0..255; anything else is a ValueError saying how to convert it."""
+        if not isinstance(x, torch.Tensor):
+            hint = (" (a numpy H x W x 3 image: torch.from_numpy(image).permute(2, 0, 1)[None], "
+                    "or atbsn_edge.pipeline.open_tiled for numpy images)"
+                    if type(x).__module__ == "numpy" else "")
+            raise ValueError(f"expected an N x 3 x H x W torch tensor (float32, 0..255), got a "
+                             f"{type(x).__name__}{hint}")
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError(f"expected an N x 3 x H x W tensor (H, W at least 1), got shape "
+                             f"{tuple(x.shape)}")
+        weight = next(self.network.parameters(), None)
+        dtype = weight.dtype if weight is not None else torch.float32
+        if x.dtype != dtype:
+            scale = (" (uint8 values are on 0..255 already: no division by 255)"
+                     if x.dtype == torch.uint8 else "")
+            raise ValueError(f"expected a {str(dtype).replace('torch.', '')} tensor (RGB on "
+                             f"0..255) like the network's weights, got {x.dtype}: convert it "
+                             f"with x.to({dtype}){scale}")
         h, w = x.shape[-2:]
         out = self.core(hole_size)(pad_reflect_to_multiple(x, self.stride))
         return out[:, :, :h, :w]
