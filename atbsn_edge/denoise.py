@@ -284,9 +284,8 @@ def open_source(args: argparse.Namespace, inputs: list[Path]) -> TiledRuntime:
         if args.hole is not None or args.part is not None or args.device != "cpu":
             raise AtbsnError("--hole, --part and --device belong to checkpoints; an artifact "
                              "has its hole size and backend fixed at export")
-        from .pipeline import open_artifact_tiled, refuse_openvino_flags
+        from .pipeline import open_artifact_tiled
 
-        refuse_openvino_flags(openvino_flags(args), args.artifact, args.target)
         options = {"threads": args.threads, "performance_hint": args.performance_hint}
         if args.requests is not None:
             if args.performance_hint == "latency":
@@ -299,7 +298,8 @@ def open_source(args: argparse.Namespace, inputs: list[Path]) -> TiledRuntime:
         sizes = image_sizes(inputs) if args.performance_hint == "auto" else iter(())
         return open_artifact_tiled(args.artifact, target=args.target, tile=args.tile,
                                    overlap=args.overlap, batch=args.batch,
-                                   strength=args.strength, image_sizes=sizes, **options)
+                                   strength=args.strength, image_sizes=sizes,
+                                   openvino_flags=openvino_flags(args), **options)
     if args.target is not None:
         raise AtbsnError("--target chooses an artifact of the --artifact bundle; it has no "
                          "meaning with a checkpoint")

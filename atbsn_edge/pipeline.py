@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -184,24 +184,6 @@ def fitting_overlap(default: int, tile_h: int, tile_w: int) -> int:
     return reduced
 
 
-def refuse_openvino_flags(flags: list[str], artifact: str | os.PathLike,
-                          target: str | None = None) -> None:
-    """Refuse OpenVINO's own flags (``--inference-precision``, ``--performance-hint``,
-    ``--requests``: the names given) for an artifact that another backend runs, which would
-    ignore them; no-op when ``flags`` is empty."""
-    if not flags:
-        return
-    from .runtimes.registry import backend_for_file
-
-    entry, runtime = locate_artifact(artifact, target)
-    runtime = runtime or backend_for_file(entry)
-    if runtime != "openvino":
-        verb = "is" if len(flags) == 1 else "are"
-        raise AtbsnError(f"{' and '.join(flags)} {verb} for OpenVINO artifacts; {artifact} "
-                         f"runs in {runtime}, which would ignore it: drop the flag, or export "
-                         "an openvino-* target")
-
-
 def locate_artifact(path: str | os.PathLike, target: str | None = None) -> tuple[Path, str | None]:
     """(entry file, runtime name) of what ``path`` names: a bundle folder's artifact (the
     default target or ``target``), every file verified against the manifest; or an artifact
@@ -279,6 +261,7 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
                         tile: Tile | None = None, overlap: int | None = None,
                         batch: int | None = None, strength: Strength | None = None,
                         image_sizes: Iterable[tuple[int, int]] = (),
+                        openvino_flags: Sequence[str] = (),
                         **runtime_options: Any) -> TiledRuntime:
     """Open an exported artifact (a bundle folder, verified, or an artifact file); tile shape,
     batch, stride and the default overlap come from its metadata, so no other flag is needed.
@@ -289,11 +272,18 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
     ``runtime_options`` (``threads``, ``performance_hint``, ``infer_requests``) go to the
     backend that takes them. ``performance_hint="auto"`` (OpenVINO) compiles for throughput
     when one of ``image_sizes`` ((height, width) of the images to come) needs several tiles,
-    else for latency."""
+    else for latency. ``openvino_flags``: the OpenVINO-only flags the caller was given
+    (``--inference-precision``, ...), refused before anything opens where another backend
+    runs the artifact, which would ignore them."""
     from .runtimes.registry import backend_for_file, open_artifact, runtime_here
 
     entry, runtime_name = locate_artifact(artifact, target)
     backend = runtime_name or backend_for_file(entry)
+    if openvino_flags and backend != "openvino":
+        verb = "is" if len(openvino_flags) == 1 else "are"
+        raise AtbsnError(f"{' and '.join(openvino_flags)} {verb} for OpenVINO artifacts; "
+                         f"{artifact} runs in {backend}, which would ignore it: drop the flag, "
+                         "or export an openvino-* target")
     runtime_name = runtime_here(backend)  # Core ML: the numpy evaluator off macOS
     if str(runtime_options.get("performance_hint", "")).lower() == "auto":
         runtime_options["performance_hint"] = _auto_hint(backend, entry, image_sizes, tile,

@@ -152,7 +152,9 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
     if power and TegrastatsSampler.available():
         sampler = TegrastatsSampler(tegrastats_interval_ms).start()
     try:
-        with open_artifact_tiled(artifact, target=target, tile=tile, **options) as tiled:
+        given = ["--performance-hint"] if performance_hint else []
+        with open_artifact_tiled(artifact, target=target, tile=tile, openvino_flags=given,
+                                 **options) as tiled:
             runtime, spec = tiled.runtime, tiled.spec
             info = runtime.info
             batch = spec.batch
@@ -380,13 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def job() -> int:
         from .cli import check_report_path
 
-        from .pipeline import refuse_openvino_flags
-
         if args.no_frames and args.frame_iters is not None:
             raise AtbsnError("--frame-iters sets how many frames are timed; --no-frames times "
                              "none: drop one of them")
-        refuse_openvino_flags(["--performance-hint"] if args.performance_hint else [],
-                              args.artifact, args.target)
         if args.json is not None:
             # before the timed runs
             check_report_path(args.json, "--json", inputs=[args.artifact])
