@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from .cli import (new_parser, non_negative_float, non_negative_int,
-                  positive_float, positive_int, run_cli)
+                  positive_float, positive_int, run_cli, same_file)
 from .distill import parse_holes
 from .errors import AtbsnError
 from .train import add_run_arguments, check_out
@@ -113,12 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
-
-
 def _load(path: Path, part: str):
     """The ``part`` network of a checkpoint; errors name the flag that gave it."""
     from .errors import CheckpointError
@@ -161,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AtbsnError("--device cuda was given but PyTorch sees no CUDA GPU")
         if args.threads:
             torch.set_num_threads(args.threads)
-        if args.teacher_out is not None and _same_file(args.teacher_out, args.out):
+        if args.teacher_out is not None and same_file(args.teacher_out, args.out):
             raise AtbsnError(f"--teacher-out and --out are the same file ({args.out}); "
                              "give two different paths")
         teacher = _load(args.teacher, "teacher")
@@ -180,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         files, pictures = load_camera_frames(args.data, max(config.crop, 128),
                                              args.frames_per_video)
         for target in (args.out, args.teacher_out):  # a data folder may hold an output's name
-            if target is not None and any(_same_file(target, f) for f in files):
+            if target is not None and any(same_file(target, f) for f in files):
                 raise AtbsnError(f"{target} is one of the --data files; choose another output")
         log.info("adapting %s (teacher %s) to %d picture(s) from %d file(s)",
                  args.student, args.teacher, len(pictures), len(files))

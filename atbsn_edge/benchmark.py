@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from .atomic import atomic_path
 from .cli import (add_verbose_argument, check_report_path, new_parser,
-                  positive_int, positive_multiple_of_32, run_cli, thread_count)
+                  positive_int, positive_multiple_of_32, run_cli, same_file, thread_count)
 from .errors import AtbsnError
 from .jsonsafe import write_json
 from .profile import parse_resolution
@@ -107,11 +107,7 @@ def check_distinct_reports(reports: Sequence[tuple[str, Path | None]]) -> None:
         if path is None:
             continue
         for other_flag, other in seen:
-            same = path.resolve() == other.resolve()
-            if not same and path.exists() and other.exists():
-                with contextlib.suppress(OSError):
-                    same = path.samefile(other)  # hard links, case-insensitive file systems
-            if same:
+            if same_file(path, other):
                 raise AtbsnError(f"{other_flag} {other} and {flag} {path} are the same file; "
                                  "give each report its own path")
         seen.append((flag, path))

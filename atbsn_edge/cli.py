@@ -316,6 +316,16 @@ def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
 # output paths
 # --------------------------------------------------------------------------------------------
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path once resolved (links, ``..``), or,
+    where both exist, the same file on disk (hard links, case-insensitive file systems)."""
+    a, b = Path(a), Path(b)
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
 def check_output_path(path: str | os.PathLike, flag: str, *, folder: bool = False) -> Path:
     """Refuse, before any work, an output that cannot be written: one below a regular file,
     a folder where a file is wanted (or the reverse), or a parent without write permission.

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from .cli import (add_verbose_argument, check_output_path, hole_size_arg, new_parser,
                   non_negative_float, non_negative_int, positive_float, positive_int, run_cli,
-                  thread_count, torch_device)
+                  same_file, thread_count, torch_device)
 from .errors import AtbsnError
 from .imageio import READ_SUFFIXES
 from .inputs import expand_inputs
@@ -84,12 +83,12 @@ def check_out(out: Path, resume: Path | None, overwrite: bool,
     that named ``out``, for the messages."""
     check_output_path(out, flag)
     for item in inputs:
-        if out.exists() and Path(item).exists() and os.path.samefile(item, out):
+        if same_file(item, out):
             raise AtbsnError(f"{flag} {out} is an input of this run ({item}), never replaced "
                              f"even with --overwrite; choose another {flag}")
     if not out.exists() or overwrite:
         return
-    if resume is not None and resume.exists() and os.path.samefile(resume, out):
+    if resume is not None and same_file(resume, out):
         return
     resuming = f", --resume {out} to continue it," if flag == "--out" else ""
     raise AtbsnError(f"{flag} {out} exists and is not the checkpoint being resumed; pass "

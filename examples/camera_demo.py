@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from atbsn_edge.cli import same_file
 from atbsn_edge.errors import AtbsnError
 
 log = logging.getLogger("camera_demo")
@@ -322,14 +323,6 @@ class AtomicVideo:
 VIDEO_SUFFIXES = tuple(AtomicVideo.FOURCC)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name one file (through links, ``..``, hard links)."""
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
 def _can_encode(suffix: str) -> bool:
     """Whether this OpenCV opens a writer for ``suffix`` (a probe in a temporary folder)."""
     import tempfile
@@ -361,7 +354,7 @@ def check_video_output(path: str | os.PathLike, *, overwrite: bool = False,
         raise DemoError(f"--output {path} {what}, and the demo writes videos ({valid}); "
                         f"give a name such as {path.with_suffix('.mp4').name}")
     for item in inputs:
-        if item is not None and _same_file(Path(item), path):
+        if item is not None and same_file(Path(item), path):
             raise DemoError(f"--output {path} is an input of this run ({item}), which is never "
                             "replaced, even with --overwrite; choose another --output")
     target = path.resolve()
@@ -676,7 +669,7 @@ def _job(args: argparse.Namespace) -> int:
     if args.output is not None:
         args.output = check_video_output(args.output, overwrite=args.overwrite, inputs=inputs)
     if args.json is not None:
-        if args.output is not None and _same_file(args.json, args.output):
+        if args.output is not None and same_file(args.json, args.output):
             raise DemoError(f"--json {args.json} is also the --output video; give the summary "
                             "another path")
         check_report_path(args.json, "--json", inputs=inputs,
