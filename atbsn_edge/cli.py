@@ -402,7 +402,7 @@ def check_report_path(path: str | os.PathLike, flag: str, *,
     weights). An earlier report of its kind is replaced (or appended to), as a rerun
     expects. ``instead``: what the messages advise."""
     what, is_kind = REPORT_KINDS[kind]
-    from .bundle.manifest import bundle_files
+    from .bundle.manifest import bundle_holding
 
     path = check_output_path(path, flag)
     target = path.resolve()
@@ -411,10 +411,9 @@ def check_report_path(path: str | os.PathLike, flag: str, *,
         raise AtbsnError(f"{flag} {path} would replace an input of this run; {instead}")
     # a bundle's file, whether or not the bundle is an input: the folders above the report
     # (also those above a file inside an artifact folder such as an .mlpackage)
-    for folder in target.parents:
-        if target in bundle_files(folder):
-            raise AtbsnError(f"{flag} {path} would replace a file of the bundle {folder}; "
-                             f"{instead}")
+    folder = bundle_holding(target)
+    if folder is not None:
+        raise AtbsnError(f"{flag} {path} would replace a file of the bundle {folder}; {instead}")
     if path.is_file() and path.stat().st_size > 0 and not is_kind(path):
         raise AtbsnError(f"{flag} {path} exists and is not {what} (it would be replaced); "
                          f"{instead}, or delete the file first")

@@ -343,7 +343,7 @@ def check_video_output(path: str | os.PathLike, *, overwrite: bool = False,
     writable file path (``cli.check_output_path``), no video suffix this OpenCV can encode, one
     of ``inputs`` (the source file, the artifacts; even with ``overwrite``), a file of a bundle,
     or an existing file without ``overwrite``. Returns ``path`` as a Path."""
-    from atbsn_edge.bundle.manifest import bundle_files
+    from atbsn_edge.bundle.manifest import bundle_holding
     from atbsn_edge.cli import check_output_path
 
     path = check_output_path(path, "--output")
@@ -357,11 +357,10 @@ def check_video_output(path: str | os.PathLike, *, overwrite: bool = False,
         if item is not None and same_file(Path(item), path):
             raise DemoError(f"--output {path} is an input of this run ({item}), which is never "
                             "replaced, even with --overwrite; choose another --output")
-    target = path.resolve()
-    for folder in target.parents:
-        if target in bundle_files(folder):
-            raise DemoError(f"--output {path} would replace a file of the bundle {folder}; "
-                            "choose another --output")
+    folder = bundle_holding(path)
+    if folder is not None:
+        raise DemoError(f"--output {path} would replace a file of the bundle {folder}; "
+                        "choose another --output")
     if path.exists() and not overwrite:
         raise DemoError(f"--output {path} exists; pass --overwrite to replace it, or choose "
                         "another path")

@@ -104,6 +104,13 @@ def bundle_files(folder: str | os.PathLike) -> set[Path]:
     return {(folder / name).resolve() for name in names}
 
 
+def bundle_holding(path: str | os.PathLike) -> Path | None:
+    """The bundle folder (one of ``path``'s parents) of which ``path`` is a file
+    (:func:`bundle_files`), or None: what no output may replace."""
+    target = Path(path).resolve()
+    return next((folder for folder in target.parents if target in bundle_files(folder)), None)
+
+
 def _is_text(value: Any) -> bool:
     return isinstance(value, str)
 
