@@ -113,6 +113,22 @@ def check_distinct_reports(reports: Sequence[tuple[str, Path | None]]) -> None:
         seen.append((flag, path))
 
 
+def check_outside_bundles(items: Sequence[tuple[str, str | Path | None]], bundles: Path,
+                          targets: Sequence[str]) -> None:
+    """Refuse, before any work, an input or report inside a target's bundle folder under
+    ``--bundles``: each target's folder is replaced by its export (``items``: flag, path)."""
+    folders = [(bundles / target).resolve() for target in targets]
+    for flag, item in items:
+        if item is None:
+            continue
+        path = Path(item).resolve()
+        for folder in folders:
+            if path == folder or folder in path.parents:
+                raise AtbsnError(f"{flag} {item} is inside {folder}, the {folder.name} bundle "
+                                 "that this benchmark replaces; move it out, or give another "
+                                 "--bundles folder")
+
+
 def _quiet_call(function, argv: Sequence[str]) -> tuple[int, str]:
     """Run a CLI ``main`` in-process; its exit code and the last line it printed to stderr."""
     err = io.StringIO()
@@ -281,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
             raise AtbsnError("--images and --clean go together (noisy images and their clean "
                              "references, same order)")
         targets = chosen_targets(args.targets)
+        check_outside_bundles([("--checkpoint", args.checkpoint),
+                               *(("--images", p) for p in args.images or ()),
+                               *(("--clean", p) for p in args.clean or ()),
+                               *((flag, path) for flag, path, _ in reports)],
+                              args.bundles, targets)
         rows = []
         torch_outputs: dict = {}  # PyTorch's outputs on --images, per tiling, for every target
         for target in tqdm(targets, desc="targets", unit="target"):

@@ -345,7 +345,27 @@ def check_output_path(path: str | os.PathLike, flag: str, *, folder: bool = Fals
     writable = path if folder and path.is_dir() else ancestor
     if not os.access(writable, os.W_OK | os.X_OK):
         raise AtbsnError(f"{flag} {path}: no permission to write in {writable}")
+    problem = _creation_problem(writable)
+    if problem:
+        raise AtbsnError(f"{flag} {path}: cannot create a file in {writable} ({problem}); "
+                         "choose an output path on a writable file system")
     return path
+
+
+def _creation_problem(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder`` (None if it can): permission bits do not
+    tell for a pseudo file system such as /proc, or for root, so a probe file is created and
+    removed, as the atomic writes will stage theirs there."""
+    import tempfile
+
+    try:
+        handle, name = tempfile.mkstemp(dir=folder, prefix=".atbsn-edge-probe-")
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(handle)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return None
 
 
 def _is_json_file(path: Path, limit: int = 64 << 20) -> bool:

@@ -161,6 +161,23 @@ def test_evaluate_json_below_a_file_is_refused_before_work(tmp_path, afile, caps
     assert afile.read_bytes() == b"a user's file"
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_output_on_a_file_system_that_takes_no_new_file_is_refused_before_work(tmp_path, ckpt,
+                                                                               capsys):
+    """/proc passes the permission bits (for root) but takes no new file: found 2026-12-07,
+    ``evaluate --json /proc/x.json`` failed only after the work."""
+    image = good_png(tmp_path / "a.png")
+    argv = ["--checkpoint", str(ckpt), "--noisy", str(image), "--json", "/proc/x.json"]
+    assert evaluate_main(argv) == 2
+    assert "--json /proc/x.json: cannot create a file in /proc" in one_error(capsys)
+    assert denoise_main([str(image), "-o", "/proc/out.png"]) == 2
+    assert "-o /proc/out.png: cannot create a file in /proc" in one_error(capsys)
+    from atbsn_edge.cli import check_output_path
+
+    assert check_output_path(tmp_path / "new" / "r.json", "--json") == tmp_path / "new" / "r.json"
+    assert not list(tmp_path.glob(".atbsn-edge-probe-*"))  # the probe file is gone
+
+
 def test_unlistable_input_folder_is_one_line(tmp_path, monkeypatch):
     from atbsn_edge.errors import AtbsnError
     from atbsn_edge.inputs import expand_inputs

@@ -111,3 +111,25 @@ def test_a_target_named_twice_is_measured_once():
     from atbsn_edge.benchmark import chosen_targets
 
     assert chosen_targets(" onnx-fp32, onnx-fp16 ,onnx-fp32") == ["onnx-fp32", "onnx-fp16"]
+
+
+@pytest.mark.parametrize("flag", ["--images", "--json"])
+def test_an_input_or_report_inside_a_replaced_bundle_is_refused(flag, tmp_path, capsys):
+    bundles = tmp_path / "b"
+    (bundles / "onnx-fp32").mkdir(parents=True)
+    kept = bundles / "onnx-fp32" / ("noisy.png" if flag == "--images" else "r.json")
+    if flag == "--images":
+        kept.write_bytes(b"not replaced")
+        extra = ["--images", str(kept), "--clean", str(kept)]
+    else:
+        extra = ["--json", str(kept)]
+    argv = ["--targets", "onnx-fp32", "--tile", "64", "--bundles", str(bundles), *extra]
+    assert benchmark(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "inside" in err[0] and "replaces" in err[0], err
+    assert sorted(p.name for p in (bundles / "onnx-fp32").iterdir()) == (
+        ["noisy.png"] if flag == "--images" else [])
+    # the same file outside the target's folder is taken (here, a target not chosen)
+    from atbsn_edge.benchmark import check_outside_bundles
+
+    check_outside_bundles([(flag, kept)], bundles, ["onnx-fp16"])
