@@ -9,7 +9,11 @@ that the machine's drift falls on all three alike. Prints, with the CPU named:
 - the bundle against PyTorch eager fp32 (bar **20x**, which applies on a CPU with AMX only);
 - the bundle against the int8 floor: the network's multiply-adds (its fp32 ONNX) at the floor's
   rate (bar **1.3x**): by the whole run (the median call against the fastest floor sample, the
-  profiler's statistic) and round by round (each round's median against that round's floor).
+  profiler's statistic) and round by round (each round's median against that round's floor);
+- the bundle against the floor as issue 12 words it, "network multiply-adds at the fastest int8
+  layer rate": the rate of the network's own fastest int8 layer (``benchmarks/layer_profile.py``'s
+  figure), from a second compiled copy of the bundle with OpenVINO's counters on, profiled
+  ``--profiled-calls`` times each round (the timed copy runs without counters).
 
     python benchmarks/cpu_speed_bars.py                      # exports the default bundle first
     python benchmarks/cpu_speed_bars.py --bundle B --rounds 12 --threads 2
@@ -43,6 +47,8 @@ def main() -> None:
     parser.add_argument("--calls", type=positive_int, default=6, help="bundle calls per round")
     parser.add_argument("--floor-seconds", type=positive_float, default=0.4,
                         help="floor-model time per round (its fastest node counts)")
+    parser.add_argument("--profiled-calls", type=positive_int, default=2,
+                        help="calls of the counters-on copy per round (the layer floor)")
     parser.add_argument("--no-eager", action="store_true", help="skip PyTorch (1 s a call)")
     args = parser.parse_args()
     if args.bundle is not None and not (args.bundle / "manifest.json").is_file():
@@ -65,6 +71,9 @@ def measure(bundle: Path, args: argparse.Namespace) -> None:
     from atbsn_edge.pipeline import locate_artifact
     from atbsn_edge.profiling import floors
     from atbsn_edge.profiling.graph_cost import fp32_onnx_for, graph_cost
+    from atbsn_edge.profiling.openvino_layers import (call_profile, fastest_int8_layer,
+                                                      layer_macs, layers_of)
+    from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
     from atbsn_edge.runtimes.registry import open_artifact
 
     entry, runtime_name = locate_artifact(bundle, "openvino-int8")
@@ -74,16 +83,19 @@ def measure(bundle: Path, args: argparse.Namespace) -> None:
     floor_macs = float(FLOOR_SIZE ** 2 * FLOOR_CHANNELS ** 2 * 9)
     eager = None if args.no_eager else eager_network(args.checkpoint or Bundle.open(bundle).checkpoint,
                                                      args.threads)
-    with open_artifact(entry, runtime=runtime_name, threads=args.threads) as runtime:
+    # the timed copy runs without counters; a second copy with them gives the layer floor
+    with open_artifact(entry, runtime=runtime_name, threads=args.threads) as runtime, \
+            OpenVinoRuntime(entry, threads=args.threads, profile=True) as counted:
         spec = runtime.input_spec
         x = (np.random.default_rng(0).random((1, spec.channels, spec.height, spec.width))
              * 255).astype(np.float32)
         macs = graph_cost(fp32_onnx_for(entry), input_shape=x.shape).macs
         for _ in range(2):  # warm-up
             runtime.run(x)
+            counted.infer(x)
             if eager is not None:
                 eager(x)
-        calls, eager_calls, rounds = [], [], []
+        calls, eager_calls, rounds, profiles = [], [], [], []
         for _ in range(args.rounds):
             if eager is not None:
                 started = time.perf_counter()
@@ -96,10 +108,14 @@ def measure(bundle: Path, args: argparse.Namespace) -> None:
                 round_calls.append(time.perf_counter() - started)
             rate, kernel = floors.best_convolution_rate(floor_model, floor_x, floor_macs,
                                                         args.floor_seconds)
+            for _ in range(args.profiled_calls):
+                counted.infer(x)
+                profiles.append(call_profile(counted.request))
             calls += round_calls
             rounds.append((statistics.median(round_calls), rate))
         info = runtime.info
-    report(info, spec, macs, calls, eager_calls, rounds, kernel, args)
+        layers = layers_of(profiles, layer_macs(counted.model))
+    report(info, spec, macs, calls, eager_calls, rounds, kernel, fastest_int8_layer(layers), args)
 
 
 def eager_network(checkpoint, threads: int):
@@ -120,7 +136,8 @@ def eager_network(checkpoint, threads: int):
 
 
 def report(info, spec, macs: float, calls: list[float], eager_calls: list[float],
-           rounds: list[tuple[float, float]], kernel: str, args: argparse.Namespace) -> None:
+           rounds: list[tuple[float, float]], kernel: str, fastest_layer,
+           args: argparse.Namespace) -> None:
     amx = "amx_int8" in cpu_info()["flags_that_matter"]
     median = statistics.median(calls)
     best_rate = max(rate for _, rate in rounds)
@@ -145,6 +162,14 @@ def report(info, spec, macs: float, calls: list[float], eager_calls: list[float]
           f"{min(calls) / floor:.3f}x) | 1.3x: {'met' if median / floor <= 1.3 else 'not met'} |")
     print(f"| bundle / floor, round by round | median {statistics.median(per_round):.3f}x, "
           f"{min(per_round):.3f}-{max(per_round):.3f}x | |")
+    if fastest_layer is not None:  # issue 12's own wording of the floor
+        layer_floor = macs / fastest_layer.rate
+        print(f"| int8 floor by the network's fastest int8 layer: {fastest_layer.name} "
+              f"({fastest_layer.kernel}), {fastest_layer.rate / 1e9:.0f} GMAC/s (median of "
+              f"{args.rounds * args.profiled_calls} profiled calls) | {layer_floor * 1e3:.1f} ms | |")
+        print(f"| bundle / that floor | **{median / layer_floor:.3f}x** (min call "
+              f"{min(calls) / layer_floor:.3f}x) | 1.3x: "
+              f"{'met' if median / layer_floor <= 1.3 else 'not met'} |")
 
 
 if __name__ == "__main__":

@@ -19,23 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from atbsn_edge.profiling.machine import describe_cpu
-
-
-def layer_macs(model) -> dict[str, float]:
-    """Multiply-adds of every (transposed) convolution of an ``openvino.Model``, by name."""
-    macs = {}
-    for op in model.get_ops():
-        kind = op.get_type_name()
-        if kind not in ("Convolution", "ConvolutionBackpropData"):
-            continue
-        weight = [int(d) for d in op.input(1).get_partial_shape().to_shape()]
-        if kind == "Convolution":  # weights O x I x kh x kw, per output element
-            out = op.output(0).get_partial_shape().to_shape()
-            macs[op.get_friendly_name()] = float(np.prod(out)) * np.prod(weight[1:])
-        else:  # weights I x O x kh x kw, per input element
-            inp = op.input(0).get_partial_shape().to_shape()
-            macs[op.get_friendly_name()] = float(np.prod(inp)) * np.prod(weight[1:])
-    return macs
+from atbsn_edge.profiling.openvino_layers import (call_profile, fastest_int8_layer, layer_macs,
+                                                  layers_of)
 
 
 def main() -> None:
@@ -72,44 +57,36 @@ def main() -> None:
 
     def call():
         runtime.infer(x)
-        profiles.append({p.node_name: (p.real_time.total_seconds(), p.exec_type, p.node_type)
-                         for p in runtime.request.profiling_info})
+        profiles.append(call_profile(runtime.request))
     times = time_calls(call, warmup_s=0.0, iters=args.repeats).samples
-    model = runtime.model
     precision = runtime.metadata.precision
     hint = runtime.inference_precision
-    macs = layer_macs(model)
-    layers = []
-    for name in profiles[0]:
-        seconds = statistics.median(p[name][0] for p in profiles)
-        layers.append((seconds, name, profiles[0][name][2], profiles[0][name][1], macs.get(name, 0.0)))
-    layers.sort(reverse=True)
-    total = sum(layer[0] for layer in layers)
+    macs = layer_macs(runtime.model)
+    layers = layers_of(profiles, macs)
+    total = sum(layer.seconds for layer in layers)
     latency = statistics.median(times)
     print(f"CPU: {describe_cpu()}; "
           f"{xml.name} ({precision}, float layers in {hint}); {args.threads or 'default'} threads")
     print(f"latency {latency * 1e3:.1f} ms (median of {args.repeats}); layers sum to {total * 1e3:.1f} ms")
     print("| layer | type | kernel | ms | share | GMAC | GMAC/s |")
     print("|---|---|---|---|---|---|---|")
-    for seconds, name, kind, kernel, mac in layers:
-        if seconds < args.min_share * total:
+    for layer in layers:
+        if layer.seconds < args.min_share * total:
             continue
-        rate = f"{mac / seconds / 1e9:.0f}" if mac and seconds else "-"
-        print(f"| {name} | {kind} | {kernel} | {seconds * 1e3:.2f} | {seconds / total:.1%} | "
-              f"{mac / 1e9:.2f} | {rate} |")
-    int8 = [(mac / s) for s, _, _, kernel, mac in layers if mac and s and "i8" in kernel.lower()]
+        rate = f"{layer.rate / 1e9:.0f}" if layer.rate else "-"
+        print(f"| {layer.name} | {layer.kind} | {layer.kernel} | {layer.seconds * 1e3:.2f} | "
+              f"{layer.seconds / total:.1%} | {layer.macs / 1e9:.2f} | {rate} |")
     gmac = sum(macs.values()) / 1e9
     print(f"\nnetwork: {gmac:.1f} GMAC")
-    if int8:
-        best = max(int8)
-        bound = gmac / (best / 1e9) * 1e3
-        line = (f"fastest int8 layer: {best / 1e9:.0f} GMAC/s; every multiply-add at that rate: "
-                f"{bound:.1f} ms")
+    fastest = fastest_int8_layer(layers)
+    if fastest is not None:
+        bound = gmac / (fastest.rate / 1e9) * 1e3
+        line = (f"fastest int8 layer: {fastest.rate / 1e9:.0f} GMAC/s; every multiply-add at that "
+                f"rate: {bound:.1f} ms")
         if args.torch_ms:
             line += (f" = {args.torch_ms / bound:.1f}x PyTorch's {args.torch_ms:.0f} ms "
                      f"(measured: {args.torch_ms / (latency * 1e3):.1f}x)")
         print(line)
-
 
 if __name__ == "__main__":
     from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2

@@ -336,6 +336,7 @@ def main() -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from atbsn_edge.profiling.machine import describe_cpu
+    from atbsn_edge.profiling.openvino_layers import call_profile, layers_of
     from atbsn_edge.profiling.timing import time_calls
 
     nncf.set_log_level(logging.ERROR)
@@ -456,16 +457,13 @@ def main() -> None:
             req = requests[key]
             for _ in range(5):
                 req.infer(entries[key[0]]["feeds"])
-                runs.setdefault(key, []).append(
-                    {p.node_name: (p.real_time.total_seconds(), p.node_type, p.exec_type)
-                     for p in req.profiling_info})
+                runs.setdefault(key, []).append(call_profile(req))
     for f in profiled_forms:
         for i, e in enumerate(entries):
-            calls = runs[(i, f)]
-            med = {n: statistics.median(c[n][0] for c in calls) for n in calls[0]}
-            total = sum(med.values())
-            parts = [f"{n} [{calls[0][n][1]}, {calls[0][n][2]}] {s * 1e3:.2f}"
-                     for n, s in med.items() if s >= 0.02 * total]
+            layers = layers_of(runs[(i, f)], {})
+            total = sum(layer.seconds for layer in layers)
+            parts = [f"{layer.name} [{layer.kind}, {layer.kernel}] {layer.seconds * 1e3:.2f}"
+                     for layer in layers if layer.seconds >= 0.02 * total]
             print(f"- {f} {e['pair']} / {e['variant']} (sum {total * 1e3:.2f} ms): "
                   + "; ".join(parts))
 
