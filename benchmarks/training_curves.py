@@ -2,9 +2,11 @@
 
 ``python -m atbsn_edge.train`` and ``distill`` record, every ``--validate-every`` iterations,
 the step, the training loss, the seconds of training so far and the validation PSNR (mean
-over the ``--val-noisy``/``--val-clean`` pairs, at the inference hole) in
-``metadata["history"]``. This prints that curve for each checkpoint, with the batch and crop
-of the run, so that the next training budget is planned from it (issue 14, part 2).
+over the ``--val-noisy``/``--val-clean`` pairs, at the inference hole) in the checkpoint's
+training state (``training["history"]``; ``benchmarks/package_demo_model.py`` keeps it in
+``metadata["history"]`` of the bundled models, which have no training state). This prints
+that curve for each checkpoint, with the batch and crop of the run, so that the next training
+budget is planned from it (issue 14, part 2).
 
     python benchmarks/training_curves.py atbsn_edge/assets/demo_atbsn.pt \\
         atbsn_edge/assets/demo_student_c.pt
@@ -25,13 +27,16 @@ def main() -> None:
     for path in args.checkpoints:
         payload = torch.load(path, map_location="cpu", weights_only=False)
         meta = payload.get("metadata") or {}
-        config = meta.get("config") or (payload.get("training") or {}).get("config") or {}
-        history = meta.get("history") or []
+        training = payload.get("training") or {}
+        config = meta.get("config") or training.get("config") or {}
+        history = [row for row in meta.get("history") or training.get("history") or []
+                   if "val_psnr" in row]  # a run without --val-* pairs records none
         print(f"\n{path.name}: {meta.get('description', '')}")
+        where = f", trained on {meta['trained_on']}" if meta.get("trained_on") else ""
         print(f"batch {config.get('batch', '?')} x {config.get('crop', '?')}^2, "
-              f"device {config.get('device', '?')}, trained on {meta.get('trained_on', '?')}")
+              f"device {config.get('device', '?')}{where}")
         if not history:
-            print("(no validation history stored)")
+            print("(no validation history stored: train with --val-noisy and --val-clean)")
             continue
         print("| iteration | training seconds | crop-pixels seen (M) | loss | validation PSNR |")
         print("|---|---|---|---|---|")

@@ -291,3 +291,25 @@ def test_distillation_target_mean_is_the_l1_to_the_mean_of_the_holes(noisy_folde
                          "--holes", "1,3", "--target", "mean", "--data", str(noisy_folder),
                          "--out", str(out), "--iterations", "2", *TINY]) == 0
     assert torch.load(out, weights_only=True)["metadata"]["distillation_target"] == "mean"
+
+
+def test_training_curves_reads_the_history_of_a_freshly_trained_checkpoint(noisy_folder,
+                                                                          tmp_path):
+    """benchmarks/training_curves.py read only ``metadata["history"]``, which only the bundled
+    models carry; a checkpoint of ``train`` keeps it in its training state (found 2026-12-07)."""
+    clean = tmp_path / "clean.png"
+    cv2.imwrite(str(clean), np.rint(textured_image(128, 128, 7)).astype(np.uint8))
+    noisy = tmp_path / "noisy.png"
+    cv2.imwrite(str(noisy), np.rint(textured_image(128, 128, 7) * 0.9 + 10).astype(np.uint8))
+    out = tmp_path / "atbsn.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "2",
+                       "--validate-every", "1", "--val-noisy", str(noisy), "--val-clean",
+                       str(clean), *TINY]) == 0
+    history = torch.load(out, weights_only=True)["training"]["history"]
+    printed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "training_curves.py"),
+                              str(out)], capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0, printed.stderr
+    rows = [line for line in printed.stdout.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [int(row.split("|")[1]) for row in rows] == [r["step"] for r in history
+                                                       if "val_psnr" in r]
+    assert rows and f"{history[-1]['val_psnr']:.3f} dB" in rows[-1]
