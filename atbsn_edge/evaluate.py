@@ -36,7 +36,9 @@ REFERENCE_FIELDS = ("psnr", "ssim", "noisy_psnr", "noisy_ssim")
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.evaluate``."""
     p = new_parser("python -m atbsn_edge.evaluate", __doc__)
-    p.add_argument("--checkpoint", required=True, type=Path, help="AT-BSN or student checkpoint")
+    p.add_argument("--checkpoint", type=Path,
+                   help="AT-BSN or student checkpoint (default: the bundled demo model, as "
+                        "denoise)")
     p.add_argument("--part", choices=("student", "teacher"),
                    help="network of a distillation checkpoint (default: student)")
     p.add_argument("--noisy", required=True, nargs="+", metavar="INPUT",
@@ -171,8 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         from tqdm import tqdm
 
+        from .assets import default_checkpoint
         from .pipeline import open_tiled
 
+        if args.checkpoint is None:
+            args.checkpoint = default_checkpoint()
+            if args.checkpoint is None:
+                raise AtbsnError("no --checkpoint given and this install has no bundled demo "
+                                 "model; give --checkpoint CKPT")
         if args.json is not None:
             check_report_path(args.json, "--json",
                               inputs=[args.checkpoint, *args.noisy, *(args.clean or ())])

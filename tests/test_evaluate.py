@@ -204,3 +204,19 @@ def test_module_entry_point_reports_one_line(tmp_path, pairs, ckpt):
     assert lines == ["error: 1 noisy image(s) but 2 clean reference(s); they are paired in "
                      "sorted order, so give as many of each"]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_evaluate_without_checkpoint_scores_the_bundled_demo_model(tmp_path, capsys):
+    """Like denoise and export, evaluate takes the bundled demo model when no --checkpoint is
+    given (it was required; found 2026-12-07)."""
+    from atbsn_edge.assets import default_checkpoint
+    from atbsn_edge.evaluate import main as evaluate_main
+
+    if default_checkpoint() is None:
+        pytest.skip("this install has no bundled demo model")
+    image = tmp_path / "n.png"
+    cv2.imwrite(str(image), np.full((96, 96, 3), 128, np.uint8))
+    report = tmp_path / "r.json"
+    assert evaluate_main(["--noisy", str(image), "--tile", "64", "--overlap", "32",
+                          "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["checkpoint"] == str(default_checkpoint())
