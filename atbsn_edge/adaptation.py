@@ -263,6 +263,16 @@ def fine_tune_teacher(teacher: Denoiser, pictures: Sequence[np.ndarray], config:
     return result
 
 
+def teacher_used(config: AdaptConfig, teacher_result: PhaseResult) -> str:
+    """Which teacher the student is distilled from, for the log: the adapted one, or the
+    given one (no teacher phase, or a fine-tune that raised its loss and was undone)."""
+    if not config.runs_teacher():
+        return "the given teacher (no teacher phase)"
+    if teacher_result.check.get("kept", True):
+        return "the adapted teacher"
+    return "the given teacher, whose fine-tune was undone"
+
+
 def distill_student(student: Denoiser, teacher: Denoiser, pictures: Sequence[np.ndarray],
                     config: AdaptConfig, seconds: float, work: Path) -> PhaseResult:
     """Fine-tune ``student`` in place by distillation from ``teacher`` at ``config.holes``,
@@ -367,8 +377,8 @@ def adapt(config: AdaptConfig, teacher: Denoiser, student: Denoiser,
         student_seconds = 0.0
         if config.time_limit > 0:
             student_seconds = max(config.time_limit - teacher_result.seconds, 1.0)
-        log.info("distilling the student from the %steacher (%s targets)",
-                 "adapted " if config.runs_teacher() else "", config.targets)
+        log.info("distilling the student from %s (%s targets)",
+                 teacher_used(config, teacher_result), config.targets)
         student_result = distill_student(student, teacher, frames, config, student_seconds, work)
     except KeyboardInterrupt:
         log.warning("adapt keeps nothing of an interrupted run (its phase checkpoints are "

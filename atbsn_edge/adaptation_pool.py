@@ -72,7 +72,7 @@ def build_pool(teacher: nn.Module, pictures: Sequence[np.ndarray], holes: Sequen
     """Teacher outputs at ``holes`` on random regions of ``pictures`` (at most ``region`` on a
     side, a multiple of 32), until ``count`` regions or ``seconds`` (0: no clock) are reached
     (at least :data:`POOL_MIN` regions). Returns the sampler of crops over them."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     teachers = MultiTeacher(teacher, holes).to(device).to(memory_format=torch.channels_last)
     rng = np.random.default_rng([seed, 7])
@@ -81,7 +81,7 @@ def build_pool(teacher: nn.Module, pictures: Sequence[np.ndarray], holes: Sequen
     inputs: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
     started = time.perf_counter()
-    with tqdm(total=count, desc="teacher targets", unit="region") as bar:
+    with progress_bar(total=count, desc="teacher targets", unit="region") as bar:
         while len(inputs) < count:
             if seconds > 0 and len(inputs) >= POOL_MIN and time.perf_counter() - started >= seconds:
                 break

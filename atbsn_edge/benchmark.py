@@ -9,6 +9,8 @@ A target that cannot be built here is listed with its status: "bundle only" (a T
 engine is built on the device) or "failed" with the reason. Prints one markdown table with
 the machine it ran on; --json writes the numbers, --log appends the table to a markdown log,
 --plot draws latency against quality (needs matplotlib: pip install 'atbsn-edge[plot]').
+Exits 1 when a target failed its export or parity, after the table and one line on stderr
+that names them ("error: parity failed for coreml-int8; export failed for ...").
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import contextlib
 import importlib.util
 import io
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +30,7 @@ from .cli import (add_verbose_argument, check_report_path, new_parser,
                   positive_int, positive_multiple_of_32, run_cli, same_file, thread_count)
 from .errors import AtbsnError
 from .jsonsafe import write_json
+from .progress import progress_bar
 from .profile import parse_resolution
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,8 @@ class Row:
     megapixels_per_s: float | None = None
     fps: float | None = None
     inference_precision: str | None = None
+    parity_failure: str | None = None   # what failed parity first (None: passed or not run)
+    failed_step: str | None = None      # export, parity or profile (status "failed" only)
     profile: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -173,20 +179,23 @@ def measure(target: str, args: argparse.Namespace, torch_outputs: dict | None = 
     from .profile import profile_artifact
 
     status, reason, out = export_target(target, args)
-    row = Row(target, status, reason)
+    row = Row(target, status, reason, failed_step="export" if status == FAILED else None)
     if status != OK:
         return row
+    step = "parity"
     try:
         bundle = Bundle.open(out)
         entry = bundle.artifact(target)
         row.size_mb = sum((out / name).stat().st_size for name in entry.files) / 2**20
         parity = check_parity(out, target=target)
         row.parity_passed = parity.passed
+        row.parity_failure = first_parity_failure(parity)
         row.psnr_vs_torch = min(r.psnr_vs_torch for r in parity.results)
         if args.images:
             quality = check_parity(out, target=target, images=args.images, clean=args.clean,
                                    torch_outputs=torch_outputs)
             row.parity_passed = row.parity_passed and quality.passed
+            row.parity_failure = row.parity_failure or first_parity_failure(quality)
             scored = [r for r in quality.results if r.psnr_clean_artifact is not None]
             if scored:
                 row.psnr_clean = sum(r.psnr_clean_artifact for r in scored) / len(scored)
@@ -194,11 +203,12 @@ def measure(target: str, args: argparse.Namespace, torch_outputs: dict | None = 
         if not parity.apple_runtime_measured:  # numbers of numpy, not of a device: no latency
             row.reason = "verified by the numpy evaluator; Apple's runtime needs macOS"
             return row
+        step = "profile"
         report = profile_artifact(out, target=target, warmup_s=1.0, iters=args.iters,
                                   frame_iters=args.frame_iters, threads=args.threads,
                                   resolution=args.resolution, power=True)
     except AtbsnError as exc:
-        row.status, row.reason = FAILED, str(exc)
+        row.status, row.reason, row.failed_step = FAILED, str(exc), step
         return row
     call = report["call"]
     row.latency_median_ms = call["latency_ms"]["median"]
@@ -210,6 +220,47 @@ def measure(target: str, args: argparse.Namespace, torch_outputs: dict | None = 
     row.megapixels_per_s, row.fps = frame.get("megapixels_per_s"), frame.get("fps")
     row.profile = report
     return row
+
+
+def first_parity_failure(run) -> str | None:
+    """What failed first in a :class:`~atbsn_edge.parity.ParityRun` (the whole set's check,
+    else the first input's), as the parity table words it; None where it passed."""
+    if run.overall:
+        return run.overall[0]
+    for name, failures in run.failures.items():
+        if failures:
+            return f"{name}: {failures[0]}"
+    return None
+
+
+def row_summary(row: Row) -> str:
+    """One target's outcome for its log line, as the table's status column says it, with the
+    parity failure spelled out: ``coreml-int8: ok, parity FAILED (...); verified by ...``."""
+    if row.status == OK and row.parity_passed is False:
+        failure = f" ({row.parity_failure})" if row.parity_failure else ""
+        status = f"ok, parity FAILED{failure}"
+    elif row.status == FAILED and row.failed_step:
+        status = f"{row.failed_step} failed"
+    else:
+        status = row.status
+    return f"{row.target}: {status}" + (f"; {row.reason}" if row.reason else "")
+
+
+def failure_line(rows: Sequence[Row]) -> str | None:
+    """The line that explains exit code 1: the targets that failed parity, and those whose
+    export (or parity run, or profile) failed, e.g. ``parity failed for coreml-int8; export
+    failed for onnx-int8``; None where every target passed."""
+    failed: dict[str, list[str]] = {}
+    for row in rows:
+        if row.status == FAILED:
+            failed.setdefault(row.failed_step or "export", []).append(row.target)
+        elif row.parity_passed is False:
+            failed.setdefault("parity", []).append(row.target)
+    if not failed:
+        return None
+    parts = [f"{step} failed for {', '.join(failed[step])}"
+             for step in ("parity", "export", "profile") if step in failed]
+    return "; ".join(parts) + " (see the table's status column)"
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -280,8 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def job() -> int:
-        from tqdm import tqdm
-
         from .profiling.machine import describe_cpu
 
         inputs = [args.checkpoint, *(args.images or ()), *(args.clean or ())]
@@ -304,9 +353,10 @@ def main(argv: list[str] | None = None) -> int:
                               args.bundles, targets)
         rows = []
         torch_outputs: dict = {}  # PyTorch's outputs on --images, per tiling, for every target
-        for target in tqdm(targets, desc="targets", unit="target"):
+        for target in progress_bar(targets, desc="targets", unit="target"):
             rows.append(measure(target, args, torch_outputs))
-            log.info("%s: %s %s", target, rows[-1].status, rows[-1].reason)
+            failed = rows[-1].status == FAILED or rows[-1].parity_passed is False
+            log.log(logging.WARNING if failed else logging.INFO, "%s", row_summary(rows[-1]))
         machine = describe_cpu()
         table = render_table(rows, machine, "x".join(map(str, args.resolution)))
         print(table)
@@ -317,7 +367,11 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{args.checkpoint or 'demo model'}\n\n{table}\n")
         if args.plot:
             write_plot(args.plot, rows)
-        return 1 if any(r.status == FAILED or r.parity_passed is False for r in rows) else 0
+        failures = failure_line(rows)
+        if failures is None:
+            return 0
+        print(f"error: {failures}", file=sys.stderr)
+        return 1
 
     return run_cli(job, verbose=args.verbose)
 

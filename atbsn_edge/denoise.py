@@ -343,11 +343,11 @@ def take_input(reader: ReadAhead, index: int, item: Job) -> Picture:
 def denoise_one(item: Job, picture: Picture, clean: Path | None, tiled: TiledRuntime,
                 args: argparse.Namespace) -> None:
     """Denoise one read input and write its output (and its comparison picture)."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     reference = (read_reference(item, picture, clean)
                  if args.compare and clean is not None else None)
-    with tqdm(desc=item.source.name, unit="tile", leave=False) as tiles_bar:
+    with progress_bar(desc=item.source.name, unit="tile", leave=False) as tiles_bar:
         result = tiled.denoise(picture.rgb, tiles_bar.update)
     write_image(item.target, picture, result, overwrite=args.overwrite)
     if args.compare:
@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def job() -> int:
         from tqdm import tqdm
+
+        from .progress import progress_bar
 
         inputs = expand_inputs(args.inputs)
         jobs = plan_outputs(inputs, args.output)
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             input_paths = {os.path.realpath(p) for p in inputs}
             taken: set[str] = set()
             failures = 0
-            with tiled, tqdm(total=len(jobs), desc="images", unit="img") as images_bar:
+            with tiled, progress_bar(total=len(jobs), desc="images", unit="img") as images_bar:
                 for index, (item, clean) in enumerate(zip(jobs, references)):
                     try:
                         check_job(item, input_paths, taken, args.overwrite)

@@ -8,7 +8,8 @@ from pathlib import Path
 from .cli import new_parser, run_cli
 from .errors import AtbsnError
 from .holes import check_hole
-from .train import add_optimisation_args, check_out, config_from_args, read_pairs, run_inputs
+from .train import (add_optimisation_args, check_out, config_from_args, log_written, read_pairs,
+                    run_inputs)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         distill(config, teacher.network, f"student_{args.student}", args.holes, images, args.out,
                 resume=args.resume, val_pairs=pairs, teacher_source=str(args.teacher),
                 description=args.description, target=args.target)
+        log_written(args.out)
         return 0
 
     return run_cli(job, verbose=args.verbose)

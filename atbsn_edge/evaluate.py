@@ -171,10 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def job() -> int:
-        from tqdm import tqdm
-
         from .assets import default_checkpoint
         from .pipeline import open_tiled
+        from .progress import progress_bar
 
         if args.checkpoint is None:
             args.checkpoint = default_checkpoint()
@@ -196,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                            device=args.device, tile=args.tile, overlap=args.overlap,
                            batch=args.batch, strength=args.strength)
         rows: list[dict] = []
-        with tiled, tqdm(total=len(pairs), desc="images", unit="img") as bar:
+        with tiled, progress_bar(total=len(pairs), desc="images", unit="img") as bar:
             for noisy_path, clean_path in pairs:
                 noisy = read_image(noisy_path)
                 clean = read_image(clean_path) if clean_path is not None else None

@@ -94,8 +94,8 @@ class TiledRuntime:
         return blend_with_input(rgb, denoised, self.strength, in_place=True)
 
     def describe(self) -> str:
-        """One line: model, hole, device, tiles, overlap, batch (and the requests in
-        flight where the backend keeps several)."""
+        """One line: model, hole, device, tiles (width x height), overlap, batch (and the
+        requests in flight where the backend keeps several)."""
         info = self.runtime.info
         hole = f" (hole {info.hole_size})" if info.hole_size is not None else ""
         requests = int(info.metadata.get("infer_requests", 1))
@@ -107,7 +107,7 @@ class TiledRuntime:
         elif self.spec.tile_h == self.spec.tile_w:
             tiles = f"tiles {self.spec.tile_h or 'whole image'}"
         else:
-            tiles = f"tiles {self.spec.tile_h}x{self.spec.tile_w}"
+            tiles = f"tiles {self.spec.tile_w}x{self.spec.tile_h}"  # width x height
         return (f"{info.model}{hole} {info.precision} ({info.backend}) on {info.device}, "
                 f"{tiles}, "
                 f"overlap {self.spec.overlap}, batch {self.spec.batch}{in_flight}{strength}")

@@ -14,7 +14,10 @@ of Jetson modules, or measured on the spot on a CPU), and the ratio to it. Also:
 memory, device memory where the backend reports it, the backend, precision and inference
 precision actually used, the machine, and on a Jetson with ``tegrastats`` the energy of the
 run (mean power, millijoules per tile and per frame). ``--json`` writes all of it atomically
-(no NaN: a figure that does not exist is null). See docs/profiling.md.
+(no NaN: a figure that does not exist is null). Sizes are printed width x height; in the
+JSON, ``resolution`` is [width, height] while ``tile`` and ``frame.tile_shape`` are [height,
+width] (as the tiler orders them), so each tile also has explicit ``tile_width`` and
+``tile_height`` keys. See docs/profiling.md.
 """
 from __future__ import annotations
 
@@ -115,6 +118,25 @@ def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
     return (f"{spec.name} (table)", lookup, bandwidth, details)
 
 
+def target_that_ran(artifact: str | Path, target: str | None) -> str | None:
+    """The bundle target ``artifact`` runs as: ``target``, else the bundle's default one; for
+    an artifact file, the target its bundle's manifest lists it under (None for a file
+    outside any bundle, which has no target)."""
+    from .bundle import Bundle
+    from .bundle.manifest import is_bundle
+
+    path = Path(artifact)
+    try:
+        if is_bundle(path):
+            return Bundle.open(path).artifact(target).target
+        if is_bundle(path.parent):
+            return next((entry.target for entry in Bundle.open(path.parent).artifacts.values()
+                         if entry.entry == path.name), None)
+    except AtbsnError as exc:  # it was opened to run, so this is unexpected: the report goes on
+        log.debug("cannot tell which target %s is: %s", artifact, exc)
+    return target
+
+
 def _ratio(measured: float | None, floor: float | None) -> float | None:
     if measured is None or not floor:
         return None
@@ -207,13 +229,14 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
     call_stats = call.stats_ms()
     call_ratios = {k: _ratio(call_stats[k] / 1e3, floor_s) for k in ("median", "p90", "p99", "min", "mean")}
     report: dict[str, Any] = {
-        "artifact": str(artifact), "target": target, "describe": describe,
-        "backend": info.backend, "precision": precision,
+        "artifact": str(artifact), "target": target_that_ran(artifact, target),
+        "describe": describe, "backend": info.backend, "precision": precision,
         "inference_precision": info.inference_precision, "device": info.device,
         "model": info.model, "hole_size": info.hole_size,
-        "tile": [spec.tile_h, spec.tile_w], "batch": batch, "overlap": spec.overlap,
-        "threads": threads or None,
-        "call": {"per": f"network call of {batch} tile(s) {spec.tile_h}x{spec.tile_w}",
+        "tile": [spec.tile_h, spec.tile_w],   # [height, width], as the tiler orders them
+        "tile_width": spec.tile_w, "tile_height": spec.tile_h,
+        "batch": batch, "overlap": spec.overlap, "threads": threads or None,
+        "call": {"per": f"network call of {batch} tile(s) {spec.tile_w}x{spec.tile_h}",
                  "latency_ms": call_stats,
                  "per_tile_median_ms": call_stats["median"] / batch,
                  "floor_ms": floor_s * 1e3 if floor_s else None, "ratio_to_floor": call_ratios},
@@ -233,8 +256,9 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
         median_s = fstats["median"] / 1e3
         mp = width * height / 1e6
         report["frame"] = {
-            "resolution": [width, height], "tiles": tiles,
-            "tile_shape": [plan.tile_h, plan.tile_w], "latency_ms": fstats,
+            "resolution": [width, height], "tiles": tiles,   # resolution: [width, height]
+            "tile_shape": [plan.tile_h, plan.tile_w],         # [height, width], as "tile"
+            "tile_width": plan.tile_w, "tile_height": plan.tile_h, "latency_ms": fstats,
             "megapixels_per_s": mp / median_s if median_s else None,
             "fps": 1 / median_s if median_s else None,
             "floor_ms": frame_floor * 1e3 if frame_floor else None,
@@ -258,8 +282,18 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
 
+def _frame_tile_size(frame: dict[str, Any], report: dict[str, Any]) -> str:
+    """``WIDTHxHEIGHT`` of a frame's tiles, from ``tile_width`` and ``tile_height`` (a report
+    without them: its [height, width] ``tile_shape``, else the call's ``tile``)."""
+    if "tile_width" in frame:
+        return f"{frame['tile_width']}x{frame['tile_height']}"
+    height, width = frame.get("tile_shape") or report["tile"]
+    return f"{width}x{height}"
+
+
 def format_report(r: dict[str, Any]) -> str:
-    """The report as text: what ran, the floor, and a table of figures with their ratios."""
+    """The report as text: what ran, the floor, and a table of figures with their ratios.
+    Every size is width x height, as ``--resolution`` is given."""
     m = r["machine"]
     lines = [f"profile: {r['describe']}",
              f"backend {r['backend']}, precision {r['precision']}, inference precision "
@@ -300,8 +334,8 @@ def format_report(r: dict[str, Any]) -> str:
     if fr:
         w, h = fr["resolution"]
         fl = fr["latency_ms"]
-        th, tw = fr.get("tile_shape") or r["tile"]
-        lines += ["", f"| frame {w}x{h}, {fr['tiles']} tiles of {th}x{tw} ({fl['count']} timed) "
+        lines += ["", f"| frame {w}x{h}, {fr['tiles']} tiles of {_frame_tile_size(fr, r)} "
+                      f"({fl['count']} timed) "
                       "| ms | x floor |",
                   "|---|---|---|"]
         for k in ("median", "p90", "min", "mean"):

@@ -19,7 +19,7 @@ from .cli import new_parser, non_negative_int, positive_int, run_cli, set_argume
 from .errors import AtbsnError
 from .quantization.offsets import OFFSET_MODES
 from .quantization.sums import SUMS
-from .train import (add_optimisation_args, check_out, config_from_args, read_pairs,
+from .train import (add_optimisation_args, check_out, config_from_args, log_written, read_pairs,
                     run_inputs)
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                   weight_bits=None if weight_bits == "portable" else int(weight_bits),
                   sums=args.sums or "low", output_offset=args.output_offset,
                   start=start, start_source=str(args.continue_from or ""), train=train)
-        log.info("wrote %s; export it with python -m atbsn_edge.export --checkpoint %s "
-                 "--target openvino-int8 (or onnx-int8, trt-int8)", args.out, args.out)
+        log_written(args.out, f"; export it with python -m atbsn_edge.export --checkpoint "
+                              f"{args.out} --target openvino-int8 (or onnx-int8, trt-int8)")
         return 0
 
     return run_cli(job, verbose=args.verbose)

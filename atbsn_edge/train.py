@@ -159,6 +159,17 @@ def read_pairs(noisy: list[str], clean: list[str]) -> list[tuple[np.ndarray, np.
     return pairs
 
 
+def log_written(out: Path, advice: str = "") -> None:
+    """The last line of a training command (``train``, ``distill``, ``qat``): the checkpoint
+    it wrote, its iterations and its validation PSNR where the run validated
+    (:func:`~atbsn_edge.training.run_summary`), then ``advice``. Rank 0 of a distributed run
+    only (the one that writes)."""
+    from .training import Distributed, run_summary
+
+    if Distributed.from_environment().is_main:
+        log.info("wrote %s%s", run_summary(out), advice)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.train``."""
     p = new_parser("python -m atbsn_edge.train", __doc__)
@@ -189,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("training on %d images, %d validation pairs", len(images), len(pairs))
         train(config, images, args.out, resume=args.resume, val_pairs=pairs,
               description=args.description)
+        log_written(args.out)
         return 0
 
     return run_cli(job, verbose=args.verbose)

@@ -184,7 +184,7 @@ def main() -> None:
     from atbsn_edge.models.checkpoint import load_checkpoint
     from atbsn_edge.strength import describe_strength, model_strength
     from atbsn_edge.profiling.machine import describe_cpu
-    from tqdm import tqdm
+    from atbsn_edge.progress import progress_bar
 
     for path in (args.work, args.json):
         if path is not None and ROOT in path.resolve().parents:
@@ -205,10 +205,10 @@ def main() -> None:
     before_model = load_checkpoint(DEMO_STUDENT_C)
     strength = model_strength(before_model.metadata)
     before_psnr, before_blended = pair_scores(
-        before_model, images, tqdm(images, desc="demo student", unit="img"), device)
+        before_model, images, progress_bar(images, desc="demo student", unit="img"), device)
     strengths = [float(h) for h in args.strengths.split(",")]
     nlm: dict[float, dict[Path, float]] = {h: {} for h in strengths}
-    for p, (n, c) in tqdm(images.items(), desc="NL-means", unit="img"):
+    for p, (n, c) in progress_bar(images.items(), desc="NL-means", unit="img"):
         bgr = np.clip(np.rint(n[:, :, ::-1]), 0, 255).astype(np.uint8)
         for h in strengths:
             out = cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21)

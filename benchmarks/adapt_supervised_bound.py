@@ -46,12 +46,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from tqdm import tqdm
 
     from atbsn_edge.assets import DEMO_STUDENT_C
     from atbsn_edge.imageio import read_image
     from atbsn_edge.models.checkpoint import load_checkpoint
     from atbsn_edge.profiling.machine import describe_cpu
+    from atbsn_edge.progress import progress_bar
     from atbsn_edge.strength import describe_strength, model_strength
     from atbsn_edge.training import CropSampler, autocast_context
 
@@ -73,7 +73,7 @@ def main() -> None:
         sampler = CropSampler([np.concatenate(images[p], axis=2) for p in paths], CROP, seed=0)
         model = load_checkpoint(DEMO_STUDENT_C).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-        for _ in tqdm(range(args.iterations), desc=label, unit="it", leave=False):
+        for _ in progress_bar(range(args.iterations), desc=label, unit="it", leave=False):
             pairs = sampler.sample(BATCH)
             with autocast_context(device, True):
                 out = model(pairs[:, :3])

@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--json", help="write every score here")
     args = parser.parse_args()
 
-    from tqdm import tqdm
+    from atbsn_edge.progress import progress_bar
 
     from atbsn_edge.adaptation_report import run_denoiser
     from atbsn_edge.models.checkpoint import load_checkpoint
@@ -192,7 +192,7 @@ def main() -> None:
         rows.setdefault(name, []).append(score(estimate, clean))
 
     started = time.perf_counter()
-    for pair in tqdm(pairs, desc="pairs", unit="pair"):
+    for pair in progress_bar(pairs, desc="pairs", unit="pair"):
         stem = pair.name[:-len("_noisy.png")]
         noisy = read_image(pair).rgb
         clean = read_image(pair.with_name(f"{stem}_clean.png")).rgb

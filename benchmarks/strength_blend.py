@@ -84,7 +84,7 @@ def main() -> None:
                      "they are; 1.4: over-exposed)")
 
     import torch
-    from tqdm import tqdm
+    from atbsn_edge.progress import progress_bar
 
     from atbsn_edge.adaptation_report import run_denoiser
     from atbsn_edge.assets import DEMO_STUDENT_C
@@ -103,8 +103,8 @@ def main() -> None:
     results = {}
     for name, (folder, pattern, noisy_suffix, clean_suffix) in SETS.items():
         rows = []
-        for noisy_path, clean_path in tqdm(pairs_of(args.real / folder, pattern, noisy_suffix,
-                                                    clean_suffix), desc=name, unit="img"):
+        pairs = pairs_of(args.real / folder, pattern, noisy_suffix, clean_suffix)
+        for noisy_path, clean_path in progress_bar(pairs, desc=name, unit="img"):
             noisy, clean = (brightened(read_image(path).rgb, args.brighten)
                             for path in (noisy_path, clean_path))
             with torch.no_grad():

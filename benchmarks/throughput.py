@@ -85,7 +85,7 @@ def test_photo(width: int, height: int, source: Path) -> np.ndarray:
 def measure(config: Config, image: np.ndarray, threads: int, overlap: int | None,
             inference_precision: str | None = None) -> None:
     """Open ``config``'s bundle, warm it up on one batch, denoise ``image`` once, timed."""
-    from tqdm import tqdm
+    from atbsn_edge.progress import progress_bar
 
     from atbsn_edge.pipeline import open_artifact_tiled
     from atbsn_edge.tiling import plan_tiles
@@ -101,7 +101,7 @@ def measure(config: Config, image: np.ndarray, threads: int, overlap: int | None
         log.info("%s", tiled.describe())
         warm = np.zeros((spec.batch, 3, spec.tile_h, spec.tile_w), np.float32)
         list(runtime.run_many([warm] * runtime.infer_requests))
-        with tqdm(total=config.tiles, desc=config.label, unit="tile", leave=False) as bar:
+        with progress_bar(total=config.tiles, desc=config.label, unit="tile", leave=False) as bar:
             start = time.perf_counter()
             tiled.denoise(image, bar.update)
             config.seconds.append(time.perf_counter() - start)

@@ -82,18 +82,28 @@ def test_end_to_end_writes_loadable_checkpoints_and_reports(camera_folder, model
     assert "has not been shown to improve" in caplog.text and str(out) in caplog.text
 
 
-def test_a_fine_tune_that_raises_the_teacher_loss_is_undone(camera_folder, models, tmp_path):
+def test_a_fine_tune_that_raises_the_teacher_loss_is_undone(camera_folder, models, tmp_path,
+                                                            caplog):
     """A learning rate of 0.03 wrecks the teacher: its blind-spot loss on the fixed crops rises,
-    so the given weights come back and the student is distilled from them."""
+    so the given weights come back and the student is distilled from them (the log says so
+    twice; its second line used to say "from the adapted teacher")."""
+    import logging
+
     import atbsn_edge
 
     out, teacher_out = tmp_path / "adapted.pt", tmp_path / "teacher.pt"
-    assert adapt_main(["--data", str(camera_folder), "--out", str(out), "--teacher-out",
-                       str(teacher_out), "--time-limit", "0", "--teacher-iterations", "2",
-                       "--teacher-lr", "0.03", "--student-iterations", "1", "--pool-regions", "1",
-                       *models, *TINY]) == 0
+    with caplog.at_level(logging.INFO, logger="atbsn_edge.adaptation"):
+        assert adapt_main(["--data", str(camera_folder), "--out", str(out), "--teacher-out",
+                           str(teacher_out), "--time-limit", "0", "--teacher-iterations", "2",
+                           "--teacher-lr", "0.03", "--student-iterations", "1",
+                           "--pool-regions", "1", *models, *TINY]) == 0
     check = torch.load(out, weights_only=True)["metadata"]["adaptation"]["teacher_check"]
     assert not check["kept"] and check["loss_after"] > check["loss_before"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "atbsn_edge.adaptation"]
+    assert any("distilling from the given teacher instead" in m for m in messages)
+    assert ("distilling the student from the given teacher, whose fine-tune was undone "
+            "(pool targets)") in messages
+    assert not any("adapted teacher" in m for m in messages)
     given = atbsn_edge.load_checkpoint(models[1]).network.state_dict()
     written = atbsn_edge.load_checkpoint(teacher_out).network.state_dict()
     assert set(given) == set(written)

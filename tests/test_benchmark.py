@@ -133,3 +133,52 @@ def test_an_input_or_report_inside_a_replaced_bundle_is_refused(flag, tmp_path, 
     from atbsn_edge.benchmark import check_outside_bundles
 
     check_outside_bundles([(flag, kept)], bundles, ["onnx-fp16"])
+
+
+def test_a_failing_target_is_named_in_its_log_line_and_in_one_error_line(tmp_path, capsys,
+                                                                         caplog, monkeypatch):
+    """Exit code 1 is explained: the per-target log line states the parity failure (it said
+    "coreml-int8: ok verified by ..."), and after the table one stderr line names the targets
+    that failed parity and those whose export failed."""
+    import logging
+
+    from atbsn_edge import benchmark as bench
+    from atbsn_edge.benchmark import FAILED, OK, Row
+
+    numpy_note = "verified by the numpy evaluator; Apple's runtime needs macOS"
+    rows = {"onnx-fp32": Row("onnx-fp32", OK, parity_passed=True),
+            "coreml-int8": Row("coreml-int8", OK, numpy_note, parity_passed=False,
+                               parity_failure="mean PSNR vs clean drops 0.298 dB > 0.15 dB"),
+            "onnx-int8": Row("onnx-int8", FAILED, "no calibration data", failed_step="export")}
+    monkeypatch.setattr(bench, "measure", lambda target, args, outputs=None: rows[target])
+    with caplog.at_level(logging.INFO, logger="atbsn_edge.benchmark"):
+        code = benchmark(["--targets", ",".join(rows), "--bundles", str(tmp_path / "b")])
+    out, err = capsys.readouterr()
+    assert code == 1 and "| coreml-int8 | ok, parity FAILED |" in out
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: parity failed for coreml-int8; export failed for onnx-int8 (see the table's "
+        "status column)"]
+    logged = {r.getMessage(): r.levelno for r in caplog.records if r.name == "atbsn_edge.benchmark"}
+    assert logged == {
+        "onnx-fp32: ok": logging.INFO,
+        "coreml-int8: ok, parity FAILED (mean PSNR vs clean drops 0.298 dB > 0.15 dB); "
+        + numpy_note: logging.WARNING,
+        "onnx-int8: export failed; no calibration data": logging.WARNING}
+    # every target passing: exit 0, no error line
+    monkeypatch.setattr(bench, "measure", lambda target, args, outputs=None: rows["onnx-fp32"])
+    assert benchmark(["--targets", "onnx-fp32", "--bundles", str(tmp_path / "b")]) == 0
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_the_first_parity_failure_is_the_sets_else_the_first_inputs():
+    from types import SimpleNamespace
+
+    from atbsn_edge.benchmark import first_parity_failure
+
+    passed = SimpleNamespace(overall=[], failures={"crop0": [], "crop1": []})
+    inputs = SimpleNamespace(overall=[], failures={"crop0": [], "crop1": ["relative L2 2e-01 > 3e-02"]})
+    whole = SimpleNamespace(overall=["mean PSNR vs clean drops 0.3 dB > 0.15 dB"],
+                            failures=inputs.failures)
+    assert first_parity_failure(passed) is None
+    assert first_parity_failure(inputs) == "crop1: relative L2 2e-01 > 3e-02"
+    assert first_parity_failure(whole) == "mean PSNR vs clean drops 0.3 dB > 0.15 dB"

@@ -298,3 +298,25 @@ def test_manifest_records_coreml_facts(student_c_bundle):
         assert entry["details"]["compute_precision"] == ("FLOAT32" if precision == "fp32"
                                                          else "FLOAT16")
         assert entry["details"]["op_counts"]["conv"] == 17
+
+
+def test_export_prints_none_of_coremltools_start_up_notices(make_checkpoint, tmp_path):
+    """A fresh process whose first import of coremltools is the export's: none of its import
+    notices (missing macOS bindings, untested torch or scikit-learn versions; about ten
+    WARNING lines on Linux) reach the user, whose own output is kept."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "atbsn_edge.export", "--target", "coreml-fp32",
+                             "--checkpoint", str(make_checkpoint("student_a")), "--tile", "64",
+                             "--reference-crops", "1", "--out", str(tmp_path / "b")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote bundle" in result.stderr
+    for notice in ("Failed to load", "has not been tested with coremltools",
+                   "scikit-learn version", "WARNING coremltools"):
+        assert notice not in result.stderr, result.stderr

@@ -99,6 +99,43 @@ def test_second_export_uses_the_calibration_cache(make_checkpoint, calib_folder,
     assert meta["calibration_cached"] == "false"  # another method is another calibration
 
 
+def test_nncf_int8_from_a_bundle_logs_the_bundle_file_not_the_cache_file(make_checkpoint,
+                                                                          calib_folder, tmp_path):
+    """``export --target openvino-int8 --from-bundle B`` logged ``wrote 12f237ef...xml``, the
+    calibration cache's copy of the quantized IR; it names the bundle's model-int8.xml."""
+    import logging
+    import re
+
+    pytest.importorskip("nncf", reason="NNCF (openvino extra) is not installed")
+    bundle = tmp_path / "b"
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--tile", "64", "--reference-crops", "1", "--out", str(bundle)]) == 0
+
+    class Lines(logging.Handler):
+        """The toolkit's log lines. Not caplog: nncf.set_log_level raises the level of every
+        handler on NNCF's logger, where pytest's capture handlers are found too, caplog's
+        among them, for the rest of the test."""
+
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    lines = Lines()
+    logging.getLogger("atbsn_edge").addHandler(lines)
+    try:
+        assert export(["--target", "openvino-int8", "--from-bundle", str(bundle), "--calib-data",
+                       str(calib_folder), "--calib-crops", "8"]) == 0
+    finally:
+        logging.getLogger("atbsn_edge").removeHandler(lines)
+    wrote = [line for line in lines.lines if line.startswith("wrote")]
+    assert "wrote model-int8.xml (weights fp32)" in wrote, wrote
+    assert not [line for line in wrote if re.search(r"[0-9a-f]{32}", line)], wrote
+    assert Bundle.open(bundle).artifact("openvino-int8").metadata["int8_quantizer"] == "nncf"
+
+
 def test_calibration_data_errors(make_checkpoint, tmp_path, capsys):
     small = tmp_path / "small"
     small.mkdir()

@@ -224,3 +224,35 @@ def test_profile_frames_take_auto_tiles_on_openvino(tmp_path, make_checkpoint, m
         pixels = r["frame"]["tiles"] * r["frame"]["tile_shape"][0] * r["frame"]["tile_shape"][1]
         assert r["frame"]["floor_ms"] == pytest.approx(r["floor"]["seconds"] * 1e3 * pixels
                                                        / (64 * 64), rel=1e-9)
+
+
+def test_profile_sizes_are_width_by_height_and_the_target_that_ran_is_recorded(
+        tmp_path, make_checkpoint, capsys):
+    """A 250 x 180 frame (width x height) in one auto tile of 252 x 180: the text says so
+    (it said "tiles of 180x252"), the JSON gives each tile's width and height by name, and
+    the bundle's default target, which ran, is recorded (it was null)."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from atbsn_edge.export.__main__ import main as export
+    from atbsn_edge.profile import main
+
+    bundle = tmp_path / "b"
+    assert export(["--target", "openvino-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--tile", "64", "--reference-crops", "1", "--out", str(bundle)]) == 0
+    out = tmp_path / "p.json"
+    assert main([str(bundle), "--resolution", "250x180", "--warmup", "0", "--iters", "2",
+                 "--threads", "1", "--floor-device", "none", "--no-power",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| frame 250x180, 1 tiles of 252x180 (" in text, text
+    assert "network call of 1 tile(s) 64x64" in text
+    r = no_nan(out.read_text())
+    assert r["target"] == "openvino-fp32"
+    assert (r["tile_width"], r["tile_height"]) == (64, 64)
+    frame = r["frame"]
+    assert frame["resolution"] == [250, 180] and frame["tile_shape"] == [180, 252]  # kept
+    assert (frame["tile_width"], frame["tile_height"]) == (252, 180)
+    # an artifact file inside its bundle runs as the target the manifest lists it under
+    assert main([str(bundle / "model-fp32.xml"), "--warmup", "0", "--iters", "1", "--no-frames",
+                 "--threads", "1", "--floor-device", "none", "--no-power",
+                 "--json", str(out)]) == 0
+    assert no_nan(out.read_text())["target"] == "openvino-fp32"

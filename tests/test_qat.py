@@ -507,6 +507,25 @@ def test_qat_resume_continues_the_run(noisy_folder, tmp_path, make_checkpoint, c
     assert set(offsets) == {"dec1.conv4.input"}
 
 
+def test_qat_ends_by_naming_the_checkpoint_its_validation_and_its_export(noisy_folder, tmp_path,
+                                                                         make_checkpoint, caplog):
+    import logging
+
+    from atbsn_edge.qat import main as qat_main
+
+    out = tmp_path / "int8.pt"
+    frame = str(noisy_folder / "frame0.png")
+    with caplog.at_level(logging.INFO):
+        assert qat_main(["--checkpoint", str(make_checkpoint("student_a")), "--data",
+                         str(noisy_folder), "--out", str(out), "--calibration-batches", "1",
+                         "--iterations", "1", "--output-offset", "none", "--validate-every",
+                         "1", "--val-noisy", frame, "--val-clean", frame, *TINY]) == 0
+    last = caplog.records[-1].getMessage()
+    assert last.startswith(f"wrote {out} (1 iteration; validation PSNR at iteration 1: "), last
+    assert last.endswith(f" dB); export it with python -m atbsn_edge.export --checkpoint {out} "
+                         "--target openvino-int8 (or onnx-int8, trt-int8)"), last
+
+
 def test_qat_continues_an_int8_ready_checkpoint_and_centres_its_output(qat_checkpoint, tmp_path,
                                                                        noisy_folder, capsys):
     """``--continue-from``: the start's weights and steps, only the output point calibrated

@@ -197,6 +197,49 @@ def test_distill_student_from_teacher(noisy_folder, tmp_path, make_checkpoint):
     assert payload["metadata"]["teacher_holes"] == [1, 3]
 
 
+def test_train_and_distill_end_by_naming_the_checkpoint_they_wrote(noisy_folder, tmp_path,
+                                                                    make_checkpoint, caplog):
+    """The last line names the checkpoint written, with its validation PSNR where the run
+    validated (both commands used to finish without a word)."""
+    import logging
+
+    frame = str(noisy_folder / "frame0.png")
+    teacher = tmp_path / "atbsn.pt"
+    with caplog.at_level(logging.INFO):
+        assert train_main(["--data", str(noisy_folder), "--out", str(teacher), "--iterations",
+                           "2", "--validate-every", "1", "--val-noisy", frame, "--val-clean",
+                           frame, *TINY]) == 0
+    last = torch.load(teacher, weights_only=True)["training"]["history"][-1]
+    assert caplog.records[-1].getMessage().startswith(
+        f"wrote {teacher} (2 iterations; validation PSNR at iteration 2: "
+        f"{last['val_psnr']:.3f} dB")
+    caplog.clear()
+    student = tmp_path / "student.pt"
+    with caplog.at_level(logging.INFO):
+        assert distill_main(["--teacher", str(teacher), "--student", "a", "--holes", "1,3",
+                             "--data", str(noisy_folder), "--out", str(student),
+                             "--iterations", "1", *TINY]) == 0
+    assert caplog.records[-1].getMessage() == f"wrote {student} (1 iteration)"
+
+
+def test_the_summary_of_a_run_names_its_final_and_best_validation(tmp_path):
+    from atbsn_edge.models.checkpoint import save_checkpoint
+    from atbsn_edge.training import run_summary
+
+    from atbsn_edge.models.registry import get_architecture
+
+    network = get_architecture("student_a").build()
+    history = [{"step": 1, "loss": 0.2, "val_psnr": 30.0}, {"step": 2, "loss": 0.1},
+               {"step": 3, "loss": 0.1, "val_psnr": 31.5}, {"step": 4, "loss": 0.1, "val_psnr": 31.25}]
+    out = save_checkpoint(tmp_path / "run.pt", network, {}, {"step": 4, "history": history})
+    assert run_summary(out) == (f"{out} (4 iterations; validation PSNR at iteration 4: "
+                                "31.250 dB, best 31.500 dB at iteration 3)")
+    out = save_checkpoint(tmp_path / "up.pt", network, {}, {"step": 4, "history": history[:3]})
+    assert run_summary(out) == f"{out} (4 iterations; validation PSNR at iteration 3: 31.500 dB)"
+    weights = save_checkpoint(tmp_path / "weights.pt", network, {})   # no training record
+    assert run_summary(weights) == str(weights)
+
+
 def test_multi_teacher_equals_per_hole_teachers(make_checkpoint):
     from atbsn_edge.distillation import MultiTeacher
     from atbsn_edge.models import load_checkpoint
@@ -229,19 +272,22 @@ def test_sigterm_saves_a_checkpoint_and_keeps_it_loadable(noisy_folder, tmp_path
     import time
 
     out = tmp_path / "stopped.pt"
+    frame = str(noisy_folder / "frame0.png")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # stderr is a pipe, so no progress bar: every iteration's validation line shows the run
     process = subprocess.Popen([sys.executable, "-m", "atbsn_edge.train", "--data",
                                 str(noisy_folder), "--out", str(out), "--iterations", "1000",
-                                "--checkpoint-every", "1000", *TINY],
+                                "--checkpoint-every", "1000", "--validate-every", "1",
+                                "--val-noisy", frame, "--val-clean", frame, *TINY],
                                stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     seen = ""
-    while time.time() < deadline:  # until the progress bar shows a finished iteration
-        char = process.stderr.read(1)  # tqdm redraws with \r, so lines would wait for the end
-        if not char:
+    while time.time() < deadline:  # until a finished iteration is logged
+        line = process.stderr.readline()
+        if not line:
             break
-        seen += char
-        if re.search(r"\b[1-9]\d*/1000\b", seen):
+        seen += line
+        if re.search(r"iteration [1-9]\d*: validation PSNR", seen):
             break
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=120)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,17 @@ DATA = "Data"
 
 def _quiet_coremltools() -> Any:
     """Import coremltools without its Linux start-up noise (missing macOS bindings, version
-    notices about scikit-learn and untested torch versions, logged at import)."""
+    notices about scikit-learn and untested torch versions, logged at import). Only the
+    import is quieted: what coremltools says later (about a model it converts) is kept. Every
+    import of coremltools in this project goes through here, so that the first one, wherever
+    it happens, is the quiet one."""
     ct_logger = logging.getLogger("coremltools")
     level = ct_logger.level
     ct_logger.setLevel(logging.ERROR)
     try:
-        return require("coremltools", "coreml")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return require("coremltools", "coreml")
     finally:
         ct_logger.setLevel(level)
 

@@ -31,9 +31,10 @@ def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path, *, compress_to
 
 
 def save_ir(model: Any, xml_path: str | Path, *, compress_to_fp16: bool,
-            metadata: Mapping[str, Any]) -> None:
+            metadata: Mapping[str, Any], announce: bool = True) -> None:
     """Write an ``openvino.Model`` as IR with the toolkit's metadata, atomically: the ``.bin``
-    lands before the ``.xml`` that needs it, so a crash never leaves a readable half."""
+    lands before the ``.xml`` that needs it, so a crash never leaves a readable half.
+    ``announce`` False: no ``wrote`` line (a cache file, whose name means nothing to the user)."""
     ov = require("openvino", "openvino")
     write_openvino_metadata(model, metadata)
     xml_path = Path(xml_path)
@@ -44,7 +45,8 @@ def save_ir(model: Any, xml_path: str | Path, *, compress_to_fp16: bool,
         # weights first: an .xml is never visible without the .bin it needs
         os.replace(staged.with_suffix(".bin"), xml_path.with_suffix(".bin"))
         os.replace(staged, xml_path)
-    log.info("wrote %s (weights %s)", xml_path.name, "fp16" if compress_to_fp16 else "fp32")
+    if announce:
+        log.info("wrote %s (weights %s)", xml_path.name, "fp16" if compress_to_fp16 else "fp32")
 
 
 def _entry(job: ConversionJob, precision: str, metadata: dict, **details) -> ArtifactEntry:
@@ -117,7 +119,8 @@ def int8(job: ConversionJob) -> ArtifactEntry:
     else:
         quantized = openvino_fp32_to_int8(ov.convert_model(str(onnx_path)), calibration,
                                           method=method, keep_float=keep_float)
-        save_ir(quantized, cached_ir, compress_to_fp16=False, metadata={})
+        save_ir(quantized, cached_ir, compress_to_fp16=False, metadata={}, announce=False)
+        log.debug("NNCF int8 IR cached as %s", cached_ir)
     metadata = job.metadata("int8", **calibration.int8_metadata(method, keep_float, cached),
                             int8_quantizer="nncf")
     save_ir(quantized, path, compress_to_fp16=False, metadata=metadata)

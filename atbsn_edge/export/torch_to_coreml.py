@@ -42,7 +42,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..bundle import READY, ArtifactEntry, artifact_name
 from ..bundle.metadata import write_coreml_metadata
-from ..errors import AtbsnError, require
+from ..errors import AtbsnError
 from .job import ConversionJob
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def int8(job: ConversionJob) -> ArtifactEntry:
 
 def convert(job: ConversionJob, precision: str) -> ArtifactEntry:
     """Build ``coreml-<precision>`` into ``job.folder`` and return its manifest entry."""
-    require("coremltools", "coreml")
+    coremltools()  # imported quietly, before anything else imports it
     target = f"coreml-{precision}"
     denoiser = job.require_denoiser(target)
     network = job.network

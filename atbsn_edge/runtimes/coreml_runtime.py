@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle.metadata import ArtifactMetadata, read_coreml_metadata
-from ..errors import AtbsnError, require
+from ..errors import AtbsnError
 from .base import InputSpec, Runtime, RuntimeInfo
 
 COMPUTE_UNITS = ("ALL", "CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY")
@@ -69,7 +69,9 @@ class CoreMlRuntime(Runtime):
         if units not in COMPUTE_UNITS:
             raise AtbsnError(f"compute_units must be one of {', '.join(COMPUTE_UNITS)}, "
                              f"got {compute_units!r}")
-        ct = require("coremltools", "coreml")
+        from ..coreml_mil.package import _quiet_coremltools
+
+        ct = _quiet_coremltools()
         self.path = Path(path)
         self.metadata, self._spec = package_metadata(self.path)
         try:
