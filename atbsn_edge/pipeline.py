@@ -88,8 +88,8 @@ class TiledRuntime:
         check_image(rgb)
         spec, plan = self.prepare(*rgb.shape[:2])
         if self.auto_tile_area:
-            log.debug("%dx%d image: %d tiles of %dx%d", rgb.shape[0], rgb.shape[1], plan.count,
-                      plan.tile_h, plan.tile_w)
+            log.debug("%dx%d image: %d tiles of %dx%d (width x height)", rgb.shape[1],
+                      rgb.shape[0], plan.count, plan.tile_w, plan.tile_h)
         denoised = denoise_tiled_many(rgb, self.runtime.run_many, spec, progress)
         return blend_with_input(rgb, denoised, self.strength, in_place=True)
 

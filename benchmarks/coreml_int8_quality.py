@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 
+VARIANTS = ("fp32", "fp16", "int8", "int8-all", "int8-affine", "int8-w8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,6 +42,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N pairs (the evaluator is slow)")
     parser.add_argument("--no-fuse-upsampling", dest="fuse", action="store_false")
     args = parser.parse_args()
+    from atbsn_edge.errors import AtbsnError
+
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        raise AtbsnError(f"--variants: {', '.join(unknown)} is no variant; give a comma list "
+                         f"of: {', '.join(VARIANTS)}")
 
     import torch
 
@@ -58,7 +67,8 @@ def main() -> None:
     clean = [read_image(p).rgb for p in clean_paths]
     height, width = noisy[0].shape[2:]
     if height != width:
-        raise SystemExit("give square images (the Core ML tile is square here)")
+        raise AtbsnError(f"{noisy_paths[0]} is {width} x {height}: give square images (the "
+                         "Core ML tile is square here), e.g. 512 x 512 crops")
     denoiser = load_checkpoint(args.checkpoint)
     hole = denoiser.resolve_hole(args.hole)
     module = tc.prepare_network(denoiser, hole, fuse=args.fuse)
@@ -68,7 +78,7 @@ def main() -> None:
     keep_default = (denoiser.architecture.int8_keep_float if args.keep_float is None
                     else tuple(args.keep_float))
     calibration = None
-    rows = [("PyTorch fp32", "-", base.mean(), 0.0, 0.0, 0.0, float("nan"))]
+    rows = [("PyTorch fp32", "-", base.mean(), 0.0, 0.0, 0.0, None)]  # no evaluator time
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants.split(","):
             build_start = time.perf_counter()
@@ -91,8 +101,6 @@ def main() -> None:
                 mlmodel = tc.weight_only_int8(tc.convert_module(module, batch=1, height=height,
                                                                 width=width, precision="fp16"))
                 scheme = "weight-only 8-bit, fp16 compute"
-            else:
-                raise SystemExit(f"unknown variant {variant}")
             path = Path(tmp) / f"{variant}.mlpackage"
             tc.save_package(mlmodel, path)
             build = time.perf_counter() - build_start
@@ -118,7 +126,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name, scheme, mean, drop, worst, rel, sec in rows:
         print(f"| {name} | {scheme} | {mean:.3f} dB | {drop:.3f} dB | {worst:.3f} dB | "
-              f"{rel:.2e} | {sec:.1f} |")
+              f"{rel:.2e} | {'-' if sec is None else f'{sec:.1f}'} |")
 
 
 if __name__ == "__main__":

@@ -33,13 +33,15 @@ def make_image(path: Path, width: int, height: int) -> None:
 
 
 def main() -> None:
+    from atbsn_edge.cli import positive_int, positive_multiple_of_32
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint (default: a He-initialised student C)")
-    parser.add_argument("--width", type=int, default=6000)
-    parser.add_argument("--height", type=int, default=4000)
-    parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--width", type=positive_int, default=6000)
+    parser.add_argument("--height", type=positive_int, default=4000)
+    parser.add_argument("--tile", type=positive_multiple_of_32, default=512)
+    parser.add_argument("--batch", type=positive_int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

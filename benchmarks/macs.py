@@ -17,9 +17,12 @@ from atbsn_edge.models.upsample_fusion import fuse_upsampling
 
 
 def main() -> None:
+    from atbsn_edge.cli import positive_multiple_of_32
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--size", type=positive_multiple_of_32, default=512,
+                        help="square input side, a multiple of 32 (the networks' stride)")
     args = parser.parse_args()
     x = torch.zeros(1, 3, args.size, args.size)
     rows = []

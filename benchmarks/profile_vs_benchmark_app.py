@@ -74,13 +74,19 @@ def profiler_median(bundle: Path, threads: int, niter: int) -> tuple[float, dict
 
 
 def main() -> int:
+    from atbsn_edge.cli import positive_int, thread_count
+    from atbsn_edge.errors import AtbsnError
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--openvino", type=Path, help="an openvino-* bundle")
     p.add_argument("--onnx", type=Path, help="an onnx-* bundle")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--niter", type=int, default=10, help="timed calls per round and side")
-    p.add_argument("--rounds", type=int, default=6, help="alternating rounds of each pair")
+    p.add_argument("--threads", type=thread_count, default=2)
+    p.add_argument("--niter", type=positive_int, default=10, help="timed calls per round and side")
+    p.add_argument("--rounds", type=positive_int, default=6, help="alternating rounds of each pair")
     args = p.parse_args()
+    if args.openvino is None and args.onnx is None:
+        raise AtbsnError("give --openvino BUNDLE, --onnx BUNDLE or both: the bundles to time "
+                         "against OpenVINO's benchmark_app and ONNX Runtime's own timing")
 
     from atbsn_edge.pipeline import locate_artifact
     from atbsn_edge.profiling.machine import describe_cpu

@@ -316,6 +316,30 @@ def realistic_inputs(rng: np.random.Generator, names: list[str]) -> dict[str, np
     return out
 
 
+FORMS = ("f32", "bf16", "f16", "int8")  # float hints, and int8 (NNCF, float layers in bf16)
+
+
+def check_names(pairs: dict, args: argparse.Namespace) -> None:
+    """Refuse, before any work, a --pairs prefix, --variants name or --forms name that names
+    nothing (the table would be empty, or silently lack it)."""
+    from atbsn_edge.errors import AtbsnError
+
+    given_pairs = [p for p in args.pairs.split(",") if p]
+    unknown = [p for p in given_pairs if not any(k.startswith(p) for k in pairs)]
+    if unknown or not given_pairs:
+        raise AtbsnError(f"--pairs {args.pairs!r}: {', '.join(unknown) or 'nothing'} names no "
+                         f"pair; give name prefixes of: {', '.join(k.split()[0] for k in pairs)}")
+    variants = {v for _, vs in pairs.values() for v, _ in vs}
+    unknown = [v for v in (args.variants or "").split(",") if v and v not in variants]
+    if unknown:
+        raise AtbsnError(f"--variants: {', '.join(unknown)} is no variant; give some of: "
+                         f"{', '.join(sorted(variants))}")
+    unknown = [f for f in args.forms.split(",") if f not in FORMS]
+    if unknown:
+        raise AtbsnError(f"--forms: {', '.join(unknown)} is no form; give some of: "
+                         f"{', '.join(FORMS)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -354,6 +378,7 @@ def main() -> None:
             ("s2d-dense", Dec1S2DDense(dec1)), ("s2d-phase", Dec1S2DPhase(dec1)),
             ("s2d-concat", Dec1S2DConcat(dec1))]),
     }
+    check_names(pairs, args)
     pairs = {k: (names, [(v, m) for v, m in variants if v == "original" or not args.variants
                          or v in args.variants.split(",")])
              for k, (names, variants) in pairs.items()

@@ -10,15 +10,15 @@
 # Noisy images only are trained on; the clean halves of Nam pairs 01-04 only monitor training
 # and the clean halves of all 12 pairs score the results.
 #
-#   DATA=../shared/data/real OUT=runs/demo DEVICE=cuda TRAIN_SECONDS=300 DISTILL_SECONDS=150 \
-#       benchmarks/train_demo_models.sh
+#   PYTHON=.venv/bin/python DATA=../shared/data/real OUT=runs/demo DEVICE=cuda TRAIN_SECONDS=300 \
+#       DISTILL_SECONDS=150 benchmarks/train_demo_models.sh
 # DATA holds dnd_patches/*.png and nam_pairs/NN_{noisy,clean}.png. Each step logs to OUT/*.log.
 #
 # Resumable: a step whose checkpoint is already in OUT continues it (optimizer, sampler and
 # clock; the time limits count across runs), so after a lease ends the same command goes on.
 # To continue the bundled models instead of starting from scratch (the next GPU lease):
 #   TEACHER_FROM=atbsn_edge/assets/demo_atbsn.pt STUDENT_FROM=atbsn_edge/assets/demo_student_c.pt \
-#   CLAIM_A=0 DATA=../shared/data/real OUT=runs/more DEVICE=cuda TRAIN_SECONDS=1800 \
+#   CLAIM_A=0 PYTHON=.venv/bin/python DATA=../shared/data/real OUT=runs/more DEVICE=cuda TRAIN_SECONDS=1800 \
 #   DISTILL_SECONDS=120 benchmarks/train_demo_models.sh
 # (from a bundled checkpoint the weights are loaded and a fresh optimizer and cosine schedule
 # start). CLAIM_A=0 skips the hole-1 AT-BSN of claim (a). The validation history of each
@@ -48,6 +48,11 @@ if [ ! -d "$DATA/dnd_patches" ] || [ ! -d "$DATA/nam_pairs" ] || [ ${#val_noisy[
     echo "error: DATA=$DATA must hold dnd_patches/*.png and nam_pairs/NN_noisy.png with" \
          "NN_clean.png (pairs 01-04 at least): the project's shared/data/real folder;" \
          "give its path (relative to $(pwd) or absolute)" >&2
+    exit 2
+fi
+if ! "$PY" -c "import atbsn_edge, torch" 2>/dev/null; then
+    echo "error: PYTHON=$PY cannot import atbsn_edge and torch; set PYTHON to the interpreter" \
+         "they are installed in (make setup-dev, then PYTHON=.venv/bin/python)" >&2
     exit 2
 fi
 mkdir -p "$OUT" || exit 2

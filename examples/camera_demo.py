@@ -129,6 +129,27 @@ def gstreamer_available() -> bool:
     return False
 
 
+def window_problem(build_information: str | None = None,
+                   environ: dict[str, str] | None = None, platform: str | None = None) -> str | None:
+    """Why this process cannot open a window (None if it can): an OpenCV built without a GUI
+    backend (``opencv-python-headless``, what atbsn-edge installs: ``GUI: NONE`` in
+    ``cv2.getBuildInformation()``), or, on Linux, no display to draw on."""
+    if build_information is None:
+        build_information = _cv2().getBuildInformation()
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    for line in build_information.splitlines():
+        if line.strip().startswith("GUI:") and line.split(":", 1)[1].strip().upper() == "NONE":
+            return ("this OpenCV has no window support (opencv-python-headless, which "
+                    "atbsn-edge installs); give --headless --output out.mp4, or install "
+                    "opencv-python in place of opencv-python-headless for a window")
+    if platform.startswith("linux") and not (environ.get("DISPLAY") or
+                                             environ.get("WAYLAND_DISPLAY")):
+        return ("no display to show the window on (DISPLAY is not set); give --headless "
+                "--output out.mp4, or run it on a desktop session")
+    return None
+
+
 def csi_pipeline(sensor: int, width: int = 1920, height: int = 1080, fps: int = 30) -> str:
     """The GStreamer pipeline of a Jetson CSI camera into OpenCV (BGR frames)."""
     return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, "
@@ -673,6 +694,10 @@ def _job(args: argparse.Namespace) -> int:
                             "another path")
         check_report_path(args.json, "--json", inputs=inputs,
                           instead="choose another path for the summary")
+    if not args.headless:
+        problem = window_problem()
+        if problem:
+            raise DemoError(problem)
     if args.headless and args.output is None:
         print("note: --headless without --output shows nothing; only the summary is printed",
               file=sys.stderr)

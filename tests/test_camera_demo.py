@@ -304,3 +304,23 @@ def test_ctrl_c_stops_cleanly_with_the_output_and_summary(tmp_path, bundle):
     assert summary["interrupted"] and 0 < summary["frames_written"] < 600
     assert count_frames(out) == summary["frames_written"]
     assert not list(tmp_path.glob(".o*"))        # no temporary left
+
+
+def test_a_window_without_a_gui_or_a_display_is_one_line_before_anything(tmp_path, capsys):
+    """Without --headless the demo ended in cv2.imshow's traceback on opencv-python-headless
+    (what atbsn-edge installs) or without a display (found 2026-12-07)."""
+    demo = load_demo()
+    gui = "  GUI:                           GTK3\n"
+    assert demo.window_problem(gui, {"DISPLAY": ":0"}, "linux") is None
+    assert demo.window_problem(gui, {"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
+    assert "DISPLAY is not set" in demo.window_problem(gui, {}, "linux")
+    assert demo.window_problem(gui, {}, "darwin") is None
+    assert "no window support" in demo.window_problem("  GUI:   NONE\n", {"DISPLAY": ":0"},
+                                                      "linux")
+    problem = demo.window_problem()
+    if problem is None:
+        pytest.skip("this machine can open a window")
+    source = make_video(tmp_path / "clip.mp4", 2, 64, 64)
+    assert demo.main(["--artifact", str(tmp_path / "missing"), "--source", str(source)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {problem}"]

@@ -60,3 +60,11 @@ def test_failed_steps_are_reported_and_the_exit_code_is_1(tmp_path):
     assert "finished with failures: hole-9 training (exit 2" in done.stderr
     assert "distillation (no teacher)" in done.stderr
     assert "done" not in done.stdout.splitlines()[-1]
+
+
+def test_an_interpreter_without_the_toolkit_is_refused_before_anything(tmp_path):
+    data = small_data(tmp_path / "data")
+    done = run_script(tmp_path, DATA=str(data), PYTHON=shutil.which("false") or "/bin/false")
+    assert done.returncode == 2, done.stderr
+    assert "cannot import atbsn_edge and torch; set PYTHON" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -21,12 +21,14 @@ if [ -e "$OUT" ] && [ ! -d "$OUT" ]; then
   fail "OUT_DIR $OUT exists and is a file, not a folder; give another OUT_DIR"
 fi
 PY="${PYTHON:-python3}"
+created=0
+[ -d "$OUT" ] || created=1
 mkdir -p "$OUT" 2>/dev/null \
   || fail "cannot create OUT_DIR $OUT (a parent is a file, or no permission to write there); give another OUT_DIR"
 
 echo "== 1/3 engine: trt-$PRECISION in $BUNDLE"
 "$PY" -m atbsn_edge.export --target "trt-$PRECISION" --from-bundle "$BUNDLE" \
-  || { echo "engine build failed"; exit 10; }
+  || { echo "engine build failed"; [ "$created" = 0 ] || rmdir "$OUT" 2>/dev/null || true; exit 10; }
 
 echo "== 2/3 parity against the bundle's reference outputs"
 "$PY" -m atbsn_edge.parity "$BUNDLE" --target "trt-$PRECISION" --json "$OUT/parity.json" \
