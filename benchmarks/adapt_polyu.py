@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.cli import new_parser, positive_float, positive_int
+from atbsn_edge.errors import AtbsnError
+
 ROOT = Path(__file__).resolve().parents[1]
 POLYU = ROOT.parent / "shared" / "data" / "real" / "polyu"
 NAME = re.compile(r"^(?P<camera>[A-Za-z0-9]+)_(?P<aperture>[^_]+)_(?P<shutter>[^_]+)_"
@@ -47,9 +50,47 @@ def scenes_of(folder: Path, camera: str) -> dict[str, list[tuple[Path, Path]]]:
             continue
         mean = path.with_name(path.name[:-len("_real.JPG")] + "_mean.JPG")
         if not mean.is_file():
-            raise SystemExit(f"{path} has no {mean.name} beside it")
+            raise AtbsnError(f"{path} has no {mean.name} beside it; each noisy *_real.JPG needs "
+                             "its *_mean.JPG reference in the same folder")
         pairs[m["scene"]].append((path, mean))
     return dict(pairs)
+
+
+def cameras_in(folder: Path) -> dict[str, set[str]]:
+    """``{camera: {scene, ...}}`` of the noisy (``*_real.JPG``) PolyU files in ``folder``."""
+    if not folder.is_dir():
+        raise AtbsnError(f"--polyu {folder}: no such folder; give the folder of the PolyU pairs "
+                         "(CAMERA_APERTURE_SHUTTER_ISO_SCENE_N_real.JPG + _mean.JPG), e.g. "
+                         "../shared/data/real/polyu")
+    cameras: dict[str, set[str]] = defaultdict(set)
+    for path in folder.iterdir():
+        m = NAME.match(path.name)
+        if m is not None and m["kind"] == "real":
+            cameras[m["camera"]].add(m["scene"])
+    if not cameras:
+        raise AtbsnError(f"--polyu {folder}: no PolyU pairs in it (file names "
+                         "CAMERA_APERTURE_SHUTTER_ISO_SCENE_N_real.JPG + _mean.JPG); give the "
+                         "PolyU folder, e.g. ../shared/data/real/polyu")
+    return dict(cameras)
+
+
+def check_camera(folder: Path, camera: str, flag: str = "--camera",
+                 test_scenes: int | None = None) -> None:
+    """Refuse, before any work, a ``camera`` with no pairs in ``folder`` (the message lists the
+    cameras found) and, where ``test_scenes`` is given, a split that holds out every scene of
+    it (nothing left to adapt on)."""
+    cameras = cameras_in(folder)
+    if camera not in cameras:
+        found = ", ".join(f"{name} ({len(scenes)} scenes)" for name, scenes in sorted(cameras.items()))
+        raise AtbsnError(f"{flag} {camera}: no pairs of that camera in {folder}; cameras found: "
+                         f"{found} (the file names' first field)")
+    scenes = sorted(cameras[camera])
+    if test_scenes is not None and test_scenes >= len(scenes):
+        raise AtbsnError(f"--test-scenes {test_scenes}: {camera} has {len(scenes)} scenes "
+                         f"({', '.join(scenes)}), and holding out {test_scenes} leaves none to "
+                         f"adapt on; give 1 to {len(scenes) - 1}" if len(scenes) > 1 else
+                         f"--camera {camera}: it has one scene ({scenes[0]}), and a split needs "
+                         "one to hold out and one to adapt on; choose a camera with more scenes")
 
 
 def split_scenes(scenes: list[str], test: int, seed: int, split: int) -> tuple[list[str], list[str]]:
@@ -67,12 +108,22 @@ def parse_variant(text: str) -> tuple[str, float, list[str], str | None]:
     head, *options = text.split("+")
     targets, _, share = head.partition(":")
     flags = []
+    usage = (f"--variants {text!r}: expected TARGETS:SHARE[+FLAG=VALUE...][@CAMERA], TARGETS "
+             f"pool or online, SHARE a fraction in [0, 1) (e.g. pool:0.5, pool:0@Canon600D)")
+    if targets not in ("pool", "online"):   # atbsn_edge.adapt.TARGETS
+        raise AtbsnError(usage)
     for option in options:
         flag, sep, value = option.partition("=")
         if not sep or not flag:
-            raise SystemExit(f"variant {text!r}: expected TARGETS:SHARE[+FLAG=VALUE...][@CAMERA]")
+            raise AtbsnError(usage)
         flags += [f"--{flag}", value]
-    return targets, float(share or 0), flags, camera or None
+    try:
+        teacher_share = float(share or 0)
+    except ValueError:
+        raise AtbsnError(usage) from None
+    if not 0 <= teacher_share < 1:
+        raise AtbsnError(usage)
+    return targets, teacher_share, flags, camera or None
 
 
 def variant_label(targets: str, share: float, flags: list[str], camera: str | None) -> str:
@@ -143,13 +194,21 @@ def teacher_diagnostic(args: argparse.Namespace) -> None:
     print("| **mean** | " + " | ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)) + " |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def strengths_arg(text: str) -> list[float]:
+    """argparse type: comma-separated positive NL-means strengths."""
+    try:
+        return [positive_float(v) for v in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers (NL-means "
+                                         f"h values, e.g. 2,3,4), got {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = new_parser("adapt_polyu.py", __doc__)
     parser.add_argument("--polyu", type=Path, default=POLYU)
     parser.add_argument("--camera", default="NikonD800")
-    parser.add_argument("--splits", type=int, default=3)
-    parser.add_argument("--test-scenes", type=int, default=3,
+    parser.add_argument("--splits", type=positive_int, default=3)
+    parser.add_argument("--test-scenes", type=positive_int, default=3,
                         help="held-out scenes per split (the rest are adapted on)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=80.0,
@@ -159,9 +218,10 @@ def main() -> None:
                         help="TARGETS:TEACHER_SHARE[+FLAG=VALUE...][@OTHER_CAMERA]: one adapt run "
                              "each per split (+FLAG=VALUE: also --FLAG VALUE; @CAMERA: adapted "
                              "on that camera's images)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--report-frames", type=int, default=4)
-    parser.add_argument("--strengths", default="2,3,4,5,6,7", help="NL-means h values")
+    parser.add_argument("--strengths", type=strengths_arg, default="2,3,4,5,6,7",
+                        help="NL-means h values")
     parser.add_argument("--work", type=Path, help="scratch folder outside the repository "
                         "(default: a new temporary folder, removed at the end)")
     parser.add_argument("--json", type=Path, help="also write the numbers here (outside the repository)")
@@ -169,10 +229,21 @@ def main() -> None:
                         help="only score the bundled teacher at each hole (and the median of "
                              "its outputs, what distillation pulls the student to) and the "
                              "student on the first pair of every scene, then stop")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.teacher_diagnostic:
+        check_camera(args.polyu, args.camera)
         teacher_diagnostic(args)
         return
+    # what can be checked from the file names, before any image is read
+    check_camera(args.polyu, args.camera, test_scenes=args.test_scenes)
+    variants = {v: parse_variant(v) for v in args.variants}
+    for key, (_, _, _, other) in variants.items():
+        if other:
+            check_camera(args.polyu, other, f"--variants {key}: camera")
+    for path in (args.work, args.json):
+        if path is not None and ROOT in path.resolve().parents:
+            raise AtbsnError(f"{path} is inside the repository; PolyU-derived files stay outside "
+                             "it: give a path outside " + str(ROOT))
 
     import cv2
     import torch
@@ -186,9 +257,6 @@ def main() -> None:
     from atbsn_edge.profiling.machine import describe_cpu
     from atbsn_edge.progress import progress_bar
 
-    for path in (args.work, args.json):
-        if path is not None and ROOT in path.resolve().parents:
-            raise SystemExit(f"{path} is inside the repository; PolyU-derived files stay outside it")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     device = torch.device("cpu")
@@ -206,7 +274,7 @@ def main() -> None:
     strength = model_strength(before_model.metadata)
     before_psnr, before_blended = pair_scores(
         before_model, images, progress_bar(images, desc="demo student", unit="img"), device)
-    strengths = [float(h) for h in args.strengths.split(",")]
+    strengths = args.strengths
     nlm: dict[float, dict[Path, float]] = {h: {} for h in strengths}
     for p, (n, c) in progress_bar(images.items(), desc="NL-means", unit="img"):
         bgr = np.clip(np.rint(n[:, :, ::-1]), 0, 255).astype(np.uint8)
@@ -214,7 +282,6 @@ def main() -> None:
             out = cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21)
             nlm[h][p] = psnr(out[:, :, ::-1].astype(np.float32), c)
 
-    variants = {v: parse_variant(v) for v in args.variants}
     work = args.work or Path(tempfile.mkdtemp(prefix="adapt_polyu_"))
     work.mkdir(parents=True, exist_ok=True)
     splits = []

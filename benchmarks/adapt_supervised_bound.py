@@ -17,33 +17,37 @@ fine-tuned weights in memory; nothing it trains is written anywhere.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from adapt_polyu import POLYU, pair_scores, scenes_of, split_scenes
+from adapt_polyu import POLYU, check_camera, pair_scores, scenes_of, split_scenes
+
+from atbsn_edge.cli import new_parser, positive_float, positive_int
 
 CROP = 128
 BATCH = 4
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = new_parser("adapt_supervised_bound.py", __doc__)
     parser.add_argument("--polyu", type=Path, default=POLYU)
     parser.add_argument("--camera", default="NikonD800")
     parser.add_argument("--control", default="Canon600D")
-    parser.add_argument("--splits", type=int, default=3)
-    parser.add_argument("--test-scenes", type=int, default=3)
+    parser.add_argument("--splits", type=positive_int, default=3)
+    parser.add_argument("--test-scenes", type=positive_int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="the splits' seed (adapt_polyu.py's)")
-    parser.add_argument("--iterations", type=int, default=250,
+    parser.add_argument("--iterations", type=positive_int, default=250,
                         help="fine-tuning iterations of 4 x 128x128 (about 80 s of a 2-core CPU)")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--lr", type=positive_float, default=1e-4)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    args = parser.parse_args(argv)
+    # from the file names, before any image is read: both cameras exist, and a split leaves
+    # the camera scenes to train on
+    check_camera(args.polyu, args.camera, test_scenes=args.test_scenes)
+    check_camera(args.polyu, args.control, "--control")
 
     import torch
 

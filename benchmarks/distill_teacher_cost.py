@@ -5,12 +5,13 @@ pass per hole size (the authors' code). Prints a table with the machine it ran o
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
+from atbsn_edge.cli import new_parser, positive_int
+from atbsn_edge.distill import parse_holes
 from atbsn_edge.distillation import MultiTeacher
 from atbsn_edge.models import ATBSN
 from atbsn_edge.profiling.machine import describe_cpu
@@ -27,15 +28,15 @@ def timed(fn, x: torch.Tensor, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--holes", default="0,1,3,5,7,9,11")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    holes = [int(h) for h in args.holes.split(",")]
+def main(argv: list[str] | None = None) -> None:
+    parser = new_parser("distill_teacher_cost.py", __doc__)
+    parser.add_argument("--holes", type=parse_holes, default="0,1,3,5,7,9,11",
+                        help="comma-separated hole sizes (distill's --holes)")
+    parser.add_argument("--batch", type=positive_int, default=4)
+    parser.add_argument("--crop", type=positive_int, default=128)
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    args = parser.parse_args(argv)
+    holes = args.holes
     torch.manual_seed(0)
     teacher = ATBSN()
     init_weights(teacher)

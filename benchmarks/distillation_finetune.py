@@ -38,12 +38,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distillation_targets import (HOLES, OpenVINOTeacher, nl_means, score,  # noqa: E402
-                                  teacher_outputs)
+from distillation_targets import (HOLES, OpenVINOTeacher, image_key, nl_means,  # noqa: E402
+                                  score, teacher_outputs)
 
 from atbsn_edge.adaptation import NO_LIMIT  # noqa: E402
 from atbsn_edge.adaptation_pool import PoolSampler, pooled_loss  # noqa: E402
 from atbsn_edge.adaptation_report import run_denoiser  # noqa: E402
+from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.imageio import read_image  # noqa: E402
 from atbsn_edge.metrics import psnr  # noqa: E402
 from atbsn_edge.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -102,7 +103,8 @@ def main() -> None:
     recipes = args.recipes.split(",")
     for name in recipes:
         if name not in RECIPES:
-            raise SystemExit(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
+            raise AtbsnError(f"--recipes: unknown recipe {name!r}; valid: {', '.join(RECIPES)} "
+                             "(comma-separated)")
 
     from atbsn_edge.profiling.machine import cpu_info
 
@@ -113,15 +115,17 @@ def main() -> None:
     files = sorted(p for folder in args.train for p in Path(folder).glob("*.png")
                    if not p.name.endswith("_clean.png"))
     if not files:
-        raise SystemExit(f"no training images in {args.train}")
+        raise AtbsnError(f"--train {' '.join(args.train)}: no training images (*.png) in "
+                         "them; give folders of noisy PNG images")
     pictures = {f: read_image(f).rgb for f in files}
     size = next(iter(pictures.values())).shape[0]
     transforms = max(RECIPES[r][0] for r in recipes)
     teacher = OpenVINOTeacher(args.teacher, HOLES, size, cache, threads=args.threads)
     outputs = {}
-    for f in files:  # keys as distillation_targets names them: nam_01, dnd_patches_01, ...
+    for f in files:  # keys as distillation_targets names them: nam_01_..., dnd_patches_01_...
         stem = f.stem.rsplit("_", 1)[0]
-        key = f"nam_{stem}" if f.name.endswith("_noisy.png") else f"{f.parent.name}_{stem}"
+        prefix = "nam" if f.name.endswith("_noisy.png") else f.parent.name
+        key = image_key(prefix, stem, pictures[f])   # name, size and a hash of the pixels
         outputs[f] = teacher_outputs(teacher, pictures[f], cache, key, transforms)
     del teacher
 

@@ -17,7 +17,10 @@ targets the student sees there; the clean halves only score), the candidates of 
 
 The teacher runs through OpenVINO at f32 (all holes from one pass: they share the blind unet):
 13.5 s per 512 x 512 pass against 26 s in PyTorch fp32 on a 2-core AMD EPYC with AVX2 only.
-Teacher outputs are cached (float16) under ``--cache`` so a second run only re-scores.
+Teacher outputs are cached (float16) under ``--cache`` so a second run only re-scores; each
+cache file is named after the image (its name, size and a hash of its pixels), the teacher
+(a hash of its checkpoint) and the transforms, so other data, another teacher or another
+``--transforms`` never reads another run's outputs.
 
     python benchmarks/distillation_targets.py --data ../shared/data/real/nam_pairs \\
         --cache runs/targets --json runs/targets/scores.json
@@ -25,6 +28,7 @@ Teacher outputs are cached (float16) under ``--cache`` so a second run only re-s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +38,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from atbsn_edge.cli import new_parser, non_negative_int, positive_int
+from atbsn_edge.errors import AtbsnError
+from atbsn_edge.hashing import file_sha256
 from atbsn_edge.imageio import read_image
 from atbsn_edge.metrics import psnr, ssim
 
@@ -64,9 +71,10 @@ class OpenVINOTeacher:
         from atbsn_edge.models.checkpoint import load_checkpoint
 
         self.holes = holes
+        self.tag = checkpoint_tag(checkpoint)   # names its outputs in the caches
         teacher = load_checkpoint(checkpoint)
         stack = StackedTeacher(teacher.network, holes).eval()
-        onnx_path = work / f"teacher_{size}.onnx"
+        onnx_path = work / f"teacher_{self.tag}_{size}.onnx"
         if not onnx_path.exists():
             work.mkdir(parents=True, exist_ok=True)
             tmp = onnx_path.with_suffix(".part")
@@ -117,6 +125,18 @@ class StackedTeacher(torch.nn.Module):
         return torch.cat([self.teacher.head(features, h) for h in self.holes], dim=1)
 
 
+def checkpoint_tag(path: str | Path) -> str:
+    """A short hash of a checkpoint file: the part of a cache key that names the network."""
+    return file_sha256(path)[:12]
+
+
+def image_key(prefix: str, stem: str, image: np.ndarray) -> str:
+    """A cache key of one image: ``PREFIX_STEM_HxW_HASH``, the hash of its pixels (files of the
+    same name in another folder, or of another size, get other keys)."""
+    digest = hashlib.sha256(np.ascontiguousarray(image, dtype=np.float32).tobytes()).hexdigest()
+    return f"{prefix}_{stem}_{image.shape[0]}x{image.shape[1]}_{digest[:12]}"
+
+
 def cached(path: Path, compute) -> np.ndarray:
     """``compute()`` stored as float16 at ``path`` (npy), or the stored array."""
     if path.exists():
@@ -131,8 +151,10 @@ def cached(path: Path, compute) -> np.ndarray:
 def teacher_outputs(teacher: OpenVINOTeacher, noisy: np.ndarray, cache: Path, key: str,
                     transforms: int) -> np.ndarray:
     """T x K x H x W x 3: the teacher's outputs at its K holes on the first ``transforms``
-    flips/rotations of ``noisy``, each transformed back; cached as ``cache/key_tN.npy``."""
-    return np.stack([cached(cache / f"{key}_t{t}.npy", lambda t=t: np.stack(
+    flips/rotations of ``noisy``, each transformed back; cached as
+    ``cache/KEY_teacherTAG_tN.npy`` (``key`` names the image, see :func:`image_key`; TAG the
+    teacher's checkpoint, ``teacher.tag``)."""
+    return np.stack([cached(cache / f"{key}_teacher{teacher.tag}_t{t}.npy", lambda t=t: np.stack(
         [undo_dihedral(o, t) for o in teacher(np.ascontiguousarray(dihedral(noisy, t)))]))
         for t in range(transforms)])
 
@@ -149,23 +171,42 @@ def nl_means(noisy: np.ndarray, h: float) -> np.ndarray:
     return cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21)[:, :, ::-1].astype(np.float32)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def transforms_arg(text: str) -> int:
+    """argparse type: the self-ensemble size, 1 to 8 flips/rotations."""
+    value = positive_int(text)
+    if value > 8:
+        raise argparse.ArgumentTypeError(f"expected 1 to 8 (the flips and rotations of a "
+                                         f"square), got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = new_parser("distillation_targets.py", __doc__)
     parser.add_argument("--data", default="../shared/data/real/nam_pairs",
                         help="folder of NN_noisy.png + NN_clean.png pairs")
     parser.add_argument("--teacher", default="atbsn_edge/assets/demo_atbsn.pt")
     parser.add_argument("--student", default="atbsn_edge/assets/demo_student_c.pt")
     parser.add_argument("--cache", default="runs/targets")
-    parser.add_argument("--transforms", type=int, default=8, help="self-ensemble size, 1..8")
-    parser.add_argument("--r3-passes", type=int, default=8)
+    parser.add_argument("--transforms", type=transforms_arg, default=8,
+                        help="self-ensemble size, 1..8")
+    parser.add_argument("--r3-passes", type=positive_int, default=8)
     parser.add_argument("--r3-rate", type=float, default=0.16)
     parser.add_argument("--r3-holes", default="1,3,5", help="teacher holes R3 scores")
     parser.add_argument("--nlm-h", type=float, default=4.0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=0, help="first N pairs only (0: all)")
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--limit", type=non_negative_int, default=0, help="first N pairs only (0: all)")
     parser.add_argument("--json", help="write every score here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        r3_holes = [int(h) for h in args.r3_holes.split(",")]
+    except ValueError:
+        r3_holes = []
+    if not r3_holes or any(h not in HOLES for h in r3_holes):
+        raise AtbsnError(f"--r3-holes {args.r3_holes}: give comma-separated holes of "
+                         f"{','.join(map(str, HOLES))} (the teacher's), e.g. 1,3,5")
+    for flag, path in (("--teacher", args.teacher), ("--student", args.student)):
+        if not Path(path).is_file():
+            raise AtbsnError(f"{flag} {path}: no such file; give a checkpoint file")
 
     from atbsn_edge.progress import progress_bar
 
@@ -180,11 +221,15 @@ def main() -> None:
     if args.limit:
         pairs = pairs[:args.limit]
     if not pairs:
-        raise SystemExit(f"no *_noisy.png in {args.data}")
+        raise AtbsnError(f"--data {args.data}: no *_noisy.png in it; give a folder of "
+                         "NN_noisy.png + NN_clean.png pairs")
     first = read_image(pairs[0]).rgb
+    if first.shape[0] != first.shape[1]:
+        raise AtbsnError(f"{pairs[0]}: {first.shape[1]}x{first.shape[0]}, but the study needs "
+                         "square pairs of one size; give a folder of such pairs")
     teacher = OpenVINOTeacher(args.teacher, HOLES, first.shape[0], cache, threads=args.threads)
     student = load_checkpoint(args.student)
-    r3_holes = [int(h) for h in args.r3_holes.split(",")]
+    student_tag = checkpoint_tag(args.student)
     index_of = {h: i for i, h in enumerate(HOLES)}
     rows: dict[str, list[tuple[float, float]]] = {}
 
@@ -197,11 +242,14 @@ def main() -> None:
         noisy = read_image(pair).rgb
         clean = read_image(pair.with_name(f"{stem}_clean.png")).rgb
         if noisy.shape[0] != noisy.shape[1] or noisy.shape != first.shape:
-            raise SystemExit(f"{pair}: the study needs square pairs of one size")
+            raise AtbsnError(f"{pair}: {noisy.shape[1]}x{noisy.shape[0]}, but the study needs "
+                             f"square pairs of one size ({first.shape[1]}x{first.shape[0]}, as "
+                             f"{pairs[0].name}); give a folder of such pairs")
         add("noisy input", noisy, clean)
         add(f"NL-means h={args.nlm_h:g}", nl_means(noisy, args.nlm_h), clean)
 
-        outputs = teacher_outputs(teacher, noisy, cache, f"nam_{stem}", args.transforms)
+        key = image_key("nam", stem, noisy)
+        outputs = teacher_outputs(teacher, noisy, cache, key, args.transforms)
         plain = outputs[0]
         ensemble = outputs.mean(axis=0)                # K x H x W x 3
         for hole in HOLES:
@@ -222,22 +270,25 @@ def main() -> None:
 
         student_out = run_denoiser(student, noisy, torch.device("cpu"))
         add("student C", student_out, clean)
-        student_x8 = cached(cache / f"nam_{stem}_student_x8.npy", lambda: np.mean([undo_dihedral(
+        student_x8 = cached(cache / f"{key}_student{student_tag}_x8.npy", lambda: np.mean([undo_dihedral(
             run_denoiser(student, np.ascontiguousarray(dihedral(noisy, t)), torch.device("cpu")), t)
             for t in range(8)], axis=0))
         add("student C x8", student_x8, clean)
 
-        bases = {"median 3-9 x8": medians["3-9"], "student C": student_out}
-        for base_name, base in bases.items():
-            key = base_name.replace(" ", "_")
-            def r3(base=base, key=key) -> np.ndarray:
+        # the bases' cache names: the median depends on the transforms, the student's output on
+        # the student; the refinement itself on the teacher (in every name)
+        bases = {f"median 3-9 x{args.transforms}": (medians["3-9"], f"median_3-9_x{args.transforms}"),
+                 "student C": (student_out, f"student{student_tag}")}
+        for base_name, (base, base_key) in bases.items():
+            def r3(base=base) -> np.ndarray:
                 rng = np.random.default_rng([int(stem) if stem.isdigit() else 0, 3])
                 total = np.zeros((len(HOLES),) + noisy.shape, np.float32)
                 for _ in range(args.r3_passes):
                     mask = rng.random(noisy.shape) < args.r3_rate
                     total += teacher(np.where(mask, noisy, base).astype(np.float32))
                 return total / args.r3_passes
-            refined = cached(cache / f"nam_{stem}_r3_{key}_{args.r3_passes}_{args.r3_rate:g}.npy", r3)
+            refined = cached(cache / (f"{key}_teacher{teacher.tag}_r3_{base_key}_{args.r3_passes}_"
+                                      f"{args.r3_rate:g}.npy"), r3)
             for hole in r3_holes:
                 add(f"R3 on {base_name}, hole {hole}", refined[index_of[hole]], clean)
 

@@ -16,9 +16,10 @@ import time
 import numpy as np
 import torch
 
+from atbsn_edge.cli import new_parser, non_negative_int
 from atbsn_edge.models import load_checkpoint
 from atbsn_edge.models.denoiser import Denoiser
-from atbsn_edge.models.registry import get_architecture
+from atbsn_edge.models.registry import ARCHITECTURES, get_architecture
 from atbsn_edge.profiling.machine import describe_cpu
 from atbsn_edge.tiling import TileSpec, denoise_tiled
 from atbsn_edge.training import init_weights
@@ -46,16 +47,33 @@ def erf_radius(model: Denoiser, image: np.ndarray, hole: int | None) -> tuple[in
     return int(np.searchsorted(mass, 0.99)), int(np.searchsorted(mass, 0.999))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def architecture_arg(text: str) -> str:
+    """argparse type: a registered architecture's name."""
+    try:
+        return get_architecture(text).name
+    except ValueError as exc:   # "unknown architecture 'x'; valid: atbsn, student_a, ..."
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def overlaps_arg(text: str) -> list[int]:
+    """argparse type: comma-separated tile overlaps (non-negative integers)."""
+    try:
+        return [non_negative_int(v) for v in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers "
+                                         f"(tile overlaps, e.g. 64,128), got {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = new_parser("receptive_field.py", __doc__)
     parser.add_argument("--checkpoint", nargs="*", default=[], help="checkpoints to measure")
-    parser.add_argument("--he-init", nargs="*", default=[],
-                        help="architectures to measure with He-initialised random weights")
-    parser.add_argument("--overlaps", default="64,128,192")
-    args = parser.parse_args()
-    image = test_image()
+    parser.add_argument("--he-init", nargs="*", default=[], type=architecture_arg,
+                        help="architectures to measure with He-initialised random weights: "
+                             + ", ".join(ARCHITECTURES))
+    parser.add_argument("--overlaps", type=overlaps_arg, default="64,128,192")
+    args = parser.parse_args(argv)
     models = [(str(p), load_checkpoint(p)) for p in args.checkpoint]
+    image = test_image()
     for name in args.he_init:
         torch.manual_seed(0)
         network = get_architecture(name).build()
@@ -63,7 +81,7 @@ def main() -> None:
         models.append((f"{name} (He init)", Denoiser(network.eval(), get_architecture(name))))
     print(f"CPU: {describe_cpu()}; {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
-    overlaps = [int(v) for v in args.overlaps.split(",")]
+    overlaps = args.overlaps
     print("| network | hole | ERF r99 (side) | ERF r99.9 (side) | "
           + " | ".join(f"seam max @ overlap {o}" for o in overlaps) + " |")
     print("|---|---|---|---|" + "---|" * len(overlaps))

@@ -10,7 +10,7 @@ strength could give at most). ``--select`` names the Nam pairs a single strength
 is then scored on every pair. The last rows score ``auto`` (a per-pixel gain from the residual,
 ``atbsn_edge/strength.py``), whose window, quantile and factor were chosen on the 12 Nam pairs:
 ``--auto-grid`` prints that choice (the best mean PSNR on the ``--auto-select`` pairs, default
-all 12 Nam pairs, of every window x quantile x factor, and those combinations on every set,
+every Nam pair, of every window x quantile x factor, and those combinations on every set,
 with the pairs below the noisy input and the worst change; each with auto's low-frequency
 step at its sigma), ``--low-sigmas`` the choice of that sigma (at the chosen window, quantile
 and factor; 0: no low-frequency step). The PolyU pairs are licensed for
@@ -33,10 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.cli import new_parser, positive_int
+from atbsn_edge.errors import AtbsnError
+
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
-SETS = {"Nam (12)": ("nam_pairs", "*_noisy.png", "_noisy.png", "_clean.png"),
-        "PolyU (44)": ("polyu", "*_real.JPG", "_real.JPG", "_mean.JPG")}
+#: the data sets, by name (the tables' columns say "NAME (number of pairs found)")
+SETS = {"Nam": ("nam_pairs", "*_noisy.png", "_noisy.png", "_clean.png"),
+        "PolyU": ("polyu", "*_real.JPG", "_real.JPG", "_mean.JPG")}
 
 
 def pairs_of(folder: Path, pattern: str, noisy_suffix: str, clean_suffix: str) -> list[tuple[Path, Path]]:
@@ -45,32 +49,66 @@ def pairs_of(folder: Path, pattern: str, noisy_suffix: str, clean_suffix: str) -
     for noisy in sorted(folder.glob(pattern)):
         clean = noisy.with_name(noisy.name[:-len(noisy_suffix)] + clean_suffix)
         if not clean.is_file():
-            raise SystemExit(f"{noisy} has no {clean.name} beside it")
+            raise AtbsnError(f"{noisy} has no {clean.name} beside it; each noisy image needs "
+                             "its clean reference in the same folder")
         pairs.append((noisy, clean))
     if not pairs:
-        raise SystemExit(f"no {pattern} in {folder}")
+        raise AtbsnError(f"no {pattern} in {folder}; give --real the folder holding "
+                         f"{', '.join(folder for folder, *_ in SETS.values())} "
+                         "(e.g. ../shared/data/real)")
     return pairs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def pair_prefix(path: Path) -> str:
+    """The name ``--select`` / ``--auto-select`` give a pair by: its file name's first field."""
+    return path.name.split("_")[0]
+
+
+def selected(text: str | None, pairs: list[tuple[Path, Path]], flag: str) -> list[str]:
+    """The pair names of ``flag``'s comma-separated ``text`` (None: every pair), each checked
+    against the pairs found: an unknown name is refused, naming the valid ones."""
+    names = [pair_prefix(noisy) for noisy, _ in pairs]
+    if text is None:
+        return names
+    wanted = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in wanted if v not in names]
+    if unknown or not wanted:
+        raise AtbsnError(f"{flag} {text}: {'no pair named ' + ', '.join(unknown) if unknown else 'no pair given'}; "
+                         f"the Nam pairs found are {', '.join(names)} (file name prefixes, "
+                         "comma-separated)")
+    return [n for n in names if n in wanted]
+
+
+def numbers_arg(text: str) -> list[float]:
+    """argparse type: comma-separated finite numbers."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return values
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = new_parser("strength_blend.py", __doc__)
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="student checkpoint (default: the bundled demo student C)")
-    parser.add_argument("--strengths", default="0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--strengths", type=numbers_arg, default="0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2")
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--real", type=Path, default=REAL)
     parser.add_argument("--select", default="01,02,03,04",
                         help="Nam pairs (file name prefixes) the single strength is chosen on")
     parser.add_argument("--auto-grid", action="store_true",
                         help="also score auto's window x quantile x factor grid (the choice of its "
                              "constants)")
-    parser.add_argument("--auto-select", default="01,02,03,04,05,06,07,08,09,10,11,12",
-                        help="Nam pairs (file name prefixes) auto's constants are chosen on")
-    parser.add_argument("--low-sigmas", default="",
+    parser.add_argument("--auto-select", default=None,
+                        help="Nam pairs (file name prefixes) auto's constants are chosen on "
+                             "(default: every Nam pair)")
+    parser.add_argument("--low-sigmas", type=numbers_arg, default=None,
                         help="comma-separated sigmas of auto's low-frequency step to score, chosen "
                              "on --auto-select (e.g. 0,4,8,12,16,24,32,48; 0: none)")
-    parser.add_argument("--auto-top", type=int, default=15,
+    parser.add_argument("--auto-top", type=positive_int, default=15,
                         help="rows of the grid to print, best on --auto-select first")
     parser.add_argument("--brighten", type=float, default=1.0,
                         help="multiply noisy and clean by this and clip to 0..255 (over-exposed "
@@ -78,10 +116,19 @@ def main() -> None:
     parser.add_argument("--clipped-rules", action="store_true",
                         help="also score auto with clipped blocks counted in its low-frequency "
                              "step, counted everywhere, and without that step")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.brighten > 0:
         parser.error(f"--brighten {args.brighten:g}: give a factor above 0 (1: the pairs as "
                      "they are; 1.4: over-exposed)")
+    # the pairs from their file names, and the names --select and --auto-select give, before
+    # any image is read
+    pair_sets = {name: pairs_of(args.real / folder, pattern, noisy_suffix, clean_suffix)
+                 for name, (folder, pattern, noisy_suffix, clean_suffix) in SETS.items()}
+    select = selected(args.select, pair_sets["Nam"], "--select")
+    auto_select = selected(args.auto_select, pair_sets["Nam"], "--auto-select")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise AtbsnError(f"--checkpoint {args.checkpoint}: no such file; give a student "
+                         "checkpoint, or leave it out for the bundled demo student C")
 
     import torch
     from atbsn_edge.progress import progress_bar
@@ -96,14 +143,13 @@ def main() -> None:
                                      blend_with_input)
 
     torch.set_num_threads(args.threads)
-    strengths = [float(s) for s in args.strengths.split(",")]
+    strengths = args.strengths
     grid = [float(g) for g in np.round(np.arange(0.0, 1.51, 0.05), 2)]
     model = load_checkpoint(args.checkpoint or DEMO_STUDENT_C)
     started = time.perf_counter()
-    results = {}
-    for name, (folder, pattern, noisy_suffix, clean_suffix) in SETS.items():
+    results = {}     # by column title: "Nam (12)", "PolyU (44)" (the pairs found)
+    for name, pairs in pair_sets.items():
         rows = []
-        pairs = pairs_of(args.real / folder, pattern, noisy_suffix, clean_suffix)
         for noisy_path, clean_path in progress_bar(pairs, desc=name, unit="img"):
             noisy, clean = (brightened(read_image(path).rgb, args.brighten)
                             for path in (noisy_path, clean_path))
@@ -114,7 +160,8 @@ def main() -> None:
                          "grid": {s: psnr(noisy + s * residual, clean) for s in grid},
                          "by_s": {s: (psnr(noisy + s * residual, clean),
                                       ssim(noisy + s * residual, clean)) for s in strengths}})
-        results[name] = rows
+        results[f"{name} ({len(rows)})"] = rows
+    nam = results[f"Nam ({len(pair_sets['Nam'])})"]
 
     print(f"CPU: {describe_cpu()}; torch threads {args.threads}; checkpoint "
           f"{args.checkpoint or DEMO_STUDENT_C}; {time.perf_counter() - started:.0f} s")
@@ -123,7 +170,7 @@ def main() -> None:
               "channel (<= 2 or >= 253) in the noisy inputs: "
               + ", ".join(f"{name} {clipped_share(rows):.1%}" for name, rows in results.items()))
     print()
-    chosen_on = [r for r in results["Nam (12)"] if r["name"].split("_")[0] in args.select.split(",")]
+    chosen_on = [r for r in nam if r["name"].split("_")[0] in select]
     chosen = max(grid, key=lambda g: np.mean([r["grid"][g] for r in chosen_on]))
     print("| strength s | " + " | ".join(f"{n}: mean PSNR, SSIM, below the noisy input on"
                                          for n in results) + " |")
@@ -143,7 +190,8 @@ def main() -> None:
         chosen_ssim = np.mean([ssim(n + chosen * d, c) for n, d, c in (r["images"] for r in rows)])
         cells.append(f"{np.mean([r['grid'][chosen] for r in rows]):.3f} dB, {chosen_ssim:.4f}, "
                      f"{worse} of {len(rows)}")
-    print(f"| {chosen:g}, chosen on Nam {args.select} | " + " | ".join(cells) + " |")
+    print(f"| {chosen:g}, chosen on the {len(select)} Nam pairs {','.join(select)} | "
+          + " | ".join(cells) + " |")
     cells = []
     for rows in results.values():
         best = [max((r["grid"][g], g) for g in grid) for r in rows]
@@ -159,12 +207,11 @@ def main() -> None:
                      f"{sum(p < p0 for p, _, p0 in scores)} of {len(rows)}")
     print(f"| auto (window {AUTO_WINDOW}, quantile {AUTO_QUANTILE:g}, factor {AUTO_FACTOR:g}, "
           f"low sigma {AUTO_LOW_SIGMA:g}) | " + " | ".join(cells) + " |")
-    auto_on = [r for r in results["Nam (12)"]
-               if r["name"].split("_")[0] in args.auto_select.split(",")]
+    auto_on = [r for r in nam if r["name"].split("_")[0] in auto_select]
     if args.clipped_rules:
         print_clipped_rules(results, psnr)
     if args.low_sigmas:
-        print_low_sigmas(results, auto_on, [float(v) for v in args.low_sigmas.split(",")], psnr)
+        print_low_sigmas(results, auto_on, args.low_sigmas, psnr)
     if args.auto_grid:
         print_auto_grid(results, auto_on, psnr, args.auto_top)
 
