@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import AtbsnError
 
@@ -158,6 +158,26 @@ def positive_int(text: str) -> int:
     value = _integer(text, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {text!r}")
+    return value
+
+
+def comma_list(item: Callable[[str], Any], what: str, example: str) -> Callable[[str], list]:
+    """argparse type: a comma-separated list, each value parsed by ``item`` (another argparse
+    type); one message for any bad value, naming ``what`` and an ``example``."""
+    def parse(text: str) -> list:
+        try:
+            return [item(value) for value in text.split(",")]
+        except (argparse.ArgumentTypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, e.g. {example}, "
+                                             f"got {text!r}") from None
+    return parse
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number."""
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import new_parser, positive_float, positive_int
+from atbsn_edge.cli import comma_list, new_parser, positive_float, positive_int
 from atbsn_edge.errors import AtbsnError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,15 +194,6 @@ def teacher_diagnostic(args: argparse.Namespace) -> None:
     print("| **mean** | " + " | ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)) + " |")
 
 
-def strengths_arg(text: str) -> list[float]:
-    """argparse type: comma-separated positive NL-means strengths."""
-    try:
-        return [positive_float(v) for v in text.split(",")]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers (NL-means "
-                                         f"h values, e.g. 2,3,4), got {text!r}") from None
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = new_parser("adapt_polyu.py", __doc__)
     parser.add_argument("--polyu", type=Path, default=POLYU)
@@ -220,8 +211,9 @@ def main(argv: list[str] | None = None) -> None:
                              "on that camera's images)")
     parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--report-frames", type=int, default=4)
-    parser.add_argument("--strengths", type=strengths_arg, default="2,3,4,5,6,7",
-                        help="NL-means h values")
+    parser.add_argument("--strengths", default="2,3,4,5,6,7", help="NL-means h values",
+                        type=comma_list(positive_float, "positive numbers (NL-means h values)",
+                                        "2,3,4"))
     parser.add_argument("--work", type=Path, help="scratch folder outside the repository "
                         "(default: a new temporary folder, removed at the end)")
     parser.add_argument("--json", type=Path, help="also write the numbers here (outside the repository)")

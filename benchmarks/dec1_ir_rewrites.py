@@ -19,16 +19,24 @@ Variants alternate in rounds within one run; each figure is the median of every 
 The per-layer counters of ``dec1`` are printed for each variant, and the largest difference of
 its output from the original's on one random 0..255 tile.
 
+The rewrites need the NNCF IR of the float checkpoint (node names ``/unet/dec1/...``, ``dec1``
+in float); the default ``openvino-int8`` export of the int8-ready (QAT) student has another
+``dec1`` (int8, its output convolution in four phases, names ``/quantized/unet/...``) and is
+refused. Export the bundle, then time it:
+
+    python -m atbsn_edge.export --target openvino-int8 \\
+        --checkpoint atbsn_edge/assets/demo_student_c.pt --out BUNDLE
     python benchmarks/dec1_ir_rewrites.py BUNDLE --threads 2
 """
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from atbsn_edge.cli import new_parser, positive_int, thread_count
 
 DEC1_ADD = "/unet/dec1/conv1/Add"
 DEC1_DECONV = "/unet/dec1/conv1/low/ConvTranspose"
@@ -38,6 +46,46 @@ DEC1_CONV2 = "/unet/dec1/conv2/conv/Conv/WithoutBiases"
 
 def _ops(model) -> dict:
     return {node.get_friendly_name(): node for node in model.get_ordered_ops()}
+
+
+#: every node a rewrite looks up by name
+DEC1_NODES = (DEC1_ADD, DEC1_DECONV, DEC1_SKIP, DEC1_CONV2)
+NNCF_EXPORT = ("python -m atbsn_edge.export --target openvino-int8 "
+               "--checkpoint atbsn_edge/assets/demo_student_c.pt --out BUNDLE")
+
+
+def find_ir(bundle: Path) -> Path:
+    """The bundle's ``model-int8.xml`` (or ``bundle`` itself, an .xml), or a one-line error."""
+    from atbsn_edge.errors import AtbsnError
+
+    xml = bundle if bundle.suffix == ".xml" else bundle / "model-int8.xml"
+    if not bundle.exists():
+        raise AtbsnError(f"{bundle} does not exist; give an openvino-int8 bundle folder (or its "
+                         f"model-int8.xml), exported with {NNCF_EXPORT}")
+    if bundle.is_file() and bundle.suffix != ".xml":
+        raise AtbsnError(f"{bundle} is neither a bundle folder nor an OpenVINO IR (.xml); give "
+                         f"an openvino-int8 bundle folder, exported with {NNCF_EXPORT}")
+    if not xml.is_file():
+        raise AtbsnError(f"{bundle} holds no model-int8.xml (not an openvino-int8 bundle); "
+                         f"give one exported with {NNCF_EXPORT}")
+    return xml
+
+
+def check_rewritable(model, xml: Path) -> None:
+    """Refuse an IR whose ``dec1`` lacks the nodes the rewrites change (the QAT export's)."""
+    from atbsn_edge.errors import AtbsnError
+
+    names = {node.get_friendly_name() for node in model.get_ordered_ops()}
+    if all(name in names for name in DEC1_NODES):
+        return
+    if any(name.startswith("/quantized/") for name in names):
+        raise AtbsnError(f"{xml} is the int8-ready (quantization-aware) export, whose dec1 is "
+                         "int8 with its output convolution in four phases: these rewrites "
+                         "apply to the NNCF IR of the float checkpoint; export it with "
+                         f"{NNCF_EXPORT}")
+    missing = [name for name in DEC1_NODES if name not in names]
+    raise AtbsnError(f"{xml} lacks {', '.join(missing)} (not the NNCF int8 IR of student C's "
+                     f"float checkpoint); export one with {NNCF_EXPORT}")
 
 
 def thin_conv_as_1x1_grouped(model) -> None:
@@ -98,12 +146,12 @@ VARIANTS: dict[str, Callable | None] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("dec1_ir_rewrites.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("bundle", type=Path, help="an openvino-int8 bundle folder or its .xml")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--calls", type=int, default=5, help="timed calls per variant and round")
+    parser.add_argument("--threads", type=thread_count, default=2)
+    parser.add_argument("--rounds", type=positive_int, default=6)
+    parser.add_argument("--calls", type=positive_int, default=5,
+                        help="timed calls per variant and round")
     parser.add_argument("--inference-precision", choices=("auto", "f32", "bf16", "f16"),
                         default="auto",
                         help="OpenVINO's precision for the float layers (default auto: the "
@@ -111,20 +159,24 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated variants to time; original is always timed")
     args = parser.parse_args()
+    chosen = ["original", *(v for v in args.variants.split(",") if v and v != "original")]
+    unknown = set(chosen) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; valid: {', '.join(VARIANTS)}")
+    xml = find_ir(args.bundle)
 
     import openvino as ov
 
     from atbsn_edge.profiling.machine import describe_cpu
     from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
 
-    xml = args.bundle if args.bundle.suffix == ".xml" else next(args.bundle.glob("model-int8.xml"))
+    ir = ov.Core().read_model(str(xml))
+    check_rewritable(ir, xml)
+    shape = ir.input(0).get_partial_shape()  # the bundle's tile (512 unless dynamic)
+    side = (shape[2].get_length(), shape[3].get_length()) if shape.is_static else (512, 512)
     # the inference precision the runtime would choose on this CPU (its default for int8 IRs)
     precision = OpenVinoRuntime(xml, threads=args.threads,
                                 inference_precision=args.inference_precision).inference_precision
-    chosen = ["original", *(v for v in args.variants.split(",") if v and v != "original")]
-    unknown = set(chosen) - set(VARIANTS)
-    if unknown:
-        parser.error(f"unknown variants {sorted(unknown)}; valid: {', '.join(VARIANTS)}")
     core = ov.Core()
     config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_NUM_THREADS": args.threads, "PERF_COUNT": True}
@@ -135,7 +187,7 @@ def main() -> None:
         if rewrite is not None:
             rewrite(model)
         requests[name] = core.compile_model(model, "CPU", config).create_infer_request()
-    tile = (np.random.default_rng(0).random((1, 3, 512, 512)) * 255).astype(np.float32)
+    tile = (np.random.default_rng(0).random((1, 3, *side)) * 255).astype(np.float32)
     times: dict[str, list[float]] = {name: [] for name in requests}
     for _ in range(args.rounds):
         for name, request in requests.items():
@@ -149,7 +201,7 @@ def main() -> None:
     base = float(np.median(times["original"]))
     print(f"CPU: {describe_cpu()}; OpenVINO {ov.__version__}, {args.threads} threads, LATENCY "
           f"hint, float layers {precision}; {xml}; {args.rounds} rounds x {args.calls} calls\n")
-    print("| variant | ms per 512x512 tile | ratio | max / mean abs diff vs original (0..255) | "
+    print(f"| variant | ms per {side[1]}x{side[0]} tile | ratio | max / mean abs diff vs original (0..255) | "
           "dec1's layers over 2 ms (ms, kernel) |")
     print("|---|---:|---:|---:|---|")
     for name, request in requests.items():

@@ -21,23 +21,24 @@ the ones that carry the image).
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.cli import new_parser, positive_int, positive_multiple_of_32, thread_count
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def main() -> int:
+    parser = new_parser("inference_precision.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--checkpoint", help="default: the bundled demo model")
     parser.add_argument("--bundles", nargs="+", type=Path,
                         help="existing OpenVINO bundles (default: export fp16 and int8)")
-    parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=5, help="timed calls per hint and round")
+    parser.add_argument("--tile", type=positive_multiple_of_32, default=512)
+    parser.add_argument("--threads", type=thread_count, default=2)
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--iters", type=positive_int, default=5,
+                        help="timed calls per hint and round")
     parser.add_argument("--hints", help="comma-separated hints to time (default: every one "
                         "this CPU offers); f32 alone under ONEDNN_MAX_CPU_ISA=AVX2, where "
                         "OpenVINO still lists BF16 but cannot compile it")
@@ -46,6 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.images) != bool(args.clean) or len(args.images or ()) != len(args.clean or ()):
         parser.error("--images and --clean go together, as many of each")
+    for bundle in args.bundles or ():
+        check_openvino_bundle(bundle)
 
     import openvino as ov
 
@@ -69,13 +72,11 @@ def main() -> None:
             for target in ("openvino-fp16", "openvino-int8"):
                 out = Path(tmp) / target
                 extra = ["--checkpoint", args.checkpoint] if args.checkpoint else []
-                assert export(["--target", target, "--tile", str(args.tile), "--out", str(out),
-                               *extra]) == 0
+                code = export(["--target", target, "--tile", str(args.tile), "--out", str(out),
+                               *extra])
+                if code:  # the export printed its one-line error
+                    return code
                 bundles.append(out)
-        print(f"CPU: {describe_cpu()}; OpenVINO {ov.__version__}; capabilities "
-              f"{', '.join(capabilities)}; {args.threads} threads\n")
-        print("| bundle | " + " | ".join(f"{h} median ms" for h in hints) + " | fastest | auto picks |")
-        print("|---|" + "---|" * (len(hints) + 2))
         # every bundle under every hint, opened first and timed in alternating rounds, so
         # that drift falls on all alike (bundles are compared in one run, too)
         opened = {(bundle, h): open_artifact_tiled(bundle, threads=args.threads,
@@ -88,6 +89,11 @@ def main() -> None:
                     chosen[bundle] = auto.runtime.info.inference_precision
             except AtbsnError as exc:  # e.g. bf16 under ONEDNN_MAX_CPU_ISA=AVX2
                 chosen[bundle] = f"cannot compile ({str(exc)[-60:]})"
+        # the header only once every bundle is open: a bundle's error is its one line alone
+        print(f"CPU: {describe_cpu()}; OpenVINO {ov.__version__}; capabilities "
+              f"{', '.join(capabilities)}; {args.threads} threads\n")
+        print("| bundle | " + " | ".join(f"{h} median ms" for h in hints) + " | fastest | auto picks |")
+        print("|---|" + "---|" * (len(hints) + 2))
         inputs = {}  # one input per bundle, shared by its hints
         for bundle in bundles:
             spec = opened[bundle, hints[0]].runtime.input_spec
@@ -110,7 +116,7 @@ def main() -> None:
             label = bundle.name if names.count(bundle.name) == 1 else str(bundle)
             pick = chosen[bundle]
             print(f"| {label} | " + " | ".join(f"{medians[h]:.1f}" for h in hints)
-                  + f" | {fastest} | {pick}{'' if pick == fastest else ' (not the fastest)'} |")
+                  + f" | {fastest} | {pick}{pick_note(pick, fastest, hints)} |")
         if quality:
             print(f"\nMean PSNR against clean on {len(args.images)} pairs, tiled as denoise runs "
                   "it, at the model's own strength:\n")
@@ -119,6 +125,33 @@ def main() -> None:
             for bundle in bundles:
                 print(f"| {bundle.name} | "
                       + " | ".join(f"{quality[bundle, h]:.3f}" for h in hints) + " |")
+    return 0
+
+
+def pick_note(pick: str, fastest: str, timed: list[str]) -> str:
+    """What the table says after the hint ``auto`` picks: nothing where it is the fastest of
+    those timed, "(not timed)" where it was not among them (``--hints`` left it out, so it
+    is not known to be slower), else "(not the fastest)"."""
+    if pick == fastest:
+        return ""
+    return " (not the fastest)" if pick in timed else " (not timed)"
+
+
+def check_openvino_bundle(path: Path) -> None:
+    """Refuse, in one line and before any work, a ``--bundles`` entry that is not an
+    OpenVINO artifact (the hints are OpenVINO's; an ONNX bundle would be timed under hints
+    that do nothing)."""
+    from atbsn_edge.errors import AtbsnError
+    from atbsn_edge.pipeline import locate_artifact
+    from atbsn_edge.runtimes.registry import backend_for_file
+
+    entry, runtime = locate_artifact(path)
+    runtime = runtime or backend_for_file(entry)
+    if runtime != "openvino":
+        raise AtbsnError(f"{path} runs on {runtime} ({entry.name}), and "
+                         "INFERENCE_PRECISION_HINT is OpenVINO's: give openvino-* bundles "
+                         "(python -m atbsn_edge.export --target openvino-fp16 or openvino-int8), "
+                         "or leave --bundles out to export both")
 
 
 def read_pairs(noisy: list[Path], clean: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -17,13 +17,14 @@ export against PyTorch eager fp32 with
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.cli import (new_parser, non_negative_int, positive_int, positive_multiple_of_32,
+                            thread_count)
 from atbsn_edge.profiling.machine import describe_cpu
 from atbsn_edge.profiling.timing import time_calls
 
@@ -50,18 +51,51 @@ def paired_times(interface, direct, x, warmup: int, repeats: int) -> tuple[float
     return statistics.median(a), float(np.percentile(a, 90)), statistics.median(b)
 
 
+def parse_targets(text: str) -> list[tuple[str, list[str]]]:
+    """``--targets``: comma-separated export targets, each with optional export flags after
+    colons; every name checked against the export's target table (a one-line error naming
+    the valid ones) before any export."""
+    from atbsn_edge.errors import AtbsnError
+    from atbsn_edge.export.targets import get_target
+
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    if not entries:
+        raise AtbsnError(f"--targets {text!r} names no target; give comma-separated export "
+                         "targets, e.g. --targets onnx-fp32,openvino-int8")
+    parsed = []
+    for entry in entries:
+        target, *flags = entry.split(":")
+        get_target(target)  # an unknown name: AtbsnError listing the valid targets
+        parsed.append((target, flags))
+    return parsed
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``--tiled WxH`` as (width, height), or a one-line error."""
+    from atbsn_edge.errors import AtbsnError
+
+    width, x, height = text.lower().partition("x")
+    if not (x and width.strip().isdigit() and height.strip().isdigit()
+            and int(width) > 0 and int(height) > 0):
+        raise AtbsnError(f"--tiled {text!r}: give the image size as WIDTHxHEIGHT, e.g. "
+                         "--tiled 1920x1080, or --tiled '' to skip the tiled check")
+    return int(width), int(height)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("latency.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tile", type=positive_multiple_of_32, default=512)
     parser.add_argument("--targets", default="onnx-fp32,onnx-fp16,onnx-int8,openvino-fp32,"
                         "openvino-fp16,openvino-int8,openvino-int8:--int8-quantizer=qdq")
     parser.add_argument("--tiled", default="1920x1080", help="WxH image for the tiled check ('' skips)")
-    parser.add_argument("--threads", type=int, default=0, help="threads for every backend (0: default)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=thread_count, default=0,
+                        help="threads for every backend (0: default)")
+    parser.add_argument("--warmup", type=non_negative_int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=10)
     args = parser.parse_args()
+    targets = parse_targets(args.targets)  # every name checked before any export
+    tiled_size = parse_size(args.tiled) if args.tiled else None
 
     import torch
 
@@ -75,8 +109,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     image = None
-    if args.tiled:
-        width, height = (int(v) for v in args.tiled.lower().split("x"))
+    if tiled_size is not None:
+        width, height = tiled_size
         image = (np.random.default_rng(1).random((height, width, 3)) * 255).astype(np.float32)
 
     x = (np.random.default_rng(0).random((1, 3, args.tile, args.tile)) * 255).astype(np.float32)
@@ -92,8 +126,7 @@ def main() -> None:
     rows.append(("torch eager fp32", base, base90, None))
     tiled_rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for index, entry in enumerate(args.targets.split(",")):
-            target, *flags = entry.split(":")
+        for index, (target, flags) in enumerate(targets):
             label = " ".join([target, *flags])
             out = Path(tmp) / f"{index}-{target}"
             if export(["--target", target, "--checkpoint", args.checkpoint, "--tile",

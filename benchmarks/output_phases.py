@@ -17,7 +17,6 @@ random 0..255 tile, with the CPU named.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import tempfile
 import time
@@ -25,7 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.cli import new_parser, positive_int, positive_multiple_of_32, thread_count
+
 FORMS = ("plain", "phases")
+#: ``--precisions``: OpenVINO's float inference precisions, and auto (the runtime's choice)
+PRECISIONS = ("auto", "f32", "bf16", "f16")
 
 
 def export_forms(checkpoint: Path, folder: Path, tile: int) -> dict[str, Path]:
@@ -49,18 +52,25 @@ def export_forms(checkpoint: Path, folder: Path, tile: int) -> dict[str, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("output_phases.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="an int8-ready checkpoint (default: the bundled one)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--calls", type=int, default=6, help="timed calls per form and round")
+    parser.add_argument("--threads", type=thread_count, default=2)
+    parser.add_argument("--tile", type=positive_multiple_of_32, default=512,
+                        help="tile side, a positive multiple of 32 (the network's stride)")
+    parser.add_argument("--rounds", type=positive_int, default=8)
+    parser.add_argument("--calls", type=positive_int, default=6,
+                        help="timed calls per form and round")
     parser.add_argument("--precisions", default="auto,f32",
-                        help="OpenVINO float precisions to time (auto: the runtime's choice)")
+                        help="OpenVINO float precisions to time, comma-separated out of "
+                             f"{', '.join(PRECISIONS)} (auto: the runtime's choice)")
     parser.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
     args = parser.parse_args()
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        parser.error(f"--precisions {args.precisions!r}: give comma-separated precisions out "
+                     f"of {', '.join(PRECISIONS)}, e.g. --precisions auto,f32")
 
     import openvino as ov
 
@@ -73,7 +83,7 @@ def main() -> None:
         xmls = export_forms(checkpoint, Path(tmp), args.tile)
         core = ov.Core()
         runners = {}
-        for precision in [p for p in args.precisions.split(",") if p]:
+        for precision in precisions:
             chosen = OpenVinoRuntime(xmls["phases"], threads=args.threads,
                                      inference_precision=precision).inference_precision
             for form, xml in xmls.items():

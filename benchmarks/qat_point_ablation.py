@@ -2,7 +2,7 @@
 with one group of activation quantization points passed through at a time, and three
 attempts at the costly point without retraining.
 
-    python benchmarks/qat_point_ablation.py --checkpoint atbsn_edge/assets/demo_student_c_int8.pt \
+    python benchmarks/qat_point_ablation.py --checkpoint atbsn_edge/assets/demo_student_c_int8.pt \\
         --noisy $N/*_noisy.png --clean $N/*_clean.png --calibration $D/*.png --threads 2
 
 Prints mean PSNR against clean at strength 1 (the network's output; the QAT target) and at
@@ -35,10 +35,35 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from atbsn_edge.cli import new_parser, thread_count
+
+
+def float_checkpoint(args: argparse.Namespace, model) -> str:
+    """The float checkpoint ``model`` (loaded from ``--checkpoint``) was fine-tuned from:
+    ``--float``, else its ``qat_from`` beside it; a one-line error where ``model`` is not an
+    int8-ready checkpoint or its float one cannot be found (before any output)."""
+    from atbsn_edge.errors import AtbsnError
+    from atbsn_edge.export.torch_qat_to_int8_onnx import learned_ranges
+
+    if learned_ranges(model) is None:
+        raise AtbsnError(f"{args.checkpoint} is not an int8-ready (quantization-aware) "
+                         "checkpoint: it has no learned int8 ranges to ablate; give one written "
+                         "by python -m atbsn_edge.qat as --checkpoint (e.g. "
+                         "atbsn_edge/assets/demo_student_c_int8.pt), and a float checkpoint "
+                         "such as this one as --float")
+    if args.float_checkpoint:
+        return args.float_checkpoint
+    origin = model.metadata.get("qat_from") or ""
+    path = Path(args.checkpoint).parent / origin
+    if not origin or not path.is_file():
+        raise AtbsnError(f"{args.checkpoint} names its float checkpoint as "
+                         f"{origin or '(nothing)'!r}, and {path} is not a file; give the float "
+                         "checkpoint it was fine-tuned from with --float FILE.pt")
+    return str(path)
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("qat_point_ablation.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--checkpoint", required=True, help="int8-ready checkpoint (qat)")
     parser.add_argument("--float", dest="float_checkpoint",
                         help="its float checkpoint (default: qat_from beside it)")
@@ -50,11 +75,22 @@ def main() -> None:
     parser.add_argument("--equalize", default="", help="alphas, e.g. 0.5,1")
     parser.add_argument("--groups", default="", help="group counts, e.g. 2,4")
     parser.add_argument("--output-steps", default="", help="steps, e.g. 0.9,1.2,1.7,2.4")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=thread_count, default=0)
     args = parser.parse_args()
+    try:
+        alphas = [float(a) for a in args.equalize.split(",") if a.strip()]
+        counts = [int(g) for g in args.groups.split(",") if g.strip()]
+        output_steps = [float(v) for v in args.output_steps.split(",") if v.strip()]
+    except ValueError as exc:
+        parser.error(f"--equalize, --groups and --output-steps take comma-separated numbers "
+                     f"(e.g. --equalize 0.5,1 --groups 2,4): {exc}")
+    if any(c < 1 for c in counts) or any(v <= 0 for v in output_steps):
+        parser.error(f"--groups {args.groups!r} / --output-steps {args.output_steps!r}: group "
+                     "counts must be >= 1 and steps > 0")
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from atbsn_edge.errors import AtbsnError
     from atbsn_edge.imageio import read_image
     from atbsn_edge.inputs import expand_inputs
     from atbsn_edge.metrics import psnr
@@ -89,14 +125,17 @@ def main() -> None:
                 model(tensor(x))
 
     model = load_checkpoint(args.checkpoint)
-    float_path = args.float_checkpoint or str(
-        Path(args.checkpoint).parent / model.metadata.get("qat_from", ""))
+    float_path = float_checkpoint(args, model)
+    float_model = load_checkpoint(float_path)
+    if len(noisy) != len(clean):
+        raise AtbsnError(f"{len(noisy)} --noisy images but {len(clean)} --clean ones; give one "
+                         "clean reference per noisy image, in the same order")
     info = cpu_info()
     print(f"CPU: {info['model']}; {' '.join(info['flags_that_matter'])}; torch threads "
           f"{torch.get_num_threads()}; {len(noisy)} pairs; {len(calibration)} calibration images")
     print("| variant | strength 1 dB | auto dB |")
     print("|---|---|---|")
-    print(f"| float network ({Path(float_path).name}) | {score(load_checkpoint(float_path))} |")
+    print(f"| float network ({Path(float_path).name}) | {score(float_model)} |")
     print(f"| int8 simulation as trained | {score(model)} |", flush=True)
     quantizers = wrapper(model).quantizers()
     groups: dict[str, list[str]] = {}
@@ -137,7 +176,7 @@ def main() -> None:
             wrapper(model).network(tensor(x))
     hook.remove()
     channel_range = torch.stack(ranges).amax(0)
-    for alpha in [float(a) for a in args.equalize.split(",") if a]:
+    for alpha in alphas:
         variant = copy.deepcopy(model)
         wrapped = wrapper(variant)
         scale = (channel_range / channel_range.max()).clamp_min(1e-4) ** alpha
@@ -156,7 +195,6 @@ def main() -> None:
             quantizer.start_from_observations()
         print(f"| output input equalized, alpha {alpha:g} | {score(variant)} |", flush=True)
 
-    counts = [int(g) for g in args.groups.split(",") if g]
     if counts:
         inputs: list[torch.Tensor] = []
         qconv = wrapper(model).quantized.unet.dec1.conv2
@@ -185,7 +223,7 @@ def main() -> None:
             print(f"| output convolution in {count} channel groups, a step each | "
                   f"{score(model)} |", flush=True)
             del qconv.forward
-    for step in [float(v) for v in args.output_steps.split(",") if v]:
+    for step in output_steps:
         variant = copy.deepcopy(model)
         wrapper(variant).quantizers()["unet.dec1.conv2.input"].set_step(step)
         print(f"| output convolution's input step {step:g} | {score(variant)} |", flush=True)

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from atbsn_edge.cli import new_parser, non_negative_int
+from atbsn_edge.cli import comma_list, new_parser, non_negative_int
 from atbsn_edge.models import load_checkpoint
 from atbsn_edge.models.denoiser import Denoiser
 from atbsn_edge.models.registry import ARCHITECTURES, get_architecture
@@ -55,22 +55,15 @@ def architecture_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def overlaps_arg(text: str) -> list[int]:
-    """argparse type: comma-separated tile overlaps (non-negative integers)."""
-    try:
-        return [non_negative_int(v) for v in text.split(",")]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers "
-                                         f"(tile overlaps, e.g. 64,128), got {text!r}") from None
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = new_parser("receptive_field.py", __doc__)
     parser.add_argument("--checkpoint", nargs="*", default=[], help="checkpoints to measure")
     parser.add_argument("--he-init", nargs="*", default=[], type=architecture_arg,
                         help="architectures to measure with He-initialised random weights: "
                              + ", ".join(ARCHITECTURES))
-    parser.add_argument("--overlaps", type=overlaps_arg, default="64,128,192")
+    parser.add_argument("--overlaps", default="64,128,192",
+                        type=comma_list(non_negative_int, "non-negative integers (tile overlaps)",
+                                        "64,128"))
     args = parser.parse_args(argv)
     models = [(str(p), load_checkpoint(p)) for p in args.checkpoint]
     image = test_image()

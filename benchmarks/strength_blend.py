@@ -27,13 +27,12 @@ counted in the low-frequency step, counted everywhere, and without that step.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import new_parser, positive_int
+from atbsn_edge.cli import comma_list, finite_float, new_parser, positive_int
 from atbsn_edge.errors import AtbsnError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,22 +78,14 @@ def selected(text: str | None, pairs: list[tuple[Path, Path]], flag: str) -> lis
     return [n for n in names if n in wanted]
 
 
-def numbers_arg(text: str) -> list[float]:
-    """argparse type: comma-separated finite numbers."""
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or any(v != v or v in (float("inf"), float("-inf")) for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-    return values
+NUMBERS = comma_list(finite_float, "numbers", "0.5,0.7,1.0")  # argparse type
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = new_parser("strength_blend.py", __doc__)
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="student checkpoint (default: the bundled demo student C)")
-    parser.add_argument("--strengths", type=numbers_arg, default="0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2")
+    parser.add_argument("--strengths", type=NUMBERS, default="0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2")
     parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--real", type=Path, default=REAL)
     parser.add_argument("--select", default="01,02,03,04",
@@ -105,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--auto-select", default=None,
                         help="Nam pairs (file name prefixes) auto's constants are chosen on "
                              "(default: every Nam pair)")
-    parser.add_argument("--low-sigmas", type=numbers_arg, default=None,
+    parser.add_argument("--low-sigmas", type=NUMBERS, default=None,
                         help="comma-separated sigmas of auto's low-frequency step to score, chosen "
                              "on --auto-select (e.g. 0,4,8,12,16,24,32,48; 0: none)")
     parser.add_argument("--auto-top", type=positive_int, default=15,

@@ -1,0 +1,235 @@
+"""The int8 and latency benchmark scripts: a user's mistake is one ``error:`` line and exit 2
+before any output or heavy work, and the defects found by running each of them small stay
+fixed (int8_quality's NNCF column, dec1_ir_rewrites on the QAT bundle, qat_point_ablation on
+a float checkpoint, qat_float_output on pairs not at the tile, inference_precision's "auto
+picks" note and its bundle checks, latency's unknown targets, output_phases' tile)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import textured_image
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+SCRIPTS = ("int8_quality", "dec1_ir_rewrites", "qat_point_ablation", "qat_float_output",
+           "inference_precision", "latency", "output_phases")
+
+
+def run_script(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``benchmarks/NAME.py ARGS`` in a fresh interpreter (caches in the test's folders, set
+    by the autouse fixture of conftest.py and inherited through the environment)."""
+    return subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit 2, nothing on stdout, and one ``error:`` line (no traceback) holding every
+    fragment; returns that line."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout == "", result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
+def load_script(name: str):
+    """Import ``benchmarks/NAME.py`` as a module (its main is not run)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_pairs(folder: Path, size: int, count: int = 2) -> tuple[list[Path], list[Path]]:
+    """``count`` noisy / clean PNG pairs of ``size`` x ``size`` in ``folder``."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    noisy, clean = [], []
+    for i in range(count):
+        image = textured_image(size, size, seed=i)
+        rough = np.clip(image + np.random.default_rng(i).normal(0, 10, image.shape), 0, 255)
+        noisy.append(folder / f"{i}_noisy.png")
+        clean.append(folder / f"{i}_clean.png")
+        cv2.imwrite(str(noisy[-1]), rough.astype(np.uint8))
+        cv2.imwrite(str(clean[-1]), image.astype(np.uint8))
+    return noisy, clean
+
+
+@pytest.fixture(scope="module")
+def qat_bundle(tmp_path_factory) -> Path:
+    """The default openvino-int8 export (the bundled int8-ready student, node names
+    ``/quantized/unet/...``) at a 64 x 64 tile, once for this module."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("qat_bundle")
+    out = root / "bundle"
+    env = {**os.environ, "ATBSN_EDGE_CACHE": str(root / "cache"),
+           "ATBSN_EDGE_OPENVINO_CACHE": "0"}
+    result = subprocess.run([sys.executable, "-m", "atbsn_edge.export", "--target",
+                             "openvino-int8", "--tile", "64", "--out", str(out)],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_docstring_commands_are_whole_lines():
+    """A backslash ending a docstring line (not a raw string) joined the command's next line
+    onto it ('...png         --clean ...') in the source and in --help: write it doubled."""
+    for name in SCRIPTS:
+        doc = load_script(name).__doc__
+        for line in doc.splitlines():
+            assert not re.search(r"\S {5,}--", line), (name, line)
+    doc = load_script("dec1_ir_rewrites").__doc__
+    assert "python benchmarks/dec1_ir_rewrites.py BUNDLE --threads 2" in doc
+    assert "--checkpoint atbsn_edge/assets/demo_student_c.pt" in doc  # how to make the bundle
+
+
+# --- int8_quality.py -----------------------------------------------------------------------
+
+def test_int8_quality_refuses_unknown_quantizer(tmp_path):
+    """``--quantizers foo`` was run as nncf; now refused before any work, naming the valid."""
+    result = run_script("int8_quality", "--checkpoint", tmp_path / "absent.pt",
+                        "--noisy", "a.png", "--clean", "b.png", "--quantizers", "qdq,foo")
+    assert_one_line_error(result, "'foo'", "qdq", "nncf")
+
+
+def test_int8_quality_nncf_column(tmp_path, make_checkpoint):
+    """The NNCF IR the script writes carries the full metadata the runtime needs (it had
+    only the precision, and the run ended in 'its atbsn-edge metadata lacks model, ...')."""
+    pytest.importorskip("nncf")
+    import cv2
+
+    noisy, clean = write_pairs(tmp_path / "pairs", 64)
+    calibration = tmp_path / "calibration.png"
+    cv2.imwrite(str(calibration), textured_image(96, 96, seed=5).astype(np.uint8))
+    result = run_script("int8_quality", "--checkpoint", make_checkpoint(), "--noisy", *noisy,
+                        "--clean", *clean, "--calib-data", calibration, "--calib-crops", "2",
+                        "--quantizers", "nncf")
+    assert result.returncode == 0, result.stderr
+    assert "| fp32 | - |" in result.stdout
+    assert re.search(r"\| default \| nncf \| [-\d.]+ dB \|", result.stdout), result.stdout
+
+
+# --- dec1_ir_rewrites.py -------------------------------------------------------------------
+
+def test_dec1_rewrites_bundle_without_int8_ir(tmp_path):
+    """A folder without model-int8.xml ended in a StopIteration traceback."""
+    pytest.importorskip("openvino")
+    result = run_script("dec1_ir_rewrites", tmp_path)
+    assert_one_line_error(result, str(tmp_path), "model-int8.xml",
+                          "--checkpoint atbsn_edge/assets/demo_student_c.pt")
+
+
+def test_dec1_rewrites_refuses_the_qat_bundle(qat_bundle):
+    """The default (QAT) openvino-int8 bundle died in KeyError '/unet/dec1/...': its dec1 is
+    another graph; refused in one line saying which bundle to export."""
+    result = run_script("dec1_ir_rewrites", qat_bundle, "--rounds", "1", "--calls", "1")
+    assert_one_line_error(result, "int8-ready", "NNCF",
+                          "--checkpoint atbsn_edge/assets/demo_student_c.pt")
+
+
+# --- qat_point_ablation.py -----------------------------------------------------------------
+
+def test_qat_point_ablation_refuses_float_checkpoint(tmp_path, make_checkpoint):
+    """A float checkpoint printed the table's header, then 'checkpoint ... does not exist'
+    (its empty qat_from joined to the folder)."""
+    noisy, clean = write_pairs(tmp_path / "pairs", 64, count=1)
+    checkpoint = make_checkpoint()
+    result = run_script("qat_point_ablation", "--checkpoint", checkpoint, "--noisy", *noisy,
+                        "--clean", *clean, "--calibration", *noisy)
+    assert_one_line_error(result, str(checkpoint), "not an int8-ready",
+                          "python -m atbsn_edge.qat", "--float")
+
+
+# --- qat_float_output.py -------------------------------------------------------------------
+
+def test_qat_float_output_refuses_pairs_off_the_tile(tmp_path, qat_bundle):
+    """Pairs not at the bundle's tile ended in OpenVINO's shape RuntimeError traceback."""
+    noisy, clean = write_pairs(tmp_path / "pairs", 96)
+    result = run_script("qat_float_output", "--bundle", qat_bundle, "--noisy", *noisy,
+                        "--clean", *clean, "--rounds", "1", "--iters", "1")
+    assert_one_line_error(result, str(noisy[0]), "96x96", "64x64")
+
+
+def test_qat_float_output_at_the_bundles_tile(tmp_path, qat_bundle):
+    """Pairs at the tile run, timed at the tile (it timed a 512 x 512 input on any bundle)."""
+    noisy, clean = write_pairs(tmp_path / "pairs", 64)
+    result = run_script("qat_float_output", "--bundle", qat_bundle, "--noisy", *noisy,
+                        "--clean", *clean, "--rounds", "1", "--iters", "1")
+    assert result.returncode == 0, result.stderr
+    assert "64x64; 2 pairs" in result.stdout
+    assert result.stdout.count("| output convolution float |") == 2
+
+
+def test_qat_float_output_refuses_a_bundle_without_learned_int8(tmp_path):
+    """A folder that is not a QAT bundle: one line, before any image is read."""
+    result = run_script("qat_float_output", "--bundle", tmp_path, "--noisy", "a.png",
+                        "--clean", "b.png")
+    assert_one_line_error(result, str(tmp_path))
+
+
+# --- inference_precision.py ----------------------------------------------------------------
+
+def test_inference_precision_note_for_an_untimed_pick():
+    """``--hints f32`` with auto picking bf16 said '(not the fastest)' of a hint not timed."""
+    note = load_script("inference_precision").pick_note
+    assert note("bf16", "f32", ["f32"]) == " (not timed)"
+    assert note("bf16", "f32", ["f32", "bf16"]) == " (not the fastest)"
+    assert note("f32", "f32", ["f32"]) == ""
+
+
+def test_inference_precision_untimed_pick_in_the_table(qat_bundle):
+    result = run_script("inference_precision", "--bundles", qat_bundle, "--hints", "f32",
+                        "--rounds", "1", "--iters", "1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    row = lines[lines.index("|---|---|---|---|") + 1]  # the bundle's row, under the header
+    assert "not the fastest" not in row
+    if not row.rstrip(" |").endswith("| f32"):  # auto picked another hint than the one timed
+        assert row.endswith("(not timed) |"), row
+
+
+def test_inference_precision_refuses_onnx(qat_bundle):
+    """An ONNX artifact was timed under OpenVINO's hints, which do nothing for it."""
+    pytest.importorskip("openvino")
+    result = run_script("inference_precision", "--bundles", qat_bundle / "model-fp32.onnx",
+                        "--hints", "f32", "--rounds", "1", "--iters", "1")
+    assert_one_line_error(result, "model-fp32.onnx", "give openvino-* bundles")
+
+
+def test_inference_precision_bundle_error_before_the_table(tmp_path):
+    """A bundle that cannot be opened: its line alone, not after the table's header."""
+    pytest.importorskip("openvino")
+    result = run_script("inference_precision", "--bundles", tmp_path / "absent", "--hints", "f32")
+    assert_one_line_error(result, "absent")
+
+
+# --- latency.py ----------------------------------------------------------------------------
+
+def test_latency_refuses_unknown_target(make_checkpoint):
+    """``--targets bogus`` printed its error, went on, printed a nan row and exited 0."""
+    result = run_script("latency", "--checkpoint", make_checkpoint(), "--targets",
+                        "onnx-fp32,bogus", "--tile", "64", "--tiled", "", "--warmup", "0",
+                        "--repeats", "1")
+    assert_one_line_error(result, "unknown target 'bogus'", "openvino-int8")
+
+
+# --- output_phases.py ----------------------------------------------------------------------
+
+def test_output_phases_refuses_tile_off_the_stride():
+    """``--tile 50`` ended in a torch RuntimeError traceback after the export began."""
+    result = run_script("output_phases", "--tile", "50")
+    assert_one_line_error(result, "--tile", "multiple of 32")
