@@ -128,6 +128,7 @@ def main() -> None:
                 got = scores(artifact)
                 row(name, quantizer, got.mean(), (base - got).mean(), (base - got).max())
 
+
 if __name__ == "__main__":
     from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
 

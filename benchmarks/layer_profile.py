@@ -88,6 +88,7 @@ def main() -> None:
                      f"(measured: {args.torch_ms / (latency * 1e3):.1f}x)")
         print(line)
 
+
 if __name__ == "__main__":
     from atbsn_edge.cli import run_cli  # a user mistake: one line and exit 2
 
