@@ -290,13 +290,19 @@ def test_ctrl_c_stops_cleanly_with_the_output_and_summary(tmp_path, bundle):
                and not list(tmp_path.glob(".o.partial-*.mp4"))):
             time.sleep(0.02)
         assert process.poll() is None, "the demo ended before it was interrupted"
-        time.sleep(0.3)
+        # frames flowing: the partial video has grown past its header (a signal sent while the
+        # writer was still being set up was lost once in about 16 runs; not reproduced since)
+        partial = next(iter(tmp_path.glob(".o.partial-*.mp4")), None)
+        while (time.time() < deadline and process.poll() is None and partial is not None
+               and partial.exists() and partial.stat().st_size < 8192):
+            time.sleep(0.02)
+        time.sleep(0.1)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, stderr[-2000:]
+    assert process.returncode == 130, (stdout[-500:], stderr[-2000:])
     assert "terminate called" not in stderr and "Traceback" not in stderr
     assert stderr.splitlines()[-1] == "interrupted"
     assert "frames denoised" in stdout
