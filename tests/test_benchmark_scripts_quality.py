@@ -190,7 +190,8 @@ def test_adapt_supervised_bound_names_the_cameras_found(polyu, flag):
 
 @pytest.fixture
 def real(tmp_path) -> Path:
-    """A ``../shared/data/real``-like folder: 2 Nam pairs and 1 PolyU pair, 32x32."""
+    """A folder laid out like the real-noise data (nam_pairs/, polyu/): 2 Nam pairs and 1
+    PolyU pair, 32x32, generated here."""
     folder = tmp_path / "real"
     for i in (1, 2):
         write_pair(folder / "nam_pairs", f"{i:02d}_noisy.png", f"{i:02d}_clean.png", 32, seed=i)
