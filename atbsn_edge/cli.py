@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import AtbsnError
 
@@ -170,6 +170,33 @@ def comma_list(item: Callable[[str], Any], what: str, example: str) -> Callable[
         except (argparse.ArgumentTypeError, ValueError):
             raise argparse.ArgumentTypeError(f"expected comma-separated {what}, e.g. {example}, "
                                              f"got {text!r}") from None
+    return parse
+
+
+def pick_choices(text: str, valid: Sequence[str], noun: str) -> list[str]:
+    """The names of the comma-separated ``text`` (blanks stripped, empty entries and repeats
+    dropped, order kept); a ``ValueError`` naming the ``valid`` ones when none is given or one
+    is not in ``valid`` (``noun``: what a name is, e.g. ``"variant"``)."""
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in valid]
+    if len(unknown) == 1:
+        problem = f"{unknown[0]!r} is no {noun}"
+    elif unknown:
+        problem = f"{', '.join(repr(name) for name in unknown)} are no {noun}s"
+    elif not names:
+        problem = f"no {noun} given"
+    else:
+        return names
+    raise ValueError(f"{problem}; give comma-separated names out of: {', '.join(valid)}")
+
+
+def comma_choices(valid: Sequence[str], noun: str) -> Callable[[str], list[str]]:
+    """argparse type: comma-separated names out of ``valid`` (see :func:`pick_choices`)."""
+    def parse(text: str) -> list[str]:
+        try:
+            return pick_choices(text, valid, noun)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
 
 

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .cli import new_parser, run_cli
+from .cli import comma_list, new_parser, non_negative_int, run_cli
 from .errors import AtbsnError
 from .holes import check_hole
 from .train import (add_optimisation_args, check_out, config_from_args, log_written, read_pairs,
@@ -14,16 +14,12 @@ from .train import (add_optimisation_args, check_out, config_from_args, log_writ
 log = logging.getLogger(__name__)
 
 
+_HOLE_LIST = comma_list(non_negative_int, "non-negative integers", "0,1,3")
+
+
 def parse_holes(text: str) -> list[int]:
     """``"0,1,3"`` -> [0, 1, 3], with an error naming a bad entry."""
-    try:
-        holes = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--holes takes comma-separated non-negative integers, "
-                                         f"got {text!r}") from None
-    if not holes or min(holes) < 0:
-        raise argparse.ArgumentTypeError(f"--holes takes comma-separated non-negative integers, "
-                                         f"got {text!r}")
+    holes = _HOLE_LIST(text)
     for hole in holes:
         try:
             check_hole(hole)

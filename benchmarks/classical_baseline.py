@@ -5,13 +5,12 @@ noisy/clean pairs: PSNR per filter strength and time per image, to compare with 
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import cv2
 import numpy as np
 
-from atbsn_edge.cli import run_cli
+from atbsn_edge.cli import new_parser, run_cli
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.imageio import read_image
 from atbsn_edge.inputs import expand_inputs
@@ -20,8 +19,7 @@ from atbsn_edge.profiling.machine import describe_cpu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("classical_baseline.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--noisy", nargs="+", required=True)
     parser.add_argument("--clean", nargs="+", required=True)
     parser.add_argument("--strengths", default="1,2,3,4,5,6")

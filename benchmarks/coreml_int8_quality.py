@@ -13,7 +13,6 @@ naming the CPU (the evaluator is a numpy interpreter: its time says nothing abou
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -21,18 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
+from atbsn_edge.cli import comma_choices, new_parser
 
 VARIANTS = ("fp32", "fp16", "int8", "int8-all", "int8-affine", "int8-w8")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("coreml_int8_quality.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--checkpoint", default="atbsn_edge/assets/demo_student_c.pt")
     parser.add_argument("--hole", type=int, help="AT-BSN hole size (default: the checkpoint's)")
     parser.add_argument("--noisy", nargs="+", required=True, help="noisy images, all one square size")
     parser.add_argument("--clean", nargs="+", required=True, help="their clean references")
-    parser.add_argument("--variants", default="fp32,fp16,int8",
+    parser.add_argument("--variants", type=comma_choices(VARIANTS, "variant"),
+                        default="fp32,fp16,int8",
                         help="comma list of fp32, fp16, int8 (W8A8, the default keep-float), "
                              "int8-all (W8A8, every layer), int8-affine (W8A8 with zero points), "
                              "int8-w8 (weight-only)")
@@ -43,11 +43,6 @@ def main() -> None:
     parser.add_argument("--no-fuse-upsampling", dest="fuse", action="store_false")
     args = parser.parse_args()
     from atbsn_edge.errors import AtbsnError
-
-    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
-    if unknown:
-        raise AtbsnError(f"--variants: {', '.join(unknown)} is no variant; give a comma list "
-                         f"of: {', '.join(VARIANTS)}")
 
     import torch
 
@@ -80,7 +75,7 @@ def main() -> None:
     calibration = None
     rows = [("PyTorch fp32", "-", base.mean(), 0.0, 0.0, 0.0, None)]  # no evaluator time
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in args.variants.split(","):
+        for variant in args.variants:
             build_start = time.perf_counter()
             if variant in ("fp32", "fp16"):
                 mlmodel = tc.convert_module(module, batch=1, height=height, width=width,

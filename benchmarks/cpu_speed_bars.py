@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import positive_float, positive_int, thread_count
+from atbsn_edge.cli import new_parser, positive_float, positive_int, thread_count
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.profiling.machine import cpu_info, describe_cpu
 
@@ -36,8 +36,7 @@ FLOOR_CHANNELS, FLOOR_SIZE = 128, 64
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("cpu_speed_bars.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--bundle", type=Path, help="an openvino-int8 bundle (default: export "
                         "the default one, from the bundled int8-ready student, to a temporary folder)")
     parser.add_argument("--checkpoint", type=Path, help="PyTorch baseline (default: the bundle's "

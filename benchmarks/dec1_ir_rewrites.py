@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import new_parser, positive_int, thread_count
+from atbsn_edge.cli import comma_choices, new_parser, positive_int, thread_count
 
 DEC1_ADD = "/unet/dec1/conv1/Add"
 DEC1_DECONV = "/unet/dec1/conv1/low/ConvTranspose"
@@ -156,13 +156,11 @@ def main() -> None:
                         default="auto",
                         help="OpenVINO's precision for the float layers (default auto: the "
                              "runtime's choice on this CPU)")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
+    parser.add_argument("--variants", type=comma_choices(tuple(VARIANTS), "variant"),
+                        default=",".join(VARIANTS),
                         help="comma-separated variants to time; original is always timed")
     args = parser.parse_args()
-    chosen = ["original", *(v for v in args.variants.split(",") if v and v != "original")]
-    unknown = set(chosen) - set(VARIANTS)
-    if unknown:
-        parser.error(f"unknown variants {sorted(unknown)}; valid: {', '.join(VARIANTS)}")
+    chosen = ["original", *(v for v in args.variants if v != "original")]
     xml = find_ir(args.bundle)
 
     import openvino as ov

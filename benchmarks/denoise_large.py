@@ -8,7 +8,6 @@ reports wall time, peak resident memory of that process, and the input/output ar
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import resource
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from atbsn_edge.profiling.machine import describe_cpu
+from atbsn_edge.cli import new_parser
 
 
 def make_image(path: Path, width: int, height: int) -> None:
@@ -35,8 +35,7 @@ def make_image(path: Path, width: int, height: int) -> None:
 def main() -> None:
     from atbsn_edge.cli import positive_int, positive_multiple_of_32
 
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("denoise_large.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--checkpoint", help="checkpoint (default: a He-initialised student C)")
     parser.add_argument("--width", type=positive_int, default=6000)
     parser.add_argument("--height", type=positive_int, default=4000)

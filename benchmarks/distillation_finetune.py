@@ -26,7 +26,6 @@ cached as float16; the loss is the sum of L1 distances to the recipe's targets):
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -42,6 +41,7 @@ from distillation_targets import (HOLES, OpenVINOTeacher, image_key, nl_means,  
                                   score, teacher_outputs)
 
 from atbsn_edge.adaptation import NO_LIMIT  # noqa: E402
+from atbsn_edge.cli import new_parser
 from atbsn_edge.adaptation_pool import PoolSampler, pooled_loss  # noqa: E402
 from atbsn_edge.adaptation_report import run_denoiser  # noqa: E402
 from atbsn_edge.errors import AtbsnError  # noqa: E402
@@ -81,8 +81,7 @@ def score_student(student, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("distillation_finetune.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--train", nargs="+", default=[
         "../shared/data/real/dnd_patches", "../shared/data/real/nam_pairs"],
         help="folders of training images (*_noise.png, *_noisy.png; clean files are skipped)")

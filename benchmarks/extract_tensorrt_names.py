@@ -31,7 +31,6 @@ The lists are flat: ``FP16`` present means *some* binding is named ``FP16``, not
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import re
 import struct
@@ -192,8 +191,9 @@ def write_list(names: set[str], version: str, so_name: str, out_dir: Path) -> Pa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from atbsn_edge.cli import new_parser
+
+    parser = new_parser("extract_tensorrt_names.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--wheel", nargs="+", type=Path, default=[],
                         help="bindings wheels already downloaded")
     parser.add_argument("--version", nargs="+", default=[],

@@ -16,25 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import new_parser, positive_int
+from atbsn_edge.cli import comma_choices, new_parser, positive_int
 from atbsn_edge.profiling.machine import describe_cpu
 
 #: the int8 quantizers this script compares: ONNX Runtime's Q/DQ graph and NNCF's OpenVINO IR
 QUANTIZERS = ("qdq", "nncf")
-
-
-def parse_quantizers(text: str) -> list[str]:
-    """``--quantizers``: comma-separated names out of :data:`QUANTIZERS` (checked before any
-    work; an unknown name used to be run as nncf)."""
-    from atbsn_edge.errors import AtbsnError
-
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in QUANTIZERS]
-    if unknown or not names:
-        raise AtbsnError(f"--quantizers {text!r}: unknown quantizer "
-                         f"{', '.join(repr(n) for n in unknown) or '(none given)'}; valid: "
-                         f"{', '.join(QUANTIZERS)}, comma-separated (e.g. --quantizers qdq,nncf)")
-    return list(dict.fromkeys(names))
 
 
 def main() -> None:
@@ -45,7 +31,9 @@ def main() -> None:
     parser.add_argument("--keep", action="append", default=[], metavar="NAME=PATTERN,...",
                         help="a keep-float choice (repeatable); 'all=' quantizes every layer, "
                              "'default' is the architecture's choice in the registry")
-    parser.add_argument("--quantizers", default="qdq,nncf",
+    # checked before any work (an unknown name used to be run as nncf)
+    parser.add_argument("--quantizers", type=comma_choices(QUANTIZERS, "quantizer"),
+                        default="qdq,nncf",
                         help=f"comma-separated, out of {', '.join(QUANTIZERS)}")
     parser.add_argument("--calib-data", nargs="+", help="default: the bundled calibration crops")
     parser.add_argument("--calib-crops", type=positive_int, default=64)
@@ -53,7 +41,7 @@ def main() -> None:
                         help="export the plain graph (Resize + Concat) instead of the fused one")
     parser.add_argument("--method", default="max", choices=("max", "percentile", "entropy"))
     args = parser.parse_args()
-    quantizers = parse_quantizers(args.quantizers)
+    quantizers = args.quantizers
 
     from atbsn_edge.assets import CALIBRATION_IMAGES
     from atbsn_edge.calibration import collect_crops

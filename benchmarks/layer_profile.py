@@ -12,20 +12,19 @@ and reports every latency against it; this script stays for the per-layer breakd
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
 import numpy as np
 
 from atbsn_edge.profiling.machine import describe_cpu
+from atbsn_edge.cli import new_parser
 from atbsn_edge.profiling.openvino_layers import (call_profile, fastest_int8_layer, layer_macs,
                                                   layers_of)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("layer_profile.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("bundle", type=Path, help="an openvino-* bundle folder or .xml")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=10)

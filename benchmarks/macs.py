@@ -6,11 +6,11 @@ as exported (each decoder's upsampling folded into its first convolution,
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 
 from atbsn_edge.models.atbsn import FixedHole
+from atbsn_edge.cli import new_parser
 from atbsn_edge.models.complexity import count_macs
 from atbsn_edge.models.registry import ARCHITECTURES
 from atbsn_edge.models.upsample_fusion import fuse_upsampling
@@ -19,8 +19,7 @@ from atbsn_edge.models.upsample_fusion import fuse_upsampling
 def main() -> None:
     from atbsn_edge.cli import positive_multiple_of_32
 
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("macs.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--size", type=positive_multiple_of_32, default=512,
                         help="square input side, a multiple of 32 (the networks' stride)")
     args = parser.parse_args()

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import new_parser, positive_int, positive_multiple_of_32, thread_count
+from atbsn_edge.cli import (comma_choices, new_parser, positive_int, positive_multiple_of_32,
+                            thread_count)
 
 FORMS = ("plain", "phases")
 #: ``--precisions``: OpenVINO's float inference precisions, and auto (the runtime's choice)
@@ -61,16 +62,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=positive_int, default=8)
     parser.add_argument("--calls", type=positive_int, default=6,
                         help="timed calls per form and round")
-    parser.add_argument("--precisions", default="auto,f32",
+    parser.add_argument("--precisions", type=comma_choices(PRECISIONS, "precision"),
+                        default="auto,f32",
                         help="OpenVINO float precisions to time, comma-separated out of "
                              f"{', '.join(PRECISIONS)} (auto: the runtime's choice)")
     parser.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
     args = parser.parse_args()
-    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown or not precisions:
-        parser.error(f"--precisions {args.precisions!r}: give comma-separated precisions out "
-                     f"of {', '.join(PRECISIONS)}, e.g. --precisions auto,f32")
+    precisions = args.precisions
 
     import openvino as ov
 

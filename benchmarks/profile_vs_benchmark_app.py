@@ -17,7 +17,6 @@ Bar: within 10%.
 """
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import statistics
@@ -77,7 +76,10 @@ def main() -> int:
     from atbsn_edge.cli import positive_int, thread_count
     from atbsn_edge.errors import AtbsnError
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from atbsn_edge.cli import new_parser
+
+
+    p = new_parser("profile_vs_benchmark_app.py", __doc__)  # one-line errors, exit 2
     p.add_argument("--openvino", type=Path, help="an openvino-* bundle")
     p.add_argument("--onnx", type=Path, help="an onnx-* bundle")
     p.add_argument("--threads", type=thread_count, default=2)

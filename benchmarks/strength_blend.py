@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import comma_list, finite_float, new_parser, positive_int
+from atbsn_edge.cli import comma_list, finite_float, new_parser, pick_choices, positive_int
 from atbsn_edge.errors import AtbsnError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,12 +69,11 @@ def selected(text: str | None, pairs: list[tuple[Path, Path]], flag: str) -> lis
     names = [pair_prefix(noisy) for noisy, _ in pairs]
     if text is None:
         return names
-    wanted = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in wanted if v not in names]
-    if unknown or not wanted:
-        raise AtbsnError(f"{flag} {text}: {'no pair named ' + ', '.join(unknown) if unknown else 'no pair given'}; "
-                         f"the Nam pairs found are {', '.join(names)} (file name prefixes, "
-                         "comma-separated)")
+    try:
+        wanted = pick_choices(text, names, "pair")
+    except ValueError as exc:
+        raise AtbsnError(f"{flag} {text}: {exc} (the Nam pairs found, by file name "
+                         "prefix)") from None
     return [n for n in names if n in wanted]
 
 

@@ -64,6 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atbsn_edge.cli import comma_choices, new_parser, pick_choices
+
 SLOPE = 0.1
 H = W = 512
 
@@ -319,9 +321,10 @@ def realistic_inputs(rng: np.random.Generator, names: list[str]) -> dict[str, np
 FORMS = ("f32", "bf16", "f16", "int8")  # float hints, and int8 (NNCF, float layers in bf16)
 
 
-def check_names(pairs: dict, args: argparse.Namespace) -> None:
-    """Refuse, before any work, a --pairs prefix, --variants name or --forms name that names
-    nothing (the table would be empty, or silently lack it)."""
+def check_names(pairs: dict, args: argparse.Namespace) -> list[str] | None:
+    """Refuse, before any work, a --pairs prefix or --variants name that names nothing (the
+    table would be empty, or silently lack it; --forms is checked by argparse). Returns the
+    --variants names, None when it is not given (every variant)."""
     from atbsn_edge.errors import AtbsnError
 
     given_pairs = [p for p in args.pairs.split(",") if p]
@@ -329,25 +332,23 @@ def check_names(pairs: dict, args: argparse.Namespace) -> None:
     if unknown or not given_pairs:
         raise AtbsnError(f"--pairs {args.pairs!r}: {', '.join(unknown) or 'nothing'} names no "
                          f"pair; give name prefixes of: {', '.join(k.split()[0] for k in pairs)}")
-    variants = {v for _, vs in pairs.values() for v, _ in vs}
-    unknown = [v for v in (args.variants or "").split(",") if v and v not in variants]
-    if unknown:
-        raise AtbsnError(f"--variants: {', '.join(unknown)} is no variant; give some of: "
-                         f"{', '.join(sorted(variants))}")
-    unknown = [f for f in args.forms.split(",") if f not in FORMS]
-    if unknown:
-        raise AtbsnError(f"--forms: {', '.join(unknown)} is no form; give some of: "
-                         f"{', '.join(FORMS)}")
+    if not args.variants:
+        return None
+    variants = sorted({v for _, vs in pairs.values() for v, _ in vs})
+    try:
+        return pick_choices(args.variants, variants, "variant")
+    except ValueError as exc:
+        raise AtbsnError(f"--variants: {exc}") from None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("thin_conv_rewrite.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=0.4, help="timed seconds per variant per round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calibration", type=int, default=4, help="inputs for NNCF")
-    parser.add_argument("--forms", default="f32,bf16,int8")
+    parser.add_argument("--forms", type=comma_choices(FORMS, "form"), default="f32,bf16,int8",
+                        help=f"comma-separated, out of {', '.join(FORMS)}")
     parser.add_argument("--pairs", default="intro,dec1", help="which pairs (name prefixes)")
     parser.add_argument("--variants", default="", help="only these variants (and the original)")
     parser.add_argument("--size", type=int, default=512, help="image side (512: the real shape)")
@@ -378,13 +379,13 @@ def main() -> None:
             ("s2d-dense", Dec1S2DDense(dec1)), ("s2d-phase", Dec1S2DPhase(dec1)),
             ("s2d-concat", Dec1S2DConcat(dec1))]),
     }
-    check_names(pairs, args)
-    pairs = {k: (names, [(v, m) for v, m in variants if v == "original" or not args.variants
-                         or v in args.variants.split(",")])
+    only = check_names(pairs, args)
+    pairs = {k: (names, [(v, m) for v, m in variants if v == "original" or only is None
+                         or v in only])
              for k, (names, variants) in pairs.items()
              if any(k.startswith(p) for p in args.pairs.split(","))}
     rng = np.random.default_rng(0)
-    forms = args.forms.split(",")
+    forms = args.forms
     core = ov.Core()
     tmp = Path(tempfile.mkdtemp(prefix="thin_conv_"))
     entries = []  # dicts: pair, variant, macs, diff, compiled per form, request

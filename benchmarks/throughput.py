@@ -22,7 +22,6 @@ requests. The denoise CLI flags of each row are printed under the table.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import statistics
@@ -109,8 +108,9 @@ def measure(config: Config, image: np.ndarray, threads: int, overlap: int | None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from atbsn_edge.cli import new_parser
+
+    parser = new_parser("throughput.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--checkpoint", help="checkpoint to export (default: the bundled demo "
                                              "student C)")
     parser.add_argument("--bundle", type=Path, help="existing openvino-int8 bundle, batch 1")

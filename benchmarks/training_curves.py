@@ -13,15 +13,15 @@ budget is planned from it (issue 14, part 2).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from atbsn_edge.cli import new_parser
+
+    parser = new_parser("training_curves.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("checkpoints", nargs="+", type=Path)
     args = parser.parse_args()
     for path in args.checkpoints:

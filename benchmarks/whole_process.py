@@ -11,7 +11,6 @@ with the CPU named.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -66,8 +65,9 @@ def run_once(image: Path, out: Path, flags: list[str], threads: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from atbsn_edge.cli import new_parser
+
+    parser = new_parser("whole_process.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--bundle", required=True, help="exported bundle (e.g. openvino-int8)")
     parser.add_argument("--checkpoint", help="checkpoint (default: the bundled demo model)")
     parser.add_argument("--width", type=int, default=4000)

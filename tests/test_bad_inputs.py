@@ -256,6 +256,43 @@ def test_threads_up_to_four_per_cpu_are_taken(monkeypatch):
         thread_count("9")
 
 
+def test_pick_choices_keeps_order_and_drops_blanks_and_repeats():
+    from atbsn_edge.cli import pick_choices
+
+    valid = ("a", "b", "c")
+    assert pick_choices("c, a,,c ,a", valid, "variant") == ["c", "a"]
+    assert pick_choices("b", valid, "variant") == ["b"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,int4", "'int4' is no variant; give comma-separated names out of: a, b, c"),
+    ("x,a,y", "'x', 'y' are no variants; give comma-separated names out of: a, b, c"),
+    ("", "no variant given; give comma-separated names out of: a, b, c"),
+    (" , ,", "no variant given; give comma-separated names out of: a, b, c"),
+])
+def test_pick_choices_refuses_unknown_or_no_names(text, message):
+    from atbsn_edge.cli import pick_choices
+
+    with pytest.raises(ValueError) as info:
+        pick_choices(text, ("a", "b", "c"), "variant")
+    assert str(info.value) == message
+
+
+def test_comma_choices_is_an_argparse_type_with_a_one_line_error(capsys):
+    from atbsn_edge.cli import comma_choices, new_parser
+
+    parser = new_parser("prog", None)
+    parser.add_argument("--forms", type=comma_choices(("f32", "bf16"), "form"), default="f32")
+    assert parser.parse_args([]).forms == ["f32"]  # a string default goes through the type
+    assert parser.parse_args(["--forms", "bf16,f32,bf16"]).forms == ["bf16", "f32"]
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["--forms", "f32,f8"])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == ("error: argument --forms: 'f8' is no form; give comma-separated "
+                                 "names out of: f32, bf16 (see prog --help)\n")
+
+
 # --------------------------------------------------------------------------------------------
 # 4. multi-page and 5-channel TIFF
 # --------------------------------------------------------------------------------------------
