@@ -13,7 +13,11 @@ that the machine's drift falls on all three alike. Prints, with the CPU named:
 - the bundle against the floor as issue 12 words it, "network multiply-adds at the fastest int8
   layer rate": the rate of the network's own fastest int8 layer (``benchmarks/layer_profile.py``'s
   figure), from a second compiled copy of the bundle with OpenVINO's counters on, profiled
-  ``--profiled-calls`` times each round (the timed copy runs without counters).
+  ``--profiled-calls`` times each round (the timed copy runs without counters);
+- the same bundle under OpenVINO's throughput hint (``--tiles`` tiles per round through
+  ``Runtime.run_many``, one stream of one thread per core: what ``denoise`` runs on an input of
+  more than one tile), as time per tile against both floors. On the AMD EPYC VM a single call on
+  two threads has slow periods that one-thread streams do not (docs/export.md).
 
     python benchmarks/cpu_speed_bars.py                      # exports the default bundle first
     python benchmarks/cpu_speed_bars.py --bundle B --rounds 12 --threads 2
@@ -48,6 +52,8 @@ def main() -> None:
                         help="floor-model time per round (its fastest node counts)")
     parser.add_argument("--profiled-calls", type=positive_int, default=2,
                         help="calls of the counters-on copy per round (the layer floor)")
+    parser.add_argument("--tiles", type=positive_int, default=8,
+                        help="tiles per round under the throughput hint")
     parser.add_argument("--no-eager", action="store_true", help="skip PyTorch (1 s a call)")
     args = parser.parse_args()
     if args.bundle is not None and not (args.bundle / "manifest.json").is_file():
@@ -84,6 +90,8 @@ def measure(bundle: Path, args: argparse.Namespace) -> None:
                                                      args.threads)
     # the timed copy runs without counters; a second copy with them gives the layer floor
     with open_artifact(entry, runtime=runtime_name, threads=args.threads) as runtime, \
+            open_artifact(entry, runtime=runtime_name, threads=args.threads,
+                          performance_hint="throughput") as streams, \
             OpenVinoRuntime(entry, threads=args.threads, profile=True) as counted:
         spec = runtime.input_spec
         x = (np.random.default_rng(0).random((1, spec.channels, spec.height, spec.width))
@@ -91,10 +99,11 @@ def measure(bundle: Path, args: argparse.Namespace) -> None:
         macs = graph_cost(fp32_onnx_for(entry), input_shape=x.shape).macs
         for _ in range(2):  # warm-up
             runtime.run(x)
+            consume(streams.run_many(x for _ in range(args.tiles)))
             counted.infer(x)
             if eager is not None:
                 eager(x)
-        calls, eager_calls, rounds, profiles = [], [], [], []
+        calls, eager_calls, rounds, profiles, tiles = [], [], [], [], []
         for _ in range(args.rounds):
             if eager is not None:
                 started = time.perf_counter()
@@ -105,6 +114,9 @@ def measure(bundle: Path, args: argparse.Namespace) -> None:
                 started = time.perf_counter()
                 runtime.run(x)
                 round_calls.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            consume(streams.run_many(x for _ in range(args.tiles)))
+            tiles.append((time.perf_counter() - started) / args.tiles)
             rate, kernel = floors.best_convolution_rate(floor_model, floor_x, floor_macs,
                                                         args.floor_seconds)
             for _ in range(args.profiled_calls):
@@ -112,9 +124,17 @@ def measure(bundle: Path, args: argparse.Namespace) -> None:
                 profiles.append(call_profile(counted.request))
             calls += round_calls
             rounds.append((statistics.median(round_calls), rate))
-        info = runtime.info
+        info, in_flight = runtime.info, (streams.streams, streams.infer_requests)
         layers = layers_of(profiles, layer_macs(counted.model))
     report(info, spec, macs, calls, eager_calls, rounds, kernel, fastest_int8_layer(layers), args)
+    report_streams(in_flight, macs, tiles, max(rate for _, rate in rounds),
+                   fastest_int8_layer(layers))
+
+
+def consume(outputs) -> None:
+    """Run a stream of outputs to its end (each is dropped as it comes)."""
+    for _ in outputs:
+        pass
 
 
 def eager_network(checkpoint, threads: int):
@@ -145,8 +165,9 @@ def report(info, spec, macs: float, calls: list[float], eager_calls: list[float]
     print(f"CPU: {describe_cpu()}")
     print(f"{info.model}, {spec.height}x{spec.width}, {args.threads} threads, "
           f"{info.inference_precision} for float layers; {args.rounds} rounds of {args.calls} "
-          f"calls, {len(eager_calls)} PyTorch calls and {args.floor_seconds} s of the floor "
-          f"model each, taking turns; network {macs / 1e9:.2f} GMAC")
+          f"calls, {args.tiles} tiles under the throughput hint, {len(eager_calls)} PyTorch calls "
+          f"and {args.floor_seconds} s of the floor model each, taking turns; network "
+          f"{macs / 1e9:.2f} GMAC")
     print("| what | figure | bar |")
     print("|---|---|---|")
     print(f"| bundle, median call (min) | {median * 1e3:.1f} ms ({min(calls) * 1e3:.1f}) | |")
@@ -169,6 +190,20 @@ def report(info, spec, macs: float, calls: list[float], eager_calls: list[float]
         print(f"| bundle / that floor | **{median / layer_floor:.3f}x** (min call "
               f"{min(calls) / layer_floor:.3f}x) | 1.3x: "
               f"{'met' if median / layer_floor <= 1.3 else 'not met'} |")
+
+
+def report_streams(in_flight: tuple[int, int], macs: float, tiles: list[float], best_rate: float,
+                   fastest_layer) -> None:
+    """The throughput-hint row: median time per tile against both floors (``in_flight``:
+    streams and infer requests)."""
+    per_tile = statistics.median(tiles)
+    floor = macs / best_rate
+    row = (f"| throughput hint ({in_flight[0]} streams, {in_flight[1]} requests in "
+           f"flight), median per tile (min) | {per_tile * 1e3:.1f} ms ({min(tiles) * 1e3:.1f}): "
+           f"**{per_tile / floor:.3f}x** the floor model")
+    if fastest_layer is not None:
+        row += f", **{per_tile / (macs / fastest_layer.rate):.3f}x** the fastest layer's floor"
+    print(row + " | what `denoise` runs on more than one tile |")
 
 
 if __name__ == "__main__":

@@ -233,3 +233,47 @@ def test_output_phases_refuses_tile_off_the_stride():
     """``--tile 50`` ended in a torch RuntimeError traceback after the export began."""
     result = run_script("output_phases", "--tile", "50")
     assert_one_line_error(result, "--tile", "multiple of 32")
+
+
+# --- cpu_speed_bars.py ---------------------------------------------------------------------
+
+def _figure(line: str, pattern: str) -> float:
+    match = re.search(pattern, line)
+    assert match, (pattern, line)
+    return float(match.group(1))
+
+
+def test_cpu_speed_bars_prints_both_floors_and_the_throughput_row(qat_bundle):
+    """One small run: every row is there, and each printed ratio is the printed time over the
+    printed floor (to the printed rounding), for single calls and for tiles under the
+    throughput hint."""
+    result = run_script("cpu_speed_bars", "--bundle", qat_bundle, "--rounds", "2", "--calls", "2",
+                        "--tiles", "2", "--floor-seconds", "0.05", "--profiled-calls", "1",
+                        "--no-eager", timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+
+    def row(title: str) -> str:  # the one table row whose first cell starts with title
+        found = [line for line in lines if line[2:].startswith(title)]
+        assert len(found) == 1, (title, lines)
+        return found[0]
+
+    call = _figure(row("bundle, median call"), r"\| ([\d.]+) ms \(")
+    floor = _figure(row("int8 floor: fastest node"), r"\| ([\d.]+) ms \|")
+    layer_floor = _figure(row("int8 floor by the network's fastest int8 layer"),
+                          r"\| ([\d.]+) ms \|")
+    streams = row("throughput hint")
+    tile = _figure(streams, r"\| ([\d.]+) ms \(")
+    for ratio, time_ms, floor_ms in [
+            (_figure(row("bundle / floor, whole run"), r"\*\*([\d.]+)x\*\*"), call, floor),
+            (_figure(row("bundle / that floor"), r"\*\*([\d.]+)x\*\*"), call, layer_floor),
+            (_figure(streams, r"\*\*([\d.]+)x\*\* the floor model"), tile, floor),
+            (_figure(streams, r"\*\*([\d.]+)x\*\* the fastest"), tile, layer_floor)]:
+        # times print to 0.1 ms, so the ratio of the printed figures is good to ~0.1 / floor
+        assert ratio == pytest.approx(time_ms / floor_ms, abs=0.002 + 0.15 / floor_ms)
+    assert 0 < floor < call * 10 and 0 < tile
+
+
+def test_cpu_speed_bars_refuses_a_folder_that_is_no_bundle(tmp_path):
+    result = run_script("cpu_speed_bars", "--bundle", tmp_path, "--no-eager")
+    assert_one_line_error(result, str(tmp_path), "no manifest.json")
