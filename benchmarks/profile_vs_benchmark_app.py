@@ -73,11 +73,8 @@ def profiler_median(bundle: Path, threads: int, niter: int) -> tuple[float, dict
 
 
 def main() -> int:
-    from atbsn_edge.cli import positive_int, thread_count
+    from atbsn_edge.cli import new_parser, positive_int, thread_count
     from atbsn_edge.errors import AtbsnError
-
-    from atbsn_edge.cli import new_parser
-
 
     p = new_parser("profile_vs_benchmark_app.py", __doc__)  # one-line errors, exit 2
     p.add_argument("--openvino", type=Path, help="an openvino-* bundle")
