@@ -6,8 +6,11 @@
 Runs the artifact through the same Runtime interface and tiler as ``denoise``
 (:func:`atbsn_edge.pipeline.open_artifact_tiled`): one network call (a tile, or a batch of
 tiles) timed with :func:`atbsn_edge.profiling.timing.time_calls` -- median, p90, p99, min,
-mean, standard deviation -- then whole frames of ``--resolution`` through the tiler
-(megapixels per second, frames per second). Beside each latency: the floor, the artifact's
+mean, standard deviation -- then, where the runtime keeps several requests in flight
+(OpenVINO's throughput hint: one call alone runs on one stream), streams of calls through
+``Runtime.run_many`` as the tiler runs them (time per call; ``call.in_flight`` in the JSON),
+then whole frames of ``--resolution`` through the tiler (megapixels per second, frames per
+second). Beside each latency: the floor, the artifact's
 multiply-adds and minimum bytes per call (from the bundle's fp32 ONNX) over the device's peak
 rate for the precision and its memory bandwidth (:mod:`atbsn_edge.profiling.floors`: a table
 of Jetson modules, or measured on the spot on a CPU), and the ratio to it. Also: peak host
@@ -183,6 +186,7 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
             shape = (batch, 3, spec.tile_h, spec.tile_w)
             x = (np.random.default_rng(0).random(shape) * 255).astype(np.float32)
             call = time_calls(lambda: runtime.run(x), warmup_s, iters, duration_s)
+            in_flight = _time_calls_in_flight(runtime, x, iters, duration_s)
             width, height = resolution
             frame_timing = None
             plan = plan_tiles(height, width, tiled.spec_for(height, width))
@@ -228,6 +232,17 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
     floor_s = floor_call.seconds if floor_call else None
     call_stats = call.stats_ms()
     call_ratios = {k: _ratio(call_stats[k] / 1e3, floor_s) for k in ("median", "p90", "p99", "min", "mean")}
+    in_flight_report = None
+    per_call_in_flight = call.median   # what a frame's tiles cost: calls as the tiler runs them
+    if in_flight is not None:
+        requests, per_stream, streams = in_flight
+        per_call = {k: v / per_stream for k, v in streams.stats_ms().items()
+                    if k in ("median", "min", "mean")}
+        per_call_in_flight = per_call["median"] / 1e3
+        in_flight_report = {
+            "requests": requests, "calls_per_stream": per_stream, "streams": streams.count,
+            "per_call_ms": per_call,
+            "ratio_to_floor": {k: _ratio(v / 1e3, floor_s) for k, v in per_call.items()}}
     report: dict[str, Any] = {
         "artifact": str(artifact), "target": target_that_ran(artifact, target),
         "describe": describe, "backend": info.backend, "precision": precision,
@@ -239,7 +254,8 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
         "call": {"per": f"network call of {batch} tile(s) {spec.tile_w}x{spec.tile_h}",
                  "latency_ms": call_stats,
                  "per_tile_median_ms": call_stats["median"] / batch,
-                 "floor_ms": floor_s * 1e3 if floor_s else None, "ratio_to_floor": call_ratios},
+                 "floor_ms": floor_s * 1e3 if floor_s else None, "ratio_to_floor": call_ratios,
+                 "in_flight": in_flight_report},
         "cost": None if cost is None else {
             "fp32_onnx": str(onnx_path), "macs_per_call": cost.macs, "conv_macs": cost.conv_macs,
             "conv_transpose_macs": cost.conv_transpose_macs, "other_macs": cost.other_macs,
@@ -264,7 +280,8 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
             "floor_ms": frame_floor * 1e3 if frame_floor else None,
             "floor_fps": 1 / frame_floor if frame_floor else None,
             "ratio_to_floor": {k: _ratio(fstats[k] / 1e3, frame_floor) for k in ("median", "p90", "p99", "min", "mean")},
-            "tiled_over_tiles_x_call": (median_s / (calls_per_frame * call.median)) if call.median else None,
+            "tiled_over_tiles_x_call": ((median_s / (calls_per_frame * per_call_in_flight))
+                                        if per_call_in_flight else None),
         }
     if sampler is not None:
         report["power"] = {
@@ -276,6 +293,31 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
     else:
         report["power"] = None
     return finite_or_none(report)
+
+
+#: calls in one timed stream per request kept in flight (several rounds of every request)
+CALLS_PER_REQUEST = 4
+
+
+def _time_calls_in_flight(runtime, x: np.ndarray, iters: int | None,
+                          duration_s: float | None) -> tuple[int, int, Any] | None:
+    """Where the runtime keeps several requests in flight (OpenVINO's throughput hint): time
+    streams of calls through ``Runtime.run_many``, as the tiler runs them, and return
+    (requests, calls per stream, the streams' timing); None for one request at a time.
+    ``iters`` counts calls (rounded up to whole streams)."""
+    requests = int(runtime.info.metadata.get("infer_requests", 1))
+    if requests <= 1:
+        return None
+    from .profiling.timing import time_calls
+
+    per_stream = CALLS_PER_REQUEST * requests
+
+    def stream() -> None:
+        for _ in runtime.run_many(x for _ in range(per_stream)):
+            pass
+    streams = None if iters is None else -(-iters // per_stream)
+    # one untimed stream first: it opens the requests the single calls did not use
+    return requests, per_stream, time_calls(stream, 0.0, streams, duration_s)
 
 
 def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
@@ -323,13 +365,22 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"floor: none ({f.get('reason')})")
     c = r["call"]
     lat = c["latency_ms"]
-    lines += ["", f"| {c['per']} ({lat['count']} timed) | ms | x floor |", "|---|---|---|"]
+    flight = c.get("in_flight")
+    alone = ", one at a time" if flight else ""
+    lines += ["", f"| {c['per']} ({lat['count']} timed{alone}) | ms | x floor |", "|---|---|---|"]
     for k in ("median", "p90", "p99", "min", "mean"):
         ratio = c["ratio_to_floor"][k]
         lines.append(f"| {k} | {_fmt(lat[k], 2)} | {_fmt(ratio, 2, 'x')} |")
     lines.append(f"| std | {_fmt(lat['std'], 2)} | |")
     if c.get("floor_ms"):
         lines.append(f"| floor | {_fmt(c['floor_ms'], 2)} | 1.00x |")
+    if flight:
+        per, ratio = flight["per_call_ms"], flight["ratio_to_floor"]
+        streams = f"{flight['streams']} timed stream{'' if flight['streams'] == 1 else 's'}"
+        lines.append(f"with {flight['requests']} requests in flight ({streams} of "
+                     f"{flight['calls_per_stream']} calls, as the tiler runs them): "
+                     f"{_fmt(per['median'], 2)} ms per call (median; min {_fmt(per['min'], 2)}), "
+                     f"{_fmt(ratio['median'], 2, 'x')} the floor")
     fr = r.get("frame")
     if fr:
         w, h = fr["resolution"]
@@ -378,11 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--iters", type=positive_int, metavar="N",
                       help="timed calls (and frames) (default: as many as --duration allows)")
     stop.add_argument("--duration", type=positive_float, metavar="S",
-                      help="seconds of timed calls, then as long for frames (default 10; at least 3 frames)")
+                      help="seconds of timed calls, then as long for calls in flight (throughput hint) and "
+                           "as long for frames (default 10; at least 3 frames)")
     p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads of the backend (default 0: its default)")
     p.add_argument("--performance-hint", choices=("latency", "throughput"),
-                   help="OpenVINO: compile for one call at a time (the default) or many")
+                   help="OpenVINO: compile for one call at a time (the default) or many (then calls "
+                        "are also timed several in flight, as the tiler runs them)")
     p.add_argument("--floor-device", default="auto", metavar="NAME",
                    choices=("auto", "cpu", "none", *DEVICES),
                    help="what the floor is measured against: auto (a known Jetson for TensorRT, the "

@@ -226,6 +226,41 @@ def test_profile_frames_take_auto_tiles_on_openvino(tmp_path, make_checkpoint, m
                                                        / (64 * 64), rel=1e-9)
 
 
+def test_profile_times_calls_in_flight_under_the_throughput_hint(tmp_path, make_checkpoint,
+                                                                 monkeypatch):
+    """Under the throughput hint the runtime keeps several requests in flight, and a call
+    alone runs on one stream: the report adds calls timed in streams through run_many (the
+    tiler's path), per call and against the floor; under the latency hint it has none."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    import os
+
+    from atbsn_edge.export.__main__ import main as export
+    from atbsn_edge.profile import CALLS_PER_REQUEST, format_report, profile_artifact
+    from atbsn_edge.profiling import floors
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("OpenVINO keeps one request in flight on a single CPU")
+    bundle = tmp_path / "b"
+    assert export(["--target", "openvino-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--tile", "64", "--reference-crops", "1", "--out", str(bundle)]) == 0
+    real = floors.measure_cpu_rates
+    monkeypatch.setattr(floors, "measure_cpu_rates",
+                        lambda threads=0, **kw: real(threads, channels=32, size=32, seconds=0.2))
+    common = dict(warmup_s=0, threads=2, power=False, frames=False)
+    r = profile_artifact(bundle, iters=3, performance_hint="throughput", **common)
+    flight = r["call"]["in_flight"]
+    assert flight["requests"] >= 2 and flight["calls_per_stream"] == CALLS_PER_REQUEST * flight["requests"]
+    assert flight["streams"] == 1  # --iters 3 calls: one whole stream
+    floor_ms = r["floor"]["seconds"] * 1e3
+    for key in ("median", "min", "mean"):
+        assert flight["ratio_to_floor"][key] == pytest.approx(flight["per_call_ms"][key] / floor_ms)
+    text = format_report(r)
+    assert "(3 timed, one at a time)" in text
+    assert f"with {flight['requests']} requests in flight (1 timed stream of " in text
+    assert profile_artifact(bundle, iters=2, performance_hint="latency",
+                            **common)["call"]["in_flight"] is None
+
+
 def test_profile_sizes_are_width_by_height_and_the_target_that_ran_is_recorded(
         tmp_path, make_checkpoint, capsys):
     """A 250 x 180 frame (width x height) in one auto tile of 252 x 180: the text says so
