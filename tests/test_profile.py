@@ -199,12 +199,11 @@ def test_profile_cli_report_and_json(tmp_path, make_checkpoint, capsys, monkeypa
     assert refused.value.code == 2
 
 
-def test_profile_frames_take_auto_tiles_on_openvino(tmp_path, make_checkpoint, monkeypatch):
-    """An OpenVINO IR exported at 64 x 64: calls are timed at 64 x 64, a 250 x 180 frame in the
-    one tile --tile auto gives it, and the frame floor counts the pixels that tile computes."""
+def _openvino_bundle_small_floor(tmp_path, make_checkpoint, monkeypatch):
+    """An openvino-fp32 bundle of student A at a 64 x 64 tile, and the CPU floor measured on a
+    small convolution (patched, to keep the tests short)."""
     pytest.importorskip("openvino", reason="the openvino extra is not installed")
     from atbsn_edge.export.__main__ import main as export
-    from atbsn_edge.profile import profile_artifact
     from atbsn_edge.profiling import floors
 
     bundle = tmp_path / "b"
@@ -213,6 +212,15 @@ def test_profile_frames_take_auto_tiles_on_openvino(tmp_path, make_checkpoint, m
     real = floors.measure_cpu_rates
     monkeypatch.setattr(floors, "measure_cpu_rates",
                         lambda threads=0, **kw: real(threads, channels=32, size=32, seconds=0.2))
+    return bundle
+
+
+def test_profile_frames_take_auto_tiles_on_openvino(tmp_path, make_checkpoint, monkeypatch):
+    """An OpenVINO IR exported at 64 x 64: calls are timed at 64 x 64, a 250 x 180 frame in the
+    one tile --tile auto gives it, and the frame floor counts the pixels that tile computes."""
+    from atbsn_edge.profile import profile_artifact
+
+    bundle = _openvino_bundle_small_floor(tmp_path, make_checkpoint, monkeypatch)
     reports = {tile: profile_artifact(bundle, resolution=(250, 180), warmup_s=0, iters=2,
                                       threads=1, power=False, tile=tile)
                for tile in ("auto", None)}
@@ -231,21 +239,13 @@ def test_profile_times_calls_in_flight_under_the_throughput_hint(tmp_path, make_
     """Under the throughput hint the runtime keeps several requests in flight, and a call
     alone runs on one stream: the report adds calls timed in streams through run_many (the
     tiler's path), per call and against the floor; under the latency hint it has none."""
-    pytest.importorskip("openvino", reason="the openvino extra is not installed")
     import os
 
-    from atbsn_edge.export.__main__ import main as export
     from atbsn_edge.profile import CALLS_PER_REQUEST, format_report, profile_artifact
-    from atbsn_edge.profiling import floors
 
     if (os.cpu_count() or 1) < 2:
         pytest.skip("OpenVINO keeps one request in flight on a single CPU")
-    bundle = tmp_path / "b"
-    assert export(["--target", "openvino-fp32", "--checkpoint", str(make_checkpoint("student_a")),
-                   "--tile", "64", "--reference-crops", "1", "--out", str(bundle)]) == 0
-    real = floors.measure_cpu_rates
-    monkeypatch.setattr(floors, "measure_cpu_rates",
-                        lambda threads=0, **kw: real(threads, channels=32, size=32, seconds=0.2))
+    bundle = _openvino_bundle_small_floor(tmp_path, make_checkpoint, monkeypatch)
     common = dict(warmup_s=0, threads=2, power=False, frames=False)
     r = profile_artifact(bundle, iters=3, performance_hint="throughput", **common)
     flight = r["call"]["in_flight"]
