@@ -31,7 +31,7 @@ MANIFEST = "Manifest.json"
 DATA = "Data"
 
 
-def _quiet_coremltools() -> Any:
+def quiet_coremltools() -> Any:
     """Import coremltools without its Linux start-up noise (missing macOS bindings, version
     notices about scikit-learn and untested torch versions, logged at import). Only the
     import is quieted: what coremltools says later (about a model it converts) is kept. Every
@@ -85,7 +85,7 @@ class SavedPackage:
     def program(self) -> Any:
         """The ML program as a pymil ``Program`` (consts with their values from the protobuf
         and ``weight.bin``), loaded by coremltools' saved-program loader."""
-        _quiet_coremltools()
+        quiet_coremltools()
         from coremltools.converters.mil.frontend.milproto.load import load
 
         try:
@@ -106,7 +106,7 @@ def _describe(feature: Any) -> TensorDescription:
 
 def read_package(path: str | os.PathLike) -> SavedPackage:
     """Read a saved ``.mlpackage`` folder, or raise a one-line :class:`AtbsnError`."""
-    _quiet_coremltools()
+    quiet_coremltools()
     from coremltools.proto import Model_pb2
 
     path = Path(path)

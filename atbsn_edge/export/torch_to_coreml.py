@@ -42,6 +42,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..bundle import READY, ArtifactEntry, artifact_name
 from ..bundle.metadata import write_coreml_metadata
+from ..coreml_mil.package import quiet_coremltools
 from ..errors import AtbsnError
 from .job import ConversionJob
 
@@ -60,13 +61,6 @@ W8A8, WEIGHT_ONLY = "w8a8", "w8-weight-only"
 # PyTorch fp32, symmetric 0.737 dB (a fixed zero point halves the range of the mostly
 # non-negative activations).
 INT8_ACTIVATION_SCHEME = "affine"
-
-
-def coremltools():
-    """coremltools, imported without its Linux start-up noise."""
-    from ..coreml_mil.package import _quiet_coremltools
-
-    return _quiet_coremltools()
 
 
 # --- the torch network -----------------------------------------------------------------------
@@ -106,7 +100,7 @@ def quantize_w8a8(module: Any, crops: np.ndarray, keep_float: Sequence[str], *,
     finalized module (quantize/dequantize around each int8 layer) and the layers kept float."""
     import torch
 
-    coremltools()
+    quiet_coremltools()
     from coremltools.optimize.torch.quantization import (LinearQuantizer,
                                                          LinearQuantizerConfig,
                                                          ModuleLinearQuantizerConfig)
@@ -138,7 +132,7 @@ def convert_module(module: Any, *, batch: int, height: int, width: int, precisio
     """Trace ``module`` at ``(batch, 3, height, width)`` and convert it to an ML program."""
     import torch
 
-    ct = coremltools()
+    ct = quiet_coremltools()
     example = torch.rand(batch, 3, height, width) * 255
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
@@ -203,7 +197,7 @@ def int8(job: ConversionJob) -> ArtifactEntry:
 
 def convert(job: ConversionJob, precision: str) -> ArtifactEntry:
     """Build ``coreml-<precision>`` into ``job.folder`` and return its manifest entry."""
-    coremltools()  # imported quietly, before anything else imports it
+    quiet_coremltools()  # imported quietly, before anything else imports it
     target = f"coreml-{precision}"
     denoiser = job.require_denoiser(target)
     network = job.network
@@ -214,7 +208,7 @@ def convert(job: ConversionJob, precision: str) -> ArtifactEntry:
     batch = network.batch or 1
     fuse = network.raw.get("upsampling", "fused") == "fused"
     module = prepare_network(denoiser, network.hole_size, fuse=fuse)
-    ct = coremltools()
+    ct = quiet_coremltools()
     extra: dict[str, Any] = {}
     details: dict[str, Any] = {}
     if precision == "int8":

@@ -69,9 +69,9 @@ class CoreMlRuntime(Runtime):
         if units not in COMPUTE_UNITS:
             raise AtbsnError(f"compute_units must be one of {', '.join(COMPUTE_UNITS)}, "
                              f"got {compute_units!r}")
-        from ..coreml_mil.package import _quiet_coremltools
+        from ..coreml_mil.package import quiet_coremltools
 
-        ct = _quiet_coremltools()
+        ct = quiet_coremltools()
         self.path = Path(path)
         self.metadata, self._spec = package_metadata(self.path)
         try:
