@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, Sized
 
 from .errors import AtbsnError
 
@@ -198,6 +198,14 @@ def comma_choices(valid: Sequence[str], noun: str) -> Callable[[str], list[str]]
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
+
+
+def check_one_clean_each(noisy: Sized, clean: Sized) -> None:
+    """``--noisy`` and ``--clean`` pair up one to one, in order: a one-line error naming both
+    counts otherwise (check the paths, before any image is read)."""
+    if len(noisy) != len(clean):
+        raise AtbsnError(f"{len(noisy)} --noisy images but {len(clean)} --clean ones; give one "
+                         "clean reference per noisy image, in the same order")
 
 
 def finite_float(text: str) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import comma_choices, new_parser, positive_int
+from atbsn_edge.cli import check_one_clean_each, comma_choices, new_parser, positive_int
 from atbsn_edge.profiling.machine import describe_cpu
 
 #: the int8 quantizers this script compares: ONNX Runtime's Q/DQ graph and NNCF's OpenVINO IR
@@ -54,11 +54,10 @@ def main() -> None:
     from atbsn_edge.models import load_checkpoint
     from atbsn_edge.runtimes.registry import open_artifact
 
-    noisy = [read_image(p).rgb for p in expand_inputs(args.noisy)]
-    clean = [read_image(p).rgb for p in expand_inputs(args.clean)]
-    if len(noisy) != len(clean):
-        raise AtbsnError(f"{len(noisy)} --noisy images but {len(clean)} --clean ones; give "
-                         "one clean reference per noisy image, in the same order")
+    noisy_paths, clean_paths = expand_inputs(args.noisy), expand_inputs(args.clean)
+    check_one_clean_each(noisy_paths, clean_paths)
+    noisy = [read_image(p).rgb for p in noisy_paths]
+    clean = [read_image(p).rgb for p in clean_paths]
     height, width = noisy[0].shape[:2]
     sizes = {image.shape[:2] for image in noisy + clean}
     if height != width or len(sizes) > 1:

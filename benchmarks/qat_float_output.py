@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import new_parser, positive_int, thread_count
+from atbsn_edge.cli import check_one_clean_each, new_parser, positive_int, thread_count
 
 OUTPUT_CONV = "/quantized/unet/dec1/conv2/Conv"
 
@@ -80,12 +80,10 @@ def check_pairs(noisy: list[tuple[Path, np.ndarray]], clean: list[tuple[Path, np
                 tile: tuple[int, int] | None, stride: int) -> None:
     """Refuse, in one line, pairs the graphs cannot take whole: each image at the bundle's
     tile (or, for a dynamic bundle, a multiple of its stride), each clean one at its noisy
-    one's size, as many of each."""
+    one's size (as many of each: checked on the paths, before reading, by
+    ``check_one_clean_each``)."""
     from atbsn_edge.errors import AtbsnError
 
-    if len(noisy) != len(clean):
-        raise AtbsnError(f"{len(noisy)} --noisy images but {len(clean)} --clean ones; give one "
-                         "clean reference per noisy image, in the same order")
     for path, image in noisy + clean:
         h, w = image.shape[:2]
         if tile is not None and (h, w) != tuple(tile):
@@ -121,6 +119,7 @@ def main() -> None:
 
     int8_onnx, fp32_onnx, tile, stride = qat_graphs(args.bundle)
     noisy_paths, clean_paths = expand_inputs(args.noisy), expand_inputs(args.clean)
+    check_one_clean_each(noisy_paths, clean_paths)
     noisy = [read_image(p).rgb for p in noisy_paths]
     clean = [read_image(p).rgb for p in clean_paths]
     check_pairs(list(zip(noisy_paths, noisy)), list(zip(clean_paths, clean)), tile, stride)

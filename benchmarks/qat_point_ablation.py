@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atbsn_edge.cli import new_parser, thread_count
+from atbsn_edge.cli import check_one_clean_each, new_parser, thread_count
 
 
 def float_checkpoint(args: argparse.Namespace, model) -> str:
@@ -60,6 +60,20 @@ def float_checkpoint(args: argparse.Namespace, model) -> str:
                          f"{origin or '(nothing)'!r}, and {path} is not a file; give the float "
                          "checkpoint it was fine-tuned from with --float FILE.pt")
     return str(path)
+
+
+def check_calibration_sides(paths, images, stride: int) -> None:
+    """The calibration images run through the bare network (no padding), so each side must be
+    a multiple of its ``stride``: a one-line error before any output (it was a RuntimeError
+    traceback from a skip connection, after the table)."""
+    from atbsn_edge.errors import AtbsnError
+
+    for path, image in zip(paths, images):
+        height, width = image.shape[:2]
+        if height % stride or width % stride:
+            raise AtbsnError(f"--calibration {path} is {width}x{height}; the network takes "
+                             f"sides that are multiples of {stride}: give crops of such a size "
+                             "(e.g. 512x512)")
 
 
 def main() -> None:
@@ -90,7 +104,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from atbsn_edge.errors import AtbsnError
     from atbsn_edge.imageio import read_image
     from atbsn_edge.inputs import expand_inputs
     from atbsn_edge.metrics import psnr
@@ -100,9 +113,12 @@ def main() -> None:
     from atbsn_edge.quantization.qat_network import QuantizationAware
     from atbsn_edge.strength import blend_with_input
 
-    noisy = [read_image(p).rgb for p in expand_inputs(args.noisy)]
-    clean = [read_image(p).rgb for p in expand_inputs(args.clean)]
-    calibration = [read_image(p).rgb for p in expand_inputs(args.calibration)]
+    noisy_paths, clean_paths = expand_inputs(args.noisy), expand_inputs(args.clean)
+    check_one_clean_each(noisy_paths, clean_paths)
+    noisy = [read_image(p).rgb for p in noisy_paths]
+    clean = [read_image(p).rgb for p in clean_paths]
+    calibration_paths = expand_inputs(args.calibration)
+    calibration = [read_image(p).rgb for p in calibration_paths]
 
     def tensor(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(x.transpose(2, 0, 1).copy())[None]
@@ -127,9 +143,7 @@ def main() -> None:
     model = load_checkpoint(args.checkpoint)
     float_path = float_checkpoint(args, model)
     float_model = load_checkpoint(float_path)
-    if len(noisy) != len(clean):
-        raise AtbsnError(f"{len(noisy)} --noisy images but {len(clean)} --clean ones; give one "
-                         "clean reference per noisy image, in the same order")
+    check_calibration_sides(calibration_paths, calibration, model.stride)
     info = cpu_info()
     print(f"CPU: {info['model']}; {' '.join(info['flags_that_matter'])}; torch threads "
           f"{torch.get_num_threads()}; {len(noisy)} pairs; {len(calibration)} calibration images")

@@ -154,6 +154,32 @@ def test_qat_point_ablation_refuses_float_checkpoint(tmp_path, make_checkpoint):
                           "python -m atbsn_edge.qat", "--float")
 
 
+def test_qat_point_ablation_refuses_calibration_off_the_stride(tmp_path):
+    """Calibration images run through the bare network: an 80 x 48 one ended in a skip
+    connection's RuntimeError traceback after the table; now one line before any output."""
+    import cv2
+
+    noisy, clean = write_pairs(tmp_path / "pairs", 64, count=1)
+    odd = tmp_path / "calibration.png"
+    cv2.imwrite(str(odd), textured_image(48, 80).astype(np.uint8))
+    result = run_script("qat_point_ablation", "--checkpoint",
+                        ROOT / "atbsn_edge/assets/demo_student_c_int8.pt", "--noisy", *noisy,
+                        "--clean", *clean, "--calibration", odd)
+    assert_one_line_error(result, str(odd), "80x48", "multiples of 32")
+
+
+@pytest.mark.parametrize("script", ["int8_quality", "qat_point_ablation", "qat_float_output"])
+def test_pair_counts_are_checked_before_any_image_is_read(script, tmp_path, request):
+    """Two --noisy images and one --clean: one line naming both counts, checked on the paths
+    before any image is read or any checkpoint loaded (the checkpoint here does not exist)."""
+    noisy, clean = write_pairs(tmp_path / "pairs", 64, count=2)
+    first = (["--bundle", request.getfixturevalue("qat_bundle")] if script == "qat_float_output"
+             else ["--checkpoint", tmp_path / "absent.pt"])
+    extra = ["--calibration", noisy[0]] if script == "qat_point_ablation" else []
+    result = run_script(script, *first, "--noisy", *noisy, "--clean", clean[0], *extra)
+    assert_one_line_error(result, "2 --noisy images but 1 --clean ones")
+
+
 # --- qat_float_output.py -------------------------------------------------------------------
 
 def test_qat_float_output_refuses_pairs_off_the_tile(tmp_path, qat_bundle):
