@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from atbsn_edge.cli import new_parser, positive_float, positive_int
+from atbsn_edge.cli import check_one_clean_each, new_parser, positive_float, positive_int
 from atbsn_edge.compare import Crop, write_comparison
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.imageio import read_image
@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> None:
                              'pair, nam_pairs/NN_clean.png, else "clean")')
     parser.add_argument("--out", type=Path, required=True, help="folder for the pictures")
     args = parser.parse_args(argv)
-    if len(args.noisy) != len(args.clean):
-        parser.error(f"{len(args.noisy)} --noisy but {len(args.clean)} --clean; give one "
-                     "--clean per --noisy, in the same order")
+    check_one_clean_each(args.noisy, args.clean)
     for path in (*args.noisy, *args.clean):
         if not Path(path).is_file():
             raise AtbsnError(f"{path}: no such file; give existing noisy and clean images")

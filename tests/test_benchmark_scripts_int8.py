@@ -168,13 +168,17 @@ def test_qat_point_ablation_refuses_calibration_off_the_stride(tmp_path):
     assert_one_line_error(result, str(odd), "80x48", "multiples of 32")
 
 
-@pytest.mark.parametrize("script", ["int8_quality", "qat_point_ablation", "qat_float_output"])
+@pytest.mark.parametrize("script", ["int8_quality", "qat_point_ablation", "qat_float_output",
+                                    "quality_pictures"])
 def test_pair_counts_are_checked_before_any_image_is_read(script, tmp_path, request):
     """Two --noisy images and one --clean: one line naming both counts, checked on the paths
     before any image is read or any checkpoint loaded (the checkpoint here does not exist)."""
     noisy, clean = write_pairs(tmp_path / "pairs", 64, count=2)
-    first = (["--bundle", request.getfixturevalue("qat_bundle")] if script == "qat_float_output"
-             else ["--checkpoint", tmp_path / "absent.pt"])
+    first = ["--checkpoint", tmp_path / "absent.pt"]
+    if script == "qat_float_output":
+        first = ["--bundle", request.getfixturevalue("qat_bundle")]
+    elif script == "quality_pictures":
+        first += ["--out", tmp_path / "out"]
     extra = ["--calibration", noisy[0]] if script == "qat_point_ablation" else []
     result = run_script(script, *first, "--noisy", *noisy, "--clean", clean[0], *extra)
     assert_one_line_error(result, "2 --noisy images but 1 --clean ones")
