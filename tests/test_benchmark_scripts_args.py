@@ -2,13 +2,9 @@
 ended in a traceback or an empty table with exit 0; found 2026-12-07 by running every script)."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_scripts import assert_one_line_error, run_script
 
 CASES = [
     ("denoise_large.py", ["--width", "0"], "--width"),
@@ -26,9 +22,5 @@ CASES = [
 def test_a_bad_argument_is_one_line_and_exit_2(script, argv, message, tmp_path):
     if script == "thin_conv_rewrite.py":
         pytest.importorskip("nncf", reason="thin_conv_rewrite.py needs nncf")
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *argv],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    errors = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode == 2, done.stderr
-    assert len(errors) == 1 and message in errors[0], errors  # one line, no usage block
-    assert not done.stdout.strip(), done.stdout  # nothing printed before the refusal
+    # one error: line, no usage block, nothing printed before the refusal
+    assert_one_line_error(run_script(script, *argv, cwd=tmp_path), message)

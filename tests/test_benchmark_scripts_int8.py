@@ -5,7 +5,6 @@ a float checkpoint, qat_float_output on pairs not at the tile, inference_precisi
 picks" note and its bundle checks, latency's unknown targets, output_phases' tile)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -15,41 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark_scripts import ROOT, assert_one_line_error, load_script, run_script
 from conftest import textured_image
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "benchmarks"
 SCRIPTS = ("int8_quality", "dec1_ir_rewrites", "qat_point_ablation", "qat_float_output",
            "inference_precision", "latency", "output_phases")
-
-
-def run_script(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``benchmarks/NAME.py ARGS`` in a fresh interpreter (caches in the test's folders, set
-    by the autouse fixture of conftest.py and inherited through the environment)."""
-    return subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Exit 2, nothing on stdout, and one ``error:`` line (no traceback) holding every
-    fragment; returns that line."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert result.stdout == "", result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
-    return errors[0]
-
-
-def load_script(name: str):
-    """Import ``benchmarks/NAME.py`` as a module (its main is not run)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_pairs(folder: Path, size: int, count: int = 2) -> tuple[list[Path], list[Path]]:

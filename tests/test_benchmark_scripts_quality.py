@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,28 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmark_scripts import BENCHMARKS, assert_one_line_error, run_script
 from conftest import textured_image
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "benchmarks"
-
 pytest.importorskip("torch")
-
-
-def run_script(name: str, *args: object) -> subprocess.CompletedProcess:
-    """``benchmarks/NAME`` run as a user runs it, from the repository root."""
-    return subprocess.run([sys.executable, str(BENCHMARKS / name), *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
-    """Exit code 2, nothing on stdout, one ``error:`` line naming ``words``."""
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == "" and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def script_module(name: str, monkeypatch):
