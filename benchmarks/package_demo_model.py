@@ -35,11 +35,11 @@ def main(argv: list[str] | None = None) -> None:
     payload = torch.load(args.source, map_location="cpu", weights_only=True)
     training = payload.get("training") or {}
     metadata = {k: v for k, v in (payload.get("metadata") or {}).items()}
+    this_machine = f"{describe_cpu()}; {torch.get_num_threads()} threads"
     if training:   # a training checkpoint: what its training state says, and this machine
         metadata.update(iterations=int(training.get("step", metadata.get("iterations", 0))),
                         history=[r for r in training.get("history", []) if "val_psnr" in r],
-                        trained_on=args.trained_on
-                        or f"{describe_cpu()}; {torch.get_num_threads()} threads",
+                        trained_on=args.trained_on or this_machine,
                         note=args.note or "")
     else:          # already packaged: keep its history, trained_on and note unless given
         metadata["iterations"] = int(metadata.get("iterations", 0))
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.trained_on:
             metadata["trained_on"] = args.trained_on
         elif "trained_on" not in metadata:
-            metadata["trained_on"] = f"{describe_cpu()}; {torch.get_num_threads()} threads"
+            metadata["trained_on"] = this_machine
         if args.note is not None:
             metadata["note"] = args.note
         else:
