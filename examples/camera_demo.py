@@ -562,8 +562,13 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
                 if output is not None:
                     if writer is None:
                         writer = AtomicVideo(output, fps_out, (frame.shape[1], frame.shape[0]), overwrite)
-                    writer.write(frame)
-                    stats.written += 1
+                    # a Ctrl-C between the write and the count would leave a frame in the
+                    # video that the summary does not count: the two happen together
+                    with _signals_deferred() as pending:
+                        writer.write(frame)
+                        stats.written += 1
+                    for signum in pending:
+                        signal.raise_signal(signum)
                 stats.shown += 1
                 if not headless:
                     cv2.imshow(window, frame)
