@@ -2,12 +2,19 @@
 
 Converts the checkpoint to Core ML ML programs at the images' size (fp32, fp16, int8 W8A8 through
 ``coremltools.optimize.torch`` post-training quantization on the bundled calibration crops, and
-optionally weight-only 8-bit), saves each ``.mlpackage``, evaluates the SAVED programs with
-``atbsn_edge.coreml_mil`` (Apple's runtime needs macOS), and prints PSNR against clean, the drop
-against PyTorch fp32, relative L2 against PyTorch, and the evaluator's seconds per image,
-naming the CPU (the evaluator is a numpy interpreter: its time says nothing about a device).
+optionally weight-only 8-bit), and optionally an int8-ready checkpoint's W8A8 program with its
+learned ranges (``int8-learned``, what ``export --target coreml-int8`` writes by default), saves
+each ``.mlpackage``, evaluates the SAVED programs with ``atbsn_edge.coreml_mil`` (Apple's
+runtime needs macOS), and prints PSNR against clean, the drop against PyTorch fp32 (of
+``--checkpoint``), relative L2 against it, and the evaluator's seconds per image, naming the CPU
+(the evaluator is a numpy interpreter: its time says nothing about a device). ``--strength
+model`` scores every output blended with the float checkpoint's own strength (``auto`` for the
+bundled student), as ``denoise`` writes it; the default scores the network's output.
 
     python benchmarks/coreml_int8_quality.py --checkpoint atbsn_edge/assets/demo_student_c.pt \\
+        --noisy ../shared/data/real/nam_pairs/*_noisy.png \\
+        --clean ../shared/data/real/nam_pairs/*_clean.png
+    python benchmarks/coreml_int8_quality.py --variants int8,int8-learned --strength model \\
         --noisy ../shared/data/real/nam_pairs/*_noisy.png \\
         --clean ../shared/data/real/nam_pairs/*_clean.png
 """
@@ -20,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import comma_choices, new_parser
+from atbsn_edge.cli import check_one_clean_each, comma_choices, new_parser
 
-VARIANTS = ("fp32", "fp16", "int8", "int8-all", "int8-affine", "int8-w8")
+VARIANTS = ("fp32", "fp16", "int8", "int8-all", "int8-affine", "int8-w8", "int8-learned")
+STRENGTHS = ("network", "model")
 
 
 def main() -> None:
@@ -33,9 +41,17 @@ def main() -> None:
     parser.add_argument("--clean", nargs="+", required=True, help="their clean references")
     parser.add_argument("--variants", type=comma_choices(VARIANTS, "variant"),
                         default="fp32,fp16,int8",
-                        help="comma list of fp32, fp16, int8 (W8A8, the default keep-float), "
+                        help="comma list of fp32, fp16, int8 (W8A8, symmetric activations, the "
+                             "default keep-float), "
                              "int8-all (W8A8, every layer), int8-affine (W8A8 with zero points), "
-                             "int8-w8 (weight-only)")
+                             "int8-w8 (weight-only), int8-learned (W8A8 of --int8-ready, its "
+                             "learned ranges)")
+    parser.add_argument("--int8-ready", default="atbsn_edge/assets/demo_student_c_int8.pt",
+                        help="int8-learned: the int8-ready checkpoint (python -m atbsn_edge.qat) "
+                             "fine-tuned from --checkpoint (default: the bundled one)")
+    parser.add_argument("--strength", choices=STRENGTHS, default="network",
+                        help="network: score the network's output (default); model: blended "
+                             "with --checkpoint's own strength, as denoise writes it")
     parser.add_argument("--calib-crops", type=int, default=64)
     parser.add_argument("--keep-float", nargs="*", metavar="PATTERN",
                         help="int8 variants: layers kept float (default: the architecture's choice)")
@@ -54,8 +70,10 @@ def main() -> None:
     from atbsn_edge.inputs import expand_inputs
     from atbsn_edge.metrics import psnr
     from atbsn_edge.models import load_checkpoint
+    from atbsn_edge.strength import blend_with_input, model_strength
 
     noisy_paths, clean_paths = expand_inputs(args.noisy), expand_inputs(args.clean)
+    check_one_clean_each(noisy_paths, clean_paths)
     if args.limit:
         noisy_paths, clean_paths = noisy_paths[:args.limit], clean_paths[:args.limit]
     noisy = [read_image(p).rgb.transpose(2, 0, 1)[None].copy() for p in noisy_paths]
@@ -67,9 +85,20 @@ def main() -> None:
     denoiser = load_checkpoint(args.checkpoint)
     hole = denoiser.resolve_hole(args.hole)
     module = tc.prepare_network(denoiser, hole, fuse=args.fuse)
+    strength = model_strength(denoiser.metadata) if args.strength == "model" else 1.0
+    scored = "the network output" if strength == 1.0 else f"the output at strength {strength}"
+
+    def score(out: np.ndarray, n: np.ndarray, c: np.ndarray) -> float:
+        """PSNR of one output against clean, at the chosen strength."""
+        out_hwc = np.ascontiguousarray(out[0].transpose(1, 2, 0), dtype=np.float32)
+        if strength != 1.0:
+            out_hwc = blend_with_input(np.ascontiguousarray(n[0].transpose(1, 2, 0)), out_hwc,
+                                       strength)
+        return psnr(out_hwc, c)
+
     with torch.inference_mode():
         reference = [denoiser.core(hole)(torch.from_numpy(n)).numpy() for n in noisy]
-    base = np.array([psnr(r[0].transpose(1, 2, 0), c) for r, c in zip(reference, clean)])
+    base = np.array([score(r, n, c) for r, n, c in zip(reference, noisy, clean)])
     keep_default = (denoiser.architecture.int8_keep_float if args.keep_float is None
                     else tuple(args.keep_float))
     calibration = None
@@ -92,6 +121,10 @@ def main() -> None:
                 mlmodel = tc.convert_module(quantized, batch=1, height=height, width=width,
                                             precision="int8")
                 scheme = f"W8A8 {scheme_name}, float: {','.join(kept) or 'none'}"
+            elif variant == "int8-learned":
+                mlmodel = tc.learned_int8_program(load_checkpoint(args.int8_ready), batch=1,
+                                                  height=height, width=width)
+                scheme = f"W8A8 symmetric, learned ranges of {Path(args.int8_ready).name}"
             elif variant == "int8-w8":
                 mlmodel = tc.weight_only_int8(tc.convert_module(module, batch=1, height=height,
                                                                 width=width, precision="fp16"))
@@ -105,7 +138,7 @@ def main() -> None:
                 start = time.perf_counter()
                 out = evaluator.evaluate({"input": n})["output"].astype(np.float32)
                 seconds.append(time.perf_counter() - start)
-                scores.append(psnr(out[0].transpose(1, 2, 0), c))
+                scores.append(score(out, n, c))
                 rels.append(float(np.linalg.norm(out - r) / np.linalg.norm(r)))
             scores = np.array(scores)
             rows.append((f"coreml-{variant}", scheme, scores.mean(), (base - scores).mean(),
@@ -115,7 +148,8 @@ def main() -> None:
 
     print(f"CPU: {cpu_info()['model']} ({os.cpu_count()} cores); {Path(args.checkpoint).name} on "
           f"{len(noisy)} pairs at {width}x{height}; upsampling {'fused' if args.fuse else 'explicit'}; "
-          f"int8 calibration: {args.calib_crops} crops of the bundled DND images, min/max")
+          f"int8 calibration: {args.calib_crops} crops of the bundled DND images, min/max; "
+          f"PSNR of {scored}")
     print("| program | int8 scheme | mean PSNR | mean drop vs PyTorch fp32 | worst image drop | "
           "max rel L2 vs PyTorch | evaluator s/image (numpy) |")
     print("|---|---|---|---|---|---|---|")

@@ -262,3 +262,33 @@ def test_receptive_field_unknown_architecture_is_one_line():
     line = assert_one_line_error(run_script("receptive_field.py", "--he-init", "student_z"),
                                  "student_z")
     assert all(name in line for name in ("atbsn", "student_a", "student_b", "student_c"))
+
+
+# --------------------------------------------------------------------------------------------
+# coreml_int8_quality.py: the int8-ready student's learned program, scored as denoise writes it
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.slow  # about 45 s on 2 cores: PyTorch, coremltools, a conversion, the evaluator
+def test_coreml_quality_scores_the_learned_program_at_the_models_strength(tmp_path):
+    pytest.importorskip("coremltools", reason="the coreml extra (coremltools) is not installed")
+    write_pair(tmp_path, "n.png", "c.png", 64, seed=3)
+    result = run_script("coreml_int8_quality", "--variants", "int8-learned", "--strength", "model",
+                        "--noisy", tmp_path / "n.png", "--clean", tmp_path / "c.png", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "PSNR of the output at strength auto" in result.stdout
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in result.stdout.splitlines() if line.startswith("| ")}
+    base = float(rows["PyTorch fp32"][1].split()[0])
+    learned = rows["coreml-int8-learned"]
+    assert learned[0].startswith("W8A8 symmetric, learned ranges of demo_student_c_int8.pt")
+    mean, drop = float(learned[1].split()[0]), float(learned[2].split()[0])
+    assert abs((base - mean) - drop) < 2e-3          # the drop is the printed means' difference
+    assert abs(drop) < 1.0 and float(learned[4]) < 0.1   # int8 of a real network, not garbage
+
+
+def test_coreml_quality_refuses_unpaired_references_in_one_line(tmp_path):
+    write_pair(tmp_path, "n.png", "c.png", 64, seed=3)
+    write_pair(tmp_path, "n2.png", "c2.png", 64, seed=4)
+    result = run_script("coreml_int8_quality", "--noisy", tmp_path / "n.png",
+                        "--clean", tmp_path / "c.png", tmp_path / "c2.png")
+    assert_one_line_error(result, "1 --noisy images but 2 --clean ones")

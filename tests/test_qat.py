@@ -743,7 +743,8 @@ def test_the_bundled_int8_ready_student_is_the_default_int8_export(tmp_path):
     (["--target", "openvino-int8"], "demo_student_c_int8.pt"),
     (["--target", "onnx-int8"], "demo_student_c_int8.pt"),
     (["--target", "trt-int8"], "demo_student_c_int8.pt"),
-    (["--target", "coreml-int8"], "demo_student_c.pt"),  # Core ML quantizes on its own
+    (["--target", "coreml-int8"], "demo_student_c_int8.pt"),
+    (["--target", "coreml-int8", "--calib-crops", "8"], "demo_student_c.pt"),
     (["--target", "openvino-fp16"], "demo_student_c.pt"),
     (["--target", "openvino-int8", "--int8-keep-float", "/dec1/"], "demo_student_c.pt"),
     (["--target", "openvino-int8", "--calib-crops", "8"], "demo_student_c.pt"),

@@ -3,14 +3,15 @@
 Two kinds:
 
 - **coremltools' own definitions, reused**: ``pad``, ``slice_by_index``, ``reverse``,
-  ``transpose``, ``split``, ``concat``, ``leaky_relu``, ``add``, ``cast`` and ``quantize``
+  ``transpose``, ``split``, ``concat``, ``leaky_relu``, ``add``, ``sub``, ``mul``, ``cast`` and
+  ``quantize``
   have a ``value_inference`` method in coremltools' op definitions (the numpy code its
   converter folds constants with). The evaluator binds the runtime values to the op's input
   variables for the duration of the call (:func:`bound_values`) and calls that method, so their
   semantics (pad modes, slice masks, split sizes, quantize rounding) are coremltools', not a
   re-reading of the spec.
 - **written here**, where coremltools has no value inference: ``conv``, ``conv_transpose``,
-  ``max_pool``, ``upsample_nearest_neighbor``, ``dequantize`` and
+  ``max_pool``, ``upsample_nearest_neighbor``, ``pixel_shuffle``, ``dequantize`` and
   ``constexpr_affine_dequantize``. Convolutions accumulate one kernel tap at a time as a
   matrix product (``(C_out x C_in) @ (C_in x H*W)``, BLAS through ``np.tensordot``), which keeps
   memory at one shifted copy of the input.
@@ -209,6 +210,18 @@ def upsample_nearest_neighbor(op: Any, env: dict[str, np.ndarray]) -> list[np.nd
     return [np.repeat(np.repeat(x, factors[0], axis=2), factors[1], axis=3)]
 
 
+def pixel_shuffle(op: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Depth to space as PyTorch's ``pixel_shuffle``: channel ``c * f^2 + i * f + j`` goes to
+    channel ``c``, row offset ``i``, column offset ``j``."""
+    x = np.asarray(_param(op, env, "x"))
+    f = int(_param(op, env, "upscale_factor"))
+    n, c, h, w = x.shape
+    if c % (f * f):
+        raise AtbsnError(f"pixel_shuffle {op.name}: {c} channels do not split by {f * f}")
+    x = x.reshape(n, c // (f * f), f, f, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return [x.reshape(n, c // (f * f), h * f, w * f)]
+
+
 def _per_axis(array: Any, axis: Any, ndim: int) -> np.ndarray:
     """A scale or zero point, scalar or one value per slice along ``axis``, broadcastable."""
     array = np.asarray(array, dtype=np.float32)
@@ -256,11 +269,12 @@ SUPPORTED_OPS: dict[str, OpFunction] = {
     "conv_transpose": conv_transpose,
     "max_pool": max_pool,
     "upsample_nearest_neighbor": upsample_nearest_neighbor,
+    "pixel_shuffle": pixel_shuffle,
     "constexpr_affine_dequantize": constexpr_affine_dequantize,
     "dequantize": dequantize,
     **{name: reuse_value_inference for name in (
         "pad", "slice_by_index", "reverse", "transpose", "split", "concat", "leaky_relu",
-        "add", "cast", "quantize")},
+        "add", "sub", "mul", "cast", "quantize")},
 }
 """Op type -> implementation; ``const`` is read, not computed (its value is in the program)."""
 

@@ -222,11 +222,11 @@ def _stage_from_checkpoint(args: argparse.Namespace, target: Target,
 
 
 def _default_checkpoint(args: argparse.Namespace, target: Target) -> Path:
-    """The bundled model a target exports when no --checkpoint is given: for an int8 target
-    other than Core ML (which quantizes on its own), the int8-ready student (every layer int8,
-    learned ranges: faster than the calibrated mixed int8 on the AVX-512 EPYC and with OpenVINO
-    capped at AVX2, docs/export.md) unless calibration flags (or --int8-quantizer) ask for a
-    calibrated export; else the demo model."""
+    """The bundled model a target exports when no --checkpoint is given: for an int8 target,
+    the int8-ready student (every layer int8, learned ranges: faster than the calibrated mixed
+    int8 on the AVX-512 EPYC and with OpenVINO capped at AVX2, and within 0.15 dB in Core ML,
+    where coremltools' own calibration is not; docs/export.md, docs/coreml.md) unless
+    calibration flags (or --int8-quantizer) ask for a calibrated export; else the demo model."""
     from ..assets import default_checkpoint, default_int8_checkpoint
 
     learned = default_int8_checkpoint()

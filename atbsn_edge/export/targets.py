@@ -30,8 +30,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 class Target:
     """One row: ``<backend>-<precision>`` and what it takes to build and run it.
 
-    ``own_int8``: its int8 comes from its own quantizer, not from the learned Q/DQ graph of an
-    int8-ready checkpoint (Core ML). ``builder_here``: where the artifact is built on the
+    ``builder_here``: where the artifact is built on the
     device that runs it, a function saying whether that builder is on this machine (without
     it the export writes the bundle and the device command). ``check_options``:
     "module:function" taking (target, the export's arguments) that refuses bad options of this
@@ -44,7 +43,6 @@ class Target:
     extra: str                  # pip extra that installs them
     converter: str | None       # "module:function" building the artifact, None = planned
     note: str = ""
-    own_int8: bool = False
     builder_here: Callable[[], bool] | None = None
     check_options: str | None = None
 
@@ -71,9 +69,10 @@ class Target:
 
     @property
     def takes_learned_int8(self) -> bool:
-        """Whether it is built from an int8-ready checkpoint's learned Q/DQ graph: the int8
-        targets other than those with their own quantizer."""
-        return self.precision == "int8" and not self.own_int8
+        """Whether it is built from an int8-ready checkpoint's learned ranges: every int8
+        target (Core ML from the same quantization-aware network, traced in its export
+        form); a float target refuses such a checkpoint."""
+        return self.precision == "int8"
 
     def check(self, args: Any) -> None:
         """Refuse this backend's bad options in ``args`` (the export's arguments) before any
@@ -104,7 +103,7 @@ def _rows() -> list[Target]:
                    builder_here=_tensorrt_builder_here,
                    check_options="atbsn_edge.export.tensorrt_target:check_engine_options"),
             Target("coreml", p, "coreml", ("coremltools",), "coreml",
-                   f"atbsn_edge.export.torch_to_coreml:{p}", own_int8=True),
+                   f"atbsn_edge.export.torch_to_coreml:{p}"),
         ]
     return rows
 

@@ -36,15 +36,10 @@ def learned_ranges(denoiser: Any) -> Mapping | None:
     return denoiser.metadata.get("int8_ranges") or None
 
 
-def torch_qat_to_int8_onnx(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,
-                           dynamic: bool = False, metadata: Mapping[str, Any]) -> dict[str, str]:
-    """Write the int8 Q/DQ graph of ``denoiser`` (with learned ranges) to ``path``; returns
-    its metadata. Checked: every convolution's input and weight pass through a Q/DQ pair, and
-    ONNX Runtime's output equals the fake-quantized PyTorch network's."""
-    torch = require("torch", "torch")
-    onnx = require("onnx", "onnx")
+def learned_network(denoiser: Any) -> Any:
+    """The quantization-aware network of an int8-ready checkpoint with its learned ranges, in
+    eval mode (what the int8 exports trace); a one-line error for a float checkpoint."""
     from ..quantization.qat_network import QuantizationAware, quantization_aware
-    from .torch_to_onnx import export_onnx
 
     ranges = learned_ranges(denoiser)
     if ranges is None:
@@ -53,7 +48,19 @@ def torch_qat_to_int8_onnx(denoiser: Any, path: str | Path, *, tile: int, batch:
     wrapped = denoiser.core(None)  # the int8 simulation load_checkpoint built
     if not isinstance(wrapped, QuantizationAware):
         wrapped = quantization_aware(wrapped, ranges)
-    wrapped = wrapped.eval()
+    return wrapped.eval()
+
+
+def torch_qat_to_int8_onnx(denoiser: Any, path: str | Path, *, tile: int, batch: int = 1,
+                           dynamic: bool = False, metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Write the int8 Q/DQ graph of ``denoiser`` (with learned ranges) to ``path``; returns
+    its metadata. Checked: every convolution's input and weight pass through a Q/DQ pair, and
+    ONNX Runtime's output equals the fake-quantized PyTorch network's."""
+    torch = require("torch", "torch")
+    onnx = require("onnx", "onnx")
+    from .torch_to_onnx import export_onnx
+
+    wrapped = learned_network(denoiser)
     meta = export_onnx(wrapped, path, height=tile, width=tile, batch=batch, dynamic=dynamic,
                        metadata={**metadata, "precision": "int8", "int8_ranges": LEARNED,
                                  "int8_keep_float": "", "upsampling": "fused"})

@@ -9,11 +9,15 @@ shape and converted with ``ct.convert(convert_to="mlprogram")``:
   (the fp16 and int8 programs cast to fp16 inside, so the app always feeds float32);
 - ``coreml-fp32``: ``compute_precision=FLOAT32``; ``coreml-fp16``: ``FLOAT16`` (fp16 weights and
   fp16 tensors throughout); minimum deployment target iOS 16 / macOS 13;
-- ``coreml-int8``: W8A8, calibrated in PyTorch by ``coremltools.optimize.torch``'s
-  ``LinearQuantizer`` used post-training (observers on the calibration crops, no training, min/max
-  ranges; int8 per-channel weights, uint8 per-tensor activations with zero points), layers matching the
-  keep-float patterns left float, the rest fp16; its ``quantize``/``dequantize`` ops need iOS 17 /
-  macOS 14. Where W8A8 does not convert it falls back to weight-only 8-bit
+- ``coreml-int8`` of an int8-ready checkpoint (``python -m atbsn_edge.qat``, the default
+  int8 export): W8A8 with the learned ranges, every layer int8, the graph its ONNX Q/DQ export
+  writes (symmetric int8, zero points 0, per-channel weights, per-tensor activations), traced
+  in that form and converted through ``coreml_fake_quant.py``; no calibration;
+- ``coreml-int8`` of a float checkpoint: W8A8, calibrated in PyTorch by
+  ``coremltools.optimize.torch``'s ``LinearQuantizer`` used post-training (observers on the
+  calibration crops, no training, min/max ranges; int8 per-channel weights, uint8 per-tensor
+  activations with zero points), layers matching the keep-float patterns left float, the rest
+  fp16. Both forms' ``quantize``/``dequantize`` ops need iOS 17 / macOS 14. Where W8A8 does not convert it falls back to weight-only 8-bit
   (``ct.optimize.coreml.linear_quantize_weights`` of the fp16 program) and records that.
 
 Why iOS 16 / macOS 13 for the float targets: it is the first release whose Core ML takes fp16
@@ -61,6 +65,8 @@ W8A8, WEIGHT_ONLY = "w8a8", "w8-weight-only"
 # PyTorch fp32, symmetric 0.737 dB (a fixed zero point halves the range of the mostly
 # non-negative activations).
 INT8_ACTIVATION_SCHEME = "affine"
+#: the activation scheme of an int8-ready checkpoint's program: its learned symmetric ranges
+LEARNED_ACTIVATION_SCHEME = "symmetric-learned"
 
 
 # --- the torch network -----------------------------------------------------------------------
@@ -136,6 +142,8 @@ def convert_module(module: Any, *, batch: int, height: int, width: int, precisio
     example = torch.rand(batch, 3, height, width) * 255
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+        # the quantization-aware network's constants and shape checks, fixed at this tile
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         traced = torch.jit.trace(module, example)
     target = DEPLOYMENT_TARGETS[precision]
     return ct.convert(
@@ -190,8 +198,9 @@ def fp16(job: ConversionJob) -> ArtifactEntry:
 
 
 def int8(job: ConversionJob) -> ArtifactEntry:
-    """``coreml-int8``: W8A8 calibrated on the bundle's calibration data (weight-only 8-bit
-    where W8A8 does not convert)."""
+    """``coreml-int8``: W8A8 with the learned ranges of an int8-ready checkpoint; of a float
+    checkpoint, calibrated on the bundle's calibration data (weight-only 8-bit where W8A8
+    does not convert)."""
     return convert(job, "int8")
 
 
@@ -207,15 +216,19 @@ def convert(job: ConversionJob, precision: str) -> ArtifactEntry:
     height, width = network.tile
     batch = network.batch or 1
     fuse = network.raw.get("upsampling", "fused") == "fused"
-    module = prepare_network(denoiser, network.hole_size, fuse=fuse)
     ct = quiet_coremltools()
     extra: dict[str, Any] = {}
     details: dict[str, Any] = {}
-    if precision == "int8":
-        mlmodel, extra, details = _int8(job, module, batch, height, width)
+    if precision == "int8" and job.learned_int8() is not None:
+        mlmodel, extra, details = _learned_int8(job, denoiser, batch, height, width)
+        fuse = True  # the quantization-aware network computes the folded form itself
     else:
-        mlmodel = convert_module(module, batch=batch, height=height, width=width,
-                                 precision=precision)
+        module = prepare_network(denoiser, network.hole_size, fuse=fuse)
+        if precision == "int8":
+            mlmodel, extra, details = _int8(job, module, batch, height, width)
+        else:
+            mlmodel = convert_module(module, batch=batch, height=height, width=width,
+                                     precision=precision)
     deployment = extra.pop("coreml_minimum_deployment_target", DEPLOYMENT_TARGETS[precision])
     metadata = job.metadata(precision, **extra, coreml_minimum_deployment_target=deployment,
                             coreml_compute_precision=COMPUTE_PRECISION[precision],
@@ -264,6 +277,40 @@ def _int8(job: ConversionJob, module: Any, batch: int, height: int,
     extra.update(int8_scheme=scheme, int8_layers_kept_float=",".join(kept),
                  int8_activation_scheme=INT8_ACTIVATION_SCHEME if scheme == W8A8 else "float16")
     details.update(int8_scheme=scheme, layers_kept_float=kept)
+    return mlmodel, extra, details
+
+
+def learned_int8_program(denoiser: Any, *, batch: int, height: int, width: int) -> Any:
+    """The W8A8 ML program of an int8-ready checkpoint's learned ranges: its
+    quantization-aware network traced at ``(batch, 3, height, width)`` in the export form and
+    converted with the fake-quantize converters of ``coreml_fake_quant.py``."""
+    from ..quantization.fake_quant import export_form
+    from .coreml_fake_quant import register_fake_quantize_converters
+    from .torch_qat_to_int8_onnx import learned_network
+
+    wrapped = learned_network(denoiser)
+    register_fake_quantize_converters()
+    with export_form():
+        return convert_module(wrapped, batch=batch, height=height, width=width,
+                              precision="int8")
+
+
+def _learned_int8(job: ConversionJob, denoiser: Any, batch: int, height: int,
+                  width: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """W8A8 from an int8-ready checkpoint: its quantization-aware network traced in the export
+    form (the graph of its learned-range ONNX: symmetric int8, zero points 0, every layer
+    int8) and its fake-quantize operators converted to ``quantize``/``dequantize`` and int8
+    weights (``coreml_fake_quant.py``); fp16 between them. No calibration."""
+    from .torch_qat_to_int8_onnx import LEARNED
+
+    source = job.learned_int8()  # the bundle's learned onnx-int8 (refuses calibration flags)
+    mlmodel = learned_int8_program(denoiser, batch=batch, height=height, width=width)
+    extra = {"int8_ranges": LEARNED, "int8_keep_float": "", "upsampling": "fused",
+             "int8_scheme": W8A8, "int8_layers_kept_float": "",
+             "int8_activation_scheme": LEARNED_ACTIVATION_SCHEME}
+    details = {**source.details, "int8_scheme": W8A8, "layers_kept_float": []}
+    log.info("coreml-int8 from the learned ranges of the int8-ready checkpoint: every layer "
+             "int8, symmetric activations")
     return mlmodel, extra, details
 
 

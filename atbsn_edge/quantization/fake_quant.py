@@ -12,11 +12,16 @@ to nearest even, as ``QuantizeLinear`` rounds, with a straight-through gradient.
 
 Under ``torch.onnx.export`` the same numbers are written with PyTorch's fake-quantize
 operators, which the exporter turns into ``QuantizeLinear``/``DequantizeLinear`` pairs
-(activations here, weights in ``qat_network.exported_weights``).
+(activations here, weights in ``qat_network.exported_weights``). :func:`export_form` writes
+the same operators for another tracer (the Core ML export's ``torch.jit.trace``, whose
+converter turns them into ``quantize``/``dequantize``, ``export/coreml_fake_quant.py``).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -40,8 +45,24 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return (torch.round(x) - x).detach() + x
 
 
+_EXPORT_FORM: contextvars.ContextVar = contextvars.ContextVar("export_form", default=False)
+
+
 def exporting() -> bool:
-    return torch.onnx.is_in_onnx_export()
+    """Whether the network is being traced for export (``torch.onnx.export``, or inside
+    :func:`export_form`): the quantizers then write PyTorch's fake-quantize operators."""
+    return torch.onnx.is_in_onnx_export() or _EXPORT_FORM.get()
+
+
+@contextlib.contextmanager
+def export_form() -> Iterator[None]:
+    """Run (trace) the quantization-aware network as the export writes it, outside
+    ``torch.onnx.export``: the graph of fake-quantize operators that Core ML's converter reads."""
+    token = _EXPORT_FORM.set(True)
+    try:
+        yield
+    finally:
+        _EXPORT_FORM.reset(token)
 
 
 def weight_steps(weight: torch.Tensor, axis: int, levels: int = 127) -> torch.Tensor:
