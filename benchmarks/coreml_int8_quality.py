@@ -46,9 +46,11 @@ def main() -> None:
                              "int8-all (W8A8, every layer), int8-affine (W8A8 with zero points), "
                              "int8-w8 (weight-only), int8-learned (W8A8 of --int8-ready, its "
                              "learned ranges)")
-    parser.add_argument("--int8-ready", default="atbsn_edge/assets/demo_student_c_int8.pt",
+    parser.add_argument("--int8-ready",
                         help="int8-learned: the int8-ready checkpoint (python -m atbsn_edge.qat) "
-                             "fine-tuned from --checkpoint (default: the bundled one)")
+                             "fine-tuned from --checkpoint (default: the bundled one); its "
+                             "program is its own export form (--hole, --keep-float and "
+                             "--no-fuse-upsampling do not apply to it)")
     parser.add_argument("--strength", choices=STRENGTHS, default="network",
                         help="network: score the network's output (default); model: blended "
                              "with --checkpoint's own strength, as denoise writes it")
@@ -62,7 +64,7 @@ def main() -> None:
 
     import torch
 
-    from atbsn_edge.assets import CALIBRATION_IMAGES
+    from atbsn_edge.assets import CALIBRATION_IMAGES, DEMO_STUDENT_C_INT8, default_int8_checkpoint
     from atbsn_edge.calibration import collect_crops
     from atbsn_edge.coreml_mil.evaluator import ProgramEvaluator
     from atbsn_edge.export import torch_to_coreml as tc
@@ -84,6 +86,16 @@ def main() -> None:
                          "Core ML tile is square here), e.g. 512 x 512 crops")
     denoiser = load_checkpoint(args.checkpoint)
     hole = denoiser.resolve_hole(args.hole)
+    int8_ready = None
+    if "int8-learned" in args.variants:  # checked before any conversion
+        int8_ready = load_checkpoint(args.int8_ready or default_int8_checkpoint()
+                                     or DEMO_STUDENT_C_INT8)
+        if not int8_ready.metadata.get("int8_ranges"):
+            raise AtbsnError(f"--int8-ready {args.int8_ready}: not an int8-ready checkpoint (no "
+                             "learned int8 ranges); make one with python -m atbsn_edge.qat")
+    elif args.int8_ready:
+        raise AtbsnError("--int8-ready is for the int8-learned variant; add it to --variants "
+                         "or drop the flag")
     module = tc.prepare_network(denoiser, hole, fuse=args.fuse)
     strength = model_strength(denoiser.metadata) if args.strength == "model" else 1.0
     scored = "the network output" if strength == 1.0 else f"the output at strength {strength}"
@@ -122,9 +134,10 @@ def main() -> None:
                                             precision="int8")
                 scheme = f"W8A8 {scheme_name}, float: {','.join(kept) or 'none'}"
             elif variant == "int8-learned":
-                mlmodel = tc.learned_int8_program(load_checkpoint(args.int8_ready), batch=1,
-                                                  height=height, width=width)
-                scheme = f"W8A8 symmetric, learned ranges of {Path(args.int8_ready).name}"
+                mlmodel = tc.learned_int8_program(int8_ready, batch=1, height=height,
+                                                  width=width)
+                scheme = ("W8A8 symmetric, learned ranges of "
+                          f"{Path(int8_ready.metadata['checkpoint']).name}")
             elif variant == "int8-w8":
                 mlmodel = tc.weight_only_int8(tc.convert_module(module, batch=1, height=height,
                                                                 width=width, precision="fp16"))

@@ -279,11 +279,35 @@ def test_coreml_quality_scores_the_learned_program_at_the_models_strength(tmp_pa
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
             for line in result.stdout.splitlines() if line.startswith("| ")}
     base = float(rows["PyTorch fp32"][1].split()[0])
+    # the float student's output blended at its own strength (auto), as denoise writes it
+    import torch
+
+    from atbsn_edge.assets import DEMO_STUDENT_C
+    from atbsn_edge.imageio import read_image
+    from atbsn_edge.metrics import psnr
+    from atbsn_edge.models import load_checkpoint
+    from atbsn_edge.strength import blend_with_input, model_strength
+
+    student = load_checkpoint(DEMO_STUDENT_C)
+    noisy = read_image(tmp_path / "n.png").rgb
+    with torch.no_grad():
+        out = student.core(None)(torch.from_numpy(noisy.transpose(2, 0, 1)[None].copy()))
+    blended = blend_with_input(noisy, out[0].numpy().transpose(1, 2, 0).copy(),
+                               model_strength(student.metadata))
+    assert model_strength(student.metadata) == "auto"
+    assert base == pytest.approx(psnr(blended, read_image(tmp_path / "c.png").rgb), abs=2e-3)
     learned = rows["coreml-int8-learned"]
     assert learned[0].startswith("W8A8 symmetric, learned ranges of demo_student_c_int8.pt")
     mean, drop = float(learned[1].split()[0]), float(learned[2].split()[0])
     assert abs((base - mean) - drop) < 2e-3          # the drop is the printed means' difference
     assert abs(drop) < 1.0 and float(learned[4]) < 0.1   # int8 of a real network, not garbage
+
+
+def test_coreml_quality_refuses_an_int8_ready_flag_it_would_not_use(tmp_path):
+    write_pair(tmp_path, "n.png", "c.png", 64, seed=3)
+    result = run_script("coreml_int8_quality", "--noisy", tmp_path / "n.png", "--clean",
+                        tmp_path / "c.png", "--variants", "fp32", "--int8-ready", "x.pt")
+    assert_one_line_error(result, "--int8-ready is for the int8-learned variant")
 
 
 def test_coreml_quality_refuses_unpaired_references_in_one_line(tmp_path):

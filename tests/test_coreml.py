@@ -342,6 +342,22 @@ def test_learned_int8_program_in_float32_is_the_onnx_graph(name, tmp_path, monke
         # values, with one patch of 22 x 22 pixels (11%) behind a rounding flipped deep in the
         # network. Weights rounded down instead of to nearest: 99% of values differ
         assert np.median(diff) < 1e-3 and np.mean(diff > 1e-2) < 0.25, (diff.mean(), diff.max())
+        if name == "demo":   # trained: no rounding flipped deep enough to spread
+            assert diff.max() < 0.1, diff.max()
+
+
+def test_calibration_flags_for_an_int8_ready_checkpoint_are_one_line(tmp_path, capsys):
+    """coreml-int8 of an int8-ready checkpoint uses its learned ranges: calibration flags are
+    refused as for every int8 target, in one line, nothing written."""
+    from atbsn_edge.assets import DEMO_STUDENT_C_INT8
+
+    out = tmp_path / "b"
+    assert export(["--target", "coreml-int8", "--checkpoint", str(DEMO_STUDENT_C_INT8),
+                   "--tile", str(TILE), "--calib-crops", "8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: this model's int8 ranges were learned by "
+                              "quantization-aware training"), err
+    assert "Traceback" not in "\n".join(err) and not out.exists()
 
 
 def test_int8_weights_round_as_quantize_linear():

@@ -56,6 +56,8 @@ def test_existing_bundle_needs_overwrite(bundle, make_checkpoint, capsys):
     (["--target", "openvino-int8", "--workspace-mb", "10", "--timing-cache", "c"],
      "--workspace-mb, --timing-cache are for the TensorRT engine"),
     (["--target", "onnx-fp16", "--calib-method", "entropy"], "--calib-method is for int8"),
+    (["--target", "coreml-int8", "--int8-quantizer", "qdq"],
+     "--int8-quantizer is for OpenVINO's int8; --target coreml-int8 would ignore it"),
     (["--target", "openvino-fp32", "--int8-keep-float", "x"], "--target openvino-fp32 would "
      "ignore it"),
 ])

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path,
                         help="checkpoint to export (default: the bundled demo model; for "
-                             "int8 targets other than coreml-int8, its int8-ready fine-tune "
+                             "int8 targets, its int8-ready fine-tune "
                              "demo_student_c_int8.pt, every layer int8, unless --calib-*, "
                              "--int8-keep-float or --int8-quantizer ask for a calibrated "
                              "export)")
@@ -168,8 +168,11 @@ def _int8_request(args: argparse.Namespace, defaults) -> Int8Request:
 
 def check_flags_apply(args: argparse.Namespace, target: Target) -> None:
     """Refuse flags the target would ignore: int8 calibration flags for a float target,
-    TensorRT engine flags for another backend."""
+    ``--int8-quantizer`` for an int8 target other than OpenVINO's, TensorRT engine flags for
+    another backend."""
     groups = ((_CALIB_FLAGS, target.precision == "int8", "int8 calibration", "an *-int8 target"),
+              (("int8_quantizer",), target.name == "openvino-int8", "OpenVINO's int8",
+               "openvino-int8"),
               (_ENGINE_FLAGS, target.backend == "trt", "the TensorRT engine", "a trt-* target"))
     for names, applies, what, which in groups:
         given = _given(args, names)
@@ -236,7 +239,7 @@ def _default_checkpoint(args: argparse.Namespace, target: Target) -> Path:
 
 
 def _check_int8_ready(bundle: Bundle, target: Target, source: Path) -> None:
-    """Refuse a float (or Core ML) target of a bundle exported from an int8-ready checkpoint,
+    """Refuse a float target of a bundle exported from an int8-ready checkpoint,
     as its --checkpoint export would: its weights are tuned for the learned int8 ranges and
     its reference outputs are the int8 simulation's."""
     entry = learned_int8_entry(bundle)

@@ -49,11 +49,17 @@ def register_fake_quantize_converters() -> None:
     global _registered
     if _registered:
         return
-    quiet_coremltools()
-    from coremltools.converters.mil import Builder as mb
-    from coremltools.converters.mil.frontend import _utils
-    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
-    from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
+    ct = quiet_coremltools()
+    try:  # coremltools' frontend internals, as its own quantization ops use them (9.x)
+        from coremltools.converters.mil import Builder as mb
+        from coremltools.converters.mil.frontend import _utils
+        from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+        from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
+        constexpr_dequantize = _utils._construct_constexpr_dequant_op
+    except (ImportError, AttributeError) as exc:
+        raise AtbsnError(f"coremltools {ct.__version__} lacks what the int8-ready Core ML export "
+                         f"uses ({exc}); it was written against coremltools 9: pip install "
+                         "'coremltools>=9,<10'") from None
 
     @register_torch_op(override=True)
     def fake_quantize_per_tensor_affine(context: Any, node: Any) -> None:
@@ -72,7 +78,7 @@ def register_fake_quantize_converters() -> None:
                              "computed tensor; only constant weights convert to Core ML here")
         steps = np.asarray(scale.val, np.float32)
         q = int8_weight(weight.val, steps, int(axis.val))
-        context.add(_utils._construct_constexpr_dequant_op(
+        context.add(constexpr_dequantize(
             q, np.zeros(steps.shape, np.int8), steps, axis=int(axis.val), name=node.name),
             node.name)
 

@@ -142,8 +142,6 @@ def convert_module(module: Any, *, batch: int, height: int, width: int, precisio
     example = torch.rand(batch, 3, height, width) * 255
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-        # the quantization-aware network's constants and shape checks, fixed at this tile
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         traced = torch.jit.trace(module, example)
     target = DEPLOYMENT_TARGETS[precision]
     return ct.convert(
@@ -288,9 +286,13 @@ def learned_int8_program(denoiser: Any, *, batch: int, height: int, width: int) 
     from .coreml_fake_quant import register_fake_quantize_converters
     from .torch_qat_to_int8_onnx import learned_network
 
+    import torch
+
     wrapped = learned_network(denoiser)
     register_fake_quantize_converters()
-    with export_form():
+    with export_form(), warnings.catch_warnings():
+        # its constants (the folded integer weights) and shape checks, fixed at this tile
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         return convert_module(wrapped, batch=batch, height=height, width=width,
                               precision="int8")
 
