@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                   sums=args.sums or "low", output_offset=args.output_offset,
                   start=start, start_source=str(args.continue_from or ""), train=train)
         log_written(args.out, f"; export it with python -m atbsn_edge.export --checkpoint "
-                              f"{args.out} --target openvino-int8 (or onnx-int8, trt-int8)")
+                              f"{args.out} --target openvino-int8 (or onnx-int8, trt-int8, coreml-int8)")
         return 0
 
     return run_cli(job, verbose=args.verbose)

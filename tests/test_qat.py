@@ -523,7 +523,7 @@ def test_qat_ends_by_naming_the_checkpoint_its_validation_and_its_export(noisy_f
     last = caplog.records[-1].getMessage()
     assert last.startswith(f"wrote {out} (1 iteration; validation PSNR at iteration 1: "), last
     assert last.endswith(f" dB); export it with python -m atbsn_edge.export --checkpoint {out} "
-                         "--target openvino-int8 (or onnx-int8, trt-int8)"), last
+                         "--target openvino-int8 (or onnx-int8, trt-int8, coreml-int8)"), last
 
 
 def test_qat_continues_an_int8_ready_checkpoint_and_centres_its_output(qat_checkpoint, tmp_path,
