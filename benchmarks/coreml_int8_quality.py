@@ -91,7 +91,8 @@ def main() -> None:
         int8_ready = load_checkpoint(args.int8_ready or default_int8_checkpoint()
                                      or DEMO_STUDENT_C_INT8)
         if not int8_ready.metadata.get("int8_ranges"):
-            raise AtbsnError(f"--int8-ready {args.int8_ready}: not an int8-ready checkpoint (no "
+            raise AtbsnError(f"--int8-ready {int8_ready.metadata['checkpoint']}: not an "
+                             "int8-ready checkpoint (no "
                              "learned int8 ranges); make one with python -m atbsn_edge.qat")
     elif args.int8_ready:
         raise AtbsnError("--int8-ready is for the int8-learned variant; add it to --variants "

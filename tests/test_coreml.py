@@ -361,10 +361,10 @@ def test_calibration_flags_for_an_int8_ready_checkpoint_are_one_line(tmp_path, c
 
 
 def test_int8_weights_round_as_quantize_linear():
-    from atbsn_edge.export.coreml_fake_quant import int8_weight
+    from atbsn_edge.export.torch_qat_to_int8_onnx import quantize_linear
 
     weight = np.array([[0.5, 1.5, 2.5, -0.5], [-1.5, 300.0, -300.0, 0.26]], np.float32)
-    got = int8_weight(weight, np.array([1.0, 0.5], np.float32), axis=0)
+    got = quantize_linear(weight, np.array([1.0, 0.5], np.float32), np.zeros(2, np.int8), axis=0)
     assert got.dtype == np.int8
     assert got.tolist() == [[0, 2, 2, 0], [-3, 127, -128, 1]]
 

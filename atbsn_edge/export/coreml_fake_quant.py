@@ -8,7 +8,8 @@ into ``QuantizeLinear``/``DequantizeLinear``. coremltools' PyTorch frontend conv
 - ``fake_quantize_per_tensor_affine`` of an activation: MIL ``quantize`` (int8, zero point 0,
   the learned step) and ``dequantize``, the iOS 17 activation ops;
 - ``fake_quantize_per_channel_affine`` of a constant (a weight): its int8 values, rounded as
-  ``QuantizeLinear`` rounds (half to even, saturated), in a ``constexpr_affine_dequantize``
+  ``QuantizeLinear`` rounds (``torch_qat_to_int8_onnx.quantize_linear``, which folds the ONNX
+  export's weights too), in a ``constexpr_affine_dequantize``
   (per output channel, zero point 0), the op coremltools writes for its own int8 weights.
 
 Only the symmetric int8 form the toolkit writes is taken (zero point 0, range -128..127);
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..coreml_mil.package import quiet_coremltools
 from ..errors import AtbsnError
+from .torch_qat_to_int8_onnx import quantize_linear
 
 QMIN, QMAX = -128, 127
 _registered = False
@@ -33,15 +35,6 @@ def _symmetric_int8(node: Any, zero_point: Any, qmin: Any, qmax: Any) -> None:
         raise AtbsnError(f"{node.kind} {node.name}: only symmetric int8 (zero point 0, range "
                          f"{QMIN}..{QMAX}) converts to Core ML here; got zero point "
                          f"{zeros.ravel()[:3].tolist()}, range {qmin.val}..{qmax.val}")
-
-
-def int8_weight(weight: np.ndarray, steps: np.ndarray, axis: int) -> np.ndarray:
-    """``weight`` in int8 steps of ``steps`` along ``axis``: rounded half to even and
-    saturated, as ``QuantizeLinear`` computes it."""
-    shape = [1] * weight.ndim
-    shape[axis] = -1
-    scaled = np.asarray(weight, np.float32) / np.asarray(steps, np.float32).reshape(shape)
-    return np.clip(np.rint(scaled), QMIN, QMAX).astype(np.int8)
 
 
 def register_fake_quantize_converters() -> None:
@@ -77,9 +70,9 @@ def register_fake_quantize_converters() -> None:
             raise AtbsnError(f"{node.kind} {node.name}: per-channel fake quantization of a "
                              "computed tensor; only constant weights convert to Core ML here")
         steps = np.asarray(scale.val, np.float32)
-        q = int8_weight(weight.val, steps, int(axis.val))
-        context.add(constexpr_dequantize(
-            q, np.zeros(steps.shape, np.int8), steps, axis=int(axis.val), name=node.name),
-            node.name)
+        zeros = np.zeros(steps.shape, np.int8)
+        q = quantize_linear(np.asarray(weight.val, np.float32), steps, zeros, int(axis.val))
+        context.add(constexpr_dequantize(q, zeros, steps, axis=int(axis.val), name=node.name),
+                    node.name)
 
     _registered = True

@@ -86,6 +86,19 @@ def torch_qat_to_int8_onnx(denoiser: Any, path: str | Path, *, tile: int, batch:
     return meta
 
 
+def quantize_linear(values: np.ndarray, scale: np.ndarray, zero_point: np.ndarray,
+                    axis: int) -> np.ndarray:
+    """``values`` in int8 as ``QuantizeLinear`` computes them: divided by ``scale`` (one value,
+    or one per slice along ``axis``), rounded half to even, plus ``zero_point`` (shaped as
+    ``scale``), saturated to -128..127."""
+    scale, zero_point = np.asarray(scale), np.asarray(zero_point)
+    shape = [1] * values.ndim
+    if scale.ndim:
+        shape[axis] = -1
+    q = np.rint(values / scale.reshape(shape)) + zero_point.reshape(shape)
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
 def fold_weight_quantization(model: Any) -> int:
     """Replace each ``QuantizeLinear`` of a constant (a weight) by its int8 initializer, in
     place, each weight's ``DequantizeLinear`` with a zero point of its own: the form ONNX
@@ -109,11 +122,8 @@ def fold_weight_quantization(model: Any) -> int:
         if zero.dtype != np.int8:
             continue
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-        shape = [1] * weight.ndim
-        if scale.ndim:
-            shape[axis] = -1
-        q = np.clip(np.rint(weight / scale.reshape(shape)) + zero.reshape(shape), -128, 127)
-        graph.initializer.append(numpy_helper.from_array(q.astype(np.int8), node.output[0]))
+        q = quantize_linear(weight, scale, zero, axis)
+        graph.initializer.append(numpy_helper.from_array(q, node.output[0]))
         graph.node.remove(node)
         for name in node.input:
             uses[name] -= 1

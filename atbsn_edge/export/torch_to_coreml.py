@@ -217,8 +217,9 @@ def convert(job: ConversionJob, precision: str) -> ArtifactEntry:
     ct = quiet_coremltools()
     extra: dict[str, Any] = {}
     details: dict[str, Any] = {}
-    if precision == "int8" and job.learned_int8() is not None:
-        mlmodel, extra, details = _learned_int8(job, denoiser, batch, height, width)
+    learned = job.learned_int8() if precision == "int8" else None  # refuses calibration flags
+    if learned is not None:
+        mlmodel, extra, details = _learned_int8(learned, denoiser, batch, height, width)
         fuse = True  # the quantization-aware network computes the folded form itself
     else:
         module = prepare_network(denoiser, network.hole_size, fuse=fuse)
@@ -282,11 +283,11 @@ def learned_int8_program(denoiser: Any, *, batch: int, height: int, width: int) 
     """The W8A8 ML program of an int8-ready checkpoint's learned ranges: its
     quantization-aware network traced at ``(batch, 3, height, width)`` in the export form and
     converted with the fake-quantize converters of ``coreml_fake_quant.py``."""
+    import torch
+
     from ..quantization.fake_quant import export_form
     from .coreml_fake_quant import register_fake_quantize_converters
     from .torch_qat_to_int8_onnx import learned_network
-
-    import torch
 
     wrapped = learned_network(denoiser)
     register_fake_quantize_converters()
@@ -297,15 +298,15 @@ def learned_int8_program(denoiser: Any, *, batch: int, height: int, width: int) 
                               precision="int8")
 
 
-def _learned_int8(job: ConversionJob, denoiser: Any, batch: int, height: int,
+def _learned_int8(source: ArtifactEntry, denoiser: Any, batch: int, height: int,
                   width: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """W8A8 from an int8-ready checkpoint: its quantization-aware network traced in the export
     form (the graph of its learned-range ONNX: symmetric int8, zero points 0, every layer
     int8) and its fake-quantize operators converted to ``quantize``/``dequantize`` and int8
-    weights (``coreml_fake_quant.py``); fp16 between them. No calibration."""
+    weights (``coreml_fake_quant.py``); fp16 between them. No calibration. ``source``: the
+    bundle's learned onnx-int8 entry, whose details the manifest repeats."""
     from .torch_qat_to_int8_onnx import LEARNED
 
-    source = job.learned_int8()  # the bundle's learned onnx-int8 (refuses calibration flags)
     mlmodel = learned_int8_program(denoiser, batch=batch, height=height, width=width)
     extra = {"int8_ranges": LEARNED, "int8_keep_float": "", "upsampling": "fused",
              "int8_scheme": W8A8, "int8_layers_kept_float": "",
