@@ -41,18 +41,43 @@ def _raise_terminated(signum: int, frame) -> None:
     raise Terminated(f"signal {signum}")
 
 
+def _send_sigterm_again() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _unraisable_hook(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A ``sys.unraisablehook`` that sends SIGTERM again when :class:`Terminated` was raised
+    where Python can only ignore an exception (a weakref callback such as importlib's module
+    locks, a ``__del__``): the export then went on to write its bundle and exit 0. The signal
+    is sent from a timer thread 50 ms later, so that the handler runs once the callback has
+    returned (and again should it land in one); anything else goes to ``previous``."""
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, Terminated):
+            log.debug("SIGTERM arrived inside %r, which ignores exceptions: sending it again",
+                      unraisable.object)
+            timer = threading.Timer(0.05, _send_sigterm_again)
+            timer.daemon = True
+            timer.start()
+            return
+        previous(unraisable)
+    return hook
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`Terminated`; the previous handler is restored
+    """While inside, SIGTERM raises :class:`Terminated` (again, where the first one landed in
+    a callback that ignores exceptions); the previous handler and unraisable hook are restored
     after. Does nothing outside the main thread (Python delivers signals only there)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous, previous_hook = signal.signal(signal.SIGTERM, _raise_terminated), sys.unraisablehook
+    sys.unraisablehook = _unraisable_hook(previous_hook)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
 
 
 #: optional dependencies imported deep inside a job (PyTorch by the models), by module name:

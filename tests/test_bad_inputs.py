@@ -481,6 +481,42 @@ def test_run_cli_turns_sigterm_into_exit_143_and_removes_temporaries(tmp_path, c
     assert signal.getsignal(signal.SIGTERM) is before  # the old handler is back
 
 
+SWALLOWED_TERMINATED_JOB = """
+import sys, time, weakref
+from atbsn_edge.cli import Terminated, run_cli
+
+class Thing:
+    pass
+
+def job():
+    thing = Thing()
+    def callback(ref):  # where the handler raised, as in importlib's module-lock callback
+        raise Terminated("signal 15")
+    ref = weakref.ref(thing, callback)
+    del thing  # the callback runs; Python can only ignore what it raises
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        time.sleep(0.01)
+    print("carried on to the end")
+    return 0
+
+raise SystemExit(run_cli(job))
+"""
+
+
+def test_a_sigterm_that_landed_in_a_callback_still_ends_the_run(tmp_path):
+    """SIGTERM raised inside a weakref callback (Python ignores what those raise) let an
+    export carry on, write its bundle and exit 0 (seen in a full test run, 2026-12-07): the
+    run now gets the signal again outside the callback and exits 143, quietly."""
+    started = time.time()
+    result = subprocess.run([sys.executable, "-c", SWALLOWED_TERMINATED_JOB], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 143, (result.stdout, result.stderr)
+    assert time.time() - started < 15 and "carried on" not in result.stdout
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_sigterm_during_export_leaves_no_temporary(tmp_path, ckpt):
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     out = tmp_path / "X"

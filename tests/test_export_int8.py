@@ -99,6 +99,37 @@ def test_second_export_uses_the_calibration_cache(make_checkpoint, calib_folder,
     assert meta["calibration_cached"] == "false"  # another method is another calibration
 
 
+def activation_scales(onnx_path) -> dict[str, float]:
+    """Each activation's int8 step in a QDQ model: the scale of the ``QuantizeLinear`` that
+    reads it, by the activation's name."""
+    model = onnx.load(str(onnx_path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.input[0]: float(inits[n.input[1]]) for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+
+
+def test_each_calibration_method_sets_its_own_ranges(make_checkpoint, calib_folder, tmp_path):
+    """--calib-method was checked only through the manifest (a percentile export that ran
+    max calibration passed, and entropy's scales were max's to the bit, because ONNX
+    Runtime's quantize_static calibrates entropy over 128 bins for 128 quantized ones):
+    percentile and entropy clip the largest activations, so no step is wider than max's and
+    some are narrower."""
+    checkpoint = make_checkpoint("student_a")
+    scales = {}
+    for method in ("max", "percentile", "entropy"):
+        assert export_int8(checkpoint, tmp_path / method, calib_folder, "onnx-int8",
+                           "--calib-method", method) == 0
+        scales[method] = activation_scales(tmp_path / method / "model-int8.onnx")
+    assert scales["max"] and scales["max"].keys() == scales["percentile"].keys()
+    wide = scales["max"]
+    # percentile (99.999%) and entropy clip a little on this untrained student and 8 crops
+    for method, narrower, by in (("percentile", 1, 0.99), ("entropy", 2, 0.97)):
+        clipped = scales[method]
+        assert all(clipped[name] <= wide[name] * (1 + 1e-6) for name in wide), method
+        assert sum(clipped[name] < wide[name] * by for name in wide) >= narrower, \
+            (method, {name: (clipped[name], wide[name]) for name in wide})
+
+
 def test_nncf_int8_from_a_bundle_logs_the_bundle_file_not_the_cache_file(make_checkpoint,
                                                                           calib_folder, tmp_path):
     """``export --target openvino-int8 --from-bundle B`` logged ``wrote 12f237ef...xml``, the

@@ -526,6 +526,37 @@ def test_qat_ends_by_naming_the_checkpoint_its_validation_and_its_export(noisy_f
                          "--target openvino-int8 (or onnx-int8, trt-int8, coreml-int8)"), last
 
 
+def test_qat_closing_line_quotes_the_network_with_its_output_offset(noisy_folder, tmp_path,
+                                                                    make_checkpoint, caplog):
+    """With --output-offset after, the closing line quoted the validation PSNR from before the
+    offset was calibrated (31.575 dB, logged right after 36.312 with it, in a README run):
+    it quotes the network as written, whose history ends with that figure."""
+    import logging
+    import re
+
+    from atbsn_edge.qat import main as qat_main
+
+    out = tmp_path / "int8.pt"
+    frame = str(noisy_folder / "frame0.png")
+    with caplog.at_level(logging.INFO):
+        assert qat_main(["--checkpoint", str(make_checkpoint("student_b")), "--data",
+                         str(noisy_folder), "--out", str(out), "--calibration-batches", "1",
+                         "--iterations", "1", "--output-offset", "after", "--validate-every",
+                         "1", "--val-noisy", frame, "--val-clean", frame, *TINY]) == 0
+    lines = [record.getMessage() for record in caplog.records]
+    with_offset = [float(m.group(1)) for line in lines
+                   if (m := re.fullmatch(r"validation PSNR with the output offset: ([\d.]+) dB",
+                                         line))]
+    assert len(with_offset) == 1, lines
+    quoted = re.match(rf"wrote {re.escape(str(out))} \(1 iteration; validation PSNR at "
+                      r"iteration 1: ([\d.]+) dB", lines[-1])
+    # both print to 0.001 (the history keeps 0.0001): each off by up to 0.0005
+    assert quoted and float(quoted.group(1)) == pytest.approx(with_offset[0], abs=1.1e-3), lines[-1]
+    last = torch.load(out, weights_only=True)["training"]["history"][-1]
+    assert last["output_offset"] is True and last["val_psnr"] == pytest.approx(with_offset[0],
+                                                                               abs=6e-4)
+
+
 def test_qat_continues_an_int8_ready_checkpoint_and_centres_its_output(qat_checkpoint, tmp_path,
                                                                        noisy_folder, capsys):
     """``--continue-from``: the start's weights and steps, only the output point calibrated

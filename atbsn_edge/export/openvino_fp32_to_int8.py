@@ -69,6 +69,8 @@ def openvino_fp32_to_int8(model: Any, calibration: CalibrationSet, *, method: st
         log.warning("NNCF has no entropy range estimator; using its default for activations")
     if not log.isEnabledFor(logging.DEBUG):
         nncf.set_log_level(logging.WARNING)  # NNCF lists every ignored node at INFO
+    log.info("NNCF: statistics of every activation over %d calibration batches (AT-BSN's 64: "
+             "5-9 minutes on a 2-core AMD EPYC)", len(samples))
     with nncf_output_on_stderr():
         quantized = nncf.quantize(model, nncf.Dataset(samples),
                                   preset=nncf.QuantizationPreset.PERFORMANCE,

@@ -13,7 +13,7 @@ import copy
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -201,9 +201,7 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
              validate=validate, desc="int8 fine-tune", bar_by_progress=config.time_limit > 0)
     if centred_after and Distributed.from_environment().is_main:
         _centre_after_training(wrapped, out, centred_after, calibration, calibration_batches,
-                               config.batch, device, metadata)
-        if val_pairs:
-            log.info("validation PSNR with the output offset: %.3f dB", validate())
+                               config.batch, device, metadata, validate)
     return out
 
 
@@ -218,16 +216,25 @@ def _check_resumed_mode(resume: Path, output_offset: str) -> None:
 
 def _centre_after_training(wrapped: QuantizationAware, out: Path, points: Sequence[str],
                            sampler: CropSampler, batches: int, batch: int, device: torch.device,
-                           metadata) -> None:
+                           metadata, validate: Callable[[], float] | None = None) -> None:
     """Calibrate the offsets (and steps) of ``points`` on the trained network and rewrite
-    ``out`` with them, its training state kept (a ``--resume`` continues with the offset)."""
+    ``out`` with them, its training state kept (a ``--resume`` continues with the offset).
+    With ``validate``, the network's validation PSNR with the offsets is logged and recorded
+    as the history's last entry (``"output_offset": true``), so that the run's closing line
+    quotes the network as written, not as it was before the offsets."""
     initial_ranges(wrapped, sampler, batches, batch, device, points, only=points)
-    training = read_checkpoint_file(out).get("training") or {}
-    state = TrainState(step=training.get("step", 0), elapsed=training.get("elapsed", 0.0),
-                       history=training.get("history", []))
-    save_checkpoint(out, wrapped, metadata(state), training)
     log.info("after training, from %d calibration batches%s", batches,
              _offsets_line(wrapped, points))
+    training = read_checkpoint_file(out).get("training") or {}
+    history = list(training.get("history", []))
+    if validate is not None:
+        psnr = validate()
+        log.info("validation PSNR with the output offset: %.3f dB", psnr)
+        history.append({"step": training.get("step", 0), "seconds": training.get("elapsed", 0.0),
+                        "val_psnr": round(psnr, 4), "output_offset": True})
+    state = TrainState(step=training.get("step", 0), elapsed=training.get("elapsed", 0.0),
+                       history=history)
+    save_checkpoint(out, wrapped, metadata(state), {**training, "history": history})
 
 
 def _offsets_line(wrapped: QuantizationAware, points: Sequence[str]) -> str:
