@@ -507,20 +507,27 @@ def test_qat_resume_continues_the_run(noisy_folder, tmp_path, make_checkpoint, c
     assert set(offsets) == {"dec1.conv4.input"}
 
 
-def test_qat_ends_by_naming_the_checkpoint_its_validation_and_its_export(noisy_folder, tmp_path,
-                                                                         make_checkpoint, caplog):
+def qat_run_with_validation(checkpoint: Path, noisy_folder: Path, out: Path, output_offset: str,
+                            caplog) -> list[str]:
+    """One iteration of ``qat`` validated on one frame; its log lines at INFO."""
     import logging
 
     from atbsn_edge.qat import main as qat_main
 
-    out = tmp_path / "int8.pt"
     frame = str(noisy_folder / "frame0.png")
     with caplog.at_level(logging.INFO):
-        assert qat_main(["--checkpoint", str(make_checkpoint("student_a")), "--data",
-                         str(noisy_folder), "--out", str(out), "--calibration-batches", "1",
-                         "--iterations", "1", "--output-offset", "none", "--validate-every",
-                         "1", "--val-noisy", frame, "--val-clean", frame, *TINY]) == 0
-    last = caplog.records[-1].getMessage()
+        assert qat_main(["--checkpoint", str(checkpoint), "--data", str(noisy_folder), "--out",
+                         str(out), "--calibration-batches", "1", "--iterations", "1",
+                         "--output-offset", output_offset, "--validate-every", "1",
+                         "--val-noisy", frame, "--val-clean", frame, *TINY]) == 0
+    return [record.getMessage() for record in caplog.records]
+
+
+def test_qat_ends_by_naming_the_checkpoint_its_validation_and_its_export(noisy_folder, tmp_path,
+                                                                         make_checkpoint, caplog):
+    out = tmp_path / "int8.pt"
+    last = qat_run_with_validation(make_checkpoint("student_a"), noisy_folder, out, "none",
+                                   caplog)[-1]
     assert last.startswith(f"wrote {out} (1 iteration; validation PSNR at iteration 1: "), last
     assert last.endswith(f" dB); export it with python -m atbsn_edge.export --checkpoint {out} "
                          "--target openvino-int8 (or onnx-int8, trt-int8, coreml-int8)"), last
@@ -531,19 +538,11 @@ def test_qat_closing_line_quotes_the_network_with_its_output_offset(noisy_folder
     """With --output-offset after, the closing line quoted the validation PSNR from before the
     offset was calibrated (31.575 dB, logged right after 36.312 with it, in a README run):
     it quotes the network as written, whose history ends with that figure."""
-    import logging
     import re
 
-    from atbsn_edge.qat import main as qat_main
-
     out = tmp_path / "int8.pt"
-    frame = str(noisy_folder / "frame0.png")
-    with caplog.at_level(logging.INFO):
-        assert qat_main(["--checkpoint", str(make_checkpoint("student_b")), "--data",
-                         str(noisy_folder), "--out", str(out), "--calibration-batches", "1",
-                         "--iterations", "1", "--output-offset", "after", "--validate-every",
-                         "1", "--val-noisy", frame, "--val-clean", frame, *TINY]) == 0
-    lines = [record.getMessage() for record in caplog.records]
+    lines = qat_run_with_validation(make_checkpoint("student_b"), noisy_folder, out, "after",
+                                    caplog)
     with_offset = [float(m.group(1)) for line in lines
                    if (m := re.fullmatch(r"validation PSNR with the output offset: ([\d.]+) dB",
                                          line))]
