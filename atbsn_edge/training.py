@@ -476,8 +476,12 @@ def run_summary(out: Path) -> str:
         training = None
     if not isinstance(training, dict):
         return str(out)
-    scores = [(int(r["step"]), float(r["val_psnr"])) for r in training.get("history") or []
-              if isinstance(r, dict) and r.get("val_psnr") is not None and "step" in r]
+    records = [r for r in training.get("history") or []
+               if isinstance(r, dict) and r.get("val_psnr") is not None and "step" in r]
+    # qat --output-offset after: the score with the offset replaces its step's score without
+    replaced = {r["step"] for r in records if r.get("output_offset")}
+    scores = [(int(r["step"]), float(r["val_psnr"])) for r in records
+              if r.get("output_offset") or r["step"] not in replaced]
     steps = int(training.get("step", 0))
     parts = [f"{steps} iteration{'' if steps == 1 else 's'}"]
     if scores:

@@ -6,13 +6,13 @@ the mean time per round trip tells where the two CPUs sit. On the AMD EPYC devel
 60 ns (one core complex, one L3), 150-200 ns (two core complexes) and 350-400 ns (farther,
 likely two sockets). A single OpenVINO call on two threads runs about 7% slower in the last
 (the default int8 bundle 99.8 against 93.3 ms over four minutes; docs/export.md), because each
-layer reads what the other thread wrote in the one before. ``cpu_speed_bars.py`` measures it
-every round and splits its single-call figures by it.
+layer reads what the other thread wrote in the one before. It is not the only slow period
+there: calls also slow down with the CPUs near, so the placement alone does not decide a run.
 
 The two threads are C (pure Python cannot spin on a cache line fast enough to tell these
 apart): a 30-line source compiled with the machine's C compiler (``cc``, or ``$CC``) into a
-temporary folder. Without a compiler, or on a machine with fewer than two usable CPUs,
-:func:`round_trip_meter` returns None and callers say the placement was not measured.
+temporary folder. Linux only (``pthread_setaffinity_np``). Without a compiler that builds it,
+off Linux, or with fewer than two usable CPUs, :func:`round_trip_meter` returns None.
 
     python benchmarks/core_round_trip.py                 # every 0.5 s for 30 s, CPUs 0 and 1
     python benchmarks/core_round_trip.py --seconds 120 --cpus 2 3
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -76,7 +77,10 @@ double round_trip_ns(int cpu_a, int cpu_b, long iterations) {
 
 
 def usable_cpus() -> list[int]:
-    """The CPUs this process may run on, in order."""
+    """The CPUs this process may run on, in order (none off Linux, where the threads cannot
+    be pinned)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return []
     return sorted(os.sched_getaffinity(0))
 
 
@@ -88,15 +92,19 @@ def round_trip_meter(cpus: tuple[int, int] | None = None,
     cpus = cpus or tuple(usable_cpus()[:2])
     if len(cpus) == 2 and cpus[0] == cpus[1]:  # both threads would spin on one CPU for ever
         raise ValueError(f"the round trip needs two different CPUs, not {cpus}")
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if len(cpus) < 2 or compiler is None:
+    compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or
+                                                        shutil.which("gcc") or ""]
+    if len(cpus) < 2 or not compiler[0]:
         return None
     folder = Path(tempfile.mkdtemp(prefix="core_round_trip_"))
     try:
         (folder / "round_trip.c").write_text(_SOURCE)
-        built = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-pthread", "-o",
-                                str(folder / "round_trip.so"), str(folder / "round_trip.c")],
-                               capture_output=True, text=True, timeout=60)
+        try:
+            built = subprocess.run([*compiler, "-O2", "-shared", "-fPIC", "-pthread", "-o",
+                                    str(folder / "round_trip.so"), str(folder / "round_trip.c")],
+                                   capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):  # $CC names nothing runnable, or hangs
+            return None
         if built.returncode != 0:
             return None
         library = ctypes.CDLL(str(folder / "round_trip.so"))
@@ -130,7 +138,7 @@ def main() -> None:
                          f"process may use: {usable}")
     if len(usable) < 2:
         raise AtbsnError(f"this process may use {len(usable)} CPU ({usable}); the round trip "
-                         "needs two")
+                         "needs two, and Linux to pin its threads")
     meter = round_trip_meter(tuple(args.cpus) if args.cpus else None)
     if meter is None:
         raise AtbsnError("no C compiler built the round trip's 30 lines (tried $CC, cc, gcc): "

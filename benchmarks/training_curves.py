@@ -43,8 +43,10 @@ def main() -> None:
         pixels = int(config.get("batch", 0)) * int(config.get("crop", 0)) ** 2
         for row in history:
             seen = row["step"] * pixels / 1e6 if pixels else float("nan")
+            offset = " (with the output offset, as written)" if row.get("output_offset") else ""
             print(f"| {row['step']} | {row.get('seconds', float('nan')):.0f} | {seen:.0f} | "
-                  f"{row.get('loss', float('nan')):.3f} | {row.get('val_psnr', float('nan')):.3f} dB |")
+                  f"{row.get('loss', float('nan')):.3f} | {row.get('val_psnr', float('nan')):.3f} "
+                  f"dB{offset} |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 
 from benchmark_scripts import assert_one_line_error, load_script, run_script
 
-TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
+TWO_CPUS = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
 COMPILER = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 needs_both = pytest.mark.skipif(not (TWO_CPUS and COMPILER),
                                 reason="needs two usable CPUs and a C compiler")
@@ -43,14 +43,16 @@ def test_the_script_prints_each_sample_with_its_placement(tmp_path):
         assert (placement == "far") == (int(ns) >= far_ns)
 
 
+@pytest.mark.skipif(not TWO_CPUS, reason="needs two usable CPUs (Linux)")
 @pytest.mark.parametrize("argv, message", [(["--cpus", "0", "0"], "two different CPUs"),
                                            (["--cpus", "0", "4096"], "two different CPUs")])
 def test_a_bad_cpu_pair_is_one_line(argv, message, tmp_path):
     assert_one_line_error(run_script("core_round_trip", *argv, cwd=tmp_path), message)
 
 
-@pytest.mark.skipif(not TWO_CPUS, reason="needs two usable CPUs")
-def test_a_compiler_that_fails_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("CC", shutil.which("false") or "/bin/false")
+@pytest.mark.skipif(not TWO_CPUS, reason="needs two usable CPUs (Linux)")
+@pytest.mark.parametrize("compiler", ["false", "ccache-that-is-not-there cc"])
+def test_a_compiler_that_fails_is_one_line(tmp_path, monkeypatch, compiler):
+    monkeypatch.setenv("CC", compiler)
     assert_one_line_error(run_script("core_round_trip", "--seconds", "0.1", cwd=tmp_path),
                           "no C compiler built")

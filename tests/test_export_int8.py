@@ -130,6 +130,34 @@ def test_each_calibration_method_sets_its_own_ranges(make_checkpoint, calib_fold
             (method, {name: (clipped[name], wide[name]) for name in wide})
 
 
+def test_entropy_in_chunks_equals_one_pass_even_after_a_dark_first_chunk(make_checkpoint,
+                                                                        tmp_path, monkeypatch):
+    """Entropy calibrated 4 batches at a time kept the first chunk's bin width: a dark first
+    chunk grew a histogram to 10x the bins and its thresholds 40x slower. Seeded with each
+    tensor's whole range, the chunked histograms and ranges are those of one pass over every
+    batch, bin for bin."""
+    import onnxruntime.quantization as quantization
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from atbsn_edge.export import onnx_fp32_to_int8 as module
+
+    bundle = tmp_path / "b"
+    assert export(["--target", "onnx-fp32", "--checkpoint", str(make_checkpoint("student_a")),
+                   "--tile", "64", "--reference-crops", "1", "--out", str(bundle)]) == 0
+    rng = np.random.default_rng(0)
+    batches = [(rng.random((1, 3, 64, 64)) * (0.05 if i < 4 else 1.0)).astype(np.float32)
+               for i in range(8)]  # the first chunk dark, the second bright
+    ranges = {}
+    for chunk in (4, 8):
+        monkeypatch.setattr(module, "HISTOGRAM_CHUNK", chunk)
+        cache = tmp_path / f"chunk{chunk}.json"
+        module.histogram_ranges_into(cache, quantization, bundle / "model-fp32.onnx", "entropy",
+                                     batches)
+        ranges[chunk] = {name: (float(d.range_value[0]), float(d.range_value[1]))
+                         for name, d in load_tensors_data(cache).data.items()}
+    assert ranges[4] and ranges[4] == ranges[8]
+
+
 def test_nncf_int8_from_a_bundle_logs_the_bundle_file_not_the_cache_file(make_checkpoint,
                                                                           calib_folder, tmp_path):
     """``export --target openvino-int8 --from-bundle B`` logged ``wrote 12f237ef...xml``, the

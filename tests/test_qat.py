@@ -551,6 +551,7 @@ def test_qat_closing_line_quotes_the_network_with_its_output_offset(noisy_folder
                       r"iteration 1: ([\d.]+) dB", lines[-1])
     # both print to 0.001 (the history keeps 0.0001): each off by up to 0.0005
     assert quoted and float(quoted.group(1)) == pytest.approx(with_offset[0], abs=1.1e-3), lines[-1]
+    assert " best " not in lines[-1]  # the score without the offset is no network written
     last = torch.load(out, weights_only=True)["training"]["history"][-1]
     assert last["output_offset"] is True and last["val_psnr"] == pytest.approx(with_offset[0],
                                                                                abs=6e-4)

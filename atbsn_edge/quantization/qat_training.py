@@ -226,15 +226,15 @@ def _centre_after_training(wrapped: QuantizationAware, out: Path, points: Sequen
     log.info("after training, from %d calibration batches%s", batches,
              _offsets_line(wrapped, points))
     training = read_checkpoint_file(out).get("training") or {}
-    history = list(training.get("history", []))
+    state = TrainState(step=training.get("step", 0), elapsed=training.get("elapsed", 0.0),
+                       history=list(training.get("history", [])))
+    save_checkpoint(out, wrapped, metadata(state), training)  # the offsets first, then the score
     if validate is not None:
         psnr = validate()
         log.info("validation PSNR with the output offset: %.3f dB", psnr)
-        history.append({"step": training.get("step", 0), "seconds": training.get("elapsed", 0.0),
-                        "val_psnr": round(psnr, 4), "output_offset": True})
-    state = TrainState(step=training.get("step", 0), elapsed=training.get("elapsed", 0.0),
-                       history=history)
-    save_checkpoint(out, wrapped, metadata(state), {**training, "history": history})
+        state.history.append({"step": state.step, "seconds": state.elapsed,
+                              "val_psnr": round(psnr, 4), "output_offset": True})
+        save_checkpoint(out, wrapped, metadata(state), {**training, "history": state.history})
 
 
 def _offsets_line(wrapped: QuantizationAware, points: Sequence[str]) -> str:
