@@ -37,67 +37,61 @@ def configure_logging(verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-class _SwallowedSigterm:
-    """SIGTERM whose :class:`Terminated` was raised where Python can only ignore an exception
-    (a weakref callback such as importlib's module locks, a ``__del__``): an export then went
-    on to write its bundle and exit 0. The unraisable hook marks it pending and sends the
-    signal again from a timer 50 ms later, so that the handler runs once the callback has
-    returned (and again should it land in one); the handler clears it. Still pending when the
-    job ends (it ended within the 50 ms), :func:`sigterm_as_interrupt` raises it itself; the
-    timer never outlives the context."""
+class _SigtermAsTerminated:
+    """SIGTERM as :class:`Terminated` for one :func:`sigterm_as_interrupt` context: the signal
+    handler, and the ``sys.unraisablehook`` for where the handler raised inside a callback that
+    Python can only ignore (a weakref callback such as importlib's module locks, a
+    ``__del__``): an export then went on to write its bundle and exit 0. The hook marks it
+    pending and sends the signal again from a timer 50 ms later, so that the handler runs once
+    the callback has returned (and again should it land in one); the handler clears it. Still
+    pending when the job ends (it ended within the 50 ms), the context raises it itself; the
+    timer never outlives the context. Other unraisable exceptions go to ``previous_hook``."""
 
-    def __init__(self) -> None:
+    def __init__(self, previous_hook: Callable[[Any], None]) -> None:
         self.pending = False
         self._timer: threading.Timer | None = None
+        self._previous_hook = previous_hook
 
-    def hook(self, previous: Callable[[Any], None]) -> Callable[[Any], None]:
-        """The ``sys.unraisablehook`` for inside the context; anything else goes to
-        ``previous``."""
-        def hook(unraisable: Any) -> None:
-            if not isinstance(unraisable.exc_value, Terminated):
-                previous(unraisable)
-                return
-            log.debug("SIGTERM arrived inside %r, which ignores exceptions: sending it again",
-                      unraisable.object)
-            self.pending = True
-            self._timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
-            self._timer.daemon = True
-            self._timer.start()
-        return hook
+    def handler(self, signum: int, frame: Any) -> None:
+        self.pending = False  # delivered
+        raise Terminated(f"signal {signum}")
+
+    def unraisable_hook(self, unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Terminated):
+            self._previous_hook(unraisable)
+            return
+        log.debug("SIGTERM arrived inside %r, which ignores exceptions: sending it again",
+                  unraisable.object)
+        self.pending = True
+        self._timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+        self._timer.daemon = True
+        self._timer.start()
 
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
 
 
-_swallowed = _SwallowedSigterm()
-
-
-def _raise_terminated(signum: int, frame) -> None:
-    _swallowed.pending = False  # delivered
-    raise Terminated(f"signal {signum}")
-
-
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While inside, SIGTERM raises :class:`Terminated` (also where the first one landed in a
-    callback that ignores exceptions: :class:`_SwallowedSigterm`); the previous handler and
+    callback that ignores exceptions: :class:`_SigtermAsTerminated`); the previous handler and
     unraisable hook are restored after. Does nothing outside the main thread (Python delivers
     signals only there)."""
-    global _swallowed
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _swallowed = swallowed = _SwallowedSigterm()
-    previous, previous_hook = signal.signal(signal.SIGTERM, _raise_terminated), sys.unraisablehook
-    sys.unraisablehook = swallowed.hook(previous_hook)
+    previous_hook = sys.unraisablehook
+    terminated = _SigtermAsTerminated(previous_hook)
+    previous = signal.signal(signal.SIGTERM, terminated.handler)
+    sys.unraisablehook = terminated.unraisable_hook
     try:
         yield
-        if swallowed.pending:  # the job ended before the signal came again
+        if terminated.pending:  # the job ended before the signal came again
             raise Terminated(f"signal {signal.SIGTERM.value}")
     finally:
         try:
-            swallowed.cancel()
+            terminated.cancel()
         finally:
             signal.signal(signal.SIGTERM, previous)
             sys.unraisablehook = previous_hook

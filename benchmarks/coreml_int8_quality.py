@@ -68,6 +68,7 @@ def main() -> None:
     from atbsn_edge.calibration import collect_crops
     from atbsn_edge.coreml_mil.evaluator import ProgramEvaluator
     from atbsn_edge.export import torch_to_coreml as tc
+    from atbsn_edge.export.torch_qat_to_int8_onnx import learned_ranges
     from atbsn_edge.imageio import read_image
     from atbsn_edge.inputs import expand_inputs
     from atbsn_edge.metrics import psnr
@@ -90,7 +91,7 @@ def main() -> None:
     if "int8-learned" in args.variants:  # checked before any conversion
         int8_ready = load_checkpoint(args.int8_ready or default_int8_checkpoint()
                                      or DEMO_STUDENT_C_INT8)
-        if not int8_ready.metadata.get("int8_ranges"):
+        if learned_ranges(int8_ready) is None:
             raise AtbsnError(f"--int8-ready {int8_ready.metadata['checkpoint']}: not an "
                              "int8-ready checkpoint (no "
                              "learned int8 ranges); make one with python -m atbsn_edge.qat")

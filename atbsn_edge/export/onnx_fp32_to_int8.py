@@ -195,14 +195,14 @@ def onnx_fp32_to_int8(fp32_path: str | Path, int8_path: str | Path, calibration:
                          f"takes a calibration cache (1.32 does; this is "
                          f"{onnxruntime.__version__}): upgrade onnxruntime, or give "
                          "--calib-method max")
-    ranges_ready = cached
     if method in HISTOGRAM_OPTIONS and not cached:
         histogram_ranges_into(cache, quantization, fp32_path, method, batches)
-        ranges_ready = True
+    # the histogram methods' ranges are in the cache by now; max calibrates in quantize_static
+    calibrates_here = not cached and method not in HISTOGRAM_OPTIONS
     with _without_preprocess_advice():
         quantization.quantize_static(
             str(fp32_path), str(int8_path),
-            None if ranges_ready else batch_reader(quantization, batches),
+            batch_reader(quantization, batches) if calibrates_here else None,
             quant_format=quantization.QuantFormat.QDQ, per_channel=True,
             activation_type=quantization.QuantType.QInt8, weight_type=quantization.QuantType.QInt8,
             calibrate_method=getattr(quantization.CalibrationMethod, METHODS[method]),
