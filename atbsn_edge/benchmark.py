@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .atomic import atomic_path
 from .cli import (add_verbose_argument, check_report_path, new_parser,
@@ -32,6 +32,9 @@ from .errors import AtbsnError
 from .jsonsafe import write_json
 from .progress import progress_bar
 from .profile import parse_resolution
+
+if TYPE_CHECKING:
+    from .parity import ParityRun
 
 log = logging.getLogger(__name__)
 OK, BUNDLE_ONLY, FAILED, UNAVAILABLE = "ok", "bundle only", "failed", "not available here"
@@ -222,7 +225,7 @@ def measure(target: str, args: argparse.Namespace, torch_outputs: dict | None = 
     return row
 
 
-def first_parity_failure(run) -> str | None:
+def first_parity_failure(run: ParityRun) -> str | None:
     """What failed first in a :class:`~atbsn_edge.parity.ParityRun` (the whole set's check,
     else the first input's), as the parity table words it; None where it passed."""
     if run.overall:

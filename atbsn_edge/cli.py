@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, Sized
+from typing import Any, Callable, Iterable, Iterator, NoReturn, Sequence, Sized
 
 from .errors import AtbsnError
 
@@ -392,11 +392,12 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error (``error: ...; see PROG --help``, exit code 2) instead
     of the usage block followed by the error."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        """Print ``error: message (see PROG --help)`` and exit with code 2."""
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def new_parser(prog: str, doc: str | None, **kwargs) -> ArgumentParser:
+def new_parser(prog: str, doc: str | None, **kwargs: Any) -> ArgumentParser:
     """The toolkit's :class:`ArgumentParser` with :class:`HelpFormatter` and ``doc`` as a
     plain description (see :func:`plain_description`)."""
     kwargs.setdefault("formatter_class", HelpFormatter)

@@ -1,6 +1,8 @@
 """Exceptions that mean "the user gave something unusable": CLIs print them as one line."""
 from __future__ import annotations
 
+from types import ModuleType
+
 
 class AtbsnError(Exception):
     """Base class: a problem with what the user gave, reported without a traceback."""
@@ -18,7 +20,7 @@ class MissingDependencyError(AtbsnError, ImportError):
     """An optional library is not installed; the message names the extra to install."""
 
 
-def require(module: str, extra: str):
+def require(module: str, extra: str) -> ModuleType:
     """Import ``module`` or raise an error that says which extra installs it."""
     import importlib
 

@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
@@ -26,6 +26,10 @@ from .cli import (USER_ERRORS, add_verbose_argument, check_output_path,
 from .errors import AtbsnError
 from .hashing import file_sha256
 from .jsonsafe import write_json
+if TYPE_CHECKING:
+    from .bundle.manifest import Bundle
+    from .pipeline import TiledRuntime
+    from .runtimes.base import Runtime
 from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
                            set_failures, thresholds_key)
 
@@ -52,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def reference_pairs(bundle, runtime) -> list[tuple[str, np.ndarray, np.ndarray, None]]:
+def reference_pairs(bundle: Bundle, runtime: Runtime) -> list[tuple[str, np.ndarray, np.ndarray, None]]:
     """(name, artifact output, torch output, clean) for the bundle's reference crops."""
     inputs, outputs, names = bundle.reference()
     spec = runtime.input_spec
@@ -149,7 +153,8 @@ def check_heatmap_paths(folder: Path, names: Sequence[str], *,
 
 
 def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: Path | None,
-                bundle, tiled, torch_outputs: dict[tuple, np.ndarray] | None = None) -> list:
+                bundle: Bundle, tiled: TiledRuntime,
+                torch_outputs: dict[tuple, np.ndarray] | None = None) -> list:
     """(name, artifact output, torch output, clean) for user images, tiled the same way.
 
     ``torch_outputs``: a dict kept across the calls of one run (``benchmark`` keeps one) that

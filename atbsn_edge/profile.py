@@ -29,12 +29,15 @@ import logging
 import resource
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import AtbsnError
 from .jsonsafe import finite_or_none, write_json
+
+if TYPE_CHECKING:
+    from .runtimes.base import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ def peak_host_memory_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
-def device_memory_bytes(runtime) -> int | None:
+def device_memory_bytes(runtime: Runtime) -> int | None:
     """Device memory the backend reports: a runtime's ``device_memory_bytes``, or a TensorRT
     engine's activation memory (``device_memory_size_v2`` / ``device_memory_size``)."""
     value = getattr(runtime, "device_memory_bytes", None)
@@ -78,9 +81,25 @@ def device_memory_bytes(runtime) -> int | None:
     return None
 
 
+# The CPU floor's convolutions run in OpenVINO: without it a CPU backend has no floor.
+CPU_FLOOR_NEEDS = ("the CPU floor is measured with OpenVINO, which is not installed "
+                   "(pip install 'atbsn-edge[openvino]')")
+
+
+def _cpu_floor_available() -> bool:
+    import importlib
+
+    try:
+        importlib.import_module("openvino")
+    except ImportError:
+        return False
+    return True
+
+
 def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
     """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details) or None;
-    ``fresh``: a CPU's rates measured now, not read from the cache."""
+    ``fresh``: a CPU's rates measured now, not read from the cache. ``auto`` on a CPU without
+    OpenVINO is None (the report says why); ``cpu`` has been refused before the timed runs."""
     from .profiling import floors
     from .runtimes.registry import backend_column
 
@@ -91,6 +110,9 @@ def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
         jetson = floors.detect_jetson()
         if jetson and floor_kind == "jetson":
             choice = jetson
+        elif on_cpu and not _cpu_floor_available():
+            log.info("no floor: %s", CPU_FLOOR_NEEDS)
+            return None
         elif on_cpu:
             choice = "cpu"
         else:
@@ -168,6 +190,8 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
 
     if iters is None and duration_s is None:
         duration_s = 10.0
+    if floor_device == "cpu" and not _cpu_floor_available():  # before the timed runs
+        raise AtbsnError(f"--floor-device cpu: {CPU_FLOOR_NEEDS}; or give --floor-device none")
     options: dict[str, Any] = {}
     if threads:
         options["threads"] = threads
@@ -227,7 +251,9 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
         floor_call = floors.make_floor(cost.macs, cost.min_bytes(precision), rate, bandwidth, key, label)
         floor_info = {"device": label, "details": details, **floor_call.as_dict()}
     elif floor_choice is None:
-        floor_info["reason"] = cost_error or f"no floor device (--floor-device {floor_device})"
+        floor_info["reason"] = cost_error or (
+            CPU_FLOOR_NEEDS if floor_device == "auto" and not _cpu_floor_available()
+            else f"no floor device (--floor-device {floor_device})")
 
     floor_s = floor_call.seconds if floor_call else None
     call_stats = call.stats_ms()

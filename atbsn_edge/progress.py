@@ -8,12 +8,15 @@ that a redirected log (``2> run.log``, a pipe, a CI job) holds the log lines, no
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
 
-def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any):
+def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
     """``tqdm(iterable, **kwargs)``, shown only when stderr is a terminal (``disable=None``).
     An explicit ``disable=True`` (another rank of a distributed run) still turns it off."""
     from tqdm import tqdm

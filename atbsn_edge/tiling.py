@@ -88,6 +88,7 @@ def reflect_indices(length: int, total: int) -> np.ndarray:
 
 
 def round_up(value: int, multiple: int) -> int:
+    """``value`` rounded up to a multiple of ``multiple``."""
     return int(math.ceil(value / multiple) * multiple)
 
 

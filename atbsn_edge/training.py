@@ -6,6 +6,7 @@ with the optimizer state, so that an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -196,7 +197,7 @@ def cpu_has_native_bf16() -> bool:
     return native
 
 
-def autocast_context(device: torch.device, enabled: bool):
+def autocast_context(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     """bf16 autocast where the device computes bf16 natively (CUDA; a CPU with
     :func:`cpu_has_native_bf16`), otherwise a no-op context."""
     if enabled and (device.type == "cuda" or (

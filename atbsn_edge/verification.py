@@ -67,6 +67,8 @@ class Comparison:
 
     @property
     def psnr_drop(self) -> float | None:
+        """PSNR against clean lost by the artifact (PyTorch's minus the artifact's); None
+        without a clean image."""
         if self.psnr_clean_torch is None or self.psnr_clean_artifact is None:
             return None
         return self.psnr_clean_torch - self.psnr_clean_artifact

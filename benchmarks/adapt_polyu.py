@@ -21,7 +21,6 @@ end. Nothing it adapts may become a bundled model.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -32,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import comma_list, new_parser, positive_float, positive_int
+from atbsn_edge.cli import check_report_path, comma_list, new_parser, positive_float, positive_int
 from atbsn_edge.errors import AtbsnError
+from atbsn_edge.jsonsafe import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 POLYU = ROOT.parent / "shared" / "data" / "real" / "polyu"
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         if path is not None and ROOT in path.resolve().parents:
             raise AtbsnError(f"{path} is inside the repository; PolyU-derived files stay outside "
                              "it: give a path outside " + str(ROOT))
+    if args.json is not None:
+        check_report_path(args.json, "--json")  # before the runs, not after them
 
     import cv2
     import torch
@@ -387,9 +389,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{b.get('residual_std', float('nan')):.3f} | "
                   f"{a.get('output_sigma', float('nan')):.3f}, {a.get('residual_std', float('nan')):.3f} |")
     if args.json is not None:
-        args.json.write_text(json.dumps({"camera": args.camera, "cpu": describe_cpu(),
-                                         "time_limit": args.time_limit, "nlm_best": best_h,
-                                         "splits": splits}, indent=1, default=str))
+        write_json(args.json, {"camera": args.camera, "cpu": describe_cpu(),
+                               "time_limit": args.time_limit, "nlm_best": best_h, "splits": splits})
 
 
 if __name__ == "__main__":

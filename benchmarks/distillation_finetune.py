@@ -27,7 +27,6 @@ cached as float16; the loss is the sum of L1 distances to the recipe's targets):
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import sys
 import time
@@ -41,11 +40,12 @@ from distillation_targets import (HOLES, OpenVINOTeacher, image_key, nl_means,  
                                   score, teacher_outputs)
 
 from atbsn_edge.adaptation import NO_LIMIT  # noqa: E402
-from atbsn_edge.cli import new_parser
+from atbsn_edge.cli import check_report_path, new_parser  # noqa: E402
 from atbsn_edge.adaptation_pool import PoolSampler, pooled_loss  # noqa: E402
 from atbsn_edge.adaptation_report import run_denoiser  # noqa: E402
 from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.imageio import read_image  # noqa: E402
+from atbsn_edge.jsonsafe import write_json  # noqa: E402
 from atbsn_edge.metrics import psnr  # noqa: E402
 from atbsn_edge.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from atbsn_edge.training import TrainConfig, optimise  # noqa: E402
@@ -99,6 +99,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/finetune")
     parser.add_argument("--json")
     args = parser.parse_args()
+    if args.json:
+        check_report_path(args.json, "--json")  # before the training, not after it
     recipes = args.recipes.split(",")
     for name in recipes:
         if name not in RECIPES:
@@ -173,9 +175,8 @@ def main() -> None:
               f"{worse} of {len(rows)} | {seconds.get(name, 0):.0f} | "
               f"{' '.join(f'{v:.2f}' for v in p)} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": cpu, "iterations": args.iterations,
-                                               "seconds": seconds, "nlm": nlm,
-                                               "results": results}, indent=1))
+        write_json(args.json, {"cpu": cpu, "iterations": args.iterations, "seconds": seconds,
+                               "nlm": nlm, "results": results})
 
 
 if __name__ == "__main__":

@@ -29,19 +29,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from atbsn_edge.cli import new_parser, non_negative_int, positive_int
+from atbsn_edge.atomic import atomic_path
+from atbsn_edge.cli import check_report_path, new_parser, non_negative_int, positive_int
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.hashing import file_sha256
 from atbsn_edge.imageio import read_image
+from atbsn_edge.jsonsafe import write_json
 from atbsn_edge.metrics import psnr, ssim
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,10 @@ class OpenVINOTeacher:
         onnx_path = work / f"teacher_{self.tag}_{size}.onnx"
         if not onnx_path.exists():
             work.mkdir(parents=True, exist_ok=True)
-            tmp = onnx_path.with_suffix(".part")
-            with torch.no_grad():
+            with atomic_path(onnx_path) as tmp, torch.no_grad():
                 torch.onnx.export(stack, (torch.rand(1, 3, size, size) * 255,), str(tmp),
                                   dynamo=False, opset_version=17, input_names=["noisy"],
                                   output_names=["holes"])
-            os.replace(tmp, onnx_path)
         core = ov.Core()
         self.compiled = core.compile_model(str(onnx_path), "CPU", {
             "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
@@ -142,9 +140,9 @@ def cached(path: Path, compute) -> np.ndarray:
     if path.exists():
         return np.load(path).astype(np.float32)
     value = compute()
-    tmp = path.with_suffix(".part.npy")
-    np.save(tmp, value.astype(np.float16))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to the name
+            np.save(f, value.astype(np.float16))
     return value.astype(np.float32)
 
 
@@ -197,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=non_negative_int, default=0, help="first N pairs only (0: all)")
     parser.add_argument("--json", help="write every score here")
     args = parser.parse_args(argv)
+    if args.json:
+        check_report_path(args.json, "--json")  # before the scoring, not after it
     try:
         r3_holes = [int(h) for h in args.r3_holes.split(",")]
     except ValueError:
@@ -309,10 +309,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {name} | {np.mean(p):.3f} dB | {np.mean(p) - base:+.3f} | "
               f"{np.mean(p) - nlm:+.3f} | {np.mean(s):.4f} | {worse} of {len(p)} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        write_json(args.json, {
             "pairs": [p.name for p in pairs], "cpu": cpu, "seconds": seconds,
-            "scores": {k: [{"psnr": a, "ssim": b} for a, b in v] for k, v in rows.items()}},
-            indent=1))
+            "scores": {k: [{"psnr": a, "ssim": b} for a, b in v] for k, v in rows.items()}})
 
 
 if __name__ == "__main__":

@@ -186,7 +186,10 @@ def write_list(names: set[str], version: str, so_name: str, out_dir: Path) -> Pa
     header = (f"# names from {PACKAGE}=={version} ({so_name}), extracted by "
               f"benchmarks/extract_tensorrt_names.py\n"
               f"# plus the names its __init__.py defines; one name per line, sorted\n")
-    path.write_text(header + "".join(n + "\n" for n in sorted(names)), encoding="utf-8")
+    from atbsn_edge.atomic import atomic_path
+
+    with atomic_path(path) as tmp:  # the tests read it: never half a list
+        tmp.write_text(header + "".join(n + "\n" for n in sorted(names)), encoding="utf-8")
     return path
 
 

@@ -158,27 +158,30 @@ def csi_pipeline(sensor: int, width: int = 1920, height: int = 1080, fps: int = 
             "appsink drop=true max-buffers=1")
 
 
+# How OpenCV opens each kind of source: the capture API (None: OpenCV's own choice), and
+# whether --width / --height are asked of it as capture properties.
+CAPTURE_APIS: dict[str, tuple[str | None, bool]] = {
+    "index": (None, True), "device": ("CAP_V4L2", True), "csi": ("CAP_GSTREAMER", False),
+    "url": ("CAP_FFMPEG", False), "file": (None, False)}
+
+
 def open_capture(source: Source, width: int | None = None, height: int | None = None):
+    """An opened ``cv2.VideoCapture`` of ``source`` (:data:`CAPTURE_APIS`); a DemoError that
+    says why where it cannot open."""
     cv2 = _cv2()
 
-    if source.kind == "csi":
+    api, sets_size = CAPTURE_APIS[source.kind]
+    opened = source.value
+    if source.kind == "csi":  # a GStreamer pipeline around the sensor
         if not gstreamer_available():
             raise DemoError("csi:// needs OpenCV built with GStreamer, and this one has none "
                             "(cv2.getBuildInformation(): GStreamer NO); on a Jetson use JetPack's "
                             "python3-opencv (apt), not the pip opencv-python wheel")
-        cap = cv2.VideoCapture(csi_pipeline(source.value, width or 1920, height or 1080),
-                               cv2.CAP_GSTREAMER)
-    elif source.kind == "index":
-        cap = cv2.VideoCapture(source.value)
-    elif source.kind == "device":
-        cap = cv2.VideoCapture(source.value, cv2.CAP_V4L2)
-    elif source.kind == "url":
-        cap = cv2.VideoCapture(source.value, cv2.CAP_FFMPEG)
-    else:
-        if not Path(source.value).is_file():
-            raise DemoError(f"{source.value}: no such video file (or camera index / URL)")
-        cap = cv2.VideoCapture(source.value)
-    if source.kind in ("index", "device") and width and height:
+        opened = csi_pipeline(source.value, width or 1920, height or 1080)
+    if source.kind == "file" and not Path(source.value).is_file():
+        raise DemoError(f"{source.value}: no such video file (or camera index / URL)")
+    cap = cv2.VideoCapture(opened, getattr(cv2, api)) if api else cv2.VideoCapture(opened)
+    if sets_size and width and height:
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
     if not cap.isOpened():

@@ -207,6 +207,29 @@ def test_device_side_runs_without_torch_or_exporters(openvino_bundle, tmp_path, 
     assert (tmp_path / "o" / "photo.png").is_file()
 
 
+def test_onnx_bundle_runs_with_onnxruntime_alone(onnx_bundle, tmp_path, image):
+    """A device with ONNX Runtime and nothing else: no torch, no ``onnx`` package (the
+    metadata is read through ONNX Runtime), no OpenVINO (profile reports no floor, says why)."""
+    blocked = ["torch", "onnx", "openvino", "atbsn_edge.export", "atbsn_edge.models"]
+    result = run_blocked(blocked, "atbsn_edge.parity", [str(onnx_bundle)])
+    assert result.returncode == 0, result.stderr
+    assert "| pass |" in result.stdout
+    result = run_blocked(blocked, "atbsn_edge.denoise",
+                         [str(image), "-o", str(tmp_path / "o"), "--artifact", str(onnx_bundle),
+                          "--overlap", "32"])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "o" / "photo.png").is_file()
+    profile_args = [str(onnx_bundle), "--iters", "3", "--warmup", "0", "--no-frames", "--no-power"]
+    result = run_blocked(blocked, "atbsn_edge.profile", profile_args)
+    assert result.returncode == 0, result.stderr
+    assert "OpenVINO, which is not installed" in result.stdout + result.stderr
+    result = run_blocked(blocked, "atbsn_edge.profile", [*profile_args, "--floor-device", "cpu"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --floor-device cpu: the CPU floor is measured with OpenVINO, which is not "
+        "installed (pip install 'atbsn-edge[openvino]'); or give --floor-device none"]
+
+
 def test_target_added_from_a_bundle_without_torch(onnx_bundle, tmp_path):
     pytest.importorskip("openvino", reason="the openvino extra is not installed")
     bundle = copy_of(onnx_bundle, tmp_path)

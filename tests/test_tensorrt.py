@@ -234,6 +234,7 @@ def test_build_with_fake_trtexec_writes_engine_and_sidecar(no_tensorrt, monkeypa
     assert meta["precision"] == "fp16" and meta["tile"] == "512x512" and meta["batch"] == "1"
     cache = Path(record["timing_cache"])
     assert cache.name == "fake-orin-sm87-trt10.3.0.cache" and cache.read_bytes() == b"fake cache"
+    assert not list(cache.parent.glob(".*.tmp"))   # the staged copy went over it
     # recorded as run from the bundle folder: no staged (temporary) path survives in it
     assert "--saveEngine=model-fp16.engine" in record["command"]
     assert ".tmp" not in record["command"]
@@ -243,12 +244,18 @@ def test_build_with_fake_trtexec_writes_engine_and_sidecar(no_tensorrt, monkeypa
 def test_failed_trtexec_reports_its_last_lines(no_tensorrt, monkeypatch, tmp_path):
     _fake_trtexec(tmp_path, monkeypatch, fail=True)
     onnx = _onnx(tmp_path)
+    cache = tmp_path / "caches" / "t.cache"
+    cache.parent.mkdir()
+    cache.write_bytes(b"old cache")
     with pytest.raises(AtbsnError) as info:
-        build_engine(onnx, onnx.with_suffix(".engine"), STATIC_META, EngineOptions())
+        build_engine(onnx, onnx.with_suffix(".engine"), STATIC_META,
+                     EngineOptions(timing_cache=str(cache)))
     text = str(info.value)
     assert "error line 29" in text and "error line 5" not in text and "exit 1" in text
     assert not onnx.with_suffix(".engine").exists()
     assert not list(onnx.parent.glob(".*.tmp"))
+    # trtexec got a staged copy of the timing cache: the failed build left the old one whole
+    assert cache.read_bytes() == b"old cache" and list(cache.parent.iterdir()) == [cache]
 
 
 # --- runtime ---------------------------------------------------------------------------------

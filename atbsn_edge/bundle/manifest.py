@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .. import __version__
 from ..atomic import atomic_path
@@ -33,6 +33,9 @@ from ..errors import AtbsnError
 from ..hashing import file_sha256
 from .files import artifact_files, content_hashes
 from .reference import REFERENCE_FILE, load_reference
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA = "atbsn-edge-bundle"
 SCHEMA_VERSION = 2
@@ -298,18 +301,22 @@ class Bundle:
 
     @property
     def network(self) -> dict[str, str]:
+        """What the manifest records of the network (model, hole, stride, ...)."""
         return dict(self.document.get("network", {}))
 
     @property
     def default_target(self) -> str | None:
+        """The target a bundle runs when none is named."""
         return self.document.get("default_target")
 
     @property
     def checkpoint(self) -> str:
+        """The checkpoint the bundle was exported from, as given to the export."""
         return str(self.document.get("source", {}).get("checkpoint", ""))
 
     @property
     def checkpoint_sha256(self) -> str:
+        """That checkpoint's SHA-256 at export time."""
         return str(self.document.get("source", {}).get("checkpoint_sha256", ""))
 
     @property
@@ -319,6 +326,7 @@ class Bundle:
 
     @property
     def int8_keep_float_default(self) -> list[str]:
+        """The layers an int8 export of this network keeps in float when not told otherwise."""
         return list(self.document.get("int8_keep_float_default", []))
 
     def artifact(self, target: str | None = None) -> ArtifactEntry:
@@ -395,7 +403,7 @@ class Bundle:
             raise AtbsnError(f"{path} does not match the manifest's SHA-256 (modified or "
                              "damaged); re-export the bundle or copy it again")
 
-    def reference(self):
+    def reference(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(inputs, PyTorch outputs, names) of the reference data, hash-checked."""
         self._verify_reference(required=False)
         return load_reference(self.path)

@@ -96,10 +96,13 @@ def as_strings(metadata: Mapping[str, Any]) -> dict[str, str]:
 
 # --- ONNX: metadata_props ------------------------------------------------------------------
 
-def read_onnx_metadata(model: Any) -> dict[str, str]:
-    """The toolkit's ``metadata_props`` of an ONNX ModelProto, without the prefix."""
-    return {p.key[len(ONNX_PREFIX):]: p.value for p in model.metadata_props
-            if p.key.startswith(ONNX_PREFIX)}
+def read_onnxruntime_metadata(session: Any) -> dict[str, str]:
+    """The toolkit's ``metadata_props``, without the prefix, as an
+    ``onnxruntime.InferenceSession`` reads them: a device runs ONNX bundles without the
+    ``onnx`` package."""
+    return {key[len(ONNX_PREFIX):]: value
+            for key, value in session.get_modelmeta().custom_metadata_map.items()
+            if key.startswith(ONNX_PREFIX)}
 
 
 def write_onnx_metadata(model: Any, metadata: Mapping[str, Any]) -> None:

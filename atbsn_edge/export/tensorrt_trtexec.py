@@ -6,13 +6,15 @@ tested without TensorRT) and shown as it would run from the bundle folder.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..errors import AtbsnError
 from ..runtimes.tensorrt_runtime import version_tuple
@@ -75,10 +77,8 @@ def trtexec_command(onnx: str | os.PathLike, engine: str | os.PathLike, options:
     if strongly_typed:
         if major < 11:
             cmd.append("--stronglyTyped")
-    elif options.precision == "fp16":
-        cmd.append("--fp16")
-    elif options.precision == "int8":
-        cmd.append("--int8")
+    else:  # the builder flags FP16 / INT8 are trtexec's --fp16 / --int8
+        cmd += [f"--{flag.lower()}" for flag in weak_flags(options.precision)]
     if options.precision == "fp32":
         cmd.append("--noTF32")
     if profile is not None:
@@ -108,6 +108,23 @@ def _tail(text: str, lines: int = TRTEXEC_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+@contextlib.contextmanager
+def _staged_timing_cache(cache: Path) -> Iterator[Path]:
+    """A copy of the timing cache ``cache`` for trtexec, which rewrites its file in place: it
+    replaces ``cache`` only after a build that succeeded, so that a failed or interrupted build
+    never leaves half a cache for the next one."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staged = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    try:
+        if cache.is_file():
+            shutil.copyfile(cache, staged)
+        yield staged
+        if staged.is_file():
+            os.replace(staged, cache)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 def build_with_trtexec(trtexec: str, onnx_path: Path, engine_path: Path,
                        options: EngineOptions, profile: Profile | None) -> dict[str, Any]:
     """Build ``engine_path`` with ``trtexec``; returns the build record."""
@@ -124,15 +141,14 @@ def build_with_trtexec(trtexec: str, onnx_path: Path, engine_path: Path,
             raise AtbsnError(f"trtexec of TensorRT {version} has no --stronglyTyped")
     gpu = gpu_info()
     cache_path = timing_cache_path(options, gpu, version)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(engine_path) as tmp:
+    with atomic_path(engine_path) as tmp, _staged_timing_cache(cache_path) as staged_cache:
         cmd = trtexec_command(onnx_path, tmp, options, strongly_typed, profile=profile,
-                              timing_cache=cache_path,
+                              timing_cache=staged_cache,
                               trt_version=version if version != "unknown" else "10.0.0",
                               trtexec=trtexec)
-        # the command as run from the bundle folder: the staged folder's path means nothing later
+        # the command as run from the bundle folder: the staged paths mean nothing later
         shown = shlex.join(str(c) for c in cmd).replace(str(tmp), engine_path.name) \
-            .replace(str(onnx_path), onnx_path.name)
+            .replace(str(onnx_path), onnx_path.name).replace(str(staged_cache), str(cache_path))
         log.info("building with: %s", shown)
         try:
             done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)

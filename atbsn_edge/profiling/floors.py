@@ -347,6 +347,9 @@ class Floor:
 
 def make_floor(macs: float, min_bytes: float, mac_rate: float | None, bandwidth: float | None,
                rate_key: str, device: str) -> Floor:
+    """The floor of a call of ``macs`` multiply-adds moving at least ``min_bytes``: the longer
+    of its compute time at ``mac_rate`` and its memory time at ``bandwidth`` (either None:
+    unknown, not a limit)."""
     compute = macs / mac_rate if mac_rate else None
     memory = min_bytes / bandwidth if bandwidth else None
     parts = [(v, k) for v, k in ((compute, "compute"), (memory, "memory")) if v is not None]

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import require
+
 ELEMENT_BYTES = {"int8": 1, "fp16": 2, "bf16": 2, "fp32": 4}
 
 
@@ -63,7 +65,7 @@ def _dims(value_info) -> list[int | None]:
 def graph_cost(path: str | os.PathLike, input_shape: tuple[int, int, int, int] | None = None) -> GraphCost:
     """The cost of one call of the ONNX graph at ``path``; ``input_shape`` (N, C, H, W) fixes
     dynamic input dimensions (needed for a ``--dynamic`` export)."""
-    import onnx
+    onnx = require("onnx", "onnx")
     from onnx import shape_inference
 
     model = onnx.load(str(Path(path)), load_external_data=True)

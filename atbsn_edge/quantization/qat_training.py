@@ -55,7 +55,8 @@ def initial_ranges(wrapped: QuantizationAware, sampler: CropSampler, batches: in
             for name, q in quantizers.items()}
 
 
-def quantized_runner(wrapped: QuantizationAware, stride: int):
+def quantized_runner(wrapped: QuantizationAware,
+                     stride: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x -> int8-simulated output`` for any H x W (padded like :class:`Denoiser`)."""
     def run(x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

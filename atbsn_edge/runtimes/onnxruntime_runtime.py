@@ -1,5 +1,6 @@
 """ONNX Runtime backend: runs an exported ONNX artifact; input spec and model facts come from
-the graph's input shape and the toolkit's ``metadata_props``."""
+the graph's input shape and the toolkit's ``metadata_props`` (read through ONNX Runtime: a
+device needs no ``onnx`` package)."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle.metadata import ArtifactMetadata, read_onnx_metadata
+from ..bundle.metadata import ArtifactMetadata, read_onnxruntime_metadata
 from ..errors import AtbsnError, require
 from .base import InputSpec, Runtime, RuntimeInfo
 
@@ -28,12 +29,10 @@ class OnnxRuntimeRuntime(Runtime):
                  threads: int = 0) -> None:
         super().__init__()
         ort = require("onnxruntime", "onnx")
-        onnx = require("onnx", "onnx")
         path = Path(path)
         if not path.is_file():
             raise AtbsnError(f"ONNX artifact {path} does not exist")
         try:
-            model = onnx.load(str(path), load_external_data=False)
             options = ort.SessionOptions()
             options.log_severity_level = 3  # errors only: its warnings are not the user's
             if threads:
@@ -42,7 +41,7 @@ class OnnxRuntimeRuntime(Runtime):
                                                 providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # truncated or not an ONNX file: say so in one line
             raise AtbsnError(f"cannot load ONNX artifact {path}: {str(exc).splitlines()[0][:200]}") from None
-        self.metadata = ArtifactMetadata.parse(read_onnx_metadata(model), path)
+        self.metadata = ArtifactMetadata.parse(read_onnxruntime_metadata(self.session), path)
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         n, c, h, w = graph_input.shape

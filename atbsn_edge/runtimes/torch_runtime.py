@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +34,8 @@ class TorchRuntime(Runtime):
         self._spec = InputSpec(batch=batch, height=th, width=tw, stride=denoiser.stride)
 
     @classmethod
-    def from_checkpoint(cls, path, *, part: str | None = None, **kwargs) -> "TorchRuntime":
+    def from_checkpoint(cls, path: str | os.PathLike, *, part: str | None = None,
+                        **kwargs: Any) -> "TorchRuntime":
         """Load a checkpoint (any supported layout) and wrap it."""
         from ..models.checkpoint import load_checkpoint
 
