@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .cli import (new_parser, non_negative_float, non_negative_int,
+from .cli import (path_arg, new_parser, non_negative_float, non_negative_int,
                   positive_float, positive_int, run_cli, same_file)
 from .distill import parse_holes
 from .errors import AtbsnError
@@ -49,16 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, metavar="FRAMES",
                    help="the camera's noisy images or videos: files, folders, globs; every "
                         "picture at least 128 pixels on its short side")
-    p.add_argument("--out", required=True, type=Path,
+    p.add_argument("--out", required=True, type=path_arg,
                    help="adapted student checkpoint to write (project format); an existing "
                         "file only with --overwrite, an input never")
-    p.add_argument("--teacher", type=Path, default=DEMO_ATBSN,
+    p.add_argument("--teacher", type=path_arg, default=DEMO_ATBSN,
                    help="AT-BSN checkpoint (any layout; an authors' distillation checkpoint "
                         "gives its teacher) (default: the bundled demo_atbsn.pt)")
-    p.add_argument("--student", type=Path, default=DEMO_STUDENT_C,
+    p.add_argument("--student", type=path_arg, default=DEMO_STUDENT_C,
                    help="student checkpoint to adapt (A, B or C) (default: the bundled "
                         "demo_student_c.pt)")
-    p.add_argument("--teacher-out", type=Path,
+    p.add_argument("--teacher-out", type=path_arg,
                    help="also write the adapted teacher here (default: not written)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing --out / --teacher-out files (never an input)")

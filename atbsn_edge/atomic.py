@@ -14,7 +14,9 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
     """Yield a temporary path beside ``target``; on success rename it onto ``target``.
 
     Works for files and folders. On an exception the temporary is removed and ``target`` is
-    untouched. With ``overwrite=False`` an existing target raises ``FileExistsError``.
+    untouched; an ``OSError`` that names no file (a full disk) is raised again naming
+    ``target``, and one that names the temporary is raised naming ``target`` instead. With
+    ``overwrite=False`` an existing target raises ``FileExistsError``.
     """
     target = Path(target)
     if target.exists() and not overwrite:
@@ -39,12 +41,21 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
             _remove(old)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         if backup is not None and backup.exists() and not target.exists():
             os.replace(backup, target)  # interrupted between the two renames: the old one back
         if tmp is not None:
             _remove(tmp)
+        if (isinstance(exc, OSError) and type(exc) in _NAMED_AGAIN and exc.errno is not None
+                and (exc.filename is None or (tmp is not None and str(exc.filename).startswith(str(tmp))))):
+            # the user knows the target, not our temporary (or no name at all: a full disk)
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
         raise
+
+
+#: OSError classes re-raised naming the target: those built from (errno, strerror, filename)
+_NAMED_AGAIN = {OSError, FileNotFoundError, PermissionError, IsADirectoryError,
+                NotADirectoryError, FileExistsError}
 
 
 def _remove(path: Path) -> None:

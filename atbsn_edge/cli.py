@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NoReturn, Sequence, Sized
 
-from .errors import AtbsnError
+from .errors import AtbsnError, is_out_of_memory
 
 log = logging.getLogger("atbsn_edge")
 
@@ -112,12 +114,22 @@ def _missing_module_line(exc: ModuleNotFoundError) -> str | None:
             f"pip install 'atbsn-edge[{OPTIONAL_MODULES[top]}]'")
 
 
+#: what to do about an operating-system error, by errno, where "check the file" is no help
+OS_ERROR_FIXES = {errno.ENOSPC: "the disk is full: free space on it, or write somewhere else",
+                  errno.EDQUOT: "the disk quota is used up: free space, or write somewhere else",
+                  errno.EROFS: "that file system is read-only: write somewhere else"}
+
+
 def _os_error_line(exc: OSError) -> str:
     """An operating-system error (a file that cannot be read or written) as one line."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        source, _, why = exc.args[0][0]  # copytree's list of (source, destination, reason)
+        return f"cannot copy {source}: {why}"
     reason = exc.strerror or str(exc)
+    fix = OS_ERROR_FIXES.get(exc.errno, "check that it exists and that you may read (or write) it")
     if exc.filename is None:
-        return reason
-    return f"{exc.filename}: {reason}; check that it exists and that you may read (or write) it"
+        return f"{reason}; {fix}" if exc.errno in OS_ERROR_FIXES else reason
+    return f"{exc.filename}: {reason}; {fix}"
 
 
 #: the exception types that may be a user's error; :func:`user_error_line` says which are
@@ -171,6 +183,13 @@ def run_cli(job: Callable[[], int], verbose: bool = False) -> int:
     except Terminated:
         print("terminated", file=sys.stderr)
         return SIGTERM_EXIT
+    except Exception as exc:  # noqa: BLE001 - only running out of memory is the user's
+        if not is_out_of_memory(exc):
+            raise
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        print(f"error: out of memory ({first}); give smaller sizes (--tile, --batch, "
+              "--resolution, ...) or close other programs", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -258,6 +277,13 @@ def finite_float(text: str) -> float:
     return value
 
 
+def path_arg(text: str) -> Path:
+    """argparse type: a file or folder path, not empty (``-o ""`` would be the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
+
+
 def thread_count(text: str) -> int:
     """argparse type: ``--threads``, 0 (the backend's default) up to 4x this machine's CPUs
     (more only oversubscribes the cores; each thread also takes memory: 100,000 took 16 GB)."""
@@ -267,6 +293,22 @@ def thread_count(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"{value} is more than 4x the {cpus} CPUs of this machine; give at most "
             f"{4 * cpus} (about {cpus} is fastest), or 0 for the backend's default")
+    return value
+
+
+#: the most infer requests in flight that ``--requests`` takes: each holds its own input and
+#: output tensors (100,000 compiled 1.7 GB of them for one small image)
+MAX_REQUESTS = 64
+
+
+def request_count(text: str) -> int:
+    """argparse type: ``--requests``, 1 to :data:`MAX_REQUESTS` (one or two per stream is what
+    keeps the CPU busy; more only hold memory)."""
+    value = positive_int(text)
+    if value > MAX_REQUESTS:
+        raise argparse.ArgumentTypeError(
+            f"{value} requests in flight is more than {MAX_REQUESTS}; give at most "
+            f"{MAX_REQUESTS} (the default, one per stream, keeps the CPU busy)")
     return value
 
 

@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
 from .errors import ImageError
+from .imageio import write_encoded
 
 log = logging.getLogger(__name__)
 LABEL_HEIGHT = 22
@@ -118,12 +118,16 @@ def write_comparison(path: Path, panels: Sequence[tuple[str, np.ndarray]],
     import cv2
 
     height, width = panels[0][1].shape[:2]
+    if crop is not None and crop.fitted(height, width) != crop:
+        shown = crop.fitted(height, width)
+        log.warning("%s: --compare-crop %d,%d,%d,%d reaches past the %dx%d image; showing "
+                    "%d,%d,%d,%d instead", path, crop.x, crop.y, crop.width, crop.height, width,
+                    height, shown.x, shown.y, shown.width, shown.height)
     crop = (crop or detailed_crop(panels[0][1])).fitted(height, width)
     picture = comparison_picture(panels, crop, zoom)
     ok, png = cv2.imencode(".png", picture[:, :, ::-1])
     if not ok:
         raise ImageError(f"{path}: cannot encode the comparison picture")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(png.tobytes())
+    write_encoded(path, png.tobytes())
     log.debug("comparison %s (crop %s, zoom %d)", path, crop, zoom)
     return crop

@@ -17,9 +17,9 @@ from typing import Iterator
 
 import numpy as np
 
-from .cli import (add_verbose_argument, check_output_path, new_parser, positive_int,
-                  run_cli, thread_count)
-from .errors import AtbsnError, ImageError
+from .cli import (path_arg, add_verbose_argument, check_output_path, new_parser, positive_int,
+                  request_count, run_cli, thread_count)
+from .errors import AtbsnError, ImageError, is_out_of_memory
 from .imageio import (READ_SUFFIXES, WRITE_SUFFIXES, Picture, probe_image, read_image,
                       write_image)
 from .inputs import expand_inputs
@@ -33,12 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.denoise``."""
     p = new_parser("python -m atbsn_edge.denoise", __doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
-    p.add_argument("-o", "--output", required=True, type=Path,
+    p.add_argument("-o", "--output", required=True, type=path_arg,
                    help="output folder (or an image file name when there is one input)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path,
+    source.add_argument("--checkpoint", type=path_arg,
                         help="AT-BSN or student checkpoint (default: the bundled demo model)")
-    source.add_argument("--artifact", type=Path,
+    source.add_argument("--artifact", type=path_arg,
                         help="exported bundle folder (verified against its manifest) or artifact "
                              "file (.onnx, .xml, .engine); its tile shape, hole and overlap come "
                              "from its metadata")
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "several tiles (or batches, with a batched export) in flight at once, "
                         "one per CPU stream (throughput); default auto: throughput when an "
                         "input needs more than one tile, else latency")
-    p.add_argument("--requests", type=positive_int,
+    p.add_argument("--requests", type=request_count,
                    help="OpenVINO infer requests in flight, with the throughput hint (default: "
                         "the compiled model's optimal number, one per stream)")
     compare = p.add_argument_group("comparison pictures")
@@ -136,7 +136,7 @@ def clean_references(args: argparse.Namespace, inputs: list[Path]) -> list[Path 
         return [None] * len(inputs)
     if not args.compare:
         raise AtbsnError("--clean is for the comparison pictures; give --compare too")
-    clean = expand_inputs(args.clean)
+    clean = expand_inputs(args.clean, unique=False)  # frames may share a reference
     if len(clean) != len(inputs):
         raise AtbsnError(f"{len(inputs)} input(s) but {len(clean)} --clean reference(s); give "
                          "one clean reference per input, in the same order")
@@ -393,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
                     except ImageError as exc:
                         failures += 1
                         tqdm.write(f"error: {exc}", file=sys.stderr)
-                    except MemoryError:
+                    except Exception as exc:  # noqa: BLE001 - out of memory fails this image only
+                        if not is_out_of_memory(exc):
+                            raise
                         failures += 1
                         tqdm.write(f"error: {item.source}: out of memory while denoising it; "
                                    "use a smaller --tile or --batch", file=sys.stderr)

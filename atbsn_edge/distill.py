@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from .cli import comma_list, new_parser, non_negative_int, run_cli
+from .cli import comma_list, new_parser, non_negative_int, path_arg, run_cli
 from .errors import AtbsnError
 from .holes import check_hole
 from .train import (add_optimisation_args, check_out, config_from_args, log_written, read_pairs,
@@ -31,7 +30,7 @@ def parse_holes(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.distill``."""
     p = new_parser("python -m atbsn_edge.distill", __doc__)
-    p.add_argument("--teacher", required=True, type=Path, help="AT-BSN checkpoint (any layout)")
+    p.add_argument("--teacher", required=True, type=path_arg, help="AT-BSN checkpoint (any layout)")
     p.add_argument("--student", required=True, choices=("a", "b", "c"),
                    help="student architecture to train (c: the paper's)")
     p.add_argument("--holes", type=parse_holes, default=[0, 1, 3, 5, 7, 9, 11],
@@ -42,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "measured better on the Nam pairs: docs/quality.md) (default holes)")
     p.add_argument("--data", nargs="+", required=True,
                    help="noisy images or videos: files, folders, globs")
-    p.add_argument("--out", required=True, type=Path,
+    p.add_argument("--out", required=True, type=path_arg,
                    help="student checkpoint to write (project format); an existing one only "
                         "with --overwrite or when it is the --resume checkpoint")
     add_optimisation_args(p)

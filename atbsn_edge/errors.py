@@ -20,6 +20,20 @@ class MissingDependencyError(AtbsnError, ImportError):
     """An optional library is not installed; the message names the extra to install."""
 
 
+#: how the libraries say that an allocation failed, where they raise no MemoryError: PyTorch's
+#: CPU allocator and CUDA (RuntimeError), OpenCV (cv2.error)
+OUT_OF_MEMORY_SIGNS = ("can't allocate memory", "DefaultCPUAllocator", "CUDA out of memory",
+                       "Insufficient memory", "Failed to allocate")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed: a MemoryError, or a library's own error
+    saying so (:data:`OUT_OF_MEMORY_SIGNS`)."""
+    if isinstance(exc, MemoryError):
+        return True
+    return isinstance(exc, Exception) and any(sign in str(exc) for sign in OUT_OF_MEMORY_SIGNS)
+
+
 def require(module: str, extra: str) -> ModuleType:
     """Import ``module`` or raise an error that says which extra installs it."""
     import importlib

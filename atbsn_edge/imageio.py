@@ -430,6 +430,13 @@ def write_image(path: str | os.PathLike, picture: Picture, rgb: np.ndarray, *,
         encoded = _encode_gray_alpha(stored, suffix, path)
     else:
         encoded = _encode(suffix, stored, params, path)
+    write_encoded(path, encoded, overwrite=overwrite)
+    return path
+
+
+def write_encoded(path: Path, encoded: bytes, *, overwrite: bool = True) -> None:
+    """Write an encoded image atomically; a failure is an :class:`ImageError` naming ``path``
+    (the caller goes on with its next image)."""
     try:
         with atomic_path(path, overwrite=overwrite) as tmp:
             tmp.write_bytes(encoded)
@@ -437,5 +444,4 @@ def write_image(path: str | os.PathLike, picture: Picture, rgb: np.ndarray, *,
         if isinstance(exc, FileExistsError) and exc.errno is None:  # atomic_path's own refusal
             raise ImageError(str(exc)) from None
         raise ImageError(f"{path}: cannot write ({exc.strerror or exc}); choose a writable "
-                         "output folder") from None
-    return path
+                         "output folder with space") from None

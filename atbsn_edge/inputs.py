@@ -9,8 +9,11 @@ from .errors import AtbsnError
 from .imageio import READ_SUFFIXES
 
 
-def expand_inputs(items: Iterable[str], suffixes: tuple[str, ...] = READ_SUFFIXES) -> list[Path]:
-    """Files as given, image files inside folders (not recursive), and glob matches.
+def expand_inputs(items: Iterable[str], suffixes: tuple[str, ...] = READ_SUFFIXES, *,
+                  unique: bool = True) -> list[Path]:
+    """Files as given, image files inside folders (not recursive), and glob matches; a file
+    named twice is kept once, unless ``unique`` is False (clean references: several noisy
+    frames may share one, each named in its place).
 
     Raises :class:`AtbsnError` naming every item that matched nothing.
     """
@@ -32,10 +35,12 @@ def expand_inputs(items: Iterable[str], suffixes: tuple[str, ...] = READ_SUFFIXE
     if unmatched:
         raise AtbsnError(f"no image files found for: {', '.join(unmatched)} (give image files "
                          f"{'/'.join(READ_SUFFIXES)}, folders holding them, or glob patterns)")
-    unique: dict[Path, None] = {}
+    if not unique:
+        return found
+    once: dict[Path, None] = {}
     for p in found:
-        unique.setdefault(p, None)
-    return list(unique)
+        once.setdefault(p, None)
+    return list(once)
 
 
 def _folder_images(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:

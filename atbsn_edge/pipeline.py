@@ -239,9 +239,10 @@ def _artifact_spec(runtime: Runtime, tile: Tile | None, batch: int | None,
         fixed_tile = (tile, tile)  # recompiled for it (0: each whole image) when images come
     if None not in fixed_tile:
         if tile is not None and (tile, tile) != fixed_tile:
+            redo = (f"--tile {tile} (or --dynamic)" if tile else
+                    "--dynamic (an artifact that takes each whole image)")
             raise AtbsnError(f"the artifact's tile is fixed at {fixed_tile[0]}x{fixed_tile[1]}; "
-                             f"--tile {tile} cannot apply: drop --tile, or re-export with "
-                             f"--tile {tile} (or --dynamic)")
+                             f"--tile {tile} cannot apply: drop --tile, or re-export with {redo}")
         tile_h, tile_w = fixed_tile
     else:
         tile = DEFAULT_TILE if tile is None else tile  # 0: the whole image at once

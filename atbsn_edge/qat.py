@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from .cli import new_parser, non_negative_int, positive_int, run_cli, set_argument_types
+from .cli import new_parser, non_negative_int, path_arg, positive_int, run_cli, set_argument_types
 from .errors import AtbsnError
 from .quantization.offsets import OFFSET_MODES
 from .quantization.sums import SUMS
@@ -28,12 +27,12 @@ log = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.qat``."""
     p = new_parser("python -m atbsn_edge.qat", __doc__)
-    p.add_argument("--checkpoint", type=Path,
+    p.add_argument("--checkpoint", type=path_arg,
                    help="float student checkpoint (default: the bundled demo student C)")
     p.add_argument("--data", nargs="+", required=True,
                    help="noisy images or videos: files, folders, globs (the student's training "
                         "data or the camera's own frames)")
-    p.add_argument("--out", required=True, type=Path,
+    p.add_argument("--out", required=True, type=path_arg,
                    help="int8-ready checkpoint to write; an existing one only with --overwrite "
                         "or when it is the --resume checkpoint")
     p.add_argument("--calibration-batches", type=positive_int, default=8,
@@ -53,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "about 1.2x slower in OpenVINO on an AVX-512 EPYC) or both (both terms "
                         "quantized, NNCF's graph of an addition: OpenVINO drops the skip term's "
                         "quantization, so it does not run what was trained); docs/export.md")
-    p.add_argument("--continue-from", type=Path, metavar="INT8_CHECKPOINT",
+    p.add_argument("--continue-from", type=path_arg, metavar="INT8_CHECKPOINT",
                    help="an int8-ready checkpoint fine-tuned from --checkpoint to train further "
                         "(its weights, ranges, weight widths and sums; --weight-bits and --sums "
                         "do not apply; an offset it has is kept). With --iterations 0 only "

@@ -106,7 +106,10 @@ def _ramp(distance: np.ndarray, overlap: int) -> np.ndarray:
     """0 in the outer quarter of an overlap, linear across its middle half, 1 beyond.
 
     A tile's own border pixels (padding effects) get no weight at all; the seam is smooth.
+    Tiles that only abut (no overlap) weigh 1 up to their edge.
     """
+    if overlap <= 0:
+        return np.ones_like(distance)
     return np.clip((distance - overlap / 4) / (overlap / 2), 0.0, 1.0)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .cli import (add_verbose_argument, check_output_path, hole_size_arg, new_parser,
+from .cli import (path_arg, add_verbose_argument, check_output_path, hole_size_arg, new_parser,
                   non_negative_float, non_negative_int, positive_float, positive_int, run_cli,
                   same_file, thread_count, torch_device)
 from .errors import AtbsnError
@@ -28,7 +28,7 @@ _DEFAULTS = dict(iterations=6000, batch=4, crop=128, lr=3e-4, lr_min=1e-6, seed=
 
 def add_optimisation_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``train`` and ``distill`` (defaults suit a CPU run)."""
-    p.add_argument("--resume", type=Path,
+    p.add_argument("--resume", type=path_arg,
                    help="checkpoint to resume from, optimizer and sampler too (default: start "
                         "fresh); may be the --out file itself")
     p.add_argument("--overwrite", action="store_true",
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = new_parser("python -m atbsn_edge.train", __doc__)
     p.add_argument("--data", nargs="+", required=True,
                    help="noisy images or videos: files, folders, globs")
-    p.add_argument("--out", required=True, type=Path,
+    p.add_argument("--out", required=True, type=path_arg,
                    help="checkpoint to write (project format); an existing one only with "
                         "--overwrite or when it is the --resume checkpoint")
     p.add_argument("--train-hole", type=hole_size_arg, default=9,

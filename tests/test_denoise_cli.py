@@ -435,3 +435,21 @@ def test_malformed_strength_in_a_model_exits_2(tmp_path, capsys):
     image = save(tmp_path / "in.png", rgb_u8())
     assert main([str(image), "-o", str(tmp_path / "out"), "--checkpoint", str(bad)]) == 2
     assert "metadata: strength 'strong' is not a number or 'auto'" in only_error(capsys)
+
+
+def test_a_bundle_given_as_checkpoint_points_to_artifact(tmp_path, capsys):
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}")
+    image = save(tmp_path / "a.png", rgb_u8()[:, :, ::-1])
+    assert main([str(image), "-o", str(tmp_path / "o"), "--checkpoint", str(bundle)]) == 2
+    assert only_error(capsys) == (f"error: checkpoint {bundle} is a folder, not a checkpoint "
+                                  "file (a bundle: run it with --artifact)")
+
+
+def test_a_comparison_crop_past_the_image_is_moved_with_a_warning(tmp_path, ckpt, caplog):
+    image = save(tmp_path / "a.png", rgb_u8()[:, :, ::-1])    # 50 x 40
+    assert main([str(image), "-o", str(tmp_path / "o"), "--checkpoint", str(ckpt), "--compare",
+                 "--compare-crop", "45,30,10,10", *TILED]) == 0
+    assert "--compare-crop 45,30,10,10 reaches past the 50x40 image; showing 40,30,10,10 " \
+           "instead" in caplog.text

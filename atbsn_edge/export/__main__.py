@@ -24,7 +24,7 @@ from typing import Iterator
 
 from ..atomic import atomic_path
 from ..bundle import PENDING, Bundle, is_bundle
-from ..cli import (USER_ERRORS, add_verbose_argument, check_output_path, hole_size_arg,
+from ..cli import (path_arg, USER_ERRORS, add_verbose_argument, check_output_path, hole_size_arg,
                    new_parser, run_cli, user_error_line)
 from ..errors import AtbsnError
 from .job import ConversionJob, Int8Request, learned_int8_entry
@@ -49,18 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="what to build, e.g. onnx-fp32, openvino-int8, trt-fp16 "
                                     "(--list-targets shows all)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path,
+    source.add_argument("--checkpoint", type=path_arg,
                         help="checkpoint to export (default: the bundled demo model; for "
                              "int8 targets, its int8-ready fine-tune "
                              "demo_student_c_int8.pt, every layer int8, unless --calib-*, "
                              "--int8-keep-float or --int8-quantizer ask for a calibrated "
                              "export)")
-    source.add_argument("--from-bundle", type=Path, metavar="BUNDLE",
+    source.add_argument("--from-bundle", type=path_arg, metavar="BUNDLE",
                         help="add the target to this existing bundle, converted from its ONNX "
                              "(no PyTorch needed; written in place unless --out is given)")
     p.add_argument("--part", choices=("student", "teacher"),
                    help="network of a distillation checkpoint (default: student)")
-    p.add_argument("--out", type=Path,
+    p.add_argument("--out", type=path_arg,
                    help="bundle folder to write (default: bundle-<target>, or the --from-bundle folder)")
     p.add_argument("--tile", type=int, help=f"static tile side, a multiple of 32 (default {DEFAULT_TILE})")
     p.add_argument("--batch", type=int, help="static batch size (default 1)")
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--dla-core", type=int, metavar="N",
                      help="build for DLA core N with GPU fallback (Jetson Orin/Xavier; static "
                           "shapes, fp16 or int8)")
-    trt.add_argument("--timing-cache", type=Path,
+    trt.add_argument("--timing-cache", type=path_arg,
                      help="TensorRT timing cache file (default: one per GPU and TensorRT version "
                           "in the atbsn-edge cache folder)")
     p.add_argument("--overwrite", action="store_true",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
-from ..errors import CheckpointError
+from ..errors import AtbsnError, CheckpointError
 from ..hashing import file_sha256
 from .atbsn import DEFAULT_INFER_HOLE, DEFAULT_TRAIN_HOLE
 from .denoiser import Denoiser
@@ -38,6 +39,10 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` with one-line errors for missing or damaged files and
     for files holding pickled code (refused, never loaded)."""
     path = Path(path)
+    if path.is_dir():
+        hint = (" (a bundle: run it with --artifact)" if (path / "manifest.json").is_file()
+                else "")
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
     try:
@@ -265,5 +270,14 @@ def save_checkpoint(path: str | Path, network: nn.Module, metadata: Mapping[str,
     """Write ``network`` in this project's format, atomically (a crash leaves the old file)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(checkpoint_payload(network, metadata, training), tmp)
+        try:
+            torch.save(checkpoint_payload(network, metadata, training), tmp)
+        except RuntimeError as exc:  # PyTorch's zip writer reports a short write (disk full) so
+            if not any(sign in str(exc) for sign in ("unexpected pos", "PytorchStreamWriter",
+                                                     "inline_container")):
+                raise
+            free = shutil.disk_usage(tmp.parent).free / 1e6
+            raise AtbsnError(f"cannot write the checkpoint {path} ({str(exc).splitlines()[0][:120]}): "
+                             f"{free:.0f} MB free on its disk; free space or give another "
+                             "output path (a checkpoint written before is intact)") from None
     return path
