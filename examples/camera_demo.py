@@ -17,7 +17,9 @@ waiting frame, and the replaced frame is counted as dropped. A **file** source i
 faster than it is processed, so every frame of it is denoised and written (no drops; the
 fps then says how fast the denoiser really is). ``--output`` writes what is shown (side by
 side, or the current view) to a video written atomically (a temporary file renamed when
-complete). ``--process-size WxH`` denoises a resized copy of each frame, for devices too
+complete, and only once it reads back with every frame written: OpenCV reports no write error,
+so a video cut short by a full disk is removed, the previous file kept, and the run ends with
+an error). ``--process-size WxH`` denoises a resized copy of each frame, for devices too
 slow for the full frame.
 
 Keys (with a display): ``v`` cycles the view (side by side / denoised / noisy), ``+`` and
@@ -309,7 +311,9 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
 
 class AtomicVideo:
     """A ``cv2.VideoWriter`` into a temporary file beside ``path`` (same suffix, so the
-    container is chosen from it), renamed onto ``path`` when closed after success."""
+    container is chosen from it), renamed onto ``path`` when closed after success -- and only
+    once the temporary reads back whole (:meth:`verify`): ``cv2.VideoWriter`` reports no write
+    error, so a full disk would otherwise replace a good video with one that does not play."""
 
     FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
@@ -324,10 +328,14 @@ class AtomicVideo:
         fourcc = cv2.VideoWriter_fourcc(*self.FOURCC.get(path.suffix.lower(), "mp4v"))
         self.writer = cv2.VideoWriter(str(self.tmp), fourcc, fps, size)
         if not self.writer.isOpened():
+            self.writer.release()
             self.tmp.unlink(missing_ok=True)
-            raise DemoError(f"cannot write {path}: OpenCV has no encoder for {path.suffix} here "
-                            "(try .mp4 or .avi)")
+            raise DemoError(f"cannot write {path}: OpenCV could not start the video in "
+                            f"{path.parent} (the disk may be full or the folder not writable, or "
+                            f"this OpenCV has no encoder for {path.suffix}); free space there or "
+                            "give another --output (.mp4 or .avi)")
         self.size = size
+        self.frames = 0  # frames handed to the writer, which the temporary must hold
 
     def write(self, frame: np.ndarray) -> None:
         cv2 = _cv2()
@@ -335,13 +343,76 @@ class AtomicVideo:
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
         self.writer.write(frame)
+        self.frames += 1
+
+    def verify(self) -> str | None:
+        """Why the temporary is not the whole video (None when it is): empty, not opened by
+        ``cv2.VideoCapture`` (an MP4 whose index was never written: "moov atom not found"), its
+        first or last frame not decoded, or another number of frames than were written.
+
+        The frames are counted by reading them, as packets without decoding them where the
+        backend can (FFmpeg's raw mode, ``CAP_PROP_FORMAT`` -1: about the cost of reading the
+        file), else by grabbing them: the container's ``CAP_PROP_FRAME_COUNT`` is not enough,
+        as an AVI cut short by a full disk still reports every frame (its header is rewritten
+        in place at the end)."""
+        cv2 = _cv2()
+
+        try:
+            size = self.tmp.stat().st_size
+        except OSError as exc:
+            return f"the temporary {self.tmp.name} is gone ({exc.strerror or exc})"
+        if size == 0:
+            return "the video is empty"
+        cap = cv2.VideoCapture(str(self.tmp))
+        try:
+            if not cap.isOpened():
+                return "the video does not open"
+            if not cap.read()[0]:
+                return "its first frame does not decode"
+            # the last frame: a frame cut short decodes to nothing (where seeking works)
+            if (self.frames > 1 and cap.set(cv2.CAP_PROP_POS_FRAMES, self.frames - 1)
+                    and not cap.read()[0]):
+                return "its last frame does not decode"
+        finally:
+            cap.release()
+        cap = cv2.VideoCapture(str(self.tmp))
+        try:
+            if not cap.isOpened():
+                return "the video does not open"
+            cap.set(cv2.CAP_PROP_FORMAT, -1)  # packets, not decoded; ignored where unsupported
+            counted = 0
+            while counted <= self.frames and cap.grab():
+                counted += 1
+        finally:
+            cap.release()
+        if counted != self.frames:
+            return f"it holds {counted} of the {self.frames} frames written"
+        return None
 
     def close(self, ok: bool) -> None:
+        """Finish the video: with ``ok`` verify the temporary and rename it onto ``path``;
+        otherwise (or where the check fails) remove it, leaving ``path`` as it was. A failed
+        check or rename is a DemoError naming ``path``."""
         self.writer.release()
-        if ok:
-            os.replace(self.tmp, self.path)
-        else:
+        if not ok:
             self.tmp.unlink(missing_ok=True)
+            return
+        kept = (f"{self.path} was left as it was" if self.path.exists()
+                else f"nothing was written to {self.path}")
+        try:
+            problem = self.verify()
+            if problem is None:
+                os.replace(self.tmp, self.path)
+                return
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+        self.tmp.unlink(missing_ok=True)
+        raise DemoError(f"cannot write {self.path}: the video could not be written completely "
+                        f"({problem}; is the disk full?); {kept}; free space on the disk of "
+                        f"{self.path.parent}, or give another --output")
 
 
 VIDEO_SUFFIXES = tuple(AtomicVideo.FOURCC)
@@ -456,6 +527,7 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
     threads_: list[threading.Thread] = []
     interrupted: KeyboardInterrupt | None = None
     completed = False
+    close_error: BaseException | None = None
     try:
         cap = open_capture(source, *(capture_size or (None, None)))
         fps_in = cap.get(cv2.CAP_PROP_FPS) or 0.0
@@ -605,7 +677,12 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
                     stuck.append(t.name)
             stats.finished = time.perf_counter()
             if writer is not None:
-                writer.close(completed and not errors)
+                # a video that does not read back whole is an error, raised once the source
+                # and the runtime are released (below), never a success line
+                try:
+                    writer.close(completed and not errors)
+                except (AtbsnError, OSError) as exc:
+                    close_error = exc
             if stuck:  # leave the objects it may be inside to the process's end
                 log.warning("the %s thread did not stop within %.0f s; exiting without "
                             "releasing the source and the runtime", " and ".join(stuck),
@@ -621,6 +698,8 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
                     pass
     if errors:
         raise errors[0]
+    if close_error is not None:
+        raise close_error
     if pending and interrupted is None:
         interrupted = KeyboardInterrupt()
     summary = stats.summary()
@@ -664,16 +743,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def print_summary(summary: dict[str, Any], json_path: Path | None) -> None:
-    """The summary line on stdout and, with ``--json``, the summary as JSON (atomically)."""
+    """With ``--json``, the summary as JSON (atomically), then the summary line on stdout: a
+    JSON that cannot be written (a full disk) is one error line naming it, not a success line
+    followed by a bare "No space left on device"."""
+    if json_path is not None:
+        from atbsn_edge.atomic import atomic_path
+
+        try:
+            with atomic_path(json_path) as tmp:
+                tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise DemoError(f"cannot write --json {json_path}: {reason} (the previous file, if "
+                            f"any, was left as it was); free space on the disk of "
+                            f"{json_path.parent}, or give another --json path") from None
     print(f"{summary['source']}: {summary['frames_processed']} frames denoised, "
           f"{summary['frames_dropped']} dropped, {summary['frames_written']} written; "
           f"{summary['fps'] or 0:.2f} fps; latency median {summary['latency_ms_median'] or 0:.1f} ms, "
           f"p90 {summary['latency_ms_p90'] or 0:.1f} ms", flush=True)
-    if json_path is not None:
-        from atbsn_edge.atomic import atomic_path
-
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def _job(args: argparse.Namespace) -> int:

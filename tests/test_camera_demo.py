@@ -333,3 +333,142 @@ def test_a_window_without_a_gui_or_a_display_is_one_line_before_anything(tmp_pat
     assert demo.main(["--artifact", str(tmp_path / "missing"), "--source", str(source)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {problem}"]
+
+
+# --- a video cut short (a full disk) never replaces the previous output ---------------------
+
+def demo_error_line(capsys) -> tuple[str, str]:
+    """The one error line of a run that opened the artifact (its tile WARNING aside), and
+    the run's standard output."""
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines()
+             if line.strip() and not line.startswith(("note: ", "WARNING atbsn_edge"))]
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ") and "Traceback" not in captured.err
+    return lines[0], captured.out
+
+
+def disk_filling_writer(monkeypatch, mode: str, keep: int = 5):
+    """Replace ``cv2.VideoWriter`` by one that behaves as on a disk that fills up, without
+    saying so (OpenCV's writer reports no write error): ``"truncate"`` cuts the demo's
+    temporary to half its size once released (an MP4 then lacks its index, "moov atom not
+    found"; an AVI keeps a header that counts every frame), ``"drop"`` loses every frame
+    after the first ``keep``."""
+    real = cv2.VideoWriter
+
+    class FillingDisk:
+        def __init__(self, filename, *args):
+            self.filename = str(filename)
+            self.inner = real(filename, *args)
+            self.frames = 0
+
+        def isOpened(self):
+            return self.inner.isOpened()
+
+        def write(self, frame):
+            self.frames += 1
+            if mode == "drop" and self.frames > keep:
+                return
+            self.inner.write(frame)
+
+        def release(self):
+            self.inner.release()
+            if mode == "truncate" and ".partial-" in self.filename:
+                path = Path(self.filename)
+                with open(path, "r+b") as f:
+                    f.truncate(path.stat().st_size // 2)
+
+    monkeypatch.setattr(cv2, "VideoWriter", FillingDisk)
+
+
+def test_a_video_cut_short_by_a_full_disk_keeps_the_previous_output(tmp_path, bundle,
+                                                                    monkeypatch, capsys):
+    """Found 2026-12 by an audit on a 200 KB tmpfs: `--output full/o.mp4 --overwrite` printed
+    "12 frames denoised, 0 dropped, 12 written", exited 0 and replaced a good o.mp4 with a
+    video that does not play. Now the temporary is read back before the rename: one error
+    line naming the output, exit 2, the previous video and summary untouched, no temporary,
+    no success line."""
+    demo = load_demo()
+    video = make_video(tmp_path / "in.mp4", 12, 192, 128)
+    cases = [("truncate", ".mp4"), ("truncate", ".avi"), ("drop", ".mp4")]
+    olds = {suffix: make_video(tmp_path / f"o{suffix}", 3, 64, 64) for _, suffix in cases}
+    summary_file = tmp_path / "s.json"
+    summary_file.write_text('{"previous": true}\n')
+    before = snapshot(video, summary_file, *olds.values())
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    for mode, suffix in cases:
+        with monkeypatch.context() as patch:
+            disk_filling_writer(patch, mode)
+            code = demo.main(["--artifact", str(bundle), "--source", str(video), "--headless",
+                              "--output", str(olds[suffix]), "--overwrite", "--threads", "1",
+                              "--json", str(summary_file)])
+        line, out = demo_error_line(capsys)
+        assert code == 2, (mode, suffix, line)
+        assert line.startswith(f"error: cannot write {olds[suffix]}: the video could not be "
+                               "written completely"), line
+        assert "--output" in line and "was left as it was" in line
+        assert "frames denoised" not in out                      # no success line
+        assert snapshot(video, summary_file, *olds.values()) == before, (mode, suffix)
+        assert sorted(p.name for p in tmp_path.iterdir()) == listing   # no temporary left
+
+
+def test_a_normal_run_passes_the_read_back_check_and_replaces_the_output(tmp_path, bundle,
+                                                                        monkeypatch, capsys):
+    """The check is not a false alarm: a whole video reads back with every frame (each
+    container the demo writes), and a normal --overwrite run replaces the previous video."""
+    demo = load_demo()
+    rng = np.random.default_rng(1)
+    for suffix in demo.VIDEO_SUFFIXES:
+        for frames in (1, 2, 13):
+            video = demo.AtomicVideo(tmp_path / f"v{frames}{suffix}", 30.0, (96, 64), False)
+            for _ in range(frames):
+                video.write(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
+            video.writer.release()
+            assert video.verify() is None, (suffix, frames)
+            video.close(True)
+            assert count_frames(tmp_path / f"v{frames}{suffix}") == frames
+    assert not list(tmp_path.glob(".*partial*"))
+    verdicts = []
+    real_verify = demo.AtomicVideo.verify
+
+    def spy(self):
+        verdicts.append(real_verify(self))
+        return verdicts[-1]
+
+    monkeypatch.setattr(demo.AtomicVideo, "verify", spy)
+    source = make_video(tmp_path / "in.mp4", 12, 192, 128)
+    out = make_video(tmp_path / "o.mp4", 3, 64, 64)
+    code = demo.main(["--artifact", str(bundle), "--source", str(source), "--headless",
+                      "--output", str(out), "--overwrite", "--threads", "1"])
+    assert code == 0 and verdicts == [None]
+    assert "12 frames denoised, 0 dropped, 12 written" in capsys.readouterr().out
+    assert count_frames(out) == 12 and not list(tmp_path.glob(".*partial*"))
+
+
+def test_a_summary_that_cannot_be_written_is_one_line_naming_it(tmp_path, bundle, monkeypatch,
+                                                                capsys):
+    """--json on a full disk ended with a bare "error: No space left on device" after the
+    success line: now one line naming the --json file, exit 2, the previous summary kept."""
+    import errno
+
+    demo = load_demo()
+    video = make_video(tmp_path / "in.mp4", 4, 64, 64)
+    summary_file = tmp_path / "s.json"
+    summary_file.write_text('{"previous": true}\n')
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    real_write_text = Path.write_text
+
+    def full_disk(self, *a, **k):
+        if self.name.startswith(".s.json."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    code = demo.main(["--artifact", str(bundle), "--source", str(video), "--headless",
+                      "--threads", "1", "--json", str(summary_file)])
+    line, out = demo_error_line(capsys)
+    assert code == 2
+    assert line.startswith(f"error: cannot write --json {summary_file}: No space left on device")
+    assert "another --json" in line and "frames denoised" not in out
+    assert summary_file.read_text() == '{"previous": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing   # no temporary left
