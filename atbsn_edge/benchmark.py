@@ -329,6 +329,21 @@ def append_log(path: Path, text: str) -> None:
         tmp.write_text(old + text, encoding="utf-8")
 
 
+def check_image_pairs(images: Sequence[str], clean: Sequence[str]) -> None:
+    """Refuse, before any export, ``--images`` and ``--clean`` that cannot be paired: unequal
+    counts, or a pair (same order, as parity pairs them) of different sizes or of gray against
+    colour (evaluate's rule: PSNR of gray against colour is meaningless)."""
+    from .evaluate import check_pair_headers
+    from .inputs import expand_inputs
+
+    noisy, references = expand_inputs(list(images)), expand_inputs(list(clean))
+    if len(noisy) != len(references):
+        raise AtbsnError(f"--images has {len(noisy)} files, --clean {len(references)}; give one "
+                         "clean reference per noisy image, in the same order")
+    for n, c in zip(noisy, references):
+        check_pair_headers(n, c)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``atbsn_edge.benchmark`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
@@ -348,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         if bool(args.images) != bool(args.clean):
             raise AtbsnError("--images and --clean go together (noisy images and their clean "
                              "references, same order)")
+        if args.images:
+            check_image_pairs(args.images, args.clean)
         targets = chosen_targets(args.targets)
         check_outside_bundles([("--checkpoint", args.checkpoint),
                                *(("--images", p) for p in args.images or ()),

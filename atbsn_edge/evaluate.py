@@ -22,7 +22,7 @@ import numpy as np
 from .cli import (add_verbose_argument, check_report_path, new_parser, run_cli,
                   thread_count)
 from .errors import AtbsnError, ImageError
-from .imageio import Picture, probe_image, read_image
+from .imageio import ImageHeader, Picture, probe_image, read_image
 from .inputs import expand_inputs
 from .jsonsafe import write_json
 from .metrics import LAGS, lag_key, psnr, residual_stats, ssim, ssim_min_side
@@ -88,18 +88,27 @@ def check_pair(noisy: Picture, clean: Picture) -> None:
                  (clean.width, clean.height), noisy.grayscale, clean.grayscale)
 
 
+def check_pair_headers(noisy_path: str | Path, clean_path: str | Path,
+                       noisy: ImageHeader | None = None) -> None:
+    """Refuse, from the files' headers (no pixels decoded), a clean reference whose size or
+    grayscale-ness differs from its noisy image's, as far as the headers tell (the rule of
+    :func:`check_pair`, which judges the decoded images); also refuses an unreadable header.
+    ``noisy``: the noisy image's header where the caller has read it."""
+    noisy = noisy if noisy is not None else probe_image(noisy_path)
+    clean = probe_image(clean_path)
+    # EXIF orientation may swap width and height: compare upright sizes
+    _pair_errors(str(noisy_path), str(clean_path), noisy.upright_size, clean.upright_size,
+                 noisy.grayscale, clean.grayscale)
+
+
 def preflight(pairs: list[tuple[Path, Path | None]]) -> None:
     """Check every image's header (readable, size limit, one page) and each pair's size and
     grayscale-ness as far as the headers tell, before any network is loaded."""
     for noisy_path, clean_path in pairs:
         noisy = probe_image(noisy_path)
         _check_metric_size(str(noisy_path), noisy.width, noisy.height, clean_path is not None)
-        if clean_path is None:
-            continue
-        clean = probe_image(clean_path)
-        # EXIF orientation may swap width and height: compare upright sizes
-        _pair_errors(str(noisy_path), str(clean_path), noisy.upright_size, clean.upright_size,
-                     noisy.grayscale, clean.grayscale)
+        if clean_path is not None:
+            check_pair_headers(noisy_path, clean_path, noisy)
 
 
 def _check_metric_size(path: str, width: int, height: int, with_reference: bool) -> None:

@@ -56,9 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def reference_pairs(bundle: Bundle, runtime: Runtime) -> list[tuple[str, np.ndarray, np.ndarray, None]]:
-    """(name, artifact output, torch output, clean) for the bundle's reference crops."""
-    inputs, outputs, names = bundle.reference()
+def reference_pairs(bundle: Bundle, runtime: Runtime,
+                    reference: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+                    ) -> list[tuple[str, np.ndarray, np.ndarray, None]]:
+    """(name, artifact output, torch output, clean) for the bundle's reference crops
+    (``reference``: ``bundle.reference()`` where the caller has read it already)."""
+    inputs, outputs, names = reference if reference is not None else bundle.reference()
     spec = runtime.input_spec
     if (spec.height, spec.width) != (None, None) and inputs.shape[2:] != (spec.height, spec.width):
         raise AtbsnError(f"{bundle.path}: reference crops are {inputs.shape[3]}x{inputs.shape[2]}, "
@@ -163,6 +166,7 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
     one run of a few images, not longer (the images must not change during the run)."""
     import contextlib
 
+    from .evaluate import check_pair, check_pair_headers
     from .imageio import read_image
     from .inputs import expand_inputs
     from .pipeline import open_tiled
@@ -172,6 +176,9 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
     if len(clean) != len(noisy):
         raise AtbsnError(f"--images has {len(noisy)} files, --clean {len(clean)}; give one clean "
                          "reference per noisy image, in the same order")
+    for n, c in zip(noisy, clean):  # evaluate's rule, from the headers, before PyTorch opens
+        if c is not None:
+            check_pair_headers(n, c)
     checkpoint = checkpoint or Path(bundle.checkpoint)
     if bundle.checkpoint_sha256 and Path(checkpoint).is_file() \
             and file_sha256(checkpoint) != bundle.checkpoint_sha256:
@@ -194,6 +201,8 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
             if truth is not None and truth.rgb.shape != picture.rgb.shape:
                 raise AtbsnError(f"{n} is {picture.width}x{picture.height} but its clean reference "
                                  f"{c} is {truth.width}x{truth.height}; pair images of one size")
+            if truth is not None:
+                check_pair(picture, truth)  # gray against colour: as evaluate refuses it
             got = tiled.denoise(picture.rgb).transpose(2, 0, 1)
             key = (*network, str(n.resolve()))
             if key not in memo:
@@ -285,6 +294,18 @@ class ParityRun:
                 "results": [r.as_dict() for r in self.results]}
 
 
+def check_precision(bundle: Bundle, target: str, manifest_precision: str,
+                    artifact_precision: str) -> None:
+    """Refuse an artifact whose own metadata (what its runtime read from the file) states
+    another precision than the manifest: the thresholds come from the precision, so a
+    manifest edited from fp32 to int8 would hold an fp32 artifact to int8's looser bar."""
+    if manifest_precision != artifact_precision:
+        raise AtbsnError(f"{bundle.path}: the manifest says the {target} artifact is "
+                         f"{manifest_precision}, but the artifact's own metadata says "
+                         f"{artifact_precision} (the manifest was edited or files of different "
+                         "exports were mixed); re-export the bundle")
+
+
 def check_parity(bundle_path: Path, *, target: str | None = None,
                  images: list[str] | None = None, clean: list[str] | None = None,
                  checkpoint: Path | None = None,
@@ -299,6 +320,8 @@ def check_parity(bundle_path: Path, *, target: str | None = None,
 
     bundle = Bundle.open(bundle_path)
     entry = bundle.artifact(target)
+    # the reference data, hash-checked and finite, before the artifact opens
+    reference = None if images else bundle.reference()
     options = {"inference_precision": inference_precision} if inference_precision else {}
     # reference crops run whole: no overlap to fit (nor warn about) then; parity compares
     # the networks, so both run at strength 1 whatever the model's metadata recommends
@@ -306,8 +329,9 @@ def check_parity(bundle_path: Path, *, target: str | None = None,
     with open_artifact_tiled(bundle_path, target=target, overlap=None if images else 0,
                              strength=1.0, openvino_flags=given, **options) as tiled:
         info = tiled.runtime.info
+        check_precision(bundle, entry.target, entry.precision, info.precision)
         pairs = (image_pairs(images, clean, checkpoint, bundle, tiled, torch_outputs) if images
-                 else reference_pairs(bundle, tiled.runtime))
+                 else reference_pairs(bundle, tiled.runtime, reference))
     held_to = thresholds_key(entry.precision, info.inference_precision)
     limits = THRESHOLDS[held_to]
     results = [compare(name, got, want, truth) for name, got, want, truth in pairs]

@@ -64,6 +64,7 @@ class Comparison:
     psnr_clean_torch: float | None = None
     psnr_clean_artifact: float | None = None
     non_finite: int = 0          # NaN or infinite values in the artifact's output
+    reference_non_finite: int = 0  # NaN or infinite values in PyTorch's (the reference) output
 
     @property
     def psnr_drop(self) -> float | None:
@@ -77,11 +78,22 @@ class Comparison:
         """Which thresholds this comparison breaks (empty: it passes)."""
         bad = []
         if self.non_finite:
-            return [f"{self.non_finite} NaN or infinite values in the artifact's output"]
-        if self.rel_l2 > limits.rel_l2:
-            bad.append(f"relative L2 {self.rel_l2:.2e} > {limits.rel_l2:.0e}")
-        if limits.max_abs is not None and self.max_abs > limits.max_abs:
-            bad.append(f"max abs {self.max_abs:.3g} > {limits.max_abs}")
+            bad.append(f"{self.non_finite} NaN or infinite values in the artifact's output")
+        if self.reference_non_finite:
+            bad.append(f"{self.reference_non_finite} NaN or infinite values in the PyTorch "
+                       "reference output (nothing to compare with)")
+        if bad:
+            return bad
+        # a NaN metric compares False with every bound: judged as "not within", never a pass
+        if not self.rel_l2 <= limits.rel_l2:
+            bad.append(f"relative L2 {self.rel_l2:.2e} > {limits.rel_l2:.0e}"
+                       if np.isfinite(self.rel_l2) else
+                       f"relative L2 is {self.rel_l2} (not a number)")
+        if limits.max_abs is not None and not self.max_abs <= limits.max_abs:
+            bad.append(f"max abs {self.max_abs:.3g} > {limits.max_abs}"
+                       if np.isfinite(self.max_abs) else f"max abs is {self.max_abs}")
+        if not bad and (np.isnan(self.mean_abs) or np.isnan(self.psnr_vs_torch)):
+            bad.append("a metric is NaN (not a number)")
         return bad
 
     def as_dict(self) -> dict:
@@ -100,6 +112,7 @@ def set_failures(results: list[Comparison], limits: Thresholds) -> list[str]:
     drop = mean_psnr_drop(results)
     if drop is not None and not np.isfinite(drop):
         return ["mean PSNR vs clean is not finite (an output had NaN or infinite values)"]
+    # (a NaN drop never reaches the bound below: NaN > x is False, so it is caught above)
     if limits.max_psnr_drop_db is not None and drop is not None and drop > limits.max_psnr_drop_db:
         return [f"mean PSNR vs clean drops {drop:.3f} dB > {limits.max_psnr_drop_db} dB"]
     return []
@@ -111,16 +124,18 @@ def compare(name: str, artifact: np.ndarray, torch_out: np.ndarray,
     if artifact.shape != torch_out.shape:
         raise ValueError(f"{name}: artifact output {artifact.shape} vs reference {torch_out.shape}")
     non_finite = int(artifact.size - np.count_nonzero(np.isfinite(artifact)))
+    reference_non_finite = int(torch_out.size - np.count_nonzero(np.isfinite(torch_out)))
+    finite = not non_finite and not reference_non_finite
     reference = torch_out.astype(np.float64)
-    diff = np.abs(artifact.astype(np.float64) - reference)
     with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(artifact.astype(np.float64) - reference)
         rel = l2_norm(diff) / max(l2_norm(reference), 1e-12)   # relative_l2, on the diff at hand
         result = Comparison(name, float(diff.max()), float(diff.mean()), rel,
-                            psnr(artifact, torch_out, clip=False) if not non_finite else nan,
-                            non_finite=non_finite)
-    if clean is not None:
-        result.psnr_clean_torch = psnr(torch_out, clean)
-        result.psnr_clean_artifact = psnr(artifact, clean) if not non_finite else nan
+                            psnr(artifact, torch_out, clip=False) if finite else nan,
+                            non_finite=non_finite, reference_non_finite=reference_non_finite)
+        if clean is not None:
+            result.psnr_clean_torch = psnr(torch_out, clean) if not reference_non_finite else nan
+            result.psnr_clean_artifact = psnr(artifact, clean) if not non_finite else nan
     return result
 
 

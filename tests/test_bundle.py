@@ -590,3 +590,120 @@ def test_openvino_flags_still_reach_an_openvino_artifact(openvino_bundle, image,
     capsys.readouterr()
     assert parity([str(openvino_bundle), "--inference-precision", "f32"]) == 0
     assert "computing in f32" in capsys.readouterr().out  # what ran, as the runtime reports it
+
+
+# ------------------------------- manifests edited by hand: reference hash, precision, hostile
+
+@pytest.mark.parametrize("edit", ["empty hash", "no hash", "no reference"])
+def test_reference_data_the_manifest_does_not_hash_is_refused(onnx_bundle, tmp_path, capsys,
+                                                              edit):
+    """reference.npz beside a manifest that records no SHA-256 for it: the manifest was edited
+    (the exporter hashes every reference.npz it writes), so NaN outputs put there once passed
+    parity unchecked. Refused in one line by parity and by export --from-bundle."""
+    bundle = copy_of(onnx_bundle, tmp_path)
+    with np.load(bundle / "reference.npz") as data:
+        arrays = dict(data)
+    arrays["outputs"][:] = np.nan
+    np.savez_compressed(bundle / "reference.npz", **arrays)
+    document = json.loads((bundle / "manifest.json").read_text())
+    if edit == "empty hash":
+        document["reference"]["sha256"] = ""
+    elif edit == "no hash":
+        del document["reference"]["sha256"]
+    else:
+        del document["reference"]
+    (bundle / "manifest.json").write_text(json.dumps(document))
+    report = tmp_path / "p.json"
+    said = (f"error: {bundle}: manifest.json records no SHA-256 for reference.npz, which is "
+            "there (the manifest was edited or damaged")
+    assert parity([str(bundle), "--json", str(report)]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(said) and line.endswith("re-export the bundle or copy it again"), line
+    assert strict_json(report)["passed"] is False
+    assert parity([str(bundle), "--heatmaps", str(tmp_path / "hm")]) == 2
+    assert one_error_line(capsys).startswith(said)
+    assert export(["--from-bundle", str(bundle), "--target", "onnx-fp16",
+                   "--out", str(tmp_path / "x")]) == 2
+    assert one_error_line(capsys).startswith(said)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "hm").exists()
+
+
+def test_a_bundle_without_reference_data_is_still_a_bundle(onnx_bundle, tmp_path, capsys):
+    """No hash and no file (what Bundle.new starts from) is no edit: the bundle opens and
+    verifies; parity on its reference crops says there are none, as before."""
+    bundle = copy_of(onnx_bundle, tmp_path)
+    (bundle / "reference.npz").unlink()
+    edit_manifest(bundle, "reference", {})
+    Bundle.open(bundle).verify_all()
+    assert parity([str(bundle)]) == 2
+    assert "the bundle has no reference.npz" in one_error_line(capsys)
+
+
+def test_precision_edited_in_the_manifest_is_refused(onnx_bundle, tmp_path, capsys):
+    """An fp32 artifact whose manifest entry was edited to int8 was held to int8's 3000x
+    looser bar; the artifact's own metadata says fp32, so parity refuses the mismatch."""
+    bundle = copy_of(onnx_bundle, tmp_path)
+    edit_manifest(bundle, "artifacts.onnx-fp32.precision", "int8")
+    report = tmp_path / "p.json"
+    assert parity([str(bundle), "--json", str(report)]) == 2
+    line = one_error_line(capsys)
+    assert line == (f"error: {bundle}: the manifest says the onnx-fp32 artifact is int8, but "
+                    "the artifact's own metadata says fp32 (the manifest was edited or files "
+                    "of different exports were mixed); re-export the bundle")
+    assert strict_json(report)["passed"] is False
+    edit_manifest(bundle, "artifacts.onnx-fp32.precision", "fp32")     # as exported: fine
+    assert parity([str(bundle)]) == 0
+
+
+def test_hostile_manifests_are_one_line(tmp_path, capsys):
+    """JSON nested 100000 deep (a RecursionError traceback once) and a manifest larger than
+    any the exporter writes are refused in one line; is_bundle and bundle_files say no."""
+    from atbsn_edge.bundle.manifest import MAX_MANIFEST_BYTES, bundle_files, is_bundle
+
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "manifest.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(AtbsnError, match=r"manifest.json is malformed or damaged \(its JSON "
+                                         r"nests too deep"):
+        Bundle.open(deep)
+    assert parity([str(deep)]) == 2
+    assert "nests too deep" in one_error_line(capsys)
+    assert not is_bundle(deep) and bundle_files(deep) == set()
+
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    with open(huge / "manifest.json", "wb") as fh:   # sparse: no disk used
+        fh.truncate(MAX_MANIFEST_BYTES + 1)
+    assert parity([str(huge)]) == 2
+    line = one_error_line(capsys)
+    assert f"it is {MAX_MANIFEST_BYTES + 1} bytes, more than the 16 MB" in line, line
+    assert not is_bundle(huge) and bundle_files(huge) == set()
+
+    folder = tmp_path / "folder"
+    (folder / "manifest.json").mkdir(parents=True)
+    assert parity([str(folder)]) == 2
+    assert "it is a folder, not a regular file" in one_error_line(capsys)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero") or sys.platform == "win32",
+                    reason="needs /dev/zero")
+def test_a_manifest_linked_to_dev_zero_is_refused_before_reading(tmp_path):
+    """A link to /dev/zero was read until the process was killed; run in a child with its
+    memory capped, so that a regression fails (MemoryError) instead of eating the machine."""
+    bundle = tmp_path / "zero"
+    bundle.mkdir()
+    (bundle / "manifest.json").symlink_to("/dev/zero")
+
+    def cap_memory():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+    result = subprocess.run([sys.executable, "-m", "atbsn_edge.parity", str(bundle)],
+                            capture_output=True, text=True, timeout=120, preexec_fn=cap_memory,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in result.stderr, err
+    assert err[0] == (f"error: {bundle}: manifest.json is malformed or damaged (it is a device, "
+                      "through a link, not a regular file; a manifest is a small JSON file); "
+                      "re-export the bundle")

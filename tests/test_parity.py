@@ -290,3 +290,96 @@ def test_the_report_and_the_heatmap_folder_must_differ(bundle, tmp_path, capsys)
         assert len(err) == 1 and message in err[0] and str(report) in err[0], err
         assert "Traceback" not in err[0] and ".tmp" not in err[0]
     assert sorted(tmp_path.iterdir()) == present   # nothing created
+
+
+# ------------------------------------------- non-finite reference data, gray against colour
+
+@pytest.mark.parametrize("array,value", [("outputs", np.nan), ("outputs", np.inf),
+                                         ("inputs", np.nan)])
+def test_non_finite_reference_data_is_refused_not_passed(bundle, tmp_path, capsys, array, value):
+    """PyTorch outputs (or inputs) of NaN, re-hashed as an exporter that wrote them wrong
+    would: every metric would be NaN, which once printed "| nan | ... | pass |" and exit 0."""
+    data = np.load(bundle / "reference.npz")[array].copy()
+    data.flat[::7] = value
+    rewrite_reference(bundle, **{array: data})
+    report = tmp_path / "p.json"
+    assert parity([str(bundle), "--json", str(report)]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    what = "PyTorch outputs" if array == "outputs" else "inputs"
+    assert f"reference.npz: its {what} hold" in lines[0] and "NaN or infinite" in lines[0]
+    assert "re-export the bundle" in lines[0] and "| pass |" not in out
+    data = json.loads(report.read_text())
+    assert data["passed"] is False and "NaN or infinite" in data["error"]
+
+
+def test_a_nan_metric_never_passes():
+    """compare() on a PyTorch output holding NaN or infinity (as --images gives from a
+    damaged checkpoint): a failure that says so, never a pass by NaN comparing False."""
+    from atbsn_edge.verification import THRESHOLDS, Comparison, compare, set_failures
+
+    artifact = np.full((3, 8, 8), 100.0, np.float32)
+    clean = np.full((3, 8, 8), 101.0, np.float32)
+    for bad in (np.nan, np.inf):
+        torch_out = artifact.copy()
+        torch_out[0, 0, 0] = bad
+        result = compare("x", artifact, torch_out, clean)
+        assert result.reference_non_finite == 1 and result.non_finite == 0
+        for limits in THRESHOLDS.values():
+            failures = result.failures(limits)
+            assert failures and "PyTorch reference output" in failures[0], failures
+        assert set_failures([result], THRESHOLDS["int8"])            # the mean drop is NaN
+        assert result.as_dict()["psnr_vs_torch"] is None             # still JSON
+    for field in ("rel_l2", "max_abs"):                              # however a metric got NaN
+        numbers = {"max_abs": 0.0, "mean_abs": 0.0, "rel_l2": 0.0, "psnr_vs_torch": 99.0,
+                   field: float("nan")}
+        assert Comparison("y", **numbers).failures(THRESHOLDS["fp32"]), field
+    assert Comparison("z", 0.0, 0.0, 0.0, 99.0).failures(THRESHOLDS["fp32"]) == []
+
+
+def _gray_and_colour(tmp_path: Path) -> tuple[Path, Path]:
+    colour = textured_image(64, 64, seed=5)
+    cv2.imwrite(str(tmp_path / "rgb.png"), colour.astype(np.uint8)[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "gray.png"), colour.mean(axis=2).astype(np.uint8))
+    return tmp_path / "rgb.png", tmp_path / "gray.png"
+
+
+def test_gray_clean_reference_of_a_colour_image_is_refused(bundle, tmp_path, capsys,
+                                                           monkeypatch):
+    """As evaluate refuses it: PSNR of a colour output against a gray reference (once scored
+    23.6 dB and exit 0) means nothing; both ways round, from the header and from the pixels."""
+    from atbsn_edge import evaluate
+
+    rgb, gray = _gray_and_colour(tmp_path)
+    report = tmp_path / "p.json"
+    for noisy, clean in ((rgb, gray), (gray, rgb)):
+        assert parity([str(bundle), "--images", str(noisy), "--clean", str(clean),
+                       "--json", str(report)]) == 2
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert f"{noisy} is " in lines[0] and f"its clean reference {clean} is" in lines[0]
+        assert "grayscale" in lines[0] and "colour" in lines[0] and "dB" not in out
+        assert json.loads(report.read_text())["passed"] is False
+    # where the header does not tell, the decoded images are checked (the same function)
+    monkeypatch.setattr(evaluate, "check_pair_headers", lambda *a, **k: None)
+    assert parity([str(bundle), "--images", str(rgb), "--clean", str(gray)]) == 2
+    assert "PSNR of gray against colour is meaningless" in capsys.readouterr().err
+
+
+def test_benchmark_refuses_gray_against_colour_before_any_export(tmp_path, capsys):
+    from atbsn_edge.benchmark import main as benchmark
+
+    rgb, gray = _gray_and_colour(tmp_path)
+    bundles = tmp_path / "bundles"
+    assert benchmark(["--targets", "onnx-fp32", "--tile", "64", "--bundles", str(bundles),
+                      "--images", str(rgb), "--clean", str(gray)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert f"{rgb} is colour (RGB) but its clean reference {gray} is grayscale" in err[0]
+    assert not bundles.exists()                                  # refused before the work
+    assert benchmark(["--targets", "onnx-fp32", "--tile", "64", "--bundles", str(bundles),
+                      "--images", str(rgb), str(rgb), "--clean", str(rgb)]) == 2
+    assert "--images has 2 files, --clean 1" in capsys.readouterr().err
+    assert not bundles.exists()

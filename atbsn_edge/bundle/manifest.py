@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -41,6 +42,10 @@ SCHEMA = "atbsn-edge-bundle"
 SCHEMA_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 READY, PENDING = "ready", "pending"
+# The largest manifest read: one this toolkit writes is a few kB (hashes and metadata); a
+# bigger one, or one that is no regular file (a device, a FIFO, a link to /dev/zero), would
+# be read without end or take all memory, so it is refused before any byte is read.
+MAX_MANIFEST_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -73,10 +78,43 @@ class ArtifactEntry:
         return data
 
 
+class _UnreadableManifest(ValueError):
+    """A manifest refused before or while parsing: not a regular file, too large, or nested
+    too deep for the JSON parser; the message says which."""
+
+
+def _read_manifest(path: Path) -> Any:
+    """The JSON value in the manifest file ``path``. Raises ``FileNotFoundError`` where there
+    is none, :class:`_UnreadableManifest` for a file that is not a regular file, is larger than
+    :data:`MAX_MANIFEST_BYTES` or nests too deep, and ``OSError`` / ``ValueError`` for one
+    that cannot be read or is not JSON."""
+    info = path.stat()  # follows a link: what would be read
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(info.st_mode) else
+                "a pipe" if stat.S_ISFIFO(info.st_mode) else
+                "a socket" if stat.S_ISSOCK(info.st_mode) else "a device")
+        raise _UnreadableManifest(f"it is {kind}" + (", through a link" if path.is_symlink()
+                                                     else "")
+                                  + ", not a regular file; a manifest is a small JSON file")
+    limit = MAX_MANIFEST_BYTES
+    if info.st_size > limit:
+        raise _UnreadableManifest(f"it is {info.st_size} bytes, more than the {limit // 2**20} "
+                                  "MB a manifest may have")
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)  # never more, whatever the file became since stat
+    if len(data) > limit:
+        raise _UnreadableManifest(f"it is larger than the {limit // 2**20} MB a manifest may "
+                                  "have")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise _UnreadableManifest("its JSON nests too deep to be a manifest") from None
+
+
 def _manifest_document(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON object in ``folder``'s manifest, or None where there is none to read."""
     try:
-        document = json.loads((Path(folder) / MANIFEST_FILE).read_text())
+        document = _read_manifest(Path(folder) / MANIFEST_FILE)
     except (OSError, ValueError):
         return None
     return document if isinstance(document, dict) else None
@@ -275,10 +313,13 @@ class Bundle:
         if not path.is_dir():
             raise AtbsnError(f"{path} is not a bundle folder")
         try:
-            document = json.loads(manifest.read_text())
+            document = _read_manifest(manifest)
         except FileNotFoundError:
             raise AtbsnError(f"{path} is not a bundle: it has no {MANIFEST_FILE} (write one with "
                              "python -m atbsn_edge.export)") from None
+        except _UnreadableManifest as exc:
+            raise AtbsnError(f"{path}: {MANIFEST_FILE} is malformed or damaged ({exc}); "
+                             "re-export the bundle") from None
         except (OSError, ValueError) as exc:
             raise AtbsnError(f"{path} is not a bundle: cannot read {MANIFEST_FILE} ({exc})") from None
         if not isinstance(document, dict) or document.get("schema") != SCHEMA:
@@ -389,10 +430,19 @@ class Bundle:
 
     def _verify_reference(self, *, required: bool) -> None:
         """Refuse reference data that differs from the manifest's SHA-256 (``required``:
-        and recorded data that is missing)."""
+        and recorded data that is missing), and reference data that the manifest records no
+        SHA-256 for: the exporter hashes every ``reference.npz`` it writes, so a file beside
+        a manifest without the hash (empty or deleted) comes from an edited or damaged
+        manifest, and would be trusted unchecked. A bundle without reference data (no hash,
+        no file) passes; :func:`load_reference` says so where the data is needed."""
         recorded = self.document.get("reference", {}).get("sha256")
         path = self.path / REFERENCE_FILE
         if not recorded:
+            if path.exists() or path.is_symlink():
+                raise AtbsnError(f"{self.path}: {MANIFEST_FILE} records no SHA-256 for "
+                                 f"{REFERENCE_FILE}, which is there (the manifest was edited "
+                                 "or damaged, so the reference data cannot be trusted); "
+                                 "re-export the bundle or copy it again")
             return
         if not path.is_file():
             if required:

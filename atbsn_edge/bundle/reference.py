@@ -39,4 +39,11 @@ def load_reference(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
             or inputs.dtype != np.float32 or outputs.dtype != np.float32):
         raise AtbsnError(f"{path}: inputs {inputs.shape} {inputs.dtype}, outputs {outputs.shape} "
                          f"{outputs.dtype} and {len(names)} names do not match; {fix}")
+    # PyTorch's outputs of real crops are finite: a NaN or infinity there would make every
+    # metric NaN (a comparison with nothing), one in the inputs a meaningless test
+    for what, array in (("PyTorch outputs", outputs), ("inputs", inputs)):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise AtbsnError(f"{path}: its {what} hold {bad} NaN or infinite values (reference "
+                             f"data must be finite; the file was modified or damaged); {fix}")
     return inputs, outputs, names
