@@ -658,8 +658,9 @@ def test_precision_edited_in_the_manifest_is_refused(onnx_bundle, tmp_path, caps
 def test_hostile_manifests_are_one_line(tmp_path, capsys):
     """JSON nested 100000 deep (a RecursionError traceback once) and a manifest larger than
     any the exporter writes are refused in one line; is_bundle and bundle_files say no."""
-    from atbsn_edge.bundle.manifest import MAX_MANIFEST_BYTES, bundle_files, is_bundle
+    from atbsn_edge.bundle.manifest import bundle_files, is_bundle
 
+    limit = 16 * 2**20   # the bound on a manifest's size: exported ones are a few kB
     deep = tmp_path / "deep"
     deep.mkdir()
     (deep / "manifest.json").write_text("[" * 100000 + "]" * 100000)
@@ -673,10 +674,10 @@ def test_hostile_manifests_are_one_line(tmp_path, capsys):
     huge = tmp_path / "huge"
     huge.mkdir()
     with open(huge / "manifest.json", "wb") as fh:   # sparse: no disk used
-        fh.truncate(MAX_MANIFEST_BYTES + 1)
+        fh.truncate(limit + 1)
     assert parity([str(huge)]) == 2
     line = one_error_line(capsys)
-    assert f"it is {MAX_MANIFEST_BYTES + 1} bytes, more than the 16 MB" in line, line
+    assert f"it is {limit + 1} bytes, more than the 16 MB" in line, line
     assert not is_bundle(huge) and bundle_files(huge) == set()
 
     folder = tmp_path / "folder"
@@ -707,3 +708,31 @@ def test_a_manifest_linked_to_dev_zero_is_refused_before_reading(tmp_path):
     assert err[0] == (f"error: {bundle}: manifest.json is malformed or damaged (it is a device, "
                       "through a link, not a regular file; a manifest is a small JSON file); "
                       "re-export the bundle")
+
+
+def test_a_missing_bundle_and_a_file_say_so(tmp_path):
+    with pytest.raises(AtbsnError, match=r"bundle .*nothing does not exist \(a bundle is the folder"):
+        Bundle.open(tmp_path / "nothing")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(AtbsnError, match=r"bundle .*f is a file, not a bundle folder"):
+        Bundle.open(tmp_path / "f")
+
+
+def test_a_pending_artifact_without_its_command_still_says_what_to_run(onnx_bundle, tmp_path):
+    """A manifest whose pending entry lost its device command ended its error in "run: "."""
+    bundle = copy_of(onnx_bundle, tmp_path)
+    edit_manifest(bundle, "artifacts.onnx-fp32.status", PENDING)
+    with pytest.raises(AtbsnError) as info:
+        Bundle.open(bundle).entry_path("onnx-fp32")
+    assert str(info.value).endswith(f"on the device run: python -m atbsn_edge.export --target "
+                                    f"onnx-fp32 --from-bundle {bundle}")
+
+
+def test_tile_0_for_a_fixed_tile_artifact_points_to_a_dynamic_export(onnx_bundle, image, tmp_path,
+                                                                     capsys):
+    """The hint was "re-export with --tile 0", which export refuses."""
+    assert denoise([str(image), "-o", str(tmp_path / "o"), "--artifact", str(onnx_bundle),
+                    "--tile", "0"]) == 2
+    assert one_error_line(capsys).endswith(
+        "--tile 0 cannot apply: drop --tile, or re-export with --dynamic (an artifact that "
+        "takes each whole image)")

@@ -319,23 +319,23 @@ def test_a_nan_metric_never_passes():
     damaged checkpoint): a failure that says so, never a pass by NaN comparing False."""
     from atbsn_edge.verification import THRESHOLDS, Comparison, compare, set_failures
 
+    for field in ("rel_l2", "max_abs"):                              # however a metric got NaN
+        numbers = {"max_abs": 0.0, "mean_abs": 0.0, "rel_l2": 0.0, "psnr_vs_torch": 99.0,
+                   field: float("nan")}
+        assert Comparison("y", **numbers).failures(THRESHOLDS["fp32"]), field
+    assert Comparison("z", 0.0, 0.0, 0.0, 99.0).failures(THRESHOLDS["fp32"]) == []
     artifact = np.full((3, 8, 8), 100.0, np.float32)
     clean = np.full((3, 8, 8), 101.0, np.float32)
     for bad in (np.nan, np.inf):
         torch_out = artifact.copy()
         torch_out[0, 0, 0] = bad
         result = compare("x", artifact, torch_out, clean)
-        assert result.reference_non_finite == 1 and result.non_finite == 0
         for limits in THRESHOLDS.values():
             failures = result.failures(limits)
             assert failures and "PyTorch reference output" in failures[0], failures
+        assert result.reference_non_finite == 1 and result.non_finite == 0
         assert set_failures([result], THRESHOLDS["int8"])            # the mean drop is NaN
         assert result.as_dict()["psnr_vs_torch"] is None             # still JSON
-    for field in ("rel_l2", "max_abs"):                              # however a metric got NaN
-        numbers = {"max_abs": 0.0, "mean_abs": 0.0, "rel_l2": 0.0, "psnr_vs_torch": 99.0,
-                   field: float("nan")}
-        assert Comparison("y", **numbers).failures(THRESHOLDS["fp32"]), field
-    assert Comparison("z", 0.0, 0.0, 0.0, 99.0).failures(THRESHOLDS["fp32"]) == []
 
 
 def _gray_and_colour(tmp_path: Path) -> tuple[Path, Path]:
@@ -380,6 +380,6 @@ def test_benchmark_refuses_gray_against_colour_before_any_export(tmp_path, capsy
     assert f"{rgb} is colour (RGB) but its clean reference {gray} is grayscale" in err[0]
     assert not bundles.exists()                                  # refused before the work
     assert benchmark(["--targets", "onnx-fp32", "--tile", "64", "--bundles", str(bundles),
-                      "--images", str(rgb), str(rgb), "--clean", str(rgb)]) == 2
+                      "--images", str(rgb), str(gray), "--clean", str(rgb)]) == 2
     assert "--images has 2 files, --clean 1" in capsys.readouterr().err
     assert not bundles.exists()

@@ -311,7 +311,9 @@ class Bundle:
         path = Path(path)
         manifest = path / MANIFEST_FILE
         if not path.is_dir():
-            raise AtbsnError(f"{path} is not a bundle folder")
+            what = "does not exist" if not path.exists() else "is a file, not a bundle folder"
+            raise AtbsnError(f"bundle {path} {what} (a bundle is the folder that "
+                             "python -m atbsn_edge.export --out writes)")
         try:
             document = _read_manifest(manifest)
         except FileNotFoundError:
@@ -386,7 +388,8 @@ class Bundle:
         present and matching the manifest's SHA-256, else a one-line error."""
         entry = self.artifact(target)
         if entry.status != READY:
-            command = entry.details.get("device_command", "")
+            command = entry.details.get("device_command") or (
+                f"python -m atbsn_edge.export --target {entry.target} --from-bundle {self.path}")
             here = [t for t, a in self.artifacts.items() if a.status == READY]
             raise AtbsnError(f"{self.path}: the {entry.target} artifact is not built yet; on the "
                              f"device run: {command}" + (f" (runnable here: --target "
