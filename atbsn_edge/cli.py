@@ -466,6 +466,14 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+def _read_only_file_system(folder: Path) -> bool:
+    """Whether ``folder`` lies on a file system mounted read-only (False where unknown)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+
+
 def check_output_path(path: str | os.PathLike, flag: str, *, folder: bool = False) -> Path:
     """Refuse, before any work, an output that cannot be written: one below a regular file,
     a folder where a file is wanted (or the reverse), or a parent without write permission.
@@ -484,7 +492,11 @@ def check_output_path(path: str | os.PathLike, flag: str, *, folder: bool = Fals
                          "path whose parents are folders")
     writable = path if folder and path.is_dir() else ancestor
     if not os.access(writable, os.W_OK | os.X_OK):
-        raise AtbsnError(f"{flag} {path}: no permission to write in {writable}")
+        if _read_only_file_system(writable):
+            raise AtbsnError(f"{flag} {path}: {writable} is on a read-only file system; "
+                             "write somewhere else")
+        raise AtbsnError(f"{flag} {path}: no permission to write in {writable}; choose a "
+                         "folder you may write in")
     problem = _creation_problem(writable)
     if problem:
         raise AtbsnError(f"{flag} {path}: cannot create a file in {writable} ({problem}); "

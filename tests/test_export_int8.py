@@ -205,6 +205,11 @@ def test_calibration_data_errors(make_checkpoint, tmp_path, capsys):
     assert export_int8(checkpoint, tmp_path / "b", tmp_path / "missing") == 2
     assert "missing" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+    # every file unreadable: it said "no calibration image is at least 64x64"
+    (tmp_path / "t.png").write_bytes(b"\x89PNG\r\n\x1a\n trunc")
+    (tmp_path / "x.png").write_text("hello")
+    with pytest.raises(AtbsnError, match="none of the calibration data could be read"):
+        collect_crops([tmp_path / "t.png", tmp_path / "x.png"], 64, 64)
 
 
 def test_crops_are_seeded_and_fingerprinted(calib_folder):

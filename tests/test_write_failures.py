@@ -163,3 +163,19 @@ def test_tiles_that_only_abut_blend_without_a_warning():
         warnings.simplefilter("error")   # it divided by a zero overlap
         weights = feather_weights([0, 32, 64], 32, 96)
     assert all(np.array_equal(w, np.ones(32, np.float32)) for w in weights)
+
+
+def test_a_read_only_file_system_is_named_as_such(tmp_path, monkeypatch):
+    """It said "no permission to write in X", with no fix; a mount cannot be made read-only
+    here without root, so the file system's flag is stood in for."""
+    import os
+
+    import atbsn_edge.cli as cli
+
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(os, "statvfs", lambda path: type("S", (), {"f_flag": os.ST_RDONLY})())
+    with pytest.raises(AtbsnError, match=r"is on a read-only file system; write somewhere else"):
+        cli.check_output_path(tmp_path / "o.png", "-o")
+    monkeypatch.setattr(os, "statvfs", lambda path: type("S", (), {"f_flag": 0})())
+    with pytest.raises(AtbsnError, match=r"no permission to write in .*; choose a folder you may"):
+        cli.check_output_path(tmp_path / "o.png", "-o")

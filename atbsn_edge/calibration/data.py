@@ -74,6 +74,9 @@ def collect_crops(items: Sequence[str | Path], tile_h: int, tile_w: int, *,
         raise AtbsnError(f"--calib-seed must be a non-negative integer, got {seed}")
     pictures = load_pictures(_existing_sources(items)[:max_images], frames_per_video)
     usable = [(name, rgb) for name, rgb in pictures if rgb.shape[0] >= tile_h and rgb.shape[1] >= tile_w]
+    if not pictures:
+        raise AtbsnError(f"none of the calibration data could be read ({', '.join(map(str, items))}"
+                         "; each unreadable file was named above); give readable images or videos")
     if not usable:
         raise AtbsnError(f"no calibration image is at least {tile_w}x{tile_h} (the tile); "
                          "give larger images or export a smaller tile")
