@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 denoised = tiled.denoise(noisy.rgb)
                 if not np.isfinite(denoised).all():
                     raise ImageError(f"{noisy_path}: the network produced NaN or infinite "
-                                     "values; the checkpoint or artifact may be damaged (python -m atbsn_edge.parity checks a bundle)")
+                                     "values; the checkpoint or artifact may be damaged "
+                                     "(python -m atbsn_edge.parity checks a bundle)")
                 row: dict[str, Any] = {"noisy": str(noisy_path)}
                 if clean is not None:
                     row["clean"] = str(clean_path)

@@ -363,7 +363,8 @@ def to_storage(picture: Picture, rgb: np.ndarray,
         rows = rgb[start:stop]
         if not np.isfinite(rows).all():
             raise ImageError(f"{picture.source or 'image'}: the network produced NaN or "
-                             "infinite values; the checkpoint or artifact may be damaged (python -m atbsn_edge.parity checks a bundle)")
+                             "infinite values; the checkpoint or artifact may be damaged "
+                             "(python -m atbsn_edge.parity checks a bundle)")
         rows = rows.mean(axis=2, keepdims=True) if picture.grayscale else rows[:, :, ::-1]
         scaled = np.rint(rows * np.float32(top / 255.0))
         out[start:stop, :, :color] = np.clip(scaled, 0, top)
