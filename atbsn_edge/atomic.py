@@ -46,10 +46,10 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
             os.replace(backup, target)  # interrupted between the two renames: the old one back
         if tmp is not None:
             _remove(tmp)
-        if (isinstance(exc, OSError) and type(exc) in _NAMED_AGAIN and exc.errno is not None
-                and (exc.filename is None or (tmp is not None and str(exc.filename).startswith(str(tmp))))):
-            # the user knows the target, not our temporary (or no name at all: a full disk)
-            raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
+        if type(exc) in _NAMED_AGAIN and exc.errno is not None:
+            named = exc.filename  # the user knows the target, not our temporary
+            if named is None or (tmp is not None and str(named).startswith(str(tmp))):
+                raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
         raise
 
 

@@ -439,7 +439,7 @@ def format_report(r: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.profile``."""
-    from .cli import (path_arg, add_verbose_argument, new_parser, non_negative_float, positive_float,
+    from .cli import (add_verbose_argument, new_parser, non_negative_float, path_arg, positive_float,
                       positive_int, thread_count)
     from .pipeline import tile_arg
     from .profiling.floors import DEVICES
@@ -481,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-power", action="store_true", help="do not run tegrastats")
     p.add_argument("--tegrastats-interval", type=positive_int, default=100, metavar="MS",
                    help="tegrastats sampling interval (default 100 ms)")
-    p.add_argument("--json", type=path_arg, metavar="F", help="write the full report as JSON (atomically)")
+    p.add_argument("--json", type=path_arg, metavar="F",
+                   help="write the full report as JSON (atomically)")
     add_verbose_argument(p)
     return p
 

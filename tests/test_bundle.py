@@ -711,7 +711,7 @@ def test_a_manifest_linked_to_dev_zero_is_refused_before_reading(tmp_path):
 
 
 def test_a_missing_bundle_and_a_file_say_so(tmp_path):
-    with pytest.raises(AtbsnError, match=r"bundle .*nothing does not exist \(a bundle is the folder"):
+    with pytest.raises(AtbsnError, match=r"bundle .*nothing does not exist \(a bundle is the"):
         Bundle.open(tmp_path / "nothing")
     (tmp_path / "f").write_text("x")
     with pytest.raises(AtbsnError, match=r"bundle .*f is a file, not a bundle folder"):

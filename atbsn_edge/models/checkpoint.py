@@ -277,7 +277,8 @@ def save_checkpoint(path: str | Path, network: nn.Module, metadata: Mapping[str,
                                                      "inline_container")):
                 raise
             free = shutil.disk_usage(tmp.parent).free / 1e6
-            raise AtbsnError(f"cannot write the checkpoint {path} ({str(exc).splitlines()[0][:120]}): "
-                             f"{free:.0f} MB free on its disk; free space or give another "
-                             "output path (a checkpoint written before is intact)") from None
+            first = str(exc).splitlines()[0][:120]
+            raise AtbsnError(f"cannot write the checkpoint {path} ({first}): {free:.0f} MB "
+                             "free on its disk; free space or give another output path (a "
+                             "checkpoint written before is intact)") from None
     return path
