@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -46,16 +47,32 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
             os.replace(backup, target)  # interrupted between the two renames: the old one back
         if tmp is not None:
             _remove(tmp)
-        if type(exc) in _NAMED_AGAIN and exc.errno is not None:
-            named = exc.filename  # the user knows the target, not our temporary
-            if named is None or (tmp is not None and str(named).startswith(str(tmp))):
-                raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
+        named = _named_after_target(exc, tmp, target)
+        if named is not None:
+            raise type(exc)(exc.errno, exc.strerror, named) from exc
         raise
 
 
 #: OSError classes re-raised naming the target: those built from (errno, strerror, filename)
 _NAMED_AGAIN = {OSError, FileNotFoundError, PermissionError, IsADirectoryError,
                 NotADirectoryError, FileExistsError}
+#: errors of a write that may name no file at all (a full disk): they are the target's
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
+def _named_after_target(exc: BaseException, tmp: Path | None, target: Path) -> str | None:
+    """The file name an OSError of ``atomic_path`` should carry instead of its own (None: keep
+    it): the target's path in place of the temporary's (the user knows the target; a file
+    inside a staged folder keeps its own part), or the target for a write error that names
+    no file."""
+    if type(exc) not in _NAMED_AGAIN or exc.errno is None:
+        return None
+    named = exc.filename
+    if named is None:
+        return str(target) if exc.errno in _WRITE_ERRNOS else None
+    if tmp is not None and str(named).startswith(str(tmp)):
+        return str(target) + str(named)[len(str(tmp)):]
+    return None
 
 
 def _remove(path: Path) -> None:

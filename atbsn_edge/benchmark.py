@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .atomic import atomic_path
-from .cli import (add_verbose_argument, check_report_path, new_parser,
+from .cli import (add_verbose_argument, check_report_path, new_parser, path_arg,
                   positive_int, positive_multiple_of_32, run_cli, same_file, thread_count)
 from .errors import AtbsnError
 from .jsonsafe import write_json
@@ -67,7 +67,7 @@ class Row:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.benchmark``."""
     p = new_parser("python -m atbsn_edge.benchmark", __doc__)
-    p.add_argument("--checkpoint", type=Path,
+    p.add_argument("--checkpoint", type=path_arg,
                    help="checkpoint to benchmark (default: the bundled demo model, for every "
                         "target, int8 ones included: --checkpoint "
                         "atbsn_edge/assets/demo_student_c_int8.pt --targets openvino-int8 "
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", nargs="+", help="noisy images for the quality column")
     p.add_argument("--clean", nargs="+", help="their clean references, same order")
     p.add_argument("--tile", type=positive_multiple_of_32, default=512, help="tile side of the exports")
-    p.add_argument("--bundles", type=Path, default=Path("benchmark-bundles"),
+    p.add_argument("--bundles", type=path_arg, default=Path("benchmark-bundles"),
                    help="folder for the exported bundles (one per target; replaced)")
     p.add_argument("--iters", type=positive_int, default=10,
                    help="timed network calls per target")
@@ -87,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame size for MP/s and fps, WIDTHxHEIGHT (default 1920x1080)")
     p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads of the backends (0: their default)")
-    p.add_argument("--json", type=Path, help="write every number as JSON")
-    p.add_argument("--log", type=Path, help="append the table (with date and machine) to this markdown file")
-    p.add_argument("--plot", type=Path, help="write a latency-vs-quality PNG (needs matplotlib)")
+    p.add_argument("--json", type=path_arg, help="write every number as JSON")
+    p.add_argument("--log", type=path_arg, help="append the table (with date and machine) to this markdown file")
+    p.add_argument("--plot", type=path_arg, help="write a latency-vs-quality PNG (needs matplotlib)")
     add_verbose_argument(p)
     return p
 
@@ -329,21 +329,6 @@ def append_log(path: Path, text: str) -> None:
         tmp.write_text(old + text, encoding="utf-8")
 
 
-def check_image_pairs(images: Sequence[str], clean: Sequence[str]) -> None:
-    """Refuse, before any export, ``--images`` and ``--clean`` that cannot be paired: unequal
-    counts, or a pair (same order, as parity pairs them) of different sizes or of gray against
-    colour (evaluate's rule: PSNR of gray against colour is meaningless)."""
-    from .evaluate import check_pair_headers
-    from .inputs import expand_inputs
-
-    noisy, references = expand_inputs(list(images)), expand_inputs(list(clean))
-    if len(noisy) != len(references):
-        raise AtbsnError(f"--images has {len(noisy)} files, --clean {len(references)}; give one "
-                         "clean reference per noisy image, in the same order")
-    for n, c in zip(noisy, references):
-        check_pair_headers(n, c)
-
-
 def main(argv: list[str] | None = None) -> int:
     """The ``atbsn_edge.benchmark`` command on ``argv`` (None: sys.argv); returns its exit code."""
     args = build_parser().parse_args(argv)
@@ -363,8 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         if bool(args.images) != bool(args.clean):
             raise AtbsnError("--images and --clean go together (noisy images and their clean "
                              "references, same order)")
-        if args.images:
-            check_image_pairs(args.images, args.clean)
+        if args.images:  # as parity pairs them, before any export
+            from .parity import checked_image_pairs
+
+            checked_image_pairs(args.images, args.clean)
         targets = chosen_targets(args.targets)
         check_outside_bundles([("--checkpoint", args.checkpoint),
                                *(("--images", p) for p in args.images or ()),

@@ -22,7 +22,7 @@ from .cli import (path_arg, add_verbose_argument, check_output_path, new_parser,
 from .errors import AtbsnError, ImageError, is_out_of_memory
 from .imageio import (READ_SUFFIXES, WRITE_SUFFIXES, Picture, probe_image, read_image,
                       write_image)
-from .inputs import expand_inputs
+from .inputs import expand_inputs, paired_in_order
 from .pipeline import TiledRuntime, add_tiling_arguments, open_tiled
 from .readahead import READ_AHEAD_MAX_PIXELS, ReadAhead
 
@@ -130,17 +130,18 @@ def compare_path(target: Path) -> Path:
     return target.with_name(f"{target.stem}_compare.png")
 
 
-def clean_references(args: argparse.Namespace, inputs: list[Path]) -> list[Path | None]:
-    """The --clean image of each input (same order), or None each without --clean."""
+def inputs_and_references(args: argparse.Namespace) -> tuple[list[Path], list[Path | None]]:
+    """The input files (folders and globs expanded, each once) and the --clean image of each
+    (paired in the order given: :func:`~atbsn_edge.inputs.paired_in_order`), or None each
+    without --clean."""
     if args.clean is None:
-        return [None] * len(inputs)
+        inputs = expand_inputs(args.inputs)
+        return inputs, [None] * len(inputs)
     if not args.compare:
         raise AtbsnError("--clean is for the comparison pictures; give --compare too")
-    clean = expand_inputs(args.clean, unique=False)  # frames may share a reference
-    if len(clean) != len(inputs):
-        raise AtbsnError(f"{len(inputs)} input(s) but {len(clean)} --clean reference(s); give "
-                         "one clean reference per input, in the same order")
-    return clean
+    pairs = paired_in_order(args.inputs, args.clean, noisy_flag="the inputs",
+                            clean_flag="--clean")
+    return [n for n, _ in pairs], [c for _, c in pairs]
 
 
 def read_reference(item: "Job", picture: Picture, clean: Path) -> np.ndarray:
@@ -363,9 +364,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from .progress import progress_bar
 
-        inputs = expand_inputs(args.inputs)
+        inputs, references = inputs_and_references(args)
         jobs = plan_outputs(inputs, args.output)
-        references = clean_references(args, inputs)
         check_outputs_spare_inputs(jobs, references, network_files(args), args)
         check_compare_size(args)
         # the first input is read while the network opens, each next one while the one

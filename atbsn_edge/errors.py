@@ -23,7 +23,8 @@ class MissingDependencyError(AtbsnError, ImportError):
 #: how the libraries say that an allocation failed, where they raise no MemoryError: PyTorch's
 #: CPU allocator and CUDA (RuntimeError), OpenCV (cv2.error)
 OUT_OF_MEMORY_SIGNS = ("can't allocate memory", "DefaultCPUAllocator", "CUDA out of memory",
-                       "Insufficient memory", "Failed to allocate")
+                       "CUDA error: out of memory", "Insufficient memory", "Failed to allocate",
+                       "std::bad_alloc")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

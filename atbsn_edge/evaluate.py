@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli import (add_verbose_argument, check_report_path, new_parser, run_cli,
+from .cli import (add_verbose_argument, check_report_path, new_parser, path_arg, run_cli,
                   thread_count)
 from .errors import AtbsnError, ImageError
 from .imageio import ImageHeader, Picture, probe_image, read_image
@@ -36,7 +36,7 @@ REFERENCE_FIELDS = ("psnr", "ssim", "noisy_psnr", "noisy_ssim")
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.evaluate``."""
     p = new_parser("python -m atbsn_edge.evaluate", __doc__)
-    p.add_argument("--checkpoint", type=Path,
+    p.add_argument("--checkpoint", type=path_arg,
                    help="AT-BSN or student checkpoint (default: the bundled demo model, as "
                         "denoise)")
     p.add_argument("--part", choices=("student", "teacher"),
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tiling_arguments(p)
     p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads of PyTorch (default 0: its default)")
-    p.add_argument("--json", type=Path, metavar="OUT.json",
+    p.add_argument("--json", type=path_arg, metavar="OUT.json",
                    help="also write the results here (default: only the table on stdout)")
     add_verbose_argument(p)
     return p

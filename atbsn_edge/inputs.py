@@ -43,6 +43,27 @@ def expand_inputs(items: Iterable[str], suffixes: tuple[str, ...] = READ_SUFFIXE
     return list(once)
 
 
+def paired_in_order(noisy_items: Iterable[str], clean_items: Iterable[str], *,
+                    noisy_flag: str, clean_flag: str) -> list[tuple[Path, Path]]:
+    """Noisy files with their clean references, paired in the order given (folders and globs
+    expanded in place). A reference may serve several noisy files (frames of one scene); a
+    pair named twice is kept once; a noisy file named with two different references, or
+    unequal counts, is an :class:`AtbsnError`."""
+    noisy = expand_inputs(noisy_items, unique=False)
+    clean = expand_inputs(clean_items, unique=False)
+    if len(noisy) != len(clean):
+        raise AtbsnError(f"{len(noisy)} noisy image(s) ({noisy_flag}) but {len(clean)} clean "
+                         f"reference(s) ({clean_flag}); give one clean reference per noisy "
+                         "image, in the same order (a reference may be named again for "
+                         "another image)")
+    pairs: dict[Path, Path] = {}
+    for n, c in zip(noisy, clean):
+        if pairs.setdefault(n, c) != c:
+            raise AtbsnError(f"{n} is given twice, with the clean references {pairs[n]} and "
+                             f"{c}; give each noisy image once")
+    return list(pairs.items())
+
+
 def _folder_images(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """The files of ``folder`` (not recursive) with one of ``suffixes``, sorted."""
     try:

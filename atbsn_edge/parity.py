@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import (USER_ERRORS, add_verbose_argument, check_output_path,
+from .cli import (USER_ERRORS, add_verbose_argument, check_output_path, path_arg,
                   check_report_path, new_parser, run_cli, user_error_line)
 from .errors import AtbsnError
 from .hashing import file_sha256
@@ -39,19 +39,19 @@ log = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.parity``."""
     p = new_parser("python -m atbsn_edge.parity", __doc__)
-    p.add_argument("bundle", type=Path, help="bundle folder written by atbsn_edge.export")
+    p.add_argument("bundle", type=path_arg, help="bundle folder written by atbsn_edge.export")
     p.add_argument("--target",
                    help="which of the bundle's artifacts to check, e.g. onnx-fp16 (default: the "
                         "bundle's default target)")
     p.add_argument("--images", nargs="+", help="noisy images to use instead of the reference crops")
     p.add_argument("--clean", nargs="+", help="clean references of --images, same order")
-    p.add_argument("--checkpoint", type=Path,
+    p.add_argument("--checkpoint", type=path_arg,
                    help="checkpoint for --images (default: the one named in the manifest)")
     p.add_argument("--inference-precision", choices=("auto", "f32", "bf16", "f16"),
                    help="OpenVINO artifacts: what the CPU computes in (default auto: f32 for "
                         "fp32 artifacts, else the CPU's own default reduced type)")
-    p.add_argument("--json", type=Path, help="write the report as JSON")
-    p.add_argument("--heatmaps", type=Path, help="folder for one error heatmap PNG per input")
+    p.add_argument("--json", type=path_arg, help="write the report as JSON")
+    p.add_argument("--heatmaps", type=path_arg, help="folder for one error heatmap PNG per input")
     add_verbose_argument(p)
     return p
 
@@ -155,6 +155,22 @@ def check_heatmap_paths(folder: Path, names: Sequence[str], *,
     return targets
 
 
+def checked_image_pairs(images: Sequence[str],
+                        clean: Sequence[str] | None) -> list[tuple[Path, Path | None]]:
+    """``--images`` with their ``--clean`` references (None each without), paired in the order
+    given (:func:`~atbsn_edge.inputs.paired_in_order`), each pair's size and gray-or-colour
+    checked from the headers by evaluate's rule, before any network opens."""
+    from .evaluate import check_pair_headers
+    from .inputs import expand_inputs, paired_in_order
+
+    if not clean:
+        return [(n, None) for n in expand_inputs(images)]
+    pairs = paired_in_order(images, clean, noisy_flag="--images", clean_flag="--clean")
+    for n, c in pairs:
+        check_pair_headers(n, c)
+    return pairs
+
+
 def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: Path | None,
                 bundle: Bundle, tiled: TiledRuntime,
                 torch_outputs: dict[tuple, np.ndarray] | None = None) -> list:
@@ -166,19 +182,11 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
     one run of a few images, not longer (the images must not change during the run)."""
     import contextlib
 
-    from .evaluate import check_pair, check_pair_headers
+    from .evaluate import check_pair
     from .imageio import read_image
-    from .inputs import expand_inputs
     from .pipeline import open_tiled
 
-    noisy = expand_inputs(images)
-    clean = expand_inputs(clean_images) if clean_images else [None] * len(noisy)
-    if len(clean) != len(noisy):
-        raise AtbsnError(f"--images has {len(noisy)} files, --clean {len(clean)}; give one clean "
-                         "reference per noisy image, in the same order")
-    for n, c in zip(noisy, clean):  # evaluate's rule, from the headers, before PyTorch opens
-        if c is not None:
-            check_pair_headers(n, c)
+    noisy, clean = zip(*checked_image_pairs(images, clean_images))
     checkpoint = checkpoint or Path(bundle.checkpoint)
     if bundle.checkpoint_sha256 and Path(checkpoint).is_file() \
             and file_sha256(checkpoint) != bundle.checkpoint_sha256:

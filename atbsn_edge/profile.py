@@ -97,9 +97,9 @@ def _cpu_floor_available() -> bool:
 
 
 def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
-    """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details) or None;
-    ``fresh``: a CPU's rates measured now, not read from the cache. ``auto`` on a CPU without
-    OpenVINO is None (the report says why); ``cpu`` has been refused before the timed runs."""
+    """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details), or the
+    reason there is no floor (a string); ``fresh``: a CPU's rates measured now, not read from
+    the cache. ``cpu`` without OpenVINO has been refused before the timed runs."""
     from .profiling import floors
     from .runtimes.registry import backend_column
 
@@ -111,16 +111,14 @@ def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
         if jetson and floor_kind == "jetson":
             choice = jetson
         elif on_cpu and not _cpu_floor_available():
-            log.info("no floor: %s", CPU_FLOOR_NEEDS)
-            return None
+            return CPU_FLOOR_NEEDS
         elif on_cpu:
             choice = "cpu"
         else:
-            log.info("no floor for %s on %s (not a CPU, not a known Jetson); --floor-device "
-                     "names one", info.backend, info.device)
-            return None
+            return (f"no floor for {info.backend} on {info.device} (not a CPU, not a known "
+                    "Jetson); --floor-device names one")
     if choice == "none":
-        return None
+        return "no floor device (--floor-device none)"
     if choice == "cpu":
         rates = floors.measure_cpu_rates(threads, refresh=fresh)
         when = "measured in this run" if fresh else f"measured {rates.measured_at}"
@@ -245,15 +243,13 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
         cost_error = "no fp32 ONNX beside the artifact (bundle's model-fp32.onnx)"
     floor_call = None
     floor_info: dict[str, Any] = {"device": None, "reason": cost_error}
-    if cost is not None and floor_choice is not None:
+    if isinstance(floor_choice, str):  # no floor device: that reason before the graph's
+        floor_info["reason"] = floor_choice
+    elif cost is not None:
         label, lookup, bandwidth, details = floor_choice
         rate, key = lookup(precision, info.inference_precision)
         floor_call = floors.make_floor(cost.macs, cost.min_bytes(precision), rate, bandwidth, key, label)
         floor_info = {"device": label, "details": details, **floor_call.as_dict()}
-    elif floor_choice is None:
-        floor_info["reason"] = cost_error or (
-            CPU_FLOOR_NEEDS if floor_device == "auto" and not _cpu_floor_available()
-            else f"no floor device (--floor-device {floor_device})")
 
     floor_s = floor_call.seconds if floor_call else None
     call_stats = call.stats_ms()

@@ -713,11 +713,11 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from atbsn_edge.cli import new_parser, non_negative_int, positive_int
+    from atbsn_edge.cli import new_parser, non_negative_int, path_arg, positive_int
     from atbsn_edge.pipeline import tile_arg
 
     p = new_parser("examples/camera_demo.py", __doc__)
-    p.add_argument("--artifact", type=Path, action="append", required=True,
+    p.add_argument("--artifact", type=path_arg, action="append", required=True,
                    help="bundle folder or artifact file; repeat with the same network exported at "
                         "other holes to switch with +/-")
     p.add_argument("--source", required=True, help="camera index, /dev/videoN, csi://N, rtsp://... or a video file")
@@ -728,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "fewest pixels, where the artifact can take any shape: OpenVINO, dynamic "
                         "artifacts; recompiled at the first frame) or N, square tiles of side N")
     p.add_argument("--headless", action="store_true", help="no window (for machines without a display)")
-    p.add_argument("--output", type=Path, help="write the shown frames to this video (.mp4, .avi)")
+    p.add_argument("--output", type=path_arg, help="write the shown frames to this video (.mp4, .avi)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N captured frames")
     p.add_argument("--view", choices=VIEWS, default="side-by-side", help="initial view")
@@ -738,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "then sees downscaled noise, weaker than the sensor's, so this shows speed "
                         "and the pipeline more than full-resolution quality)")
     p.add_argument("--no-overlay", action="store_true", help="no fps/latency text on the frames")
-    p.add_argument("--json", type=Path, help="write the summary as JSON")
+    p.add_argument("--json", type=path_arg, help="write the summary as JSON")
     return p
 
 

@@ -444,7 +444,8 @@ def test_a_bundle_given_as_checkpoint_points_to_artifact(tmp_path, capsys):
     image = save(tmp_path / "a.png", rgb_u8()[:, :, ::-1])
     assert main([str(image), "-o", str(tmp_path / "o"), "--checkpoint", str(bundle)]) == 2
     assert only_error(capsys) == (f"error: checkpoint {bundle} is a folder, not a checkpoint "
-                                  "file (a bundle: run it with --artifact)")
+                                  "file (a bundle: give it as --artifact, or to export as "
+                                  "--from-bundle)")
 
 
 def test_a_comparison_crop_past_the_image_is_moved_with_a_warning(tmp_path, ckpt, caplog):

@@ -165,7 +165,8 @@ def test_bad_parity_arguments_are_one_line_before_the_work(bundle, tmp_path, cap
     cases = [
         (["--heatmaps", str(afile / "sub")], "is a file, not a folder"),
         (["--json", str(afile / "p.json")], "is a file, not a folder"),
-        (["--images", str(small), str(big), "--clean", str(small)], "--images has 2 files, --clean 1"),
+        (["--images", str(small), str(big), "--clean", str(small)],
+         "2 noisy image(s) (--images) but 1 clean reference(s) (--clean)"),
         (["--images", str(small), "--clean", str(big)], "its clean reference"),
         (["--clean", str(small)], "--clean needs --images"),
     ]
@@ -381,5 +382,5 @@ def test_benchmark_refuses_gray_against_colour_before_any_export(tmp_path, capsy
     assert not bundles.exists()                                  # refused before the work
     assert benchmark(["--targets", "onnx-fp32", "--tile", "64", "--bundles", str(bundles),
                       "--images", str(rgb), str(gray), "--clean", str(rgb)]) == 2
-    assert "--images has 2 files, --clean 1" in capsys.readouterr().err
+    assert "2 noisy image(s) (--images) but 1 clean reference(s) (--clean)" in capsys.readouterr().err
     assert not bundles.exists()

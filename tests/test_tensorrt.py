@@ -189,13 +189,16 @@ with open({log!r}, "a") as fh:
 print("[I] TensorRT version: 10.3.0")
 print("[I] Selected Device: Fake Orin")
 print("[I] Compute Capability: 8.7")
+opts = dict(a[2:].split("=", 1) for a in args if "=" in a)
 if {fail}:
     for i in range(30):
         print(f"[E] error line {{i}}")
+    if "timingCacheFile" in opts:  # a build that fails half way through its cache
+        open(opts["timingCacheFile"], "wb").write(b"half")
     sys.exit(1)
-opts = dict(a[2:].split("=", 1) for a in args if "=" in a)
 open(opts["saveEngine"], "wb").write(b"fake plan")
-open(opts["timingCacheFile"], "wb").write(b"fake cache")
+if "timingCacheFile" in opts:
+    open(opts["timingCacheFile"], "wb").write(b"fake cache")
 print("&&&& PASSED")
 """
 
@@ -255,6 +258,29 @@ def test_failed_trtexec_reports_its_last_lines(no_tensorrt, monkeypatch, tmp_pat
     assert not onnx.with_suffix(".engine").exists()
     assert not list(onnx.parent.glob(".*.tmp"))
     # trtexec got a staged copy of the timing cache: the failed build left the old one whole
+    assert cache.read_bytes() == b"old cache" and list(cache.parent.iterdir()) == [cache]
+
+
+def test_a_timing_cache_that_cannot_be_staged_keeps_the_engine(no_tensorrt, monkeypatch,
+                                                               tmp_path, caplog):
+    """A cache folder that cannot be written (read-only) lost an engine that had built."""
+    import shutil
+
+    _fake_trtexec(tmp_path, monkeypatch)
+    onnx = _onnx(tmp_path)
+    cache = tmp_path / "caches" / "t.cache"
+    cache.parent.mkdir()
+    cache.write_bytes(b"old cache")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(cache.parent / ".t.cache.tmp"))
+
+    monkeypatch.setattr(shutil, "copyfile", refuse)
+    engine = onnx.with_name("model-fp16.engine")
+    record = build_engine(onnx, engine, STATIC_META,
+                          EngineOptions(precision="fp16", timing_cache=str(cache)))
+    assert engine.read_bytes() == b"fake plan" and record["timing_cache"] is None
+    assert "building without the timing cache" in caplog.text
     assert cache.read_bytes() == b"old cache" and list(cache.parent.iterdir()) == [cache]
 
 

@@ -179,3 +179,32 @@ def test_a_read_only_file_system_is_named_as_such(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "statvfs", lambda path: type("S", (), {"f_flag": 0})())
     with pytest.raises(AtbsnError, match=r"no permission to write in .*; choose a folder you may"):
         cli.check_output_path(tmp_path / "o.png", "-o")
+
+
+def test_a_repeated_pair_is_kept_once_and_a_conflict_refused(tmp_path, ckpt, capsys):
+    """Inputs were merged but references not: `a b a --clean ca cb ca` was refused."""
+    a, b = (save(tmp_path / f"{n}.png", rgb_u8(seed=i)[:, :, ::-1]) for i, n in enumerate("ab"))
+    ca, cb = (save(tmp_path / f"c{n}.png", rgb_u8(seed=5 + i)[:, :, ::-1])
+              for i, n in enumerate("ab"))
+    out = tmp_path / "out"
+    base = ["-o", str(out), "--checkpoint", str(ckpt), "--compare", *TILED]
+    assert denoise([str(a), str(b), str(a), *base, "--clean", str(ca), str(cb), str(ca)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_compare.png", "b.png",
+                                                     "b_compare.png"]
+    capsys.readouterr()
+    assert denoise([str(a), str(a), *base, "--overwrite", "--clean", str(ca), str(cb)]) == 2
+    assert only_error(capsys) == (f"error: {a} is given twice, with the clean references {ca} "
+                                  f"and {cb}; give each noisy image once")
+
+
+def test_a_file_inside_a_staged_folder_keeps_its_own_part_of_the_name(tmp_path):
+    target = tmp_path / "bundle"
+    with pytest.raises(PermissionError) as info:
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            raise PermissionError(errno.EACCES, "Permission denied", str(tmp / "w" / "model.bin"))
+    assert info.value.filename == str(target / "w" / "model.bin")
+    with pytest.raises(OSError) as info:   # not a write error: no file is blamed
+        with atomic_path(target) as tmp:
+            raise OSError(errno.ENOMEM, "Cannot allocate memory")
+    assert info.value.filename is None

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from .. import __version__
 from ..atomic import atomic_path
+from .commands import add_target_command
 from ..errors import AtbsnError
 from ..hashing import file_sha256
 from .files import artifact_files, content_hashes
@@ -388,8 +389,8 @@ class Bundle:
         present and matching the manifest's SHA-256, else a one-line error."""
         entry = self.artifact(target)
         if entry.status != READY:
-            command = entry.details.get("device_command") or (
-                f"python -m atbsn_edge.export --target {entry.target} --from-bundle {self.path}")
+            command = (entry.details.get("device_command")
+                       or add_target_command(self.path, entry.target))
             here = [t for t, a in self.artifacts.items() if a.status == READY]
             raise AtbsnError(f"{self.path}: the {entry.target} artifact is not built yet; on the "
                              f"device run: {command}" + (f" (runnable here: --target "

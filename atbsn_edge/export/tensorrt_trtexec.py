@@ -109,18 +109,29 @@ def _tail(text: str, lines: int = TRTEXEC_TAIL_LINES) -> str:
 
 
 @contextlib.contextmanager
-def _staged_timing_cache(cache: Path) -> Iterator[Path]:
+def _staged_timing_cache(cache: Path) -> Iterator[Path | None]:
     """A copy of the timing cache ``cache`` for trtexec, which rewrites its file in place: it
     replaces ``cache`` only after a build that succeeded, so that a failed or interrupted build
-    never leaves half a cache for the next one."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
+    never leaves half a cache for the next one. A cache that cannot be staged or saved (a
+    read-only folder) is a warning: None, the build runs without one; the engine is kept."""
     staged = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
     try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
         if cache.is_file():
             shutil.copyfile(cache, staged)
+    except OSError as exc:
+        log.warning("building without the timing cache %s (%s)", cache, exc.strerror or exc)
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
+        yield None
+        return
+    try:
         yield staged
         if staged.is_file():
-            os.replace(staged, cache)
+            try:
+                os.replace(staged, cache)
+            except OSError as exc:
+                log.warning("the timing cache %s was not saved (%s)", cache, exc.strerror or exc)
     finally:
         staged.unlink(missing_ok=True)
 
@@ -148,7 +159,9 @@ def build_with_trtexec(trtexec: str, onnx_path: Path, engine_path: Path,
                               trtexec=trtexec)
         # the command as run from the bundle folder: the staged paths mean nothing later
         shown = shlex.join(str(c) for c in cmd).replace(str(tmp), engine_path.name) \
-            .replace(str(onnx_path), onnx_path.name).replace(str(staged_cache), str(cache_path))
+            .replace(str(onnx_path), onnx_path.name)
+        if staged_cache is not None:
+            shown = shown.replace(str(staged_cache), str(cache_path))
         log.info("building with: %s", shown)
         try:
             done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
@@ -174,5 +187,5 @@ def build_with_trtexec(trtexec: str, onnx_path: Path, engine_path: Path,
     return {"builder": "trtexec", "trtexec": trtexec, "tensorrt_version": version,
             "gpu_name": gpu_name, "compute_capability": cc, "strongly_typed": strongly_typed,
             "precision_flags": flags, "tf32": options.precision != "fp32",
-            "timing_cache": str(cache_path),
+            "timing_cache": str(cache_path) if staged_cache is not None else None,
             "command": shown}

@@ -40,8 +40,8 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     for files holding pickled code (refused, never loaded)."""
     path = Path(path)
     if path.is_dir():
-        hint = (" (a bundle: run it with --artifact)" if (path / "manifest.json").is_file()
-                else "")
+        hint = (" (a bundle: give it as --artifact, or to export as --from-bundle)"
+                if (path / "manifest.json").is_file() else "")
         raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
