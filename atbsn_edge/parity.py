@@ -328,6 +328,13 @@ def check_parity(bundle_path: Path, *, target: str | None = None,
 
     bundle = Bundle.open(bundle_path)
     entry = bundle.artifact(target)
+    if bundle.learned_int8 is not None and entry.precision != "int8":
+        raise AtbsnError(f"{bundle_path} was exported from an int8-ready checkpoint: its "
+                         f"{entry.target} artifact is the float graph its int8 targets were "
+                         "made from (weights tuned for the int8 ranges), and its reference "
+                         "outputs are the int8 simulation's, so parity has nothing to hold it "
+                         f"to; check --target {bundle.learned_int8.target} or "
+                         f"{bundle.default_target}")
     # the reference data, hash-checked and finite, before the artifact opens
     reference = None if images else bundle.reference()
     options = {"inference_precision": inference_precision} if inference_precision else {}

@@ -736,3 +736,19 @@ def test_tile_0_for_a_fixed_tile_artifact_points_to_a_dynamic_export(onnx_bundle
     assert one_error_line(capsys).endswith(
         "--tile 0 cannot apply: drop --tile, or re-export with --dynamic (an artifact that "
         "takes each whole image)")
+
+
+def test_a_copy_made_with_from_bundle_out_names_itself_in_its_device_commands(checkpoint,
+                                                                              tmp_path):
+    """The copy's pending engine said to build from the source bundle."""
+    source = tmp_path / "m 1"
+    assert export(["--target", "trt-fp16", "--checkpoint", str(checkpoint), "--tile", "64",
+                   "--out", str(source)]) == EXIT_ENGINE_PENDING
+    copy = tmp_path / "m3"
+    assert export(["--target", "onnx-fp32", "--from-bundle", str(source), "--out",
+                   str(copy)]) == 0
+    command = Bundle.open(copy).artifacts["trt-fp16"].details["device_command"]
+    assert command.endswith(f"--target trt-fp16 --from-bundle {copy}") or \
+        f"--from-bundle {copy} " in command
+    assert str(source) not in command
+    assert f"'{source}'" in Bundle.open(source).artifacts["trt-fp16"].details["device_command"]

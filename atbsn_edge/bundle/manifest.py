@@ -369,6 +369,18 @@ class Bundle:
         return self.document.get("source", {}).get("part")
 
     @property
+    def learned_int8(self) -> ArtifactEntry | None:
+        """The onnx-int8 entry where its ranges were learned by quantization-aware training
+        (a bundle of an int8-ready checkpoint, ``python -m atbsn_edge.qat``), else None. Such
+        a bundle's float artifacts (its ``model-fp32.onnx``) are the graph its int8 targets
+        were made from, with weights tuned for the int8 ranges: its reference outputs are the
+        int8 simulation's, not theirs."""
+        entry = self.artifacts.get("onnx-int8")
+        if entry is None or entry.details.get("int8_ranges") != "learned":
+            return None
+        return entry
+
+    @property
     def int8_keep_float_default(self) -> list[str]:
         """The layers an int8 export of this network keeps in float when not told otherwise."""
         return list(self.document.get("int8_keep_float_default", []))

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shlex
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +28,7 @@ from ..bundle import PENDING, Bundle, is_bundle
 from ..cli import (path_arg, USER_ERRORS, add_verbose_argument, check_output_path, hole_size_arg,
                    new_parser, run_cli, user_error_line)
 from ..errors import AtbsnError
-from .job import ConversionJob, Int8Request, learned_int8_entry
+from .job import ConversionJob, Int8Request
 from .tensorrt_target import DEFAULT_WORKSPACE_MB, engine_options
 from .targets import TARGETS, Target, get_target, targets_table
 
@@ -244,7 +245,7 @@ def _check_int8_ready(bundle: Bundle, target: Target, source: Path) -> None:
     """Refuse a float target of a bundle exported from an int8-ready checkpoint,
     as its --checkpoint export would: its weights are tuned for the learned int8 ranges and
     its reference outputs are the int8 simulation's."""
-    entry = learned_int8_entry(bundle)
+    entry = bundle.learned_int8
     if entry is not None and not target.takes_learned_int8:
         origin = (entry.details.get("qat") or {}).get("from") or "see its manifest"
         raise AtbsnError(f"{source} was exported from an int8-ready checkpoint (python -m "
@@ -253,11 +254,20 @@ def _check_int8_ready(bundle: Bundle, target: Target, source: Path) -> None:
                          f"float checkpoint it came from ({origin}) instead")
 
 
-def _stage_from_bundle(source: Path, folder: Path) -> Bundle:
+def _stage_from_bundle(source: Path, folder: Path, destination: Path) -> Bundle:
     """A copy of the (already opened and verified, so a sound bundle) ``source`` at
-    ``folder``, opened."""
+    ``folder``, opened; the device commands of its pending artifacts name ``destination``,
+    where the copy goes, not ``source`` (saved with the bundle)."""
     shutil.copytree(source, folder, symlinks=True)
-    return Bundle.open(folder)
+    bundle = Bundle.open(folder)
+    for entry in bundle.artifacts.values():
+        command = entry.details.get("device_command")
+        if entry.status == PENDING and command:
+            words = shlex.split(command)
+            if "--from-bundle" in words[:-1]:
+                words[words.index("--from-bundle") + 1] = str(destination)
+                entry.details["device_command"] = shlex.join(words)
+    return bundle
 
 
 @contextlib.contextmanager
@@ -313,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                           else "--out")
         target.check(args)  # a backend's own options, before any work
         with atomic_path(out, overwrite=True) as tmp, _named_as(tmp, source or out):
-            denoiser, bundle = ((None, _stage_from_bundle(source, tmp)) if source is not None
+            denoiser, bundle = ((None, _stage_from_bundle(source, tmp, out)) if source is not None
                                 else _stage_from_checkpoint(args, target, tmp))
             conversion = ConversionJob(
                 bundle, int8=_int8_request(args, CALIBRATION_IMAGES),

@@ -20,13 +20,6 @@ log = logging.getLogger(__name__)
 
 
 
-def learned_int8_entry(bundle: Bundle) -> ArtifactEntry | None:
-    """``bundle``'s onnx-int8 entry where its ranges were learned by quantization-aware
-    training (a bundle of an int8-ready checkpoint), else None."""
-    entry = bundle.artifacts.get("onnx-int8")
-    if entry is None or entry.details.get("int8_ranges") != "learned":
-        return None
-    return entry
 
 @dataclass
 class Int8Request:
@@ -108,7 +101,7 @@ class ConversionJob:
         """The bundle's int8 graph with ranges learned by quantization-aware training
         (``python -m atbsn_edge.qat``), which every int8 target then starts from; None when
         int8 targets calibrate. Calibration flags given for such a bundle are an error."""
-        entry = learned_int8_entry(self.bundle)
+        entry = self.bundle.learned_int8
         if entry is None:
             return None
         if self.int8 is not None and self.int8.explicit:
