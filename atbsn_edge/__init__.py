@@ -1,6 +1,7 @@
 """atbsn-edge: self-supervised AT-BSN denoisers from checkpoint to edge device."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -8,6 +9,10 @@ if TYPE_CHECKING:  # PyTorch only for the type checker: the package imports with
     from .models.denoiser import Denoiser
 
 __version__ = "0.1.0"
+
+# a library's loggers reach no handler until the application configures logging (the CLIs
+# do): without this, Python's last-resort handler printed the toolkit's warnings to stderr
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = ["__version__", "load_checkpoint"]
 

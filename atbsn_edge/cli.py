@@ -296,14 +296,11 @@ def thread_count(text: str) -> int:
     return value
 
 
-#: the most infer requests in flight that ``--requests`` takes: each holds its own input and
-#: output tensors (100,000 compiled 1.7 GB of them for one small image)
-MAX_REQUESTS = 64
-
-
 def request_count(text: str) -> int:
-    """argparse type: ``--requests``, 1 to :data:`MAX_REQUESTS` (one or two per stream is what
-    keeps the CPU busy; more only hold memory)."""
+    """argparse type: ``--requests``, 1 to ``runtimes.base.MAX_REQUESTS`` (one or two per
+    stream is what keeps the CPU busy; more only hold memory: 100,000 compiled 1.7 GB)."""
+    from .runtimes.base import MAX_REQUESTS
+
     value = positive_int(text)
     if value > MAX_REQUESTS:
         raise argparse.ArgumentTypeError(

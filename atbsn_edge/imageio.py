@@ -11,6 +11,7 @@ import io
 import logging
 import os
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,18 +97,30 @@ _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 _MAX_TIFF_PAGES = 100_000
 
 
+_PILLOW_LIMIT_LOCK = threading.Lock()
+_pillow_limit: dict[str, Any] = {"users": 0, "saved": None}
+
+
 @contextlib.contextmanager
 def _pillow_without_pixel_limit():
     """Pillow with its decompression-bomb limit lifted (this module applies MAX_PIXELS
-    itself, from the header). Not thread-safe: the limit is a module global of Pillow."""
+    itself, from the header). The limit is a module global of Pillow: threads reading at
+    once share one lifting, and the last to finish puts the application's own value back
+    (saved and restored one by one, it was left off for good)."""
     from PIL import Image
 
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+    with _PILLOW_LIMIT_LOCK:
+        if _pillow_limit["users"] == 0:
+            _pillow_limit["saved"] = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _pillow_limit["users"] += 1
     try:
         yield Image
     finally:
-        Image.MAX_IMAGE_PIXELS = saved
+        with _PILLOW_LIMIT_LOCK:
+            _pillow_limit["users"] -= 1
+            if _pillow_limit["users"] == 0:
+                Image.MAX_IMAGE_PIXELS = _pillow_limit["saved"]
 
 
 def _tiff_pages(data: bytes) -> tuple[int, int, int, int] | None:
@@ -410,8 +423,21 @@ def _encode(suffix: str, stored: np.ndarray, params: list[int], path: Path) -> b
 
 def write_image(path: str | os.PathLike, picture: Picture, rgb: np.ndarray, *,
                 overwrite: bool = False, jpeg_quality: int = 95) -> Path:
-    """Encode ``rgb`` like ``picture`` (depth, gray, alpha) and write it atomically to ``path``."""
+    """Encode ``rgb`` like ``picture`` (depth, gray, alpha) and write it atomically to ``path``.
+    ``rgb`` is the H x W x 3 image (float on 0..255, or uint8) of ``picture``'s size; anything
+    else is a ValueError (a TypeError for a ``picture`` that is not a :class:`Picture`)."""
     path = Path(path)
+    if not isinstance(picture, Picture):
+        raise TypeError(f"{path}: picture must be the Picture read_image returned (its depth, "
+                        f"gray and alpha say how to store), got {type(picture).__name__}")
+    kind = getattr(rgb, "dtype", None)
+    if (not isinstance(rgb, np.ndarray) or rgb.shape != (picture.height, picture.width, 3)
+            or not (rgb.dtype == np.uint8 or rgb.dtype.kind == "f")):
+        given = (f"a {rgb.shape} {kind} array" if isinstance(rgb, np.ndarray)
+                 else f"a {type(rgb).__name__}")
+        raise ValueError(f"{path}: expected the {picture.height} x {picture.width} x 3 image "
+                         f"of the picture (float on 0..255, or uint8), got {given}; a uint16 "
+                         "image on 0..65535 is image / 257")
     suffix = path.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
         raise ImageError(f"{path}: cannot write '{suffix}'; use one of {', '.join(WRITE_SUFFIXES)}")

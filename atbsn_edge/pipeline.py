@@ -233,6 +233,12 @@ def _artifact_spec(runtime: Runtime, tile: Tile | None, batch: int | None,
     artifact cannot take is refused."""
     spec_in = runtime.input_spec
     fixed_tile = (spec_in.height, spec_in.width)
+    if not (tile is None or tile == AUTO or (isinstance(tile, int) and not isinstance(tile, bool)
+                                             and tile >= 0)):
+        raise AtbsnError(f"tile={tile!r}: give a multiple of {spec_in.stride} (0: each whole "
+                         "image), \"auto\" or None (the artifact's own)")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise AtbsnError(f"batch={batch!r}: give a whole number of tiles per call, at least 1")
     if tile == AUTO:
         tile = None if None not in fixed_tile else DEFAULT_TILE
     if None not in fixed_tile and runtime.reshapable and tile is not None:

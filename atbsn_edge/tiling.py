@@ -68,12 +68,19 @@ def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
             hint = " (on 0..255: image.astype(np.float32))"
         raise ValueError(f"{what}: {image.dtype} values are not supported; expected "
                          f"{VALID_IMAGE}{hint}")
-    if image.dtype.kind == "f" and not math.isfinite(float(image.sum())):  # one fast pass
+    if image.dtype.kind != "f":
+        return image
+    # one fast pass (float16 summed in float32: its own sum overflows)
+    total = float(image.sum(dtype=np.float32 if image.dtype == np.float16 else None))
+    if not math.isfinite(total):
         nan = int(np.count_nonzero(np.isnan(image)))
         inf = int(np.count_nonzero(np.isinf(image)))
         if nan or inf:   # else only the sum overflowed
             raise ValueError(f"{what}: {nan} NaN and {inf} infinite values (of {image.size}); "
                              "every value must be finite (0..255)")
+    elif 0 < total <= image.size and 0 < float(image.max()) <= 1.0:  # a black image, or 0..1
+        log.warning("%s: every value lies within 0..1, but images are on 0..255 here (an "
+                    "image scaled to 0..1? multiply it by 255); it is denoised as given", what)
     return image
 
 

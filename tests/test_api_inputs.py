@@ -160,3 +160,124 @@ def test_valid_inputs_still_work(ckpt):
         out = model(torch.from_numpy(image).permute(2, 0, 1)[None])
     assert out.shape == (1, 3, 40, 48)
     assert load_checkpoint(ckpt, part="student") is not None
+
+
+# --- found by an audit of the API on 2026-12-07 ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def openvino_bundle(tmp_path_factory):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from atbsn_edge.export.__main__ import main as export
+    from conftest import write_checkpoint
+
+    folder = tmp_path_factory.mktemp("api")
+    out = folder / "ov"
+    assert export(["--target", "openvino-fp32", "--checkpoint",
+                   str(write_checkpoint(folder, "student_a")), "--tile", "64",
+                   "--out", str(out)]) == 0
+    return out
+
+
+def test_a_runtime_shared_by_two_threads_gives_each_its_own_output(openvino_bundle):
+    """Two threads on one OpenVINO runtime got each other's outputs (or "request busy")."""
+    import threading
+
+    from atbsn_edge.runtimes.registry import open_artifact
+    from atbsn_edge.pipeline import locate_artifact
+
+    entry, name = locate_artifact(openvino_bundle)
+    inputs = [textured_image(64, 64, seed).transpose(2, 0, 1)[None].copy() for seed in (1, 2)]
+    with open_artifact(entry, runtime=name) as runtime:
+        expected = [runtime.infer(x) for x in inputs]
+        wrong, errors = [], []
+
+        def calls(k: int) -> None:
+            try:
+                for _ in range(40):
+                    if not np.array_equal(runtime.infer(inputs[k]), expected[k]):
+                        wrong.append(k)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=calls, args=(k,)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors and not wrong
+
+
+def test_reading_from_threads_restores_pillows_limit(tmp_path):
+    import threading
+
+    import cv2
+    from PIL import Image
+
+    from atbsn_edge.imageio import probe_image
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), textured_image(20, 30).astype(np.uint8))
+    before = Image.MAX_IMAGE_PIXELS
+    threads = [threading.Thread(target=lambda: [probe_image(path) for _ in range(40)])
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Image.MAX_IMAGE_PIXELS == before is not None
+
+
+@pytest.mark.parametrize("options, error, fragment", [
+    ({"therads": 2}, TypeError, "unknown option therads"),
+    ({"threads": 100000}, AtbsnError, "threads=100000: give 0"),
+    ({"threads": -1}, AtbsnError, "threads=-1: give 0"),
+    ({"infer_requests": 100000}, AtbsnError, "infer_requests=100000: give 0 "),
+    ({"tile": "512"}, AtbsnError, "tile='512': give a multiple of"),
+    ({"batch": 0}, AtbsnError, "batch=0: give a whole number of tiles per call")])
+def test_artifact_options_out_of_range_or_misspelt_are_refused(openvino_bundle, options, error,
+                                                               fragment):
+    from atbsn_edge.pipeline import open_artifact_tiled
+
+    with pytest.raises(error, match=fragment):
+        open_artifact_tiled(openvino_bundle, **options)
+
+
+def test_an_image_on_0_to_1_is_denoised_with_a_warning(tiled, caplog):
+    image = textured_image(40, 40) / 255
+    with caplog.at_level(logging.WARNING, logger="atbsn_edge"):
+        tiled.denoise(image)
+    assert "every value lies within 0..1, but images are on 0..255 here" in caplog.text
+    caplog.clear()
+    tiled.denoise(textured_image(40, 40))
+    assert "0..1" not in caplog.text
+
+
+def test_float16_images_are_checked_without_an_overflow_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_image(np.full((300, 300, 3), 250, np.float16))
+
+
+@pytest.mark.parametrize("array, fragment", [
+    (np.zeros((3, 20, 30), np.float32), r"got a \(3, 20, 30\) float32 array"),
+    (np.zeros((20, 30, 3), np.uint16), "a uint16 image on 0..65535 is image / 257"),
+    ([[0.0]], "got a list")])
+def test_write_image_refuses_what_it_would_store_wrongly(tmp_path, array, fragment):
+    from atbsn_edge.imageio import Picture, write_image
+
+    picture = Picture(rgb=np.zeros((20, 30, 3), np.float32))
+    with pytest.raises(ValueError, match=fragment):
+        write_image(tmp_path / "o.png", picture, array)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_library_prints_nothing_before_logging_is_configured():
+    import subprocess
+    import sys
+
+    code = ("import logging, atbsn_edge; "
+            "logging.getLogger('atbsn_edge.tiling').warning('visible?')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == ""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import abc
 import collections
 import logging
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -81,6 +83,31 @@ class RuntimeInfo:
                    metadata=raw)
 
 
+#: the most threads a runtime is given, per CPU of the machine (more only oversubscribes the
+#: cores; each thread also takes memory: 100,000 took 22 GB and killed the process)
+MAX_THREADS_PER_CPU = 4
+#: the most infer requests in flight (each holds its own input and output tensors)
+MAX_REQUESTS = 64
+
+
+def check_counts(threads: Any = None, infer_requests: Any = None) -> None:
+    """Refuse a ``threads`` outside 0 (the backend's default) to :data:`MAX_THREADS_PER_CPU`
+    per CPU, and ``infer_requests`` outside 0 (the default) to :data:`MAX_REQUESTS` (None: not
+    given)."""
+    cpus = os.cpu_count() or 1
+    top = MAX_THREADS_PER_CPU * cpus
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 0 <= threads <= top):
+        raise AtbsnError(f"threads={threads!r}: give 0 (the backend's default) to {top} "
+                         f"({MAX_THREADS_PER_CPU}x the {cpus} CPUs of this machine; about "
+                         f"{cpus} is fastest)")
+    if infer_requests is not None and (isinstance(infer_requests, bool)
+                                       or not isinstance(infer_requests, int)
+                                       or not 0 <= infer_requests <= MAX_REQUESTS):
+        raise AtbsnError(f"infer_requests={infer_requests!r}: give 0 (the default: one per "
+                         f"stream, which keeps the CPU busy) to {MAX_REQUESTS}")
+
+
 class Runtime(abc.ABC):
     """Base class: ``infer`` validates and delegates to ``_infer_impl``; usable as a context."""
 
@@ -93,6 +120,9 @@ class Runtime(abc.ABC):
 
     def __init__(self) -> None:
         self._closed = False
+        # one network call or recompile at a time: a backend's request and its output buffer
+        # are shared, and two threads calling at once got each other's output (OpenVINO)
+        self._lock = threading.RLock()
 
     @property
     @abc.abstractmethod
@@ -126,7 +156,8 @@ class Runtime(abc.ABC):
         if height <= 0 or width <= 0 or height % spec.stride or width % spec.stride:
             raise AtbsnError(f"tile {height}x{width}: each side must be a positive multiple of "
                              f"the network's stride {spec.stride}")
-        self._set_tile_shape_impl(height, width)
+        with self._lock:
+            self._set_tile_shape_impl(height, width)
 
     def ready_tile_shapes(self) -> list[tuple[int, int]]:
         """Tile shapes this runtime runs without recompiling: none to prefer where any shape
@@ -144,7 +175,9 @@ class Runtime(abc.ABC):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one float32 N x 3 x H x W batch (0..255) and return the denoised batch."""
-        return self._infer_impl(self._checked(batch))
+        checked = self._checked(batch)
+        with self._lock:
+            return self._infer_impl(checked)
 
     def _checked(self, batch: np.ndarray) -> np.ndarray:
         """``batch`` as a contiguous float32 array this open runtime accepts."""
@@ -217,7 +250,9 @@ class Runtime(abc.ABC):
         """Backend-specific inference on a stream of validated batches, outputs in input
         order (default: one at a time through ``_infer_impl``)."""
         for batch in batches:
-            yield self._infer_impl(batch)
+            with self._lock:
+                output = self._infer_impl(batch)
+            yield output
 
     def close(self) -> None:
         """Release the backend's resources; idempotent."""

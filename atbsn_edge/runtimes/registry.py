@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import AtbsnError
-from .base import Runtime
+from .base import Runtime, check_counts
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,28 @@ def open_artifact(path: str | Path, *, runtime: str | None = None, **options: An
     suffix names (``.onnx`` -> onnxruntime).
 
     ``options`` (``threads``, ``performance_hint``, ...) go to the runtime that takes them; one
-    it does not take is dropped (a debug line names it: options are shared by every backend)."""
+    that another backend takes is dropped (a debug line names it: options are shared by every
+    backend), a name no backend takes (a typo) is a TypeError, and counts out of range
+    (``threads``, ``infer_requests``) an :class:`AtbsnError`."""
     path = Path(path)
     name = runtime or backend_for_file(path)
     cls = runtime_class(name)
+    unknown = sorted(set(options) - _every_option())
+    if unknown:
+        raise TypeError(f"open_artifact: unknown option {', '.join(unknown)}; the runtimes take "
+                        f"{', '.join(sorted(_every_option()))}")
+    check_counts(options.get("threads"), options.get("infer_requests"))
     accepted = inspect.signature(cls.__init__).parameters
     for option in [n for n in options if n not in accepted]:
         log.debug("%s does not take %s; not used", name, option)
         del options[option]
     return cls(path, **options)
+
+
+def _every_option() -> set[str]:
+    """The keyword options of every registered runtime's constructor."""
+    names: set[str] = set()
+    for backend in BACKENDS:
+        parameters = inspect.signature(runtime_class(backend).__init__).parameters.values()
+        names |= {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return names
