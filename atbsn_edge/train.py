@@ -81,11 +81,22 @@ def check_out(out: Path, resume: Path | None, overwrite: bool,
     ``inputs`` (a teacher, a data file; never, even with ``--overwrite``), or that would
     silently replace a checkpoint other than the one being resumed. ``flag``: the option
     that named ``out``, for the messages."""
+    from .assets import ASSETS
+    from .bundle.manifest import bundle_holding
+
     check_output_path(out, flag)
     for item in inputs:
         if same_file(item, out):
             raise AtbsnError(f"{flag} {out} is an input of this run ({item}), never replaced "
                              f"even with --overwrite; choose another {flag}")
+    folder = bundle_holding(out)
+    if folder is not None:
+        raise AtbsnError(f"{flag} {out} is a file of the bundle {folder}, never replaced even "
+                         f"with --overwrite; choose another {flag}")
+    if out.resolve().parent == ASSETS:
+        raise AtbsnError(f"{flag} {out} is one of atbsn-edge's bundled files, never replaced "
+                         f"even with --overwrite (continuing a demo model first makes it "
+                         f"worse); choose another {flag}")
     if not out.exists() or overwrite:
         return
     if resume is not None and same_file(resume, out):

@@ -241,8 +241,23 @@ class Distributed:
 
     @classmethod
     def from_environment(cls) -> "Distributed":
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
+        """The rank and size torchrun sets in the environment (one process without it); set
+        by hand without what torchrun also sets, they are an :class:`AtbsnError`."""
+        values = {}
+        for name, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
+            text = os.environ.get(name, str(default))
+            if not text.strip().isdigit():
+                raise AtbsnError(f"the environment variable {name}={text!r} is not a whole "
+                                 "number; unset it, or start the run with torchrun")
+            values[name] = int(text)
+        if values["WORLD_SIZE"] > 1:
+            missing = [n for n in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(n)]
+            if missing:
+                raise AtbsnError(f"WORLD_SIZE={values['WORLD_SIZE']} asks for a distributed "
+                                 f"run but {' and '.join(missing)} is not set; start it with "
+                                 "torchrun --nproc-per-node N -m atbsn_edge.train ..., or "
+                                 "unset WORLD_SIZE")
+        return cls(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
 
 
 def _start_distributed(config: TrainConfig) -> tuple[Distributed, torch.device]:
@@ -350,6 +365,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     job, device = _start_distributed(config)
     state = TrainState()
     optimizer_state = None
+    resumed_from: Path | None = None
     if resume is not None:
         payload = read_checkpoint_file(resume)
         training = payload.get("training") or {}
@@ -360,6 +376,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
                            elapsed=float(training.get("elapsed", 0.0)),
                            history=list(training.get("history", [])))
         optimizer_state = training.get("optimizer")
+        resumed_from = resume
         if "sampler" in training:
             sampler.rng.bit_generator.state = training["sampler"]
         if config.progress(state.step, state.elapsed) >= 1:
@@ -379,7 +396,13 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+        try:
+            optimizer.load_state_dict(optimizer_state)
+        except (ValueError, KeyError) as exc:  # the optimizer of another kind of run
+            raise AtbsnError(f"--resume {resume}: its optimizer state does not fit this run "
+                             f"({exc}); it was written by another command (--resume takes "
+                             f"an interrupted run of this one), or give it as the starting "
+                             f"weights instead") from None
 
     def checkpoint() -> None:
         if not job.is_main:
@@ -433,6 +456,9 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
                 bar.update(1)
             validating = validate is not None and job.is_main and (
                 state.step % config.validate_every == 0 or finished)
+            if state.step % config.checkpoint_every == 0 and not finished and not validating \
+                    and state.step % LOG_EVERY:
+                checkpoint()  # on its own step, not only where the loss is read
             if state.step % LOG_EVERY and not validating and not finished:
                 continue  # reading the loss waits for the GPU: do it every LOG_EVERY steps
             value = loss.item()
@@ -454,6 +480,10 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
         log.warning("interrupted at iteration %d; saving a checkpoint to %s", state.step, out)
         checkpoint()
         raise
+    else:
+        if state.step == start_step and resumed_from is not None and (
+                not Path(out).exists() or not Path(out).samefile(resumed_from)):
+            checkpoint()  # a finished run given another --out: it is written there as it is
     finally:
         bar.close()
         restore_sigterm()

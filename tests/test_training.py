@@ -359,3 +359,76 @@ def test_training_curves_reads_the_history_of_a_freshly_trained_checkpoint(noisy
     assert [int(row.split("|")[1]) for row in rows] == [r["step"] for r in history
                                                        if "val_psnr" in r]
     assert rows and f"{history[-1]['val_psnr']:.3f} dB" in rows[-1]
+
+
+# --- found by an audit of the training tools on 2026-12-07 -------------------------------------
+
+def test_checkpoint_every_is_kept_between_the_logged_steps(noisy_folder, tmp_path, monkeypatch):
+    """Checkpoints were written only where the loss is logged (every 10 steps)."""
+    import atbsn_edge.training as training
+
+    steps = []
+    real = training.save_checkpoint
+
+    def record(path, model, metadata, state):
+        steps.append(state["step"])
+        return real(path, model, metadata, state)
+
+    monkeypatch.setattr(training, "save_checkpoint", record)
+    assert train_main(["--data", str(noisy_folder), "--out", str(tmp_path / "c.pt"),
+                       "--iterations", "7", "--checkpoint-every", "3", *TINY]) == 0
+    assert steps == [3, 6, 7]
+
+
+def test_a_finished_run_resumed_into_another_out_is_written_there(noisy_folder, tmp_path, caplog):
+    """It said "wrote OUT" and wrote nothing."""
+    first = tmp_path / "a.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(first), "--iterations", "2",
+                       *TINY]) == 0
+    copy = tmp_path / "copy.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(copy), "--iterations", "2",
+                       "--resume", str(first), *TINY]) == 0
+    assert "nothing to train" in caplog.text
+    saved = torch.load(copy, weights_only=True)
+    assert saved["training"]["step"] == 2
+    original = torch.load(first, weights_only=True)["state_dict"]
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in original.items())
+
+
+def test_a_bundle_file_or_a_bundled_model_is_never_an_out(noisy_folder, tmp_path, capsys,
+                                                          monkeypatch):
+    import atbsn_edge.assets as assets
+
+    # a copy stands in for the package's assets folder: a regression must not replace the real
+    # demo model (it did, the one time this test ran without the check)
+    monkeypatch.setattr(assets, "ASSETS", tmp_path / "assets")
+    (tmp_path / "assets").mkdir()
+    DEMO_ATBSN = Path(shutil.copy(assets.DEMO_ATBSN, tmp_path / "assets" / "demo_atbsn.pt"))
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "model.onnx").write_bytes(b"x")
+    (bundle / "manifest.json").write_text(
+        '{"schema": "atbsn-edge-bundle", "artifacts": {"onnx-fp32": {"entry": "model.onnx", '
+        '"files": {"model.onnx": ""}}}}')
+    for out, fragment in ((DEMO_ATBSN, "one of atbsn-edge's bundled files"),
+                          (bundle / "model.onnx", f"is a file of the bundle {bundle}"),
+                          (bundle / "manifest.json", f"is a file of the bundle {bundle}")):
+        before = out.read_bytes()
+        assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "1",
+                           "--resume", str(out), "--overwrite", *TINY]) == 2
+        assert fragment in capsys.readouterr().err and out.read_bytes() == before
+
+
+@pytest.mark.parametrize("environment, fragment", [
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 asks for a distributed run but MASTER_ADDR and "
+                          "MASTER_PORT is not set"),
+    ({"WORLD_SIZE": "x"}, "WORLD_SIZE='x' is not a whole number")])
+def test_distributed_variables_without_torchrun_are_one_line(noisy_folder, tmp_path, capsys,
+                                                            monkeypatch, environment, fragment):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    assert train_main(["--data", str(noisy_folder), "--out", str(tmp_path / "d.pt"),
+                       "--iterations", "1", *TINY]) == 2
+    assert fragment in capsys.readouterr().err
