@@ -14,7 +14,7 @@ from .cli import (path_arg, add_verbose_argument, check_output_path, hole_size_a
                   same_file, thread_count, torch_device)
 from .errors import AtbsnError
 from .imageio import READ_SUFFIXES
-from .inputs import expand_inputs
+from .inputs import expand_inputs, paired_in_order
 from .sources import SOURCE_SUFFIXES
 
 if TYPE_CHECKING:  # only for annotations: the CLI imports PyTorch when it runs
@@ -158,12 +158,14 @@ def read_pairs(noisy: list[str], clean: list[str]) -> list[tuple[np.ndarray, np.
     from .evaluate import check_pair
     from .imageio import read_image
 
-    noisy_paths = expand_inputs(noisy) if noisy else []
-    clean_paths = expand_inputs(clean) if clean else []
-    if len(noisy_paths) != len(clean_paths):
-        raise AtbsnError(f"--val-noisy has {len(noisy_paths)} images, --val-clean {len(clean_paths)}")
+    if not noisy and not clean:
+        return []
+    if not noisy or not clean:
+        raise AtbsnError("--val-noisy and --val-clean go together (noisy images and their clean "
+                         "references, in the same order)")
     pairs = []
-    for noisy_path, clean_path in zip(noisy_paths, clean_paths):
+    for noisy_path, clean_path in paired_in_order(noisy, clean, noisy_flag="--val-noisy",
+                                                  clean_flag="--val-clean"):
         noisy, clean = read_image(noisy_path), read_image(clean_path)
         check_pair(noisy, clean)
         pairs.append((noisy.rgb, clean.rgb))

@@ -473,6 +473,11 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
             if validating:
                 record["val_psnr"] = round(run_validation(), 4)
                 log.info("iteration %d: validation PSNR %.3f dB", state.step, record["val_psnr"])
+                if config.time_limit > 0 and job.world_size == 1 and not finished:
+                    # the validation's own time counts now: a validation that passes the limit
+                    # ends the run here, not after one more iteration and validation
+                    state.elapsed = start_elapsed + (time.perf_counter() - started)
+                    finished = config.progress(state.step, state.elapsed) >= 1.0
             state.history.append(record)
             if state.step % config.checkpoint_every == 0 or finished:
                 checkpoint()

@@ -432,3 +432,39 @@ def test_distributed_variables_without_torchrun_are_one_line(noisy_folder, tmp_p
     assert train_main(["--data", str(noisy_folder), "--out", str(tmp_path / "d.pt"),
                        "--iterations", "1", *TINY]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_a_validation_that_passes_the_time_limit_ends_the_run(noisy_folder, tmp_path,
+                                                              monkeypatch):
+    """The clock was not read again after a validation: one more iteration and validation
+    followed one that had passed --time-limit."""
+    import time
+
+    import atbsn_edge.training as training
+
+    real = training.validate_pairs
+
+    def slow_validation(*args, **kwargs):
+        time.sleep(3.0)   # past the 2 s limit on its own
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "validate_pairs", slow_validation)
+    frame = str(noisy_folder / "frame0.png")
+    out = tmp_path / "t.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(out), "--time-limit", "2",
+                       "--validate-every", "1", "--val-noisy", frame, "--val-clean", frame,
+                       *TINY]) == 0
+    history = torch.load(out, weights_only=True)["training"]["history"]
+    assert [r["step"] for r in history if "val_psnr" in r] == [1]
+
+
+def test_validation_frames_may_share_a_clean_reference(noisy_folder, tmp_path, caplog):
+    """`--val-noisy a b --val-clean c c` counted one reference and was refused."""
+    import logging
+
+    frames = [str(noisy_folder / "frame0.png"), str(noisy_folder / "frame1.png")]
+    with caplog.at_level(logging.INFO):
+        assert train_main(["--data", str(noisy_folder), "--out", str(tmp_path / "v.pt"),
+                           "--iterations", "1", "--val-noisy", *frames, "--val-clean",
+                           frames[0], frames[0], *TINY]) == 0
+    assert "2 validation pairs" in caplog.text
