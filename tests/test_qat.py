@@ -870,3 +870,23 @@ def test_the_int8_ready_student_computes_its_simulation_on_a_cpu_without_vnni(tm
                     f"gave {plain:.1f} dB against their simulation, no saturation)")
     # measured (AMD EPYC, AVX-512 VNNI capped at AVX2): portable 62.8 dB, as with VNNI; plain 40.1
     assert portable > 55, (portable, plain)
+
+
+def test_a_finished_qat_run_run_again_keeps_its_offsets(noisy_folder, tmp_path, make_checkpoint,
+                                                        caplog):
+    """A rerun of a finished step (train_demo_models.sh) calibrated the offset again and
+    rewrote the file (109.50 -> 124.21 in the audit)."""
+    import logging
+
+    from atbsn_edge.qat import main as qat_main
+
+    out = tmp_path / "int8.pt"
+    args = ["--checkpoint", str(make_checkpoint("student_b")), "--data", str(noisy_folder),
+            "--out", str(out), "--calibration-batches", "1", "--iterations", "1", *TINY]
+    assert qat_main(args) == 0
+    before = out.read_bytes()
+    assert torch.load(out, weights_only=True)["metadata"]["int8_ranges"]["offsets"]
+    with caplog.at_level(logging.INFO):
+        assert qat_main([*args, "--resume", str(out), "--calibration-batches", "2"]) == 0
+    assert "nothing trained, its output offset kept" in caplog.text
+    assert out.read_bytes() == before

@@ -198,12 +198,27 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
                 initial = validate_pairs(run, val_pairs, device)
             log.info("validation PSNR: float %.3f dB, int8 before fine-tuning %.3f dB",
                      before, initial)
+    resumed = read_checkpoint_file(resume) if resume is not None else None
     optimise(wrapped, compute_loss, config, sampler, out, metadata=metadata, resume=resume,
              validate=validate, desc="int8 fine-tune", bar_by_progress=config.time_limit > 0)
     if centred_after and Distributed.from_environment().is_main:
-        _centre_after_training(wrapped, out, centred_after, calibration, calibration_batches,
-                               config.batch, device, metadata, validate)
+        if resumed is not None and _already_centred(resumed, read_checkpoint_file(out)):
+            # a finished run run again (train_demo_models.sh reruns its steps): nothing was
+            # trained, so its offsets stand; calibrating again would move them
+            log.info("%s: nothing trained, its output offset kept", out)
+        else:
+            _centre_after_training(wrapped, out, centred_after, calibration,
+                                   calibration_batches, config.batch, device, metadata, validate)
     return out
+
+
+def _already_centred(resumed: dict, written: dict) -> bool:
+    """Whether a resumed run trained nothing (the same step) on a checkpoint whose output
+    offsets were already calibrated (its metadata's int8 ranges hold them)."""
+    step = (resumed.get("training") or {}).get("step")
+    ranges = (resumed.get("metadata") or {}).get("int8_ranges") or {}
+    return (step is not None and step == (written.get("training") or {}).get("step")
+            and bool(ranges.get("offsets")))
 
 
 def _check_resumed_mode(resume: Path, output_offset: str) -> None:
