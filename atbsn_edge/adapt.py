@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .cli import (path_arg, new_parser, non_negative_float, non_negative_int,
+from .cli import (new_parser, non_negative_float, non_negative_int, path_arg,
                   positive_float, positive_int, run_cli, same_file)
 from .distill import parse_holes
 from .errors import AtbsnError

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .cli import (path_arg, add_verbose_argument, check_output_path, new_parser, positive_int,
+from .cli import (add_verbose_argument, check_output_path, new_parser, path_arg, positive_int,
                   request_count, run_cli, thread_count)
 from .errors import AtbsnError, ImageError, is_out_of_memory
 from .imageio import (READ_SUFFIXES, WRITE_SUFFIXES, Picture, probe_image, read_image,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .cli import (path_arg, add_verbose_argument, check_output_path, hole_size_arg, new_parser,
+from .cli import (add_verbose_argument, check_output_path, hole_size_arg, new_parser, path_arg,
                   non_negative_float, non_negative_int, positive_float, positive_int, run_cli,
                   same_file, thread_count, torch_device)
 from .errors import AtbsnError

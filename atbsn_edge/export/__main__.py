@@ -25,8 +25,8 @@ from typing import Iterator
 
 from ..atomic import atomic_path
 from ..bundle import PENDING, Bundle, is_bundle
-from ..cli import (path_arg, USER_ERRORS, add_verbose_argument, check_output_path, hole_size_arg,
-                   new_parser, run_cli, user_error_line)
+from ..cli import (USER_ERRORS, add_verbose_argument, check_output_path, hole_size_arg,
+                   new_parser, path_arg, run_cli, user_error_line)
 from ..errors import AtbsnError
 from .job import ConversionJob, Int8Request
 from .tensorrt_target import DEFAULT_WORKSPACE_MB, engine_options
