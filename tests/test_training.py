@@ -468,3 +468,20 @@ def test_validation_frames_may_share_a_clean_reference(noisy_folder, tmp_path, c
                            "--iterations", "1", "--val-noisy", *frames, "--val-clean",
                            frames[0], frames[0], *TINY]) == 0
     assert "2 validation pairs" in caplog.text
+
+
+def test_a_resume_whose_optimizer_is_another_runs_is_one_line(noisy_folder, tmp_path, capsys):
+    """`distill --resume` of a qat checkpoint ended in PyTorch's ValueError: here the saved
+    optimizer state is given another parameter grouping, as another command's would be."""
+    first = tmp_path / "a.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(first), "--iterations", "1",
+                       *TINY]) == 0
+    payload = torch.load(first, weights_only=True)
+    groups = payload["training"]["optimizer"]["param_groups"]
+    groups[0]["params"] = groups[0]["params"][:-1]
+    torch.save(payload, first)
+    assert train_main(["--data", str(noisy_folder), "--out", str(first), "--iterations", "2",
+                       "--resume", str(first), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {first}: its optimizer state does not fit this run" in err
+    assert "Traceback" not in err
