@@ -118,12 +118,12 @@ def write_comparison(path: Path, panels: Sequence[tuple[str, np.ndarray]],
     import cv2
 
     height, width = panels[0][1].shape[:2]
-    if crop is not None and crop.fitted(height, width) != crop:
-        shown = crop.fitted(height, width)
+    shown = (crop or detailed_crop(panels[0][1])).fitted(height, width)
+    if crop is not None and shown != crop:
         log.warning("%s: --compare-crop %d,%d,%d,%d reaches past the %dx%d image; showing "
                     "%d,%d,%d,%d instead", path, crop.x, crop.y, crop.width, crop.height, width,
                     height, shown.x, shown.y, shown.width, shown.height)
-    crop = (crop or detailed_crop(panels[0][1])).fitted(height, width)
+    crop = shown
     picture = comparison_picture(panels, crop, zoom)
     ok, png = cv2.imencode(".png", picture[:, :, ::-1])
     if not ok:

@@ -21,17 +21,18 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import (USER_ERRORS, add_verbose_argument, check_output_path, path_arg,
-                  check_report_path, new_parser, run_cli, user_error_line)
+from .cli import (USER_ERRORS, add_verbose_argument, check_output_path, check_report_path,
+                  new_parser, path_arg, run_cli, user_error_line)
 from .errors import AtbsnError
 from .hashing import file_sha256
 from .jsonsafe import write_json
+from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
+                           set_failures, thresholds_key)
+
 if TYPE_CHECKING:
     from .bundle.manifest import Bundle
     from .pipeline import TiledRuntime
     from .runtimes.base import Runtime
-from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
-                           set_failures, thresholds_key)
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def reference_pairs(bundle: Bundle, runtime: Runtime,
-                    reference: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+                    reference: tuple[np.ndarray, np.ndarray, list[str]],
                     ) -> list[tuple[str, np.ndarray, np.ndarray, None]]:
     """(name, artifact output, torch output, clean) for the bundle's reference crops
-    (``reference``: ``bundle.reference()`` where the caller has read it already)."""
-    inputs, outputs, names = reference if reference is not None else bundle.reference()
+    (``reference``: what ``bundle.reference()`` read)."""
+    inputs, outputs, names = reference
     spec = runtime.input_spec
     if (spec.height, spec.width) != (None, None) and inputs.shape[2:] != (spec.height, spec.width):
         raise AtbsnError(f"{bundle.path}: reference crops are {inputs.shape[3]}x{inputs.shape[2]}, "
@@ -206,11 +207,8 @@ def image_pairs(images: list[str], clean_images: list[str] | None, checkpoint: P
         for name, n, c in zip(input_names(noisy), noisy, clean):
             picture = read_image(n)
             truth = read_image(c) if c is not None else None
-            if truth is not None and truth.rgb.shape != picture.rgb.shape:
-                raise AtbsnError(f"{n} is {picture.width}x{picture.height} but its clean reference "
-                                 f"{c} is {truth.width}x{truth.height}; pair images of one size")
             if truth is not None:
-                check_pair(picture, truth)  # gray against colour: as evaluate refuses it
+                check_pair(picture, truth)  # size and gray against colour: evaluate's rule
             got = tiled.denoise(picture.rgb).transpose(2, 0, 1)
             key = (*network, str(n.resolve()))
             if key not in memo:

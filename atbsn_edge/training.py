@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cli import same_file
 from .errors import AtbsnError, CheckpointError
 from .metrics import psnr
 from .models.atbsn import ATBSN, hole_to_shift
@@ -365,7 +366,6 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     job, device = _start_distributed(config)
     state = TrainState()
     optimizer_state = None
-    resumed_from: Path | None = None
     if resume is not None:
         payload = read_checkpoint_file(resume)
         training = payload.get("training") or {}
@@ -376,7 +376,6 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
                            elapsed=float(training.get("elapsed", 0.0)),
                            history=list(training.get("history", [])))
         optimizer_state = training.get("optimizer")
-        resumed_from = resume
         if "sampler" in training:
             sampler.rng.bit_generator.state = training["sampler"]
         if config.progress(state.step, state.elapsed) >= 1:
@@ -456,10 +455,10 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
                 bar.update(1)
             validating = validate is not None and job.is_main and (
                 state.step % config.validate_every == 0 or finished)
-            if state.step % config.checkpoint_every == 0 and not finished and not validating \
-                    and state.step % LOG_EVERY:
-                checkpoint()  # on its own step, not only where the loss is read
+            saving = state.step % config.checkpoint_every == 0
             if state.step % LOG_EVERY and not validating and not finished:
+                if saving:
+                    checkpoint()  # on its own step, not only where the loss is read
                 continue  # reading the loss waits for the GPU: do it every LOG_EVERY steps
             value = loss.item()
             if not math.isfinite(value):
@@ -479,15 +478,14 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
                     state.elapsed = start_elapsed + (time.perf_counter() - started)
                     finished = config.progress(state.step, state.elapsed) >= 1.0
             state.history.append(record)
-            if state.step % config.checkpoint_every == 0 or finished:
+            if saving or finished:  # finished: also by the validation's own time
                 checkpoint()
     except KeyboardInterrupt:
         log.warning("interrupted at iteration %d; saving a checkpoint to %s", state.step, out)
         checkpoint()
         raise
     else:
-        if state.step == start_step and resumed_from is not None and (
-                not Path(out).exists() or not Path(out).samefile(resumed_from)):
+        if state.step == start_step and resume is not None and not same_file(out, resume):
             checkpoint()  # a finished run given another --out: it is written there as it is
     finally:
         bar.close()

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from .. import __version__
 from ..atomic import atomic_path
-from .commands import add_target_command
 from ..errors import AtbsnError
 from ..hashing import file_sha256
+from .commands import add_target_command
 from .files import artifact_files, content_hashes
 from .reference import REFERENCE_FILE, load_reference
 

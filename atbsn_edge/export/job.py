@@ -19,8 +19,6 @@ from ..errors import AtbsnError
 log = logging.getLogger(__name__)
 
 
-
-
 @dataclass
 class Int8Request:
     """How int8 targets calibrate. ``explicit``: the user gave calibration flags, so an int8

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..bundle.manifest import MANIFEST_FILE
 from ..errors import AtbsnError, CheckpointError
 from ..hashing import file_sha256
 from .atbsn import DEFAULT_INFER_HOLE, DEFAULT_TRAIN_HOLE
@@ -41,7 +42,7 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         hint = (" (a bundle: give it as --artifact, or to export as --from-bundle)"
-                if (path / "manifest.json").is_file() else "")
+                if (path / MANIFEST_FILE).is_file() else "")
         raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")

@@ -112,8 +112,9 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     if not train and (start is None or resume is not None):
         raise AtbsnError("--iterations 0 only calibrates the output offset of a --continue-from "
                          "checkpoint, into a new --out: give --continue-from, and no --resume")
-    if resume is not None:
-        _check_resumed_mode(resume, output_offset)
+    resumed = read_checkpoint_file(resume) if resume is not None else None
+    if resumed is not None:
+        _check_resumed_mode(resume, resumed, output_offset)
     if denoiser.metadata.get("int8_ranges"):
         raise ValueError(f"{denoiser.metadata.get('checkpoint', 'this checkpoint')} is already "
                          "int8-ready (its float weights were tuned for int8); fine-tune the float "
@@ -198,50 +199,51 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
                 initial = validate_pairs(run, val_pairs, device)
             log.info("validation PSNR: float %.3f dB, int8 before fine-tuning %.3f dB",
                      before, initial)
-    resumed = read_checkpoint_file(resume) if resume is not None else None
     optimise(wrapped, compute_loss, config, sampler, out, metadata=metadata, resume=resume,
              validate=validate, desc="int8 fine-tune", bar_by_progress=config.time_limit > 0)
     if centred_after and Distributed.from_environment().is_main:
-        if resumed is not None and _already_centred(resumed, read_checkpoint_file(out)):
+        training = read_checkpoint_file(out).get("training") or {}
+        if resumed is not None and _already_centred(resumed, training):
             # a finished run run again (train_demo_models.sh reruns its steps): nothing was
             # trained, so its offsets stand; calibrating again would move them
             log.info("%s: nothing trained, its output offset kept", out)
         else:
-            _centre_after_training(wrapped, out, centred_after, calibration,
+            _centre_after_training(wrapped, out, training, centred_after, calibration,
                                    calibration_batches, config.batch, device, metadata, validate)
     return out
 
 
-def _already_centred(resumed: dict, written: dict) -> bool:
-    """Whether a resumed run trained nothing (the same step) on a checkpoint whose output
-    offsets were already calibrated (its metadata's int8 ranges hold them)."""
+def _already_centred(resumed: dict, training: dict) -> bool:
+    """Whether a resumed run (checkpoint ``resumed``) trained nothing, ``training`` being the
+    training state written, on a checkpoint whose output offsets were already calibrated (its
+    metadata's int8 ranges hold them)."""
     step = (resumed.get("training") or {}).get("step")
     ranges = (resumed.get("metadata") or {}).get("int8_ranges") or {}
-    return (step is not None and step == (written.get("training") or {}).get("step")
-            and bool(ranges.get("offsets")))
+    return step is not None and step == training.get("step") and bool(ranges.get("offsets"))
 
 
-def _check_resumed_mode(resume: Path, output_offset: str) -> None:
-    """Refuse to resume a run with another ``--output-offset`` than it was started with
-    (checkpoints from before the option: any)."""
-    recorded = (read_checkpoint_file(resume).get("metadata") or {}).get("output_offset")
+def _check_resumed_mode(resume: Path, resumed: dict, output_offset: str) -> None:
+    """Refuse to resume a run (``resumed``: the checkpoint ``resume`` read) with another
+    ``--output-offset`` than it was started with (checkpoints from before the option: any)."""
+    recorded = (resumed.get("metadata") or {}).get("output_offset")
     if recorded not in (None, output_offset):
         raise AtbsnError(f"--resume {resume} was trained with --output-offset {recorded}; "
                          f"resume it with the same, not {output_offset}")
 
 
-def _centre_after_training(wrapped: QuantizationAware, out: Path, points: Sequence[str],
-                           sampler: CropSampler, batches: int, batch: int, device: torch.device,
-                           metadata, validate: Callable[[], float] | None = None) -> None:
+def _centre_after_training(wrapped: QuantizationAware, out: Path, training: dict,
+                           points: Sequence[str], sampler: CropSampler, batches: int, batch: int,
+                           device: torch.device, metadata,
+                           validate: Callable[[], float] | None = None) -> None:
     """Calibrate the offsets (and steps) of ``points`` on the trained network and rewrite
-    ``out`` with them, its training state kept (a ``--resume`` continues with the offset).
+    ``out`` with them, its training state ``training`` (as written there) kept (a
+    ``--resume`` continues with the offset).
     With ``validate``, the network's validation PSNR with the offsets is logged and recorded
     as the history's last entry (``"output_offset": true``), so that the run's closing line
     quotes the network as written, not as it was before the offsets."""
     initial_ranges(wrapped, sampler, batches, batch, device, points, only=points)
     log.info("after training, from %d calibration batches%s", batches,
              _offsets_line(wrapped, points))
-    training = read_checkpoint_file(out).get("training") or {}
     state = TrainState(step=training.get("step", 0), elapsed=training.get("elapsed", 0.0),
                        history=list(training.get("history", [])))
     save_checkpoint(out, wrapped, metadata(state), training)  # the offsets first, then the score

@@ -119,10 +119,11 @@ def open_artifact(path: str | Path, *, runtime: str | None = None, **options: An
     path = Path(path)
     name = runtime or backend_for_file(path)
     cls = runtime_class(name)
-    unknown = sorted(set(options) - _every_option())
+    known = _every_option()
+    unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"open_artifact: unknown option {', '.join(unknown)}; the runtimes take "
-                        f"{', '.join(sorted(_every_option()))}")
+                        f"{', '.join(sorted(known))}")
     check_counts(options.get("threads"), options.get("infer_requests"))
     accepted = inspect.signature(cls.__init__).parameters
     for option in [n for n in options if n not in accepted]:
