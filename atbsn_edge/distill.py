@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = read_pairs(args.val_noisy, args.val_clean)
         distill(config, teacher.network, f"student_{args.student}", args.holes, images, args.out,
                 resume=args.resume, val_pairs=pairs, teacher_source=str(args.teacher),
+                teacher_sha256=teacher.metadata.get("checkpoint_sha256", ""),
                 description=args.description, target=args.target)
         log_written(args.out)
         return 0

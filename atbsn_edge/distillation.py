@@ -97,9 +97,11 @@ def init_identity_student(student: nn.Module, random_scale: float = 0.1) -> None
 def distill(config: TrainConfig, teacher: ATBSN, student_name: str, holes: Sequence[int],
             images: Sequence[np.ndarray], out: Path, *, resume: Path | None = None,
             val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] = (),
-            teacher_source: str = "", description: str = "", target: str = "holes") -> Path:
+            teacher_source: str = "", teacher_sha256: str = "", description: str = "",
+            target: str = "holes") -> Path:
     """Train ``student_name`` on the teacher's outputs at ``holes``, combined as ``target``
-    says (:func:`distillation_loss`)."""
+    says (:func:`distillation_loss`). ``teacher_source`` and ``teacher_sha256`` (its file and
+    hash) are recorded, so that a resume from another teacher is reported."""
     if student_name not in STUDENTS:
         raise ValueError(f"student must be one of {', '.join(STUDENTS)}, got {student_name!r}")
     if target not in TARGETS:  # before the teacher and the data are touched
@@ -117,7 +119,8 @@ def distill(config: TrainConfig, teacher: ATBSN, student_name: str, holes: Seque
 
     def metadata(state: TrainState) -> dict:
         return {"description": description or f"{student_name} distilled with atbsn-edge",
-                "teacher": teacher_source, "teacher_holes": list(holes),
+                "teacher": teacher_source, "teacher_sha256": teacher_sha256,
+                "teacher_holes": list(holes),
                 "distillation_target": target,
                 "iterations": state.step, "config": asdict(config)}
 

@@ -272,9 +272,64 @@ def _start_distributed(config: TrainConfig) -> tuple[Distributed, torch.device]:
             device = torch.device("cuda", job.local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if os.environ.get("TORCHELASTIC_RUN_ID"):  # torchrun: its agent holds the store
+                dist.init_process_group(backend)
+            else:  # started by hand: the other ranks may never come
+                dist.init_process_group(backend, store=_rendezvous(job), rank=job.rank,
+                                        world_size=job.world_size)
         log.info("rank %d of %d on %s", job.rank, job.world_size, device)
     return job, device
+
+
+#: seconds the ranks of a run started by hand (RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT
+#: set without torchrun) wait for each other before the run ends with an error
+RENDEZVOUS_SECONDS = float(os.environ.get("ATBSN_RENDEZVOUS_SECONDS", 300))
+
+
+def _rendezvous(job: Distributed, seconds: float | None = None,
+                poll: float = 0.5) -> "torch.distributed.Store":
+    """The store of a distributed run started without torchrun, once all ``job.world_size``
+    ranks have joined it at ``MASTER_ADDR:MASTER_PORT`` (rank 0 serves it). PyTorch's own
+    rendezvous waits in C++, deaf to Ctrl-C, for 30 minutes when a rank never starts; this
+    waits in Python, says what it waits for, and gives up after ``seconds`` (default
+    :data:`RENDEZVOUS_SECONDS`) with an error that says how to start the other ranks."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    seconds = RENDEZVOUS_SECONDS if seconds is None else seconds
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    where = f"{host}:{port}"
+    deadline = time.monotonic() + seconds
+
+    def give_up(joined: str) -> AtbsnError:
+        return AtbsnError(f"WORLD_SIZE={job.world_size}: {joined} in {seconds:g} s at {where} "
+                          f"(this is RANK={job.rank}); start every rank 0..{job.world_size - 1} "
+                          "with the same MASTER_ADDR and MASTER_PORT, or start the run with "
+                          "torchrun --nproc-per-node N, or unset WORLD_SIZE for one process")
+
+    store = None
+    while store is None:
+        try:
+            store = dist.TCPStore(host, port, job.world_size, is_master=job.is_main,
+                                  timeout=timedelta(seconds=min(5.0, seconds)),
+                                  wait_for_workers=False)
+        except (RuntimeError, OSError) as exc:  # rank 0 not serving yet, or the port taken
+            if job.is_main:
+                raise AtbsnError(f"cannot serve the run's rendezvous at {where} ({exc}); "
+                                 "set MASTER_PORT to a free port") from None
+            if time.monotonic() > deadline:
+                raise give_up("rank 0 did not answer") from None
+            time.sleep(poll)
+    store.add("atbsn_joined", 1)
+    log.info("rank %d waiting for the other ranks of %d at %s (up to %g s)", job.rank,
+             job.world_size, where, seconds)
+    while (joined := store.add("atbsn_joined", 0)) < job.world_size:
+        if time.monotonic() > deadline:
+            raise give_up(f"only {joined} of {job.world_size} processes joined")
+        time.sleep(poll)
+    return store
 
 
 def _slowest(elapsed: float, device: torch.device) -> float:
@@ -300,7 +355,16 @@ def _interrupt_on_sigterm() -> Callable[[], None]:
 # each: a resumed run must keep them (a flag left out would otherwise fall back to its default)
 OBJECTIVE_FLAGS = {"train_hole": "--train-hole", "infer_hole": "--infer-hole",
                    "teacher_holes": "--holes", "distillation_target": "--target",
-                   "output_offset": "--output-offset", "qat_from_sha256": "--checkpoint"}
+                   "output_offset": "--output-offset", "qat_from_sha256": "--checkpoint",
+                   "qat_weight_bits": "--weight-bits", "qat_sums": "--sums"}
+
+# The settings (TrainConfig fields, and the teacher in the checkpoint's metadata) a resumed
+# run may change, and their flags: the run goes on with the new value, and says so, since a
+# flag left out takes its default (a forgotten --time-limit turns a 20-minute run into 6000
+# iterations) and a changed teacher is only right when it was trained further on purpose
+CONTINUED_SETTINGS = {"iterations": "--iterations", "time_limit": "--time-limit",
+                      "batch": "--batch", "crop": "--crop", "lr": "--lr", "lr_min": "--lr-min",
+                      "bf16": "--no-bf16"}
 
 
 def _check_same_objective(stored: dict, current: dict, resume: Path) -> None:
@@ -318,6 +382,35 @@ def _check_same_objective(stored: dict, current: dict, resume: Path) -> None:
             raise CheckpointError(f"--resume {resume} was trained with {flag} {old}, this run "
                                   f"has {flag} {new} (a flag left out takes its default): give "
                                   f"{flag} {old} to continue it, or start a new run")
+
+
+def _setting_text(key: str, value: object) -> str:
+    """A stored or given setting as its flag shows it."""
+    if key == "bf16":
+        return "bf16 autocast " + ("on" if value else "off (--no-bf16)")
+    if key == "time_limit" and not value:
+        return "no --time-limit"
+    return f"{CONTINUED_SETTINGS[key]} {value:g}" if isinstance(value, float) else \
+        f"{CONTINUED_SETTINGS[key]} {value}"
+
+
+def changed_settings(stored: dict, current: dict, config: TrainConfig) -> list[str]:
+    """What a resumed run changes of the run it continues (:data:`CONTINUED_SETTINGS`), as
+    ``"--lr 0.0003 -> --lr 0.0001"``: ``stored`` and ``current`` are the checkpoint's metadata
+    and this run's, ``config`` this run's settings. Checkpoints that predate a record: nothing."""
+    changes = []
+    old_config = stored.get("config") if isinstance(stored.get("config"), dict) else {}
+    new_config = asdict(config)
+    for key in CONTINUED_SETTINGS:
+        if key in old_config and old_config[key] != new_config[key]:
+            changes.append(f"{_setting_text(key, old_config[key])} -> "
+                           f"{_setting_text(key, new_config[key])}")
+    old_teacher, new_teacher = stored.get("teacher_sha256"), current.get("teacher_sha256")
+    if old_teacher and new_teacher and old_teacher != new_teacher:
+        changes.append(f"the teacher {stored.get('teacher') or old_teacher[:12]} -> "
+                       f"--teacher {current.get('teacher') or new_teacher[:12]} (another "
+                       "checkpoint: the student learns from it from here on)")
+    return changes
 
 
 def _restore(model: nn.Module, payload: dict, resume: Path, desc: str) -> None:
@@ -369,9 +462,14 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     if resume is not None:
         payload = read_checkpoint_file(resume)
         training = payload.get("training") or {}
-        _restore(model, payload, resume, desc)
         if isinstance(payload.get("training"), dict):  # weights alone start a new run
-            _check_same_objective(payload.get("metadata") or {}, metadata(TrainState()), resume)
+            stored, current = payload.get("metadata") or {}, metadata(TrainState())
+            _check_same_objective(stored, current, resume)  # before the weights: --sums
+            changes = changed_settings(stored, current, config)
+            if changes:
+                log.warning("--resume %s goes on with other settings than its run had (a flag "
+                            "left out takes its default): %s", resume, "; ".join(changes))
+        _restore(model, payload, resume, desc)
         state = TrainState(step=int(training.get("step", 0)),
                            elapsed=float(training.get("elapsed", 0.0)),
                            history=list(training.get("history", [])))
@@ -514,14 +612,17 @@ def run_summary(out: Path) -> str:
                if isinstance(r, dict) and r.get("val_psnr") is not None and "step" in r]
     # qat --output-offset after: the score with the offset replaces its step's score without
     replaced = {r["step"] for r in records if r.get("output_offset")}
-    scores = [(int(r["step"]), float(r["val_psnr"])) for r in records
-              if r.get("output_offset") or r["step"] not in replaced]
+    scores = [(int(r["step"]), float(r["val_psnr"]), bool(r.get("output_offset")))
+              for r in records if r.get("output_offset") or r["step"] not in replaced]
     steps = int(training.get("step", 0))
     parts = [f"{steps} iteration{'' if steps == 1 else 's'}"]
     if scores:
-        last_step, last = scores[-1]
-        best_step, best = max(reversed(scores), key=lambda score: score[1])
-        best_text = f", best {best:.3f} dB at iteration {best_step}" if best > last else ""
+        last_step, last, last_offset = scores[-1]
+        best_step, best, best_offset = max(reversed(scores), key=lambda score: score[1])
+        # scores from before the offset was calibrated are of another network: said so
+        before = ", without the output offset" if last_offset and not best_offset else ""
+        best_text = (f", best {best:.3f} dB at iteration {best_step}{before}" if best > last
+                     else "")
         parts.append(f"validation PSNR at iteration {last_step}: {last:.3f} dB{best_text}")
     return f"{out} ({'; '.join(parts)})"
 

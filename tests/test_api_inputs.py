@@ -129,6 +129,15 @@ def test_bad_batch_or_overlap_is_refused(ckpt, kwargs, fragment):
         open_tiled(ckpt, **kwargs)
 
 
+@pytest.mark.parametrize("device, fragment", [
+    ("gpu", "device 'gpu': valid are cpu, cuda or cuda:N"),   # was PyTorch's own error
+    (0, "device 0: valid are"),
+    ("cuda:99", "numbered from 0" if torch.cuda.is_available() else "sees no CUDA GPU")])
+def test_a_device_pytorch_cannot_use_is_refused_in_our_words(ckpt, device, fragment):
+    with pytest.raises(AtbsnError, match=fragment):
+        open_tiled(ckpt, device=device)
+
+
 def test_a_reduced_overlap_stays_on_the_pooling_grid():
     assert overlap_for_tile(128, 100, 100) == 96
     assert overlap_for_tile(128, 64, 64) == 32

@@ -76,6 +76,23 @@ def test_teacher_part_of_a_student_file(tmp_path):
         atbsn_edge.load_checkpoint(path, part="teachers")
 
 
+@pytest.mark.parametrize("layout", ["authors", "project"])
+def test_student_part_of_an_atbsn_file(tmp_path, layout):
+    """Asked for a student, an AT-BSN-only file loaded its AT-BSN as if it were one."""
+    from atbsn_edge.models.checkpoint import save_checkpoint
+    from atbsn_edge.models.registry import get_architecture
+
+    path = tmp_path / "atbsn.pt"
+    if layout == "authors":
+        torch.save(reference_state_dict("atbsn"), path)
+    else:
+        save_checkpoint(path, get_architecture("atbsn").build(), {})
+    with pytest.raises(CheckpointError, match="holds only atbsn; it has no student part"):
+        atbsn_edge.load_checkpoint(path, part="student")
+    assert atbsn_edge.load_checkpoint(path).architecture.name == "atbsn"
+    assert atbsn_edge.load_checkpoint(path, part="teacher").architecture.name == "atbsn"
+
+
 def test_not_a_state_dict(tmp_path):
     path = tmp_path / "list.pt"
     torch.save([1, 2, 3], path)

@@ -495,6 +495,13 @@ def test_qat_resume_continues_the_run(noisy_folder, tmp_path, make_checkpoint, c
     # a run resumes with the offset mode it started with
     assert qat_main([*args, "--iterations", "3", "--resume", str(out)]) != 0
     assert "--output-offset none" in capsys.readouterr().err
+    # and with its weight widths and sums: the checkpoint's would be used, or not load
+    for flag, value, given in (("--weight-bits", "portable", "8"), ("--sums", "low", "float")):
+        assert qat_main([*args, "--iterations", "3", "--resume", str(out),
+                         "--output-offset", "none", flag, given]) == 2
+        err = capsys.readouterr().err
+        assert f"trained with {flag} {value}, this run has {flag} {given}" in err, err
+        assert "Traceback" not in err and err.count("\n") == 1
     assert qat_main([*args, "--iterations", "3", "--resume", str(out),
                      "--output-offset", "none"]) == 0
     payload = torch.load(out, weights_only=True)
@@ -890,3 +897,16 @@ def test_a_finished_qat_run_run_again_keeps_its_offsets(noisy_folder, tmp_path, 
         assert qat_main([*args, "--resume", str(out), "--calibration-batches", "2"]) == 0
     assert "nothing trained, its output offset kept" in caplog.text
     assert out.read_bytes() == before
+
+
+def test_an_int8_ready_checkpoint_is_described_as_its_int8_simulation():
+    """evaluate and denoise log what runs: an int8-ready checkpoint runs as its int8
+    simulation, which is not the float network ("fp32 (torch)" said so before)."""
+    from atbsn_edge.assets import DEMO_STUDENT_C, DEMO_STUDENT_C_INT8
+    from atbsn_edge.pipeline import open_tiled
+
+    with open_tiled(DEMO_STUDENT_C_INT8) as tiled:
+        assert tiled.runtime.info.precision == "int8 simulated in fp32"
+        assert " int8 simulated in fp32 (torch) on cpu" in tiled.describe()
+    with open_tiled(DEMO_STUDENT_C) as tiled:
+        assert tiled.runtime.info.precision == "fp32"

@@ -1,6 +1,7 @@
 """Training and distillation CLIs: tiny real runs, resume, bad input, DDP with two CPU processes."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -17,13 +18,13 @@ torch = pytest.importorskip("torch")
 from atbsn_edge.distill import main as distill_main  # noqa: E402
 from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.train import main as train_main  # noqa: E402
-from conftest import textured_image  # noqa: E402
+from conftest import textured_image, write_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--batch", "1", "--crop", "128", "--threads", "1"]
 
 
-def test_train_resume_and_metadata(noisy_folder, tmp_path):
+def test_train_resume_and_metadata(noisy_folder, tmp_path, caplog):
     out = tmp_path / "atbsn.pt"
     assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "2",
                        "--checkpoint-every", "1", *TINY]) == 0
@@ -31,6 +32,9 @@ def test_train_resume_and_metadata(noisy_folder, tmp_path):
     assert first["training"]["step"] == 2 and first["metadata"]["train_hole"] == 9
     assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "3",
                        "--resume", str(out), *TINY]) == 0
+    # a longer run is a choice a resume may make, and it is said
+    assert "other settings than its run had (a flag left out takes its default): " \
+           "--iterations 2 -> --iterations 3" in caplog.text
     second = torch.load(out, weights_only=True)
     assert second["training"]["step"] == 3
     assert any(not torch.equal(first["state_dict"][k], second["state_dict"][k])
@@ -77,6 +81,25 @@ def test_resume_keeps_the_objective_and_needs_something_to_train(noisy_folder, t
     assert torch.load(out, weights_only=True)["training"]["step"] == 1
     assert out.read_bytes() == before  # not rewritten
     assert train_main([*base, "--iterations", "2", "--train-hole", "5", "--resume", str(out)]) == 0
+
+
+def test_resume_says_which_settings_it_changes():
+    """A flag left out takes its default: a resume that drops --time-limit or changes the
+    learning rate goes on, and names each change (the run's end and schedule move)."""
+    from dataclasses import asdict
+
+    from atbsn_edge.training import TrainConfig, changed_settings
+
+    run = TrainConfig(time_limit=1200.0, lr=3e-4, batch=8)
+    stored = {"config": asdict(run), "teacher": "a.pt", "teacher_sha256": "1" * 64}
+    assert changed_settings(stored, {"teacher": "a.pt", "teacher_sha256": "1" * 64}, run) == []
+    resumed = TrainConfig(time_limit=0.0, lr=1e-4, batch=8, bf16=False, device="cuda")
+    assert changed_settings(stored, {"teacher": "b.pt", "teacher_sha256": "2" * 64}, resumed) == [
+        "--time-limit 1200 -> no --time-limit", "--lr 0.0003 -> --lr 0.0001",
+        "bf16 autocast on -> bf16 autocast off (--no-bf16)",
+        "the teacher a.pt -> --teacher b.pt (another checkpoint: the student learns from it "
+        "from here on)"]
+    assert changed_settings({}, {}, resumed) == []  # a checkpoint without the record
 
 
 def test_resume_from_weights_alone_starts_a_fresh_optimizer(noisy_folder, tmp_path):
@@ -187,14 +210,22 @@ def test_empty_folder_is_an_error(tmp_path, capsys):
     assert "no image files found" in capsys.readouterr().err
 
 
-def test_distill_student_from_teacher(noisy_folder, tmp_path, make_checkpoint):
+def test_distill_student_from_teacher(noisy_folder, tmp_path, make_checkpoint, caplog):
     out = tmp_path / "student.pt"
-    assert distill_main(["--teacher", str(make_checkpoint("atbsn")), "--student", "a",
-                         "--holes", "1,3", "--data", str(noisy_folder), "--out", str(out),
-                         "--iterations", "2", *TINY]) == 0
+    teacher = make_checkpoint("atbsn")
+    args = ["--student", "a", "--holes", "1,3", "--data", str(noisy_folder), "--out", str(out),
+            *TINY]
+    assert distill_main(["--teacher", str(teacher), *args, "--iterations", "2"]) == 0
     payload = torch.load(out, weights_only=True)
     assert payload["architecture"] == "student_a"
     assert payload["metadata"]["teacher_holes"] == [1, 3]
+    assert payload["metadata"]["teacher_sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
+    # resumed from another teacher (one trained further, say): it goes on, and says so
+    (tmp_path / "other").mkdir()
+    other = write_checkpoint(tmp_path / "other", "atbsn", description="trained further")
+    assert distill_main(["--teacher", str(other), *args, "--iterations", "3",
+                         "--resume", str(out)]) == 0
+    assert f"the teacher {teacher} -> --teacher {other} (another checkpoint" in caplog.text
 
 
 def test_train_and_distill_end_by_naming_the_checkpoint_they_wrote(noisy_folder, tmp_path,
@@ -238,6 +269,13 @@ def test_the_summary_of_a_run_names_its_final_and_best_validation(tmp_path):
     assert run_summary(out) == f"{out} (4 iterations; validation PSNR at iteration 3: 31.500 dB)"
     weights = save_checkpoint(tmp_path / "weights.pt", network, {})   # no training record
     assert run_summary(weights) == str(weights)
+    # qat --output-offset after: the last score is the network with its offset, the earlier
+    # ones are without it, and a better one among them is said to be so
+    offset = {"step": 4, "val_psnr": 31.375, "output_offset": True}
+    out = save_checkpoint(tmp_path / "qat.pt", network, {}, {"step": 4, "history": [*history, offset]})
+    assert run_summary(out) == (f"{out} (4 iterations; validation PSNR at iteration 4: "
+                                "31.375 dB, best 31.500 dB at iteration 3, without the output "
+                                "offset)")
 
 
 def test_multi_teacher_equals_per_hole_teachers(make_checkpoint):
@@ -432,6 +470,50 @@ def test_distributed_variables_without_torchrun_are_one_line(noisy_folder, tmp_p
     assert train_main(["--data", str(noisy_folder), "--out", str(tmp_path / "d.pt"),
                        "--iterations", "1", *TINY]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_rank_started_by_hand_whose_partners_never_come_gives_up_in_words(monkeypatch):
+    """WORLD_SIZE, MASTER_ADDR and MASTER_PORT set by hand, the other ranks never started:
+    PyTorch's rendezvous waited 30 minutes deaf to Ctrl-C; ours says what it waits for and
+    gives up with an error naming what to start."""
+    import time
+
+    from atbsn_edge.training import Distributed, _rendezvous
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    started = time.monotonic()
+    with pytest.raises(AtbsnError, match=r"WORLD_SIZE=2: only 1 of 2 processes joined in 1 s .*"
+                                         r"\(this is RANK=0\); start every rank 0..1"):
+        _rendezvous(Distributed(rank=0, world_size=2), seconds=1, poll=0.05)
+    with pytest.raises(AtbsnError, match="rank 0 did not answer in 1 s"):
+        _rendezvous(Distributed(rank=1, world_size=2), seconds=1, poll=0.05)
+    assert time.monotonic() - started < 30
+
+
+def test_ranks_started_by_hand_train_together(noisy_folder, tmp_path):
+    """The same rendezvous, with both ranks there: they meet and train (no torchrun)."""
+    port = str(_free_port())
+    out = tmp_path / "hand.pt"
+    runs = [subprocess.Popen([sys.executable, "-m", "atbsn_edge.train", "--data", str(noisy_folder),
+                              "--out", str(out), "--iterations", "2", *TINY],
+                             env={**os.environ, "WORLD_SIZE": "2", "RANK": str(rank),
+                                  "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+                                  "MASTER_PORT": port, "ATBSN_RENDEZVOUS_SECONDS": "120"},
+                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
+            for rank in (1, 0)]  # the rank that serves last: the other waits for it
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    assert "rank 1 of 2 on cpu" in errors[0] and "rank 0 of 2 on cpu" in errors[1]
+    assert torch.load(out, weights_only=True)["training"]["step"] == 2
 
 
 def test_a_validation_that_passes_the_time_limit_ends_the_run(noisy_folder, tmp_path,

@@ -173,12 +173,22 @@ def _build(arch: Architecture, state: Mapping[str, torch.Tensor], path: Path) ->
     return network.eval()
 
 
+def _check_single_part(path: Path, arch: Architecture, part: str | None) -> None:
+    """Refuse a ``part`` that a checkpoint of one network does not hold: the teacher of a
+    student, the student of an AT-BSN (it would load the other network unasked)."""
+    if part == "teacher" and arch.name != "atbsn" or part == "student" and arch.name == "atbsn":
+        raise CheckpointError(f"{path} holds only {arch.name}; it has no {part} part (a "
+                              "distillation checkpoint has both): leave the part out to load "
+                              f"its {arch.name}")
+
+
 def load_checkpoint(path: str | Path, part: str | None = None) -> Denoiser:
     """Load any supported checkpoint as an eval-mode :class:`Denoiser`.
 
-    ``part`` selects the network of a distillation checkpoint: ``"student"`` (default) or
-    ``"teacher"`` (its AT-BSN), checked for every checkpoint. The architecture is detected
-    from the keys.
+    ``part`` selects the network of a distillation checkpoint: ``"student"`` (None: the
+    default) or ``"teacher"`` (its AT-BSN). It is checked for every checkpoint: one that holds
+    a single network refuses the part it does not have (the teacher of a student, the student
+    of an AT-BSN). The architecture is detected from the keys.
     """
     check_part(part)
     path = Path(path)
@@ -186,8 +196,7 @@ def load_checkpoint(path: str | Path, part: str | None = None) -> Denoiser:
     if obj.get("format") == FORMAT_NAME:
         arch = get_architecture(str(obj.get("architecture")))
         metadata = dict(obj.get("metadata") or {})
-        if part == "teacher" and arch.name != "atbsn":
-            raise CheckpointError(f"{path} holds only {arch.name}; it has no teacher part")
+        _check_single_part(path, arch, part)
         state = _unwrap(obj["state_dict"])
         network = _build(arch, state, path)
     else:
@@ -197,8 +206,8 @@ def load_checkpoint(path: str | Path, part: str | None = None) -> Denoiser:
             raise CheckpointError(f"{path} matches no known layout (tried the authors' AT-BSN, "
                                   f"students A/B/C, distillation nbsn/bsn and {FORMAT_NAME}): "
                                   f"{_layout_report(state)}")
-        if part == "teacher" and chosen is None and arch.name != "atbsn":
-            raise CheckpointError(f"{path} holds only {arch.name}; it has no teacher part")
+        if chosen is None:
+            _check_single_part(path, arch, part)
         network = _build(arch, state, path)
         metadata = {"source": "authors-layout" + (f" ({chosen})" if chosen else "")}
         if arch.tunable_hole:

@@ -174,12 +174,18 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
         "history": start.metadata.get("history", []),
         "offsets_added": centred}}
 
+    # the flags that shaped the int8 form, so that a resume with others is refused (a
+    # continued run's come from its --continue-from checkpoint, whatever the flags say)
+    shape = {} if start is not None else {
+        "qat_weight_bits": "portable" if weight_bits is None else str(weight_bits),
+        "qat_sums": sums}
+
     def metadata(state: TrainState) -> dict[str, Any]:
         return {"description": description or f"{denoiser.architecture.name} fine-tuned for "
                                               "int8 (quantization-aware) with atbsn-edge",
                 "qat_from": source, "qat_from_sha256": denoiser.metadata.get("checkpoint_sha256", ""),
                 "float_training": inherited, "iterations": state.step, "config": asdict(config),
-                "output_offset": output_offset, **continued, **strength}
+                "output_offset": output_offset, **shape, **continued, **strength}
 
     if not train:
         save_checkpoint(out, wrapped, metadata(TrainState()))

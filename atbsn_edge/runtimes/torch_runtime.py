@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,15 @@ class TorchRuntime(Runtime):
                  tile: tuple[int, int] | None = None, batch: int | None = None) -> None:
         super().__init__()
         torch = require("torch", "torch")
+        match = re.fullmatch(r"cpu|cuda(?::(\d+))?", device) if isinstance(device, str) else None
+        if match is None:
+            raise ValueError(f"device {device!r}: valid are cpu, cuda or cuda:N (N a GPU index)")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise AtbsnError("--device cuda was given but PyTorch sees no CUDA GPU; "
                              "use --device cpu or install a CUDA build of PyTorch")
+        if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+            raise AtbsnError(f"--device {device}: PyTorch sees {torch.cuda.device_count()} CUDA "
+                             f"GPU(s), numbered from 0")
         self._torch = torch
         self.device = torch.device(device)
         self.denoiser = denoiser
@@ -48,7 +55,10 @@ class TorchRuntime(Runtime):
     @property
     def info(self) -> RuntimeInfo:
         arch = self.denoiser.architecture
-        return RuntimeInfo(backend=self.backend, model=arch.name, precision="fp32",
+        # an int8-ready checkpoint (python -m atbsn_edge.qat) runs as its int8 simulation
+        precision = ("int8 simulated in fp32" if self.denoiser.metadata.get("int8_ranges")
+                     else "fp32")
+        return RuntimeInfo(backend=self.backend, model=arch.name, precision=precision,
                            hole_size=self.hole_size, default_overlap=arch.default_overlap,
                            device=str(self.device), metadata=dict(self.denoiser.metadata))
 
