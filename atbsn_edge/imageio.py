@@ -11,17 +11,17 @@ import io
 import logging
 import os
 import struct
-import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from .atomic import atomic_path
 from .bands import ROWS_PER_BAND, for_each_band
 from .errors import ImageError
+from .shared_setting import SharedOverride
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,34 @@ _ORIENTATION_TAG = 0x0112
 
 
 def _cv2():
-    """OpenCV (a core dependency), imported on first use with its own logging silenced:
-    decoding failures are reported by this module, in one line."""
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+    """OpenCV (a core dependency), imported on first use. Its calls here run inside
+    :func:`quiet_opencv`."""
     import cv2
 
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    except AttributeError:  # older OpenCV builds without the logging module
-        pass
     return cv2
+
+
+def _opencv_logging():
+    """OpenCV's logging module (None in older builds without one)."""
+    return getattr(_cv2().utils, "logging", None)
+
+
+_OPENCV_SILENCE = SharedOverride(lambda: _opencv_logging().getLogLevel(),
+                                 lambda level: _opencv_logging().setLogLevel(level),
+                                 0)  # cv2.utils.logging.LOG_LEVEL_SILENT
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log silenced for the ``with`` block: the failures of its decoders and
+    video readers are reported by this toolkit, in one line. The level is OpenCV's
+    process-wide setting: the application's is back afterwards, and a user who set
+    ``OPENCV_LOG_LEVEL`` keeps seeing what it asks for."""
+    if "OPENCV_LOG_LEVEL" in os.environ or _opencv_logging() is None:
+        yield
+        return
+    with _OPENCV_SILENCE.applied():
+        yield
 
 
 @dataclass
@@ -97,30 +115,30 @@ _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 _MAX_TIFF_PAGES = 100_000
 
 
-_PILLOW_LIMIT_LOCK = threading.Lock()
-_pillow_limit: dict[str, Any] = {"users": 0, "saved": None}
+def _set_pillow_limit(value: int | None) -> None:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = value
+
+
+def _pillow_limit() -> int | None:
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+_PILLOW_UNLIMITED = SharedOverride(_pillow_limit, _set_pillow_limit, None)
 
 
 @contextlib.contextmanager
 def _pillow_without_pixel_limit():
     """Pillow with its decompression-bomb limit lifted (this module applies MAX_PIXELS
     itself, from the header). The limit is a module global of Pillow: threads reading at
-    once share one lifting, and the last to finish puts the application's own value back
-    (saved and restored one by one, it was left off for good)."""
+    once share one lifting, and the last to finish puts the application's own value back."""
     from PIL import Image
 
-    with _PILLOW_LIMIT_LOCK:
-        if _pillow_limit["users"] == 0:
-            _pillow_limit["saved"] = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-        _pillow_limit["users"] += 1
-    try:
+    with _PILLOW_UNLIMITED.applied():
         yield Image
-    finally:
-        with _PILLOW_LIMIT_LOCK:
-            _pillow_limit["users"] -= 1
-            if _pillow_limit["users"] == 0:
-                Image.MAX_IMAGE_PIXELS = _pillow_limit["saved"]
 
 
 def _tiff_pages(data: bytes) -> tuple[int, int, int, int] | None:
@@ -309,7 +327,8 @@ def _decode(data: bytes, path: str) -> np.ndarray:
     """OpenCV's decoding of ``data`` (any bit depth and channels), or :class:`ImageError`."""
     cv2 = _cv2()
     try:
-        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        with quiet_opencv():
+            array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # e.g. OpenCV's own pixel limit, an unsupported layout
         reason = next((line.strip("> ").strip() for line in str(exc).splitlines()
                        if line.strip("> ").strip() and "OpenCV(" not in line), "")
@@ -411,7 +430,8 @@ def _encode(suffix: str, stored: np.ndarray, params: list[int], path: Path) -> b
         return encode_png(stored)
     cv2 = _cv2()
     try:
-        ok, array = cv2.imencode(suffix, stored, params)
+        with quiet_opencv():
+            ok, array = cv2.imencode(suffix, stored, params)
     except cv2.error as exc:
         ok, array = False, str(exc).strip().splitlines()[-1][:200]
     if not ok:

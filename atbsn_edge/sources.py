@@ -37,6 +37,13 @@ def read_video_frames(path: Path, count: int) -> list[np.ndarray]:
     """``count`` evenly spaced frames of a video as RGB float32; :class:`ImageError` if unreadable."""
     import cv2
 
+    from .imageio import quiet_opencv
+
+    with quiet_opencv():  # OpenCV's and FFmpeg's complaints: said here, in one line
+        return _read_frames(cv2, path, count)
+
+
+def _read_frames(cv2, path: Path, count: int) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     try:
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0

@@ -3,6 +3,7 @@ given and what is valid (never a torch/OpenCV/numpy error from deep inside, neve
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -234,6 +235,43 @@ def test_reading_from_threads_restores_pillows_limit(tmp_path):
     for t in threads:
         t.join()
     assert Image.MAX_IMAGE_PIXELS == before is not None
+
+
+def test_reading_leaves_the_applications_opencv_log_level(tmp_path, capfd, monkeypatch):
+    """The first image read set OPENCV_LOG_LEVEL=OFF in the environment and silenced
+    OpenCV's log for the whole process (found by the API audit): the host application lost
+    OpenCV's messages for good. Now only this toolkit's own OpenCV calls are silent."""
+    import threading
+
+    import cv2
+
+    from atbsn_edge.errors import ImageError
+    from atbsn_edge.imageio import read_image
+
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    bad = tmp_path / "bad.bmp"
+    bad.write_bytes(b"BM\0\0garbage")
+    logging_module = cv2.utils.logging
+    before = logging_module.getLogLevel()
+    logging_module.setLogLevel(logging_module.LOG_LEVEL_WARNING)
+    try:
+        def read() -> None:
+            for _ in range(20):
+                with pytest.raises(ImageError, match="not a readable image"):
+                    read_image(bad)
+
+        threads = [threading.Thread(target=read) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert capfd.readouterr().err == ""       # ours: one line from this toolkit, no more
+        assert logging_module.getLogLevel() == logging_module.LOG_LEVEL_WARNING
+        assert "OPENCV_LOG_LEVEL" not in os.environ
+        cv2.imdecode(np.frombuffer(bad.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+        assert "imdecode" in capfd.readouterr().err  # the application's: OpenCV still talks
+    finally:
+        logging_module.setLogLevel(before)
 
 
 @pytest.mark.parametrize("options, error, fragment", [
