@@ -530,6 +530,18 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
         torch.backends.cudnn.benchmark = True  # fixed crop shape: pick the fastest kernels once
     started, start_step, start_elapsed = time.perf_counter(), state.step, state.elapsed
     try:
+        if (resume is not None and validate is not None and job.is_main
+                and config.progress(state.step, state.elapsed) >= 1.0
+                and not any(isinstance(r, dict) and r.get("step") == state.step
+                            and "val_psnr" in r for r in state.history)):
+            # a run stopped during its last validation (Ctrl-C): the score it ends with
+            log.info("validating iteration %d, the end of the run, which has no score yet",
+                     state.step)
+            state.history.append({"step": state.step, "seconds": round(state.elapsed, 1),
+                                  "val_psnr": round(run_validation(), 4)})
+            log.info("iteration %d: validation PSNR %.3f dB", state.step,
+                     state.history[-1]["val_psnr"])
+            checkpoint()
         while config.progress(state.step, state.elapsed) < 1.0:
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(config.progress(state.step, state.elapsed),

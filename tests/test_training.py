@@ -304,6 +304,35 @@ def test_ddp_two_cpu_processes(noisy_folder, tmp_path):
     assert torch.load(out, weights_only=True)["training"]["step"] == 2
 
 
+def test_a_run_stopped_in_its_last_validation_is_scored_when_resumed(noisy_folder, tmp_path,
+                                                                    monkeypatch, caplog):
+    """Ctrl-C during the final validation saved the last iteration without its score, and a
+    resume found nothing to train: the run's score was lost. The resume validates it now."""
+    import atbsn_edge.training as training
+
+    out = tmp_path / "stopped.pt"
+    frame = str(noisy_folder / "frame0.png")
+    argv = ["--data", str(noisy_folder), "--out", str(out), "--iterations", "2",
+            "--validate-every", "100", "--val-noisy", frame, "--val-clean", frame, *TINY]
+    real = training.validate_pairs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "validate_pairs", interrupted)
+    assert train_main(argv) == 130
+    stopped = torch.load(out, weights_only=True)["training"]
+    assert stopped["step"] == 2 and not [r for r in stopped["history"] if "val_psnr" in r]
+    monkeypatch.setattr(training, "validate_pairs", real)
+    assert train_main([*argv, "--resume", str(out)]) == 0
+    history = torch.load(out, weights_only=True)["training"]["history"]
+    assert history[-1]["step"] == 2 and history[-1]["val_psnr"] > 10
+    assert "validating iteration 2, the end of the run, which has no score yet" in caplog.text
+    before = out.read_bytes()
+    assert train_main([*argv, "--resume", str(out)]) == 0  # scored: nothing more to do
+    assert out.read_bytes() == before
+
+
 def test_sigterm_saves_a_checkpoint_and_keeps_it_loadable(noisy_folder, tmp_path):
     """A stopped run leaves a complete checkpoint (written atomically) to resume from."""
     import signal
