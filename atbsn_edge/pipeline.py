@@ -90,7 +90,7 @@ class TiledRuntime:
         if self.auto_tile_area:
             log.debug("%dx%d image: %d tiles of %dx%d (width x height)", rgb.shape[1],
                       rgb.shape[0], plan.count, plan.tile_w, plan.tile_h)
-        denoised = denoise_tiled_many(rgb, self.runtime.run_many, spec, progress)
+        denoised = denoise_tiled_many(rgb, self.runtime.run_many, spec, progress, checked=True)
         return blend_with_input(rgb, denoised, self.strength, in_place=True)
 
     def describe(self) -> str:
