@@ -1,6 +1,6 @@
 """``python -m atbsn_edge.evaluate``: score a checkpoint on noisy images, tiled as denoise does.
 
-With ``--clean`` references (paired with the noisy images in sorted path order): PSNR and
+With ``--clean`` references (paired with the noisy images in the order given): PSNR and
 SSIM of each denoised image and of its noisy input, and their means. Without: a no-reference
 report of what the network removed, the residual ``noisy - denoised`` (its standard
 deviation per channel and its spatial autocorrelation at small lags; a clearly positive lag-1
@@ -23,7 +23,7 @@ from .cli import (add_verbose_argument, check_report_path, new_parser, path_arg,
                   thread_count)
 from .errors import AtbsnError, ImageError
 from .imageio import ImageHeader, Picture, probe_image, read_image
-from .inputs import expand_inputs
+from .inputs import expand_inputs, paired_in_order
 from .jsonsafe import write_json
 from .metrics import LAGS, lag_key, psnr, residual_stats, ssim, ssim_min_side
 from .pipeline import add_tiling_arguments
@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noisy", required=True, nargs="+", metavar="INPUT",
                    help="noisy image files, folders or globs")
     p.add_argument("--clean", nargs="+", metavar="INPUT",
-                   help="clean references, as many as noisy images, paired in sorted order "
-                        "(default: none, a no-reference report)")
+                   help="clean references, one per noisy image, paired in the order given "
+                        "(folders and globs expanded in place, sorted); one may be named "
+                        "again for another frame (default: none, a no-reference report)")
     add_tiling_arguments(p)
     p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads of PyTorch (default 0: its default)")
@@ -55,16 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def pair_inputs(noisy: list[Path], clean: list[Path] | None) -> list[tuple[Path, Path | None]]:
-    """Noisy images with their clean references, both sorted by path; refuse unequal counts."""
-    noisy = sorted(noisy, key=str)
+def pair_inputs(noisy: list[str], clean: list[str] | None) -> list[tuple[Path, Path | None]]:
+    """Noisy images (files, folders and globs, expanded in place in the order given) with
+    their clean references, paired in that order as denoise and parity pair them
+    (:func:`~atbsn_edge.inputs.paired_in_order`: a reference may serve several frames of one
+    scene; unequal counts are refused); without ``clean``, each image with None."""
     if clean is None:
-        return [(n, None) for n in noisy]
-    clean = sorted(clean, key=str)
-    if len(noisy) != len(clean):
-        raise AtbsnError(f"{len(noisy)} noisy image(s) but {len(clean)} clean reference(s); "
-                         "they are paired in sorted order, so give as many of each")
-    return list(zip(noisy, clean))
+        return [(n, None) for n in expand_inputs(noisy)]
+    return paired_in_order(noisy, clean, noisy_flag="--noisy", clean_flag="--clean")
 
 
 def _pair_errors(noisy: str, clean: str, noisy_size: tuple[int, int],
@@ -192,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json is not None:
             check_report_path(args.json, "--json",
                               inputs=[args.checkpoint, *args.noisy, *(args.clean or ())])
-        pairs = pair_inputs(expand_inputs(args.noisy),
-                            expand_inputs(args.clean) if args.clean else None)
+        pairs = pair_inputs(args.noisy, args.clean)
         preflight(pairs)
         with_reference = args.clean is not None
         if args.threads:

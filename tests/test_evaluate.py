@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from atbsn_edge.errors import AtbsnError
 from atbsn_edge.evaluate import main
 from atbsn_edge.imageio import read_image
 from atbsn_edge.metrics import psnr, residual_stats, ssim
@@ -155,8 +156,25 @@ def test_mismatched_counts_exit_2_with_one_line(tmp_path, pairs, ckpt, capsys):
                "--clean", str(sorted(clean_dir.iterdir())[0]), "--json", str(report_path)])
     assert rc == 2
     line = only_error(capsys)
-    assert "2 noisy image(s) but 1 clean reference(s)" in line
+    assert "2 noisy image(s) (--noisy) but 1 clean reference(s) (--clean)" in line
     assert not report_path.exists()
+
+
+def test_pairs_follow_the_order_given_and_a_reference_may_serve_two_frames(tmp_path, pairs):
+    """evaluate paired sorted lists: files named out of order were scored against each
+    other's references, and a reference named for two frames was refused by the count. Now
+    it pairs as denoise, parity and training's validation do."""
+    from atbsn_edge.evaluate import pair_inputs
+
+    noisy_dir, clean_dir = pairs
+    n0, n1 = sorted(noisy_dir.iterdir())
+    c0, c1 = sorted(clean_dir.iterdir())
+    assert pair_inputs([str(n1), str(n0)], [str(c1), str(c0)]) == [(n1, c1), (n0, c0)]
+    assert pair_inputs([str(n0), str(n1)], [str(c0), str(c0)]) == [(n0, c0), (n1, c0)]
+    assert pair_inputs([str(noisy_dir)], [str(clean_dir)]) == [(n0, c0), (n1, c1)]
+    assert pair_inputs([str(n1), str(n0)], None) == [(n1, None), (n0, None)]
+    with pytest.raises(AtbsnError, match="given twice, with the clean references"):
+        pair_inputs([str(n0), str(n0)], [str(c0), str(c1)])
 
 
 @pytest.mark.parametrize("with_clean", [False, True])
@@ -201,8 +219,9 @@ def test_module_entry_point_reports_one_line(tmp_path, pairs, ckpt):
         cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, proc.stderr
     lines = error_lines(proc.stderr)
-    assert lines == ["error: 1 noisy image(s) but 2 clean reference(s); they are paired in "
-                     "sorted order, so give as many of each"]
+    assert lines == ["error: 1 noisy image(s) (--noisy) but 2 clean reference(s) (--clean); "
+                     "give one clean reference per noisy image, in the same order (a reference "
+                     "may be named again for another image)"]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
