@@ -324,9 +324,9 @@ def append_log(path: Path, text: str) -> None:
     """Append ``text`` to the markdown log ``path`` (created with its folders if missing),
     atomically: the log is the old one or the old one plus ``text``, never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    old = path.read_bytes() if path.is_file() else b""  # as it is, whatever its bytes
     with atomic_path(path) as tmp:
-        tmp.write_text(old + text, encoding="utf-8")
+        tmp.write_bytes(old + text.encode("utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:

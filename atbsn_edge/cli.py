@@ -392,7 +392,7 @@ def set_missing_help(parser: argparse.ArgumentParser, **helps: str) -> None:
             action.help = helps[action.dest]
 
 
-DEVICE_HELP = "where PyTorch runs: cpu or cuda"
+DEVICE_HELP = "where PyTorch runs: cpu, cuda or cuda:N"
 
 # --------------------------------------------------------------------------------------------
 # help texts

@@ -25,6 +25,7 @@ from .imageio import (READ_SUFFIXES, WRITE_SUFFIXES, Picture, probe_image, read_
 from .inputs import expand_inputs, paired_in_order
 from .pipeline import TiledRuntime, add_tiling_arguments, open_tiled
 from .readahead import READ_AHEAD_MAX_PIXELS, ReadAhead
+from .runtimes.openvino_runtime import HINTS, PERFORMANCE_HINTS
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_tiling_arguments(p)
     p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads (default 0: the backend's default)")
-    p.add_argument("--inference-precision", choices=("auto", "f32", "bf16", "f16"),
+    p.add_argument("--inference-precision", choices=("auto", *HINTS),
                    help="OpenVINO artifacts: what the CPU computes in (default auto: f32 for fp32 "
                         "artifacts, else the CPU's own default reduced type, bf16 on AMX or "
                         "AVX512-BF16 CPUs)")
-    p.add_argument("--performance-hint", choices=("auto", "latency", "throughput"),
+    p.add_argument("--performance-hint", choices=("auto", *(h.lower() for h in PERFORMANCE_HINTS)),
                    default="auto",
                    help="OpenVINO artifacts: compile for one tile at a time (latency) or for "
                         "several tiles (or batches, with a batched export) in flight at once, "

@@ -26,6 +26,7 @@ from .cli import (USER_ERRORS, add_verbose_argument, check_output_path, check_re
 from .errors import AtbsnError
 from .hashing import file_sha256
 from .jsonsafe import write_json
+from .runtimes.openvino_runtime import HINTS
 from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
                            set_failures, thresholds_key)
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", nargs="+", help="clean references of --images, same order")
     p.add_argument("--checkpoint", type=path_arg,
                    help="checkpoint for --images (default: the one named in the manifest)")
-    p.add_argument("--inference-precision", choices=("auto", "f32", "bf16", "f16"),
+    p.add_argument("--inference-precision", choices=("auto", *HINTS),
                    help="OpenVINO artifacts: what the CPU computes in (default auto: f32 for "
                         "fp32 artifacts, else the CPU's own default reduced type)")
     p.add_argument("--json", type=path_arg, help="write the report as JSON")

@@ -125,7 +125,7 @@ class TiledRuntime:
 def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
     """``--hole``, ``--tile``, ``--overlap``, ``--batch``, ``--device``: shared by the CLIs
     that denoise through :func:`open_tiled`."""
-    from .cli import DEVICE_HELP, hole_size_arg, multiple_of_32, positive_int
+    from .cli import DEVICE_HELP, hole_size_arg, multiple_of_32, positive_int, torch_device
 
     p.add_argument("--hole", type=hole_size_arg,
                    help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
@@ -140,7 +140,7 @@ def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
                         "128 for AT-BSN and students B/C, 64 for student A)")
     p.add_argument("--batch", type=positive_int,
                    help="tiles per network call (default 1; an exported artifact's own batch)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help=DEVICE_HELP)
+    p.add_argument("--device", default="cpu", type=torch_device, help=DEVICE_HELP)
     p.add_argument("--strength", type=strength_arg,
                    help="output = input + S x (network output - input), S in 0..2: below 1 "
                         "keeps more of the input's texture (and noise); 'auto': S per pixel, "

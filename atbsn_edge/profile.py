@@ -35,6 +35,7 @@ import numpy as np
 
 from .errors import AtbsnError
 from .jsonsafe import finite_or_none, write_json
+from .runtimes.openvino_runtime import PERFORMANCE_HINTS
 
 if TYPE_CHECKING:
     from .runtimes.base import Runtime
@@ -455,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "as long for frames (default 10; at least 3 frames)")
     p.add_argument("--threads", type=thread_count, default=0,
                    help="CPU threads of the backend (default 0: its default)")
-    p.add_argument("--performance-hint", choices=("latency", "throughput"),
+    p.add_argument("--performance-hint", choices=tuple(h.lower() for h in PERFORMANCE_HINTS),
                    help="OpenVINO: compile for one call at a time (the default) or many (then calls "
                         "are also timed several in flight, as the tiler runs them)")
     p.add_argument("--floor-device", default="auto", metavar="NAME",

@@ -1,6 +1,7 @@
 """A process-wide setting of another library, changed only while this toolkit needs it.
 
-Pillow's decompression-bomb limit and OpenCV's log level are globals of their libraries:
+Pillow's decompression-bomb limit, OpenCV's log level and the coremltools logger's level are
+globals of their libraries:
 the application that imports atbsn-edge owns them. :class:`SharedOverride` changes one for
 the time of a call and puts the application's value back when the last of the threads
 using it is done (saved and restored one by one, two threads left it changed for good).

@@ -82,6 +82,12 @@ def test_the_log_is_appended_to_atomically(tmp_path):
     append_log(log, "second\n")
     assert log.read_text() == "first\nsecond\n"
     assert [p.name for p in log.parent.iterdir()] == ["bench.md"]   # no temporary file left
+    # bytes the log had that are not UTF-8 (past the 64 KB the --log check reads) stay
+    # as they were: they were replaced by U+FFFD when the log was rewritten
+    odd = b"x" * 70_000 + b"\xff\xfe latin-1: caf\xe9\n"
+    log.write_bytes(odd)
+    append_log(log, "third\n")
+    assert log.read_bytes() == odd + b"third\n"
 
 
 def test_reports_naming_one_file_are_refused_before_the_work(tmp_path, capsys):

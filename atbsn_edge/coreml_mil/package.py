@@ -24,11 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AtbsnError, require
+from ..shared_setting import SharedOverride
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "Manifest.json"
 DATA = "Data"
+
+
+# the coremltools logger at ERROR while it is imported; threads importing at once share it,
+# and the last one puts the application's level back
+_COREMLTOOLS_QUIET = SharedOverride(lambda: logging.getLogger("coremltools").level,
+                                    lambda level: logging.getLogger("coremltools").setLevel(level),
+                                    logging.ERROR)
 
 
 def quiet_coremltools() -> Any:
@@ -37,15 +45,10 @@ def quiet_coremltools() -> Any:
     import is quieted: what coremltools says later (about a model it converts) is kept. Every
     import of coremltools in this project goes through here, so that the first one, wherever
     it happens, is the quiet one."""
-    ct_logger = logging.getLogger("coremltools")
-    level = ct_logger.level
-    ct_logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return require("coremltools", "coreml")
-    finally:
-        ct_logger.setLevel(level)
+    with _COREMLTOOLS_QUIET.applied(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return require("coremltools", "coreml")
+
 
 
 @dataclass(frozen=True)

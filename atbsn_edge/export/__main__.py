@@ -29,6 +29,8 @@ from ..cli import (USER_ERRORS, add_verbose_argument, check_output_path, hole_si
                    new_parser, path_arg, run_cli, user_error_line)
 from ..errors import AtbsnError
 from .job import ConversionJob, Int8Request
+from .onnx_fp32_to_int8 import METHODS
+from .onnx_to_openvino import QUANTIZERS
 from .tensorrt_target import DEFAULT_WORKSPACE_MB, engine_options
 from .targets import TARGETS, Target, get_target, targets_table
 
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: three bundled 512x512 real noisy crops)")
     int8.add_argument("--calib-images", type=int, help="at most this many images/frames (default 64)")
     int8.add_argument("--calib-crops", type=int, help="crops of the tile shape (default 64)")
-    int8.add_argument("--calib-method", choices=("max", "entropy", "percentile"),
+    int8.add_argument("--calib-method", choices=tuple(METHODS),
                       help="activation range estimate (default max). Student C's onnx-int8 "
                       "on the Nam pairs: percentile loses 0.079 dB, max 0.127, entropy 0.286; "
                       "the histogram methods take minutes (docs/export.md)")
@@ -95,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="nodes whose name a PATTERN (regular expression) is found in stay "
                            "float (mixed precision); default: the architecture's measured choice "
                            "(docs/export.md); give the flag with no pattern to quantize every layer")
-    int8.add_argument("--int8-quantizer", choices=("nncf", "qdq"),
+    int8.add_argument("--int8-quantizer", choices=QUANTIZERS,
                       help="openvino-int8 of a float checkpoint: NNCF on the IR, or the "
                            "onnx-int8 Q/DQ graph converted to IR (default nncf; an int8-ready "
                            "checkpoint's learned Q/DQ graph is always converted)")

@@ -291,7 +291,7 @@ def _weight_consumers(node, graph: _Graph) -> list[tuple[Any, int]]:
 
 
 def _check_qdq(node, graph: _Graph, problems: list[Problem]) -> None:
-    np = require("numpy", "onnx")
+    import numpy as np
     op, name, attrs = node.op_type, _name(node), _attrs(node)
 
     def refuse(what: str, fix: str) -> None:

@@ -27,17 +27,17 @@ RANGE_ESTIMATORS = {"max": "MINMAX", "entropy": None, "percentile": "MEAN_QUANTI
 def nncf_output_on_stderr() -> Iterator[None]:
     """NNCF's log handler and its progress bars (rich, on ``sys.stdout``) write to stderr
     while inside: stdout stays clean for the tables and JSON of the CLIs."""
-    handlers = [h for h in logging.getLogger("nncf").handlers
+    handlers = [(h, h.stream) for h in logging.getLogger("nncf").handlers
                 if isinstance(h, logging.StreamHandler)
                 and h.stream in (sys.stdout, sys.__stdout__)]
-    for handler in handlers:
+    for handler, _ in handlers:
         handler.setStream(sys.stderr)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
-        for handler in handlers:
-            handler.setStream(sys.stdout)
+        for handler, stream in handlers:  # the stream each had, not today's sys.stdout
+            handler.setStream(stream)
 
 
 def openvino_fp32_to_int8(model: Any, calibration: CalibrationSet, *, method: str = "max",
