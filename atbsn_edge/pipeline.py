@@ -306,16 +306,16 @@ def open_artifact_tiled(artifact: str | os.PathLike, *, target: str | None = Non
 
 
 def _auto_hint(backend: str, entry: Path, image_sizes: Iterable[tuple[int, int]],
-               tile: Tile | None, overlap: int | None, options: Mapping[str, Any]) -> str:
+               tile: Tile | None, overlap: int | None, options: Mapping[str, Any]) -> str | None:
     """The performance hint ``auto`` stands for: throughput where several requests in flight
-    were asked for, else the choice from the images (other backends take no hint)."""
+    were asked for, else the choice from the images; None for backends that take no hint."""
     from .runtimes.registry import backend_function
 
     if int(options.get("infer_requests") or 0) > 1:
         return "THROUGHPUT"
     choose = backend_function(backend, "auto_hint")
     if choose is None:
-        return "LATENCY"  # dropped: a backend without the column takes no performance hint
+        return None  # a backend without the column takes no performance hint
     hint = choose(entry, image_sizes, tile, overlap)
     log.debug("performance hint auto: %s", hint.lower())
     return hint

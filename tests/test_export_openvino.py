@@ -17,6 +17,7 @@ from atbsn_edge.bundle import Bundle  # noqa: E402
 from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.export.__main__ import main as export  # noqa: E402
 from atbsn_edge.models import load_checkpoint  # noqa: E402
+from atbsn_edge.pipeline import open_artifact_tiled  # noqa: E402
 from atbsn_edge.runtimes.openvino_runtime import choose_inference_precision as inference_precision  # noqa: E402,E501
 from atbsn_edge.runtimes.registry import open_artifact  # noqa: E402
 from atbsn_edge.verification import THRESHOLDS, thresholds_key  # noqa: E402
@@ -120,6 +121,15 @@ def test_performance_hint_reaches_openvino_and_is_dropped_elsewhere(make_checkpo
         with open_artifact(onnx_file, performance_hint="THROUGHPUT", threads=1) as runtime:
             assert runtime.infer(textured_image(64, 64)[None].transpose(0, 3, 1, 2).copy()).shape \
                 == (1, 3, 64, 64)
-    # a debug line only: shared options are not the user's mistake (no INFO noise per run)
-    records = [r for r in caplog.records if "does not take performance_hint" in r.getMessage()]
-    assert records and all(r.levelno == logging.DEBUG for r in records)
+    # set by the caller and not used by this backend: said, as a warning
+    records = [r for r in caplog.records if "takes no performance_hint option" in r.getMessage()]
+    assert [r.levelno for r in records] == [logging.WARNING], caplog.text
+    assert "performance_hint='THROUGHPUT' is not used" in records[0].getMessage()
+    # left at a default (None, 0, "auto", as the CLIs pass to every backend): a debug line
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="atbsn_edge.runtimes.registry"):
+        open_artifact(onnx_file, performance_hint=None, threads=0, infer_requests=0).close()
+        with open_artifact_tiled(onnx_file, performance_hint="auto", threads=1):
+            pass
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING
+                and r.name == "atbsn_edge.runtimes.registry"], caplog.text

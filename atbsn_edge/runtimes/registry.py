@@ -113,8 +113,9 @@ def open_artifact(path: str | Path, *, runtime: str | None = None, **options: An
     suffix names (``.onnx`` -> onnxruntime).
 
     ``options`` (``threads``, ``performance_hint``, ...) go to the runtime that takes them; one
-    that another backend takes is dropped (a debug line names it: options are shared by every
-    backend), a name no backend takes (a typo) is a TypeError, and counts out of range
+    that only another backend takes is dropped, with a warning where it was set (not None,
+    0 or ``"auto"``: options are shared by every backend, so a caller may pass its defaults
+    to any), a name no backend takes (a typo) is a TypeError, and counts out of range
     (``threads``, ``infer_requests``) an :class:`AtbsnError`."""
     path = Path(path)
     name = runtime or backend_for_file(path)
@@ -127,8 +128,12 @@ def open_artifact(path: str | Path, *, runtime: str | None = None, **options: An
     check_counts(options.get("threads"), options.get("infer_requests"))
     accepted = inspect.signature(cls.__init__).parameters
     for option in [n for n in options if n not in accepted]:
-        log.debug("%s does not take %s; not used", name, option)
-        del options[option]
+        value = options.pop(option)
+        if value is None or value == 0 or value == "auto":  # left at its default
+            log.debug("%s does not take %s; not used", name, option)
+        else:  # e.g. --threads 4 with a Core ML artifact: said, not silently ignored
+            log.warning("%s runs %s and takes no %s option: %s=%r is not used", name,
+                        path.name, option, option, value)
     return cls(path, **options)
 
 
