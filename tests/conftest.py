@@ -1,11 +1,23 @@
 """Shared fixtures: a fixed seed for every test, tiny generated images and checkpoints."""
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkout_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess that must import this checkout's ``atbsn_edge``, not
+    whichever copy the interpreter has installed (an editable install may point elsewhere):
+    ``PYTHONPATH`` starts with the repository root. ``extra`` variables are added."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -14,7 +14,7 @@ from atbsn_edge.errors import AtbsnError, CheckpointError
 from atbsn_edge.pipeline import open_tiled
 from atbsn_edge.strength import STRENGTH_RANGE, blend_with_input, strength_arg
 from atbsn_edge.tiling import TileSpec, check_image, denoise_tiled, overlap_for_tile
-from conftest import textured_image
+from conftest import checkout_env, textured_image
 
 
 @pytest.fixture
@@ -326,5 +326,6 @@ def test_the_library_prints_nothing_before_logging_is_configured():
 
     code = ("import logging, atbsn_edge; "
             "logging.getLogger('atbsn_edge.tiling').warning('visible?')")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=checkout_env())
     assert result.returncode == 0 and result.stderr == ""

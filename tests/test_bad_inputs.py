@@ -19,7 +19,7 @@ import pytest
 from atbsn_edge import imageio
 from atbsn_edge.errors import ImageError
 from atbsn_edge.imageio import Picture, read_image
-from conftest import textured_image
+from conftest import checkout_env, textured_image
 
 torch = pytest.importorskip("torch")
 
@@ -617,8 +617,11 @@ def test_report_never_replaces_a_file_of_the_bundle(tmp_path, name, given):
 
     bundle = fake_bundle(tmp_path / "b")
     source = bundle if given == "folder" else bundle / "model-int8.xml"
+    if name != "manifest.json":  # JSON inside, so that only the bundle's guard can refuse it
+        (bundle / name).write_text('{"passed": true}')
     before = (bundle / name).read_bytes()
-    with pytest.raises(AtbsnError, match="would replace|not a JSON report"):
+    what = "an input" if bundle / name == source else f"a file of the bundle {bundle}"
+    with pytest.raises(AtbsnError, match=f"would replace {re.escape(what)}"):
         check_report_path(bundle / name, "--json", inputs=[source])
     assert (bundle / name).read_bytes() == before
     # a new report beside the bundle's files, and a rerun over that report, are fine
@@ -740,7 +743,8 @@ def test_a_closed_pipe_is_no_error_message():
     os.close(read)
     try:
         done = subprocess.run([sys.executable, "-m", "atbsn_edge.export", "--list-targets"],
-                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+                              env=checkout_env())
     finally:
         os.close(write)
     assert done.returncode == 141, done.stderr
@@ -993,7 +997,7 @@ def test_a_damaged_video_is_one_warning_and_no_ffmpeg_output(tmp_path):
             f"try:\n    read_video_frames(Path({str(video)!r}), 2)\n"
             "except ImageError as exc:\n    print('refused:', exc)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items()
+                          env={k: v for k, v in checkout_env().items()
                                if k != "OPENCV_FFMPEG_LOGLEVEL"}, timeout=120)
     assert "refused:" in done.stdout and "cannot read video frames" in done.stdout
     assert "moov" not in done.stderr and "mov,mp4" not in done.stderr, done.stderr

@@ -376,7 +376,7 @@ def test_five_channel_image_is_refused(tmp_path):
 
     tifffile.imwrite(path, np.dstack([rgb_u8()[:, :, 0]] * 5), photometric="minisblack",
                      planarconfig="contig", extrasamples=["unspecified"] * 4)
-    with pytest.raises(ImageError, match="5 channels|not a readable image") as info:
+    with pytest.raises(ImageError, match=r"5 channels; supported 1 \(gray\)") as info:
         read_image(path)
     assert str(path) in str(info.value)
 

@@ -8,6 +8,7 @@ import pytest
 
 from atbsn_edge.errors import ImageError
 from atbsn_edge.readahead import ReadAhead
+from conftest import checkout_env
 
 
 class Reader:
@@ -100,6 +101,6 @@ def test_exit_does_not_wait_for_a_read_in_progress(tmp_path):
               "time.sleep(0.2)\n"
               "raise SystemExit(3)\n")
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", script], timeout=50)
+    done = subprocess.run([sys.executable, "-c", script], timeout=50, env=checkout_env())
     assert done.returncode == 3
     assert time.perf_counter() - started < 20

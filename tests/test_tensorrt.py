@@ -26,6 +26,7 @@ from atbsn_edge.export.onnx_to_tensorrt import (EngineBuilderUnavailable, Engine
                                                 parse_trtexec_output, trtexec_command)
 from atbsn_edge.runtimes import tensorrt_runtime as trt_rt
 from atbsn_edge.runtimes.tensorrt_runtime import check_engine_compatible, rebuild_command
+from conftest import checkout_env
 
 STATIC_META = {"model": "student_c", "hole_size": "", "stride": "32", "default_overlap": "64",
                "precision": "fp16", "tile": "512x512", "batch": "1", "value_range": "0,255",
@@ -324,5 +325,5 @@ def test_modules_import_without_tensorrt_pycuda_or_torch():
             "from atbsn_edge.runtimes.registry import runtime_class\n"
             "assert runtime_class('tensorrt').backend == 'tensorrt'\n")
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env=checkout_env())
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ import pytest
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.runtimes.base import InputSpec, Runtime, RuntimeInfo
 from atbsn_edge.tiling import TileSpec, denoise_tiled, denoise_tiled_many, plan_tiles
-from conftest import textured_image
+from conftest import checkout_env, textured_image
 
 ATOL = 1e-2          # float rounding between CPU stream layouts, on 0..255
 TILE, OVERLAP = 64, 32
@@ -361,7 +361,7 @@ def test_sigterm_after_runtimes_closed_out_of_order_exits_143(bundles):
 
     ir, _ = locate_artifact(bundles[1])
     result = subprocess.run([sys.executable, "-c", _OUT_OF_ORDER, str(ir)], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, env=checkout_env())
     assert result.returncode == 143, result.stderr[-2000:]
     assert "terminated" in result.stderr
 

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 from atbsn_edge.distill import main as distill_main  # noqa: E402
 from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.train import main as train_main  # noqa: E402
-from conftest import textured_image, write_checkpoint  # noqa: E402
+from conftest import checkout_env, textured_image, write_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--batch", "1", "--crop", "128", "--threads", "1"]
@@ -420,7 +420,8 @@ def test_training_curves_reads_the_history_of_a_freshly_trained_checkpoint(noisy
                        str(clean), *TINY]) == 0
     history = torch.load(out, weights_only=True)["training"]["history"]
     printed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "training_curves.py"),
-                              str(out)], capture_output=True, text=True, timeout=120)
+                              str(out)], capture_output=True, text=True, timeout=120,
+                             env=checkout_env())
     assert printed.returncode == 0, printed.stderr
     rows = [line for line in printed.stdout.splitlines() if re.match(r"\| \d+ \|", line)]
     assert [int(row.split("|")[1]) for row in rows] == [r["step"] for r in history
@@ -534,9 +535,9 @@ def test_ranks_started_by_hand_train_together(noisy_folder, tmp_path):
     out = tmp_path / "hand.pt"
     runs = [subprocess.Popen([sys.executable, "-m", "atbsn_edge.train", "--data", str(noisy_folder),
                               "--out", str(out), "--iterations", "2", *TINY],
-                             env={**os.environ, "WORLD_SIZE": "2", "RANK": str(rank),
-                                  "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-                                  "MASTER_PORT": port, "ATBSN_RENDEZVOUS_SECONDS": "120"},
+                             env=checkout_env(WORLD_SIZE="2", RANK=str(rank),
+                                              LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                                              MASTER_PORT=port, ATBSN_RENDEZVOUS_SECONDS="120"),
                              stderr=subprocess.PIPE, text=True, cwd=ROOT)
             for rank in (1, 0)]  # the rank that serves last: the other waits for it
     errors = [run.communicate(timeout=300)[1] for run in runs]
