@@ -45,6 +45,8 @@ class PoolSampler:
         return len(self.inputs)
 
     def sample(self, batch: int) -> torch.Tensor:
+        """``batch`` random crops of the regions with their targets, each flipped and rotated at
+        random: ``batch x (3 + 3K) x crop x crop`` float32."""
         crops = []
         for _ in range(batch):
             index = int(self.rng.integers(len(self.inputs)))

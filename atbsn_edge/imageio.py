@@ -74,10 +74,12 @@ class Picture:
 
     @property
     def height(self) -> int:
+        """The image's height in pixels."""
         return int(self.rgb.shape[0])
 
     @property
     def width(self) -> int:
+        """The image's width in pixels."""
         return int(self.rgb.shape[1])
 
 

@@ -156,6 +156,7 @@ class ResidualStats:
     autocorr: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The statistics under their report keys: residual_mean, residual_std, autocorr."""
         return {"residual_mean": self.mean, "residual_std": self.std, "autocorr": self.autocorr}
 
 

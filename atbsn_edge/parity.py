@@ -279,6 +279,7 @@ class ParityRun:
 
     @property
     def passed(self) -> bool:
+        """Whether every comparison, and the set as a whole, is within the thresholds."""
         return not any(self.failures.values()) and not self.overall
 
     @property

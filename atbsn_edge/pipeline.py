@@ -113,12 +113,13 @@ class TiledRuntime:
                 f"overlap {self.spec.overlap}, batch {self.spec.batch}{in_flight}{strength}")
 
     def close(self) -> None:
+        """Close the runtime (:meth:`Runtime.close`; idempotent)."""
         self.runtime.close()
 
     def __enter__(self) -> "TiledRuntime":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -118,5 +118,5 @@ class ReadAhead(Generic[P, T]):
     def __enter__(self) -> "ReadAhead[P, T]":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -191,6 +191,7 @@ class TilePlan:
 
     @property
     def count(self) -> int:
+        """How many tiles: rows times columns."""
         return len(self.ys) * len(self.xs)
 
     def tiles(self) -> Iterator[tuple[int, int]]:

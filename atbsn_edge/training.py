@@ -56,6 +56,8 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        """Refuse settings a run cannot use: a hole size out of range (``ValueError``), or a
+        crop, batch, iteration count, time limit or warm-up out of range (:class:`AtbsnError`)."""
         hole_to_shift(self.train_hole)
         hole_to_shift(self.infer_hole)
         if self.crop % 32 or self.crop < 128:
@@ -108,6 +110,8 @@ class CropSampler:
         self.weights = weights / weights.sum()
 
     def sample(self, batch: int) -> torch.Tensor:
+        """``batch`` random crops (images drawn in proportion to their area), each flipped and
+        rotated at random: ``batch x 3 x crop x crop`` float32."""
         crops = []
         for _ in range(batch):
             image = self.images[self.rng.choice(len(self.images), p=self.weights)]
@@ -238,6 +242,7 @@ class Distributed:
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0: the process that checkpoints, validates and shows progress."""
         return self.rank == 0
 
     @classmethod

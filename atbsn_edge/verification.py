@@ -29,6 +29,9 @@ from .metrics import l2_norm, psnr
 
 @dataclass(frozen=True)
 class Thresholds:
+    """What one precision is held to: relative L2 and max abs per image, and the mean PSNR
+    drop against clean over the set, in dB (None: not checked)."""
+
     rel_l2: float
     max_abs: float | None = None
     max_psnr_drop_db: float | None = None

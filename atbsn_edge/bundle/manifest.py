@@ -64,6 +64,8 @@ class ArtifactEntry:
 
     @classmethod
     def from_dict(cls, target: str, data: dict[str, Any]) -> "ArtifactEntry":
+        """The entry of ``target`` from its manifest object (KeyError / TypeError where entry,
+        runtime or precision is missing or not a string)."""
         for key in ("entry", "runtime", "precision"):
             if not isinstance(data[key], str):
                 raise TypeError(f"artifact {target!r}: {key} is {data[key]!r}, not a file name "
@@ -74,6 +76,7 @@ class ArtifactEntry:
                    details=dict(data.get("details", {})))
 
     def as_dict(self) -> dict[str, Any]:
+        """The entry as its manifest object: every field but ``target``, which is its key."""
         data = asdict(self)
         del data["target"]
         return data

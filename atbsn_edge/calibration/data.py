@@ -40,6 +40,8 @@ class CalibrationSet:
                 "calibration_cached": str(cached).lower()}
 
     def describe(self) -> dict:
+        """What an int8 artifact's details record of the set: crop count, tile (height,
+        width), sources and fingerprint."""
         return {"crops": int(len(self.crops)), "tile": list(self.crops.shape[2:]),
                 "sources": self.sources, "fingerprint": self.fingerprint}
 

@@ -64,6 +64,7 @@ class ProgramEvaluator:
         return dict(Counter(op.op_type for op in self.function.operations))
 
     def input_shape(self, name: str) -> tuple[int, ...]:
+        """The shape the function declares for its input ``name``."""
         return tuple(int(d) for d in self.function.inputs[name].shape)
 
     def _lifetimes(self) -> dict[str, int]:

@@ -71,18 +71,22 @@ class SavedPackage:
 
     @property
     def specification_version(self) -> int:
+        """The Core ML specification version of the ``Model`` protobuf."""
         return int(self.spec.specificationVersion)
 
     @property
     def user_defined_metadata(self) -> dict[str, str]:
+        """The model's user-defined metadata (where the export writes atbsn-edge's)."""
         return dict(self.spec.description.metadata.userDefined)
 
     @property
     def inputs(self) -> list[TensorDescription]:
+        """The model's inputs, as its description declares them."""
         return [_describe(f) for f in self.spec.description.input]
 
     @property
     def outputs(self) -> list[TensorDescription]:
+        """The model's outputs, as its description declares them."""
         return [_describe(f) for f in self.spec.description.output]
 
     def program(self) -> Any:

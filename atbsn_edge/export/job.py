@@ -63,10 +63,12 @@ class ConversionJob:
 
     @property
     def folder(self) -> Path:
+        """The staged bundle folder, where converters write their artifacts."""
         return self.bundle.path
 
     @property
     def network(self) -> ArtifactMetadata:
+        """The network's metadata as the bundle's manifest records it, parsed."""
         return ArtifactMetadata.parse(self.bundle.network, self.folder / "manifest.json")
 
     def metadata(self, precision: str, /, **extra: Any) -> dict[str, str]:

@@ -85,10 +85,12 @@ def float_nodes(fp32_path: str | Path, keep_float: Sequence[str]) -> list[str]:
 def batch_reader(quantization: Any, batches: Sequence[np.ndarray]) -> Any:
     """An ONNX Runtime ``CalibrationDataReader`` over ``batches`` (input name ``input``)."""
     class Reader(quantization.CalibrationDataReader):
+        """Gives ``{"input": batch}`` for each of ``batches`` in turn, then None."""
+
         def __init__(self) -> None:
             self._batches = iter(batches)
 
-        def get_next(self):
+        def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self._batches, None)
             return None if batch is None else {"input": np.ascontiguousarray(batch)}
     return Reader()

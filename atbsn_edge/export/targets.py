@@ -48,6 +48,7 @@ class Target:
 
     @property
     def name(self) -> str:
+        """The target's name: ``<backend>-<precision>``."""
         return f"{self.backend}-{self.precision}"
 
     @property

@@ -82,9 +82,11 @@ class Profile:
 
     @property
     def static(self) -> bool:
+        """Whether min, opt and max are the same shape."""
         return self.min == self.opt == self.max
 
     def as_dict(self) -> dict[str, Any]:
+        """The profile as JSON values: the input name and each shape as a list."""
         return {"input": self.input, "min": list(self.min), "opt": list(self.opt),
                 "max": list(self.max)}
 

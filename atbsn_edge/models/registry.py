@@ -47,6 +47,7 @@ class Architecture:
         return missing, unexpected, wrong
 
     def matches(self, state: Mapping[str, torch.Tensor]) -> bool:
+        """Whether ``state`` has exactly this network's keys, each with its shape."""
         return not any(self.mismatch(state))
 
 

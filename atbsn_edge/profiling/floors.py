@@ -164,6 +164,7 @@ class CpuRates:
     cache_file: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The rates as a dict of their fields (what the cache file holds)."""
         return asdict(self)
 
 
@@ -192,7 +193,7 @@ def _conv_model(ov, channels: int, size: int, int8: bool, layers: int = 4):
     return ov.Model([y], [x], "floor_conv")
 
 
-def best_convolution_rate(compiled, x: np.ndarray, macs_per_conv: float,
+def best_convolution_rate(compiled: Any, x: np.ndarray, macs_per_conv: float,
                           seconds: float) -> tuple[float, str]:
     """The fastest MAC rate of the convolution nodes alone (OpenVINO's performance counters:
     the layout reorders at the model's input and output are not the convolution's cost),
@@ -342,6 +343,7 @@ class Floor:
     device: str
 
     def as_dict(self) -> dict[str, Any]:
+        """The floor as a dict of its fields."""
         return asdict(self)
 
 

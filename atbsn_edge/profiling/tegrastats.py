@@ -162,9 +162,12 @@ class TegrastatsSampler:
 
     @staticmethod
     def available(command: str = "tegrastats") -> bool:
+        """Whether ``command`` is found on the PATH."""
         return shutil.which(command) is not None
 
     def start(self) -> "TegrastatsSampler":
+        """Start tegrastats (on a pseudo-terminal where there is one, else a pipe) and the
+        thread that reads its lines; returns the sampler."""
         argv = [self.command, "--interval", str(self.interval_ms)]
         try:
             import pty
@@ -209,6 +212,8 @@ class TegrastatsSampler:
             self._take(line)
 
     def stop(self) -> None:
+        """Stop tegrastats (killed if it has not exited 5 s after being asked), wait up to 5 s
+        for the reading thread and close the terminal."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:

@@ -28,34 +28,42 @@ class Timing:
 
     @property
     def count(self) -> int:
+        """How many calls were timed."""
         return len(self.samples)
 
     @property
     def median(self) -> float:
+        """The median seconds per call (NaN without samples)."""
         return self._pct(50)
 
     @property
     def p90(self) -> float:
+        """The 90th percentile of the seconds per call (NaN without samples)."""
         return self._pct(90)
 
     @property
     def p99(self) -> float:
+        """The 99th percentile of the seconds per call (NaN without samples)."""
         return self._pct(99)
 
     @property
     def min(self) -> float:
+        """The fastest call's seconds (NaN without samples)."""
         return float(min(self.samples)) if self.samples else math.nan
 
     @property
     def mean(self) -> float:
+        """The mean seconds per call (NaN without samples)."""
         return float(np.mean(self.samples)) if self.samples else math.nan
 
     @property
     def std(self) -> float:
+        """The sample standard deviation of the seconds per call (0 with fewer than two)."""
         return float(np.std(self.samples, ddof=1)) if len(self.samples) > 1 else 0.0
 
     @property
     def total(self) -> float:
+        """The seconds of all timed calls together."""
         return float(sum(self.samples))
 
     def stats_ms(self) -> dict[str, Any]:

@@ -141,9 +141,11 @@ class ActivationQuantizer(nn.Module):
 
     @property
     def step(self) -> float:
+        """The quantization step: ``exp(log_step)``."""
         return float(self.log_step.detach().exp())
 
     def set_step(self, step: float) -> None:
+        """Set the step to ``step`` (at least :data:`MIN_STEP`)."""
         with torch.no_grad():
             self.log_step.fill_(math.log(max(step, MIN_STEP)))
 

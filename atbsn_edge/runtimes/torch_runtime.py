@@ -4,12 +4,15 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import AtbsnError, require
 from .base import InputSpec, Runtime, RuntimeInfo
+
+if TYPE_CHECKING:  # PyTorch only for the type checker: this module imports without it
+    from ..models.denoiser import Denoiser
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +22,7 @@ class TorchRuntime(Runtime):
 
     backend = "torch"
 
-    def __init__(self, denoiser, *, hole_size: int | None = None, device: str = "cpu",
+    def __init__(self, denoiser: Denoiser, *, hole_size: int | None = None, device: str = "cpu",
                  tile: tuple[int, int] | None = None, batch: int | None = None) -> None:
         super().__init__()
         torch = require("torch", "torch")
