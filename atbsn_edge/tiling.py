@@ -166,7 +166,7 @@ class TileSpec:
         for name, tile in (("tile height", self.tile_h), ("tile width", self.tile_w)):
             if tile < 0 or tile % self.stride:
                 raise ValueError(f"{name} must be 0 (whole image) or a positive multiple of "
-                                 f"{self.grid}; got {tile}")
+                                 f"the network stride {self.stride}; got {tile}")
             if tile and self.overlap >= tile:
                 raise ValueError(f"overlap {self.overlap} must be smaller than the tile ({tile})")
         if self.overlap < 0 or self.overlap % self.grid:

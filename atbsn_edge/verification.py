@@ -143,11 +143,13 @@ def compare(name: str, artifact: np.ndarray, torch_out: np.ndarray,
 
 
 def error_heatmap(artifact: np.ndarray, torch_out: np.ndarray) -> np.ndarray:
-    """H x W x 3 uint8 BGR heatmap of |artifact - torch| (max over channels), scaled to its max."""
+    """H x W x 3 uint8 BGR heatmap of |artifact - torch| (max over channels), scaled to its max
+    (outputs that agree exactly: the map of zero error, black)."""
     import cv2
 
     err = np.nan_to_num(np.abs(artifact - torch_out), nan=np.inf).max(axis=0)
     err = np.where(np.isfinite(err), err, np.nan)
-    scale = np.nanmax(err) if np.isfinite(err).any() else 1.0
+    scale = float(np.nanmax(err)) if np.isfinite(err).any() else 1.0
+    scale = scale if scale > 0 else 1.0  # identical outputs: 0 / 0 made NaN, cast to uint8
     err = np.nan_to_num(err, nan=scale)  # non-finite pixels show at full scale
     return cv2.applyColorMap((err / scale * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)

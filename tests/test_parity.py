@@ -384,3 +384,23 @@ def test_benchmark_refuses_gray_against_colour_before_any_export(tmp_path, capsy
                       "--images", str(rgb), str(gray), "--clean", str(rgb)]) == 2
     assert "2 noisy image(s) (--images) but 1 clean reference(s) (--clean)" in capsys.readouterr().err
     assert not bundles.exists()
+
+
+def test_the_heatmap_of_outputs_that_agree_exactly_is_black():
+    """0 / 0 made the heatmap NaN, cast to uint8 (a numpy warning and an arbitrary picture)."""
+    import warnings
+
+    from atbsn_edge.verification import error_heatmap
+
+    out = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = error_heatmap(out, out.copy())
+    import cv2
+
+    black = cv2.applyColorMap(np.zeros((8, 8), np.uint8), cv2.COLORMAP_INFERNO)
+    np.testing.assert_array_equal(same, black)
+    worse = out.copy()
+    worse[:, 2, 3] += 1.0
+    hot = error_heatmap(worse, out)
+    assert (hot[2, 3] != black[0, 0]).any() and (hot[0, 0] == black[0, 0]).all()

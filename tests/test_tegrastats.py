@@ -111,3 +111,24 @@ def test_sampler_runs_a_tegrastats_and_stops_it(tmp_path, monkeypatch):
     time.sleep(0.2)
     assert len(sampler.samples) == n                    # stopped
     assert sampler._proc.poll() is not None
+
+
+def test_a_last_line_without_newline_is_read_and_a_failed_start_keeps_no_terminal(tmp_path,
+                                                                                 monkeypatch):
+    if sys.platform == "win32":
+        pytest.skip("POSIX shell script stand-in")
+    line = fixture_lines(FIXTURES / "orin_jetpack6.txt")[0]
+    fake = tmp_path / "tegrastats"
+    fake.write_text(f"#!/bin/sh\nprintf '%s' '{line}'\n")   # one line, no newline, then exits
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with TegrastatsSampler(50) as sampler:
+        sampler._thread.join(timeout=10)
+    assert [s.input_mw for s in sampler.samples] == [2957]
+    # a tegrastats that cannot start: the error, and no pseudo-terminal left open
+    fake.chmod(0o644)                                        # found on PATH, not executable
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    with pytest.raises(OSError):
+        TegrastatsSampler(50, command=str(fake)).start()
+    if before is not None:
+        assert len(os.listdir("/proc/self/fd")) == before

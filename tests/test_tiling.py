@@ -154,3 +154,9 @@ def test_preferred_tile_shape_keeps_a_ready_shape_within_the_switch_cost():
     assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP, ready=[(512, 512)]) == (512, 512)
     assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP, ready=[(160, 160)]) == best
     assert preferred_tile_shape(300, 400, DEFAULT_OVERLAP) == best  # nothing compiled yet
+
+
+def test_a_tile_off_the_stride_names_the_stride():
+    """The message named the pooling grid while the check is against the network's stride."""
+    with pytest.raises(ValueError, match="positive multiple of the network stride 32; got 48"):
+        TileSpec(48, 64, 0, stride=32, grid=32).validate()

@@ -173,15 +173,21 @@ class TegrastatsSampler:
             import pty
 
             master, slave = pty.openpty()
-            self._proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.DEVNULL,
-                                          stdin=subprocess.DEVNULL, close_fds=True)
-            os.close(slave)
-            self._fd = master
-            reader = self._read_pty
-        except (ImportError, OSError):
+        except (ImportError, OSError):  # no pseudo-terminal here: a pipe
             self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                           stdin=subprocess.DEVNULL, text=True, bufsize=1)
             reader = self._read_pipe
+        else:
+            try:
+                self._proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.DEVNULL,
+                                              stdin=subprocess.DEVNULL, close_fds=True)
+            except OSError:  # tegrastats cannot start: neither end of the terminal is kept
+                os.close(master)
+                raise
+            finally:
+                os.close(slave)
+            self._fd = master
+            reader = self._read_pty
         self._thread = threading.Thread(target=reader, name="tegrastats", daemon=True)
         self._thread.start()
         return self
@@ -206,6 +212,8 @@ class TegrastatsSampler:
             *lines, buffer = buffer.split(b"\n")
             for raw in lines:
                 self._take(raw.decode(errors="replace"))
+        if buffer:  # a last line without its newline
+            self._take(buffer.decode(errors="replace"))
 
     def _read_pipe(self) -> None:
         for line in self._proc.stdout:
