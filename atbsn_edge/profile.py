@@ -208,7 +208,8 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
             batch = spec.batch
             shape = (batch, 3, spec.tile_h, spec.tile_w)
             x = (np.random.default_rng(0).random(shape) * 255).astype(np.float32)
-            call = time_calls(lambda: runtime.run(x), warmup_s, iters, duration_s)
+            call = time_calls(lambda: runtime.run(x), warmup_s, iters, duration_s,
+                              desc="single calls")
             in_flight = _time_calls_in_flight(runtime, x, iters, duration_s)
             width, height = resolution
             frame_timing = None
@@ -222,7 +223,8 @@ def profile_artifact(artifact: str | Path, *, target: str | None = None,
                     tiled.denoise(image)  # recompiles for the frame's tiles, untimed
                 f_iters = frame_iters if frame_iters is not None else iters
                 frame_timing = time_calls(lambda: tiled.denoise(image), 0.0, f_iters,
-                                          duration_s if f_iters is None else None, min_iters=3)
+                                          duration_s if f_iters is None else None, min_iters=3,
+                                          desc="frames")
             device_mem = device_memory_bytes(runtime)
             describe = tiled.describe()
             peak_mb = peak_host_memory_mb()   # before the floor's micro-benchmark allocates
@@ -340,7 +342,8 @@ def _time_calls_in_flight(runtime, x: np.ndarray, iters: int | None,
             pass
     streams = None if iters is None else -(-iters // per_stream)
     # one untimed stream first: it opens the requests the single calls did not use
-    return requests, per_stream, time_calls(stream, 0.0, streams, duration_s)
+    return requests, per_stream, time_calls(stream, 0.0, streams, duration_s,
+                                            desc="calls in flight")
 
 
 def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:

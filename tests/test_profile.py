@@ -24,6 +24,28 @@ def test_time_calls_iters_and_duration():
         time_calls(lambda: None, iters=2, duration_s=1.0)
 
 
+def test_time_calls_draws_its_bar_on_a_terminal_only(monkeypatch, capsys):
+    """profile's timed phases (10 s each by default) show a progress bar, in calls or in
+    seconds of the budget; off a terminal nothing is drawn and the counts are the same."""
+    import io
+
+    import tqdm as tqdm_module
+
+    t = time_calls(lambda: time.sleep(0.002), warmup_s=0.0, iters=4, desc="single calls")
+    assert t.count == 4 and capsys.readouterr().err == ""          # not a terminal: no bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    real = tqdm_module.tqdm
+    monkeypatch.setattr(tqdm_module, "tqdm", lambda *a, **k: real(*a, file=screen, ncols=80, **k))
+    t = time_calls(lambda: time.sleep(0.01), warmup_s=0.0, duration_s=0.1, desc="frames")
+    assert 3 <= t.count <= 15
+    assert "frames: 100%" in screen.getvalue() and "/0.1 s" in screen.getvalue()
+
+
 def small_graph(path):
     """x(1,3,32,32) -Conv 3->8 k3 p1-> (1,8,32,32) -Conv 8->16 k3 s2 p1-> (1,16,16,16)
     -ConvTranspose 16->8 k2 s2-> (1,8,32,32) -Conv 8->3 k1-> (1,3,32,32)."""

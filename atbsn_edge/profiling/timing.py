@@ -74,11 +74,14 @@ class Timing:
 
 def time_calls(fn: Callable[[], Any], warmup_s: float = 1.0, iters: int | None = None,
                duration_s: float | None = None, *, min_iters: int = 3,
-               max_iters: int = 100_000, on_start: Callable[[], Any] | None = None) -> Timing:
+               max_iters: int = 100_000, on_start: Callable[[], Any] | None = None,
+               desc: str | None = None) -> Timing:
     """Time ``fn()``: warm up for ``warmup_s`` seconds (at least one call), then ``iters``
     calls, or calls until ``duration_s`` seconds of timed calls have passed (at least
     ``min_iters``); with neither, ``min_iters`` calls. ``on_start`` runs once between the
-    warm-up and the first timed call (the power sampler marks the window there)."""
+    warm-up and the first timed call (the power sampler marks the window there). ``desc``:
+    a progress bar of that name over the timed calls (on a terminal only), in calls, or in
+    seconds of the ``duration_s`` budget."""
     if iters is not None and duration_s is not None:
         raise ValueError("give iters or duration_s, not both")
     if iters is not None and iters < 1:
@@ -97,12 +100,26 @@ def time_calls(fn: Callable[[], Any], warmup_s: float = 1.0, iters: int | None =
     budget = duration_s if duration_s is not None else 0.0
     target = iters if iters is not None else (min_iters if duration_s is None else max_iters)
     spent = 0.0
-    while len(samples) < target:
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
-        samples.append(dt)
-        spent += dt
-        if iters is None and duration_s is not None and spent >= budget and len(samples) >= min_iters:
-            break
+    by_clock = iters is None and duration_s is not None
+    bar = None
+    if desc is not None:
+        from ..progress import progress_bar
+
+        bar = (progress_bar(total=round(budget, 1), desc=desc, unit="s",
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} s")
+               if by_clock else progress_bar(total=target, desc=desc, unit="call"))
+    try:
+        while len(samples) < target:
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            samples.append(dt)
+            spent += dt
+            if bar is not None:
+                bar.update(min(dt, max(budget - bar.n, 0.0)) if by_clock else 1)
+            if by_clock and spent >= budget and len(samples) >= min_iters:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
     return Timing(tuple(samples), warm, {"start": first, "end": time.monotonic()})
