@@ -113,7 +113,7 @@ def test_a_bogus_part_is_refused_for_every_checkpoint(ckpt):
         open_tiled(ckpt, part="bogus")
 
 
-@pytest.mark.parametrize("tile, fragment", [(50, "positive multiple of 32; got 50"),
+@pytest.mark.parametrize("tile, fragment", [(50, "positive multiple of the network stride 32; got 50"),
                                             (-32, "got -32"),
                                             ("x", "whole number; got 'x'")])
 def test_an_invalid_tile_is_refused_before_any_overlap_warning(ckpt, caplog, tile, fragment):

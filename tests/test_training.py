@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -324,7 +325,8 @@ def test_a_run_stopped_in_its_last_validation_is_scored_when_resumed(noisy_folde
     stopped = torch.load(out, weights_only=True)["training"]
     assert stopped["step"] == 2 and not [r for r in stopped["history"] if "val_psnr" in r]
     monkeypatch.setattr(training, "validate_pairs", real)
-    assert train_main([*argv, "--resume", str(out)]) == 0
+    with caplog.at_level(logging.INFO, logger="atbsn_edge.training"):
+        assert train_main([*argv, "--resume", str(out)]) == 0
     history = torch.load(out, weights_only=True)["training"]["history"]
     assert history[-1]["step"] == 2 and history[-1]["val_psnr"] > 10
     assert "validating iteration 2, the end of the run, which has no score yet" in caplog.text
