@@ -288,8 +288,24 @@ def _start_distributed(config: TrainConfig) -> tuple[Distributed, torch.device]:
 
 
 #: seconds the ranks of a run started by hand (RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT
-#: set without torchrun) wait for each other before the run ends with an error
-RENDEZVOUS_SECONDS = float(os.environ.get("ATBSN_RENDEZVOUS_SECONDS", 300))
+#: set without torchrun) wait for each other before the run ends with an error; the
+#: environment variable ATBSN_RENDEZVOUS_SECONDS overrides it
+RENDEZVOUS_SECONDS = 300.0
+
+
+def _rendezvous_seconds() -> float:
+    """:data:`RENDEZVOUS_SECONDS`, or ``ATBSN_RENDEZVOUS_SECONDS`` where it is set."""
+    text = os.environ.get("ATBSN_RENDEZVOUS_SECONDS")
+    if text is None:
+        return RENDEZVOUS_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise AtbsnError(f"ATBSN_RENDEZVOUS_SECONDS={text!r}: expected a number of seconds "
+                         "above 0 (default 300); set it to one, or unset it")
+    return seconds
 
 
 def _rendezvous(job: Distributed, seconds: float | None = None,
@@ -303,8 +319,12 @@ def _rendezvous(job: Distributed, seconds: float | None = None,
 
     import torch.distributed as dist
 
-    seconds = RENDEZVOUS_SECONDS if seconds is None else seconds
-    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    seconds = _rendezvous_seconds() if seconds is None else seconds
+    host, port_text = os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]
+    if not port_text.strip().isdigit() or not 0 < int(port_text) < 65536:
+        raise AtbsnError(f"MASTER_PORT={port_text!r} is not a port number (1-65535); set it to "
+                         "a free port, the same for every rank")
+    port = int(port_text)
     where = f"{host}:{port}"
     deadline = time.monotonic() + seconds
 
@@ -334,6 +354,7 @@ def _rendezvous(job: Distributed, seconds: float | None = None,
         if time.monotonic() > deadline:
             raise give_up(f"only {joined} of {job.world_size} processes joined")
         time.sleep(poll)
+    store.set_timeout(timedelta(minutes=30))  # PyTorch's own, for the process group's waits
     return store
 
 

@@ -529,6 +529,14 @@ def test_a_rank_started_by_hand_whose_partners_never_come_gives_up_in_words(monk
     with pytest.raises(AtbsnError, match="rank 0 did not answer in 1 s"):
         _rendezvous(Distributed(rank=1, world_size=2), seconds=1, poll=0.05)
     assert time.monotonic() - started < 30
+    # the variables themselves: one line each, not a traceback at import
+    monkeypatch.setenv("ATBSN_RENDEZVOUS_SECONDS", "soon")
+    with pytest.raises(AtbsnError, match="ATBSN_RENDEZVOUS_SECONDS='soon': expected a number"):
+        _rendezvous(Distributed(rank=0, world_size=2))
+    monkeypatch.delenv("ATBSN_RENDEZVOUS_SECONDS")
+    monkeypatch.setenv("MASTER_PORT", "http")
+    with pytest.raises(AtbsnError, match="MASTER_PORT='http' is not a port number"):
+        _rendezvous(Distributed(rank=0, world_size=2), seconds=1)
 
 
 def test_ranks_started_by_hand_train_together(noisy_folder, tmp_path):
