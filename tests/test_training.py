@@ -205,6 +205,26 @@ def test_time_limit_drives_the_schedule_and_stops_the_run(noisy_folder, tmp_path
     assert torch.load(out, weights_only=True)["training"]["step"] == training["step"]
 
 
+def test_a_batch_that_cannot_fit_in_memory_is_one_line(noisy_folder, tmp_path, capsys):
+    """train --batch 20000 was killed by the kernel (no message, nothing to catch)."""
+    from atbsn_edge.training import (MIN_BYTES_PER_CROP_PIXEL, TrainConfig, available_memory_bytes,
+                                     check_batch_fits)
+
+    out = tmp_path / "big.pt"
+    assert train_main(["--data", str(noisy_folder), "--out", str(out), "--iterations", "1",
+                       "--batch", "20000", "--crop", "128"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch 20000 of 128 x 128 crops needs at least 1146.9 GB" in err, err
+    assert "lower --batch or --crop" in err and err.count("\n") == 1 and not out.exists()
+    config = TrainConfig(batch=4, crop=128)
+    need = 4 * 128 * 128 * MIN_BYTES_PER_CROP_PIXEL
+    check_batch_fits(config, available=need)                      # fits exactly: taken
+    with pytest.raises(AtbsnError, match="needs at least 0.2 GB .* and 0.2 GB is available"):
+        check_batch_fits(config, available=need - 1)
+    check_batch_fits(TrainConfig(batch=20000, device="cuda"), available=1)  # a GPU's own memory
+    assert available_memory_bytes() is None or available_memory_bytes() > 0
+
+
 def test_empty_folder_is_an_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert train_main(["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "x.pt")]) == 2
