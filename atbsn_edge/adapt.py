@@ -114,11 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(path: Path, part: str):
     """The ``part`` network of a checkpoint; errors name the flag that gave it."""
-    from .errors import CheckpointError
+    from .errors import CheckpointError, MissingPartError
     from .models.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(path, part=part)
+    except MissingPartError as exc:  # the two models swapped, or one given twice
+        want = {"teacher": "an AT-BSN checkpoint (default: the bundled demo_atbsn.pt)",
+                "student": "a student checkpoint, A, B or C (default: the bundled "
+                           "demo_student_c.pt)"}[part]
+        raise AtbsnError(f"--{part} {path} is {exc.architecture}, not a {part}: give "
+                         f"{want}") from None
     except CheckpointError as exc:
         raise AtbsnError(f"--{part}: {exc}") from None
 

@@ -12,6 +12,15 @@ class CheckpointError(AtbsnError):
     """A checkpoint file that is missing, damaged or of an unknown layout."""
 
 
+class MissingPartError(CheckpointError):
+    """A checkpoint of one network asked for the part it does not hold (the teacher of a
+    student, the student of an AT-BSN); ``architecture`` names the network it holds."""
+
+    def __init__(self, message: str, architecture: str) -> None:
+        super().__init__(message)
+        self.architecture = architecture
+
+
 class ImageError(AtbsnError):
     """An image that cannot be read, written or denoised as given."""
 

@@ -312,11 +312,11 @@ def _auto_hint(backend: str, entry: Path, image_sizes: Iterable[tuple[int, int]]
     were asked for, else the choice from the images; None for backends that take no hint."""
     from .runtimes.registry import backend_function
 
-    if int(options.get("infer_requests") or 0) > 1:
-        return "THROUGHPUT"
     choose = backend_function(backend, "auto_hint")
     if choose is None:
         return None  # a backend without the column takes no performance hint
+    if int(options.get("infer_requests") or 0) > 1:
+        return "THROUGHPUT"
     hint = choose(entry, image_sizes, tile, overlap)
     log.debug("performance hint auto: %s", hint.lower())
     return hint

@@ -374,28 +374,52 @@ def _rendezvous(job: Distributed, seconds: float | None = None,
                           "with the same MASTER_ADDR and MASTER_PORT, or start the run with "
                           "torchrun --nproc-per-node N, or unset WORLD_SIZE for one process")
 
-    store = None
-    while store is None:
-        try:
-            store = dist.TCPStore(host, port, job.world_size, is_master=job.is_main,
-                                  timeout=timedelta(seconds=min(5.0, seconds)),
-                                  wait_for_workers=False)
-        except (RuntimeError, OSError) as exc:  # rank 0 not serving yet, or the port taken
-            if job.is_main:
-                raise AtbsnError(f"cannot serve the run's rendezvous at {where} ({exc}); "
-                                 "set MASTER_PORT to a free port") from None
-            if time.monotonic() > deadline:
-                raise give_up("rank 0 did not answer") from None
-            time.sleep(poll)
-    store.add("atbsn_joined", 1)
     log.info("rank %d waiting for the other ranks of %d at %s (up to %g s)", job.rank,
              job.world_size, where, seconds)
-    while (joined := store.add("atbsn_joined", 0)) < job.world_size:
-        if time.monotonic() > deadline:
-            raise give_up(f"only {joined} of {job.world_size} processes joined")
-        time.sleep(poll)
+    if not job.is_main:  # probed here: PyTorch's own connect retries in C++, loudly, deaf to Ctrl-C
+        while not _port_open(host, port):
+            if time.monotonic() > deadline:
+                raise give_up("rank 0 did not answer")
+            time.sleep(poll)
+    try:
+        store = dist.TCPStore(host, port, job.world_size, is_master=job.is_main,
+                              timeout=timedelta(seconds=30), wait_for_workers=False)
+    except (RuntimeError, OSError) as exc:  # the port taken, or rank 0 gone again
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        if job.is_main:
+            raise AtbsnError(f"cannot serve the run's rendezvous at {where} ({first}); set "
+                             "MASTER_PORT to a free port, the same for every rank") from None
+        raise AtbsnError(f"cannot join the run's rendezvous at {where} ({first}); start "
+                         "every rank again") from None
+    keys = [f"atbsn_rank_{rank}" for rank in range(job.world_size)]
+    try:
+        if store.add(keys[job.rank], 1) > 1:  # counted by rank: a twin would fill no gap
+            raise AtbsnError(f"RANK={job.rank} joined the run at {where} twice: another "
+                             "process was given the same RANK, or this rank was restarted "
+                             f"while the others waited; give each process its own RANK "
+                             f"0..{job.world_size - 1} and start every rank again")
+        while not store.check(keys):
+            if time.monotonic() > deadline:
+                joined = sum(store.check([key]) for key in keys)
+                raise give_up(f"only {joined} of {job.world_size} processes joined")
+            time.sleep(poll)
+    except RuntimeError as exc:  # rank 0 stopped while the others waited
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise AtbsnError(f"the run's rendezvous at {where} went away ({first}): rank 0 "
+                         "stopped; start every rank again") from None
     store.set_timeout(timedelta(minutes=30))  # PyTorch's own, for the process group's waits
     return store
+
+
+def _port_open(host: str, port: int) -> bool:
+    """Whether something accepts connections at ``host:port`` (rank 0's store, once it serves)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _slowest(elapsed: float, device: torch.device) -> float:
@@ -529,14 +553,15 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     if resume is not None:
         payload = read_checkpoint_file(resume)
         training = payload.get("training") or {}
-        if isinstance(payload.get("training"), dict):  # weights alone start a new run
-            stored, current = payload.get("metadata") or {}, metadata(TrainState())
+        continued = isinstance(payload.get("training"), dict)  # weights alone: a new run
+        stored, current = payload.get("metadata") or {}, metadata(TrainState())
+        if continued:
             _check_same_objective(stored, current, resume)  # before the weights: --sums
-            changes = changed_settings(stored, current, config)
-            if changes:
-                log.warning("--resume %s goes on with other settings than its run had (a flag "
-                            "left out takes its default): %s", resume, "; ".join(changes))
         _restore(model, payload, resume, desc)
+        changes = changed_settings(stored, current, config) if continued else []
+        if changes:  # only for a checkpoint this run can continue
+            log.warning("--resume %s goes on with other settings than its run had (a flag "
+                        "left out takes its default): %s", resume, "; ".join(changes))
         state = TrainState(step=int(training.get("step", 0)),
                            elapsed=float(training.get("elapsed", 0.0)),
                            history=list(training.get("history", [])))

@@ -129,7 +129,17 @@ def test_performance_hint_reaches_openvino_and_is_dropped_elsewhere(make_checkpo
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger="atbsn_edge.runtimes.registry"):
         open_artifact(onnx_file, performance_hint=None, threads=0, infer_requests=0).close()
+        # OpenVINO's own defaults, as a caller passing the same options to any bundle would
+        open_artifact(onnx_file, device="CPU", compile_cache=True).close()
         with open_artifact_tiled(onnx_file, performance_hint="auto", threads=1):
             pass
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING
                 and r.name == "atbsn_edge.runtimes.registry"], caplog.text
+    # "auto" with requests in flight: the hint is OpenVINO's choice, not the caller's, so only
+    # the requests (which ONNX Runtime does not keep) are said to be unused
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="atbsn_edge.runtimes.registry"):
+        open_artifact_tiled(onnx_file, performance_hint="auto", infer_requests=2).close()
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+              and r.name == "atbsn_edge.runtimes.registry"]
+    assert len(warned) == 1 and "infer_requests=2 is not used" in warned[0], warned

@@ -566,6 +566,40 @@ def test_qat_closing_line_quotes_the_network_with_its_output_offset(noisy_folder
                                                                                abs=6e-4)
 
 
+def test_a_qat_run_stopped_in_its_offset_validation_is_scored_when_resumed(
+        noisy_folder, tmp_path, make_checkpoint, monkeypatch):
+    """Ctrl-C during the validation with the output offset (after the offsets were saved):
+    the resume found its offsets in place and nothing to train, and the closing line quoted
+    the score from before the offset. The resume now scores the network as written."""
+    import atbsn_edge.quantization.qat_training as qat_training
+    from atbsn_edge.qat import main as qat_main
+
+    out = tmp_path / "int8.pt"
+    frame = str(noisy_folder / "frame0.png")
+    argv = ["--checkpoint", str(make_checkpoint("student_b")), "--data", str(noisy_folder),
+            "--out", str(out), "--calibration-batches", "1", "--iterations", "1",
+            "--validate-every", "1", "--val-noisy", frame, "--val-clean", frame, *TINY]
+    real = qat_training._record_offset_score
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qat_training, "_record_offset_score", interrupted)
+    assert qat_main(argv) == 130
+    stopped = torch.load(out, weights_only=True)
+    assert stopped["metadata"]["int8_ranges"]["offsets"]             # the offsets were saved
+    assert not [r for r in stopped["training"]["history"] if r.get("output_offset")]
+    monkeypatch.setattr(qat_training, "_record_offset_score", real)
+    assert qat_main([*argv, "--resume", str(out)]) == 0
+    resumed = torch.load(out, weights_only=True)
+    last = resumed["training"]["history"][-1]
+    assert last["output_offset"] is True and last["step"] == 1 and last["val_psnr"] > 0
+    assert resumed["metadata"]["int8_ranges"]["offsets"] == stopped["metadata"]["int8_ranges"]["offsets"]
+    before = out.read_bytes()
+    assert qat_main([*argv, "--resume", str(out)]) == 0               # scored: left alone
+    assert out.read_bytes() == before
+
+
 def test_qat_continues_an_int8_ready_checkpoint_and_centres_its_output(qat_checkpoint, tmp_path,
                                                                        noisy_folder, capsys):
     """``--continue-from``: the start's weights and steps, only the output point calibrated

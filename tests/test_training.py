@@ -46,7 +46,8 @@ def test_train_resume_and_metadata(noisy_folder, tmp_path, caplog):
     assert model.architecture.name == "atbsn" and model.default_hole == 3
 
 
-def test_resume_from_a_checkpoint_of_another_run_is_one_line(noisy_folder, tmp_path, capsys):
+def test_resume_from_a_checkpoint_of_another_run_is_one_line(noisy_folder, tmp_path, capsys,
+                                                             caplog):
     trained = tmp_path / "atbsn.pt"
     assert train_main(["--data", str(noisy_folder), "--out", str(trained), "--iterations", "1",
                        *TINY]) == 0
@@ -64,6 +65,8 @@ def test_resume_from_a_checkpoint_of_another_run_is_one_line(noisy_folder, tmp_p
         err = capsys.readouterr().err
         assert why in err and "Traceback" not in err and err.count("\n") == 1
         assert not out.exists()
+        # no warning about its settings first: the run it holds is not one this continues
+        assert "other settings than its run had" not in caplog.text
 
 
 def test_resume_keeps_the_objective_and_needs_something_to_train(noisy_folder, tmp_path, capsys,
@@ -557,6 +560,37 @@ def test_a_rank_started_by_hand_whose_partners_never_come_gives_up_in_words(monk
     monkeypatch.setenv("MASTER_PORT", "http")
     with pytest.raises(AtbsnError, match="MASTER_PORT='http' is not a port number"):
         _rendezvous(Distributed(rank=0, world_size=2), seconds=1)
+
+
+def test_a_rank_given_twice_is_refused_not_counted(monkeypatch):
+    """Joins were counted, not ranks: a restarted rank (or two processes with one RANK)
+    filled the place of a missing one, and the others went on to hang in gloo's connect."""
+    import threading
+    import time
+
+    from atbsn_edge.training import Distributed, _rendezvous
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    errors: dict[int, str] = {}
+
+    def rank(number: int) -> None:
+        try:
+            _rendezvous(Distributed(rank=number, world_size=3), seconds=4, poll=0.05)
+        except AtbsnError as exc:
+            errors[number] = str(exc)
+
+    threads = [threading.Thread(target=rank, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+        time.sleep(0.5)
+    with pytest.raises(AtbsnError, match="RANK=1 joined the run at .* twice"):
+        _rendezvous(Distributed(rank=1, world_size=3), seconds=4, poll=0.05)
+    for t in threads:
+        t.join(timeout=30)
+    assert "only 2 of 3 processes joined" in errors[0], errors
+    # rank 1 gives up too: by its own clock, or when rank 0, which gave up first, went away
+    assert "only 2 of 3" in errors[1] or "went away" in errors[1], errors
 
 
 def test_ranks_started_by_hand_train_together(noisy_folder, tmp_path):

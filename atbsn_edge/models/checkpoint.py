@@ -21,7 +21,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..bundle.manifest import MANIFEST_FILE
-from ..errors import AtbsnError, CheckpointError
+from ..errors import AtbsnError, CheckpointError, MissingPartError
 from ..hashing import file_sha256
 from .atbsn import DEFAULT_INFER_HOLE, DEFAULT_TRAIN_HOLE
 from .denoiser import Denoiser
@@ -177,9 +177,9 @@ def _check_single_part(path: Path, arch: Architecture, part: str | None) -> None
     """Refuse a ``part`` that a checkpoint of one network does not hold: the teacher of a
     student, the student of an AT-BSN (it would load the other network unasked)."""
     if part == "teacher" and arch.name != "atbsn" or part == "student" and arch.name == "atbsn":
-        raise CheckpointError(f"{path} holds only {arch.name}; it has no {part} part (a "
-                              "distillation checkpoint has both): leave the part out to load "
-                              f"its {arch.name}")
+        raise MissingPartError(f"{path} holds only {arch.name}; it has no {part} part (a "
+                               "distillation checkpoint has both): leave the part out to load "
+                               f"its {arch.name}", arch.name)
 
 
 def load_checkpoint(path: str | Path, part: str | None = None) -> Denoiser:

@@ -213,6 +213,9 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
             # a finished run run again (train_demo_models.sh reruns its steps): nothing was
             # trained, so its offsets stand; calibrating again would move them
             log.info("%s: nothing trained, its output offset kept", out)
+            if validate is not None and not _offset_scored(training):
+                # stopped during the validation with the offset (Ctrl-C): scored now
+                _record_offset_score(wrapped, out, training, metadata, validate)
         else:
             _centre_after_training(wrapped, out, training, centred_after, calibration,
                                    calibration_batches, config.batch, device, metadata, validate)
@@ -254,11 +257,27 @@ def _centre_after_training(wrapped: QuantizationAware, out: Path, training: dict
                        history=list(training.get("history", [])))
     save_checkpoint(out, wrapped, metadata(state), training)  # the offsets first, then the score
     if validate is not None:
-        psnr = validate()
-        log.info("validation PSNR with the output offset: %.3f dB", psnr)
-        state.history.append({"step": state.step, "seconds": state.elapsed,
-                              "val_psnr": round(psnr, 4), "output_offset": True})
-        save_checkpoint(out, wrapped, metadata(state), {**training, "history": state.history})
+        _record_offset_score(wrapped, out, training, metadata, validate)
+
+
+def _offset_scored(training: dict) -> bool:
+    """Whether the training state ``training`` holds the validation with the output offset
+    of its last step (``"output_offset": true``)."""
+    return any(isinstance(r, dict) and r.get("output_offset") and r.get("step") == training.get("step")
+               for r in training.get("history") or [])
+
+
+def _record_offset_score(wrapped: QuantizationAware, out: Path, training: dict, metadata,
+                         validate: Callable[[], float]) -> None:
+    """Validate the network with its output offset and rewrite ``out`` with the score as the
+    history's last entry (``"output_offset": true``), ``training`` otherwise kept."""
+    state = TrainState(step=training.get("step", 0), elapsed=training.get("elapsed", 0.0),
+                       history=list(training.get("history", [])))
+    psnr = validate()
+    log.info("validation PSNR with the output offset: %.3f dB", psnr)
+    state.history.append({"step": state.step, "seconds": state.elapsed,
+                          "val_psnr": round(psnr, 4), "output_offset": True})
+    save_checkpoint(out, wrapped, metadata(state), {**training, "history": state.history})
 
 
 def _offsets_line(wrapped: QuantizationAware, points: Sequence[str]) -> str:

@@ -121,7 +121,7 @@ def open_artifact(path: str | Path, *, runtime: str | None = None, **options: An
     name = runtime or backend_for_file(path)
     cls = runtime_class(name)
     known = _every_option()
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - set(known))
     if unknown:
         raise TypeError(f"open_artifact: unknown option {', '.join(unknown)}; the runtimes take "
                         f"{', '.join(sorted(known))}")
@@ -129,7 +129,8 @@ def open_artifact(path: str | Path, *, runtime: str | None = None, **options: An
     accepted = inspect.signature(cls.__init__).parameters
     for option in [n for n in options if n not in accepted]:
         value = options.pop(option)
-        if value is None or value == 0 or value == "auto":  # left at its default
+        if value is None or value == 0 or value == "auto" or any(
+                value == default for default in known[option]):  # left at a default
             log.debug("%s does not take %s; not used", name, option)
         else:  # e.g. --threads 4 with a Core ML artifact: said, not silently ignored
             log.warning("%s runs %s and takes no %s option: %s=%r is not used", name,
@@ -137,10 +138,13 @@ def open_artifact(path: str | Path, *, runtime: str | None = None, **options: An
     return cls(path, **options)
 
 
-def _every_option() -> set[str]:
-    """The keyword options of every registered runtime's constructor."""
-    names: set[str] = set()
+def _every_option() -> dict[str, list[Any]]:
+    """The keyword options of every registered runtime's constructor, each with the defaults
+    the constructors that take it give it."""
+    options: dict[str, list[Any]] = {}
     for backend in BACKENDS:
         parameters = inspect.signature(runtime_class(backend).__init__).parameters.values()
-        names |= {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    return names
+        for p in parameters:
+            if p.kind is inspect.Parameter.KEYWORD_ONLY:
+                options.setdefault(p.name, []).append(p.default)
+    return options
