@@ -11,6 +11,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def interrupted(*args, **kwargs) -> None:
+    """A stand-in that raises KeyboardInterrupt, as Ctrl-C would inside the function it
+    replaces (``monkeypatch.setattr(module, name, interrupted)``)."""
+    raise KeyboardInterrupt
+
+
 def checkout_env(**extra: str) -> dict[str, str]:
     """The environment for a subprocess that must import this checkout's ``atbsn_edge``, not
     whichever copy the interpreter has installed (an editable install may point elsewhere):

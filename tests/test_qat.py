@@ -14,7 +14,7 @@ from atbsn_edge.quantization.fake_quant import (  # noqa: E402
     ActivationQuantizer, best_step, fake_quantize_weight, pairs_may_saturate, split_weight_levels)
 from atbsn_edge.quantization.qat_network import (  # noqa: E402
     output_point, portable_weight_bits, quantization_aware)
-from conftest import textured_image  # noqa: E402
+from conftest import interrupted, textured_image  # noqa: E402
 
 TINY = ["--batch", "1", "--crop", "128", "--threads", "1"]
 
@@ -579,17 +579,12 @@ def test_a_qat_run_stopped_in_its_offset_validation_is_scored_when_resumed(
     argv = ["--checkpoint", str(make_checkpoint("student_b")), "--data", str(noisy_folder),
             "--out", str(out), "--calibration-batches", "1", "--iterations", "1",
             "--validate-every", "1", "--val-noisy", frame, "--val-clean", frame, *TINY]
-    real = qat_training._record_offset_score
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
     monkeypatch.setattr(qat_training, "_record_offset_score", interrupted)
     assert qat_main(argv) == 130
     stopped = torch.load(out, weights_only=True)
     assert stopped["metadata"]["int8_ranges"]["offsets"]             # the offsets were saved
     assert not [r for r in stopped["training"]["history"] if r.get("output_offset")]
-    monkeypatch.setattr(qat_training, "_record_offset_score", real)
+    monkeypatch.undo()
     assert qat_main([*argv, "--resume", str(out)]) == 0
     resumed = torch.load(out, weights_only=True)
     last = resumed["training"]["history"][-1]

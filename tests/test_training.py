@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from atbsn_edge.distill import main as distill_main  # noqa: E402
 from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.train import main as train_main  # noqa: E402
-from conftest import checkout_env, textured_image, write_checkpoint  # noqa: E402
+from conftest import checkout_env, interrupted, textured_image, write_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--batch", "1", "--crop", "128", "--threads", "1"]
@@ -338,16 +338,11 @@ def test_a_run_stopped_in_its_last_validation_is_scored_when_resumed(noisy_folde
     frame = str(noisy_folder / "frame0.png")
     argv = ["--data", str(noisy_folder), "--out", str(out), "--iterations", "2",
             "--validate-every", "100", "--val-noisy", frame, "--val-clean", frame, *TINY]
-    real = training.validate_pairs
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
     monkeypatch.setattr(training, "validate_pairs", interrupted)
     assert train_main(argv) == 130
     stopped = torch.load(out, weights_only=True)["training"]
     assert stopped["step"] == 2 and not [r for r in stopped["history"] if "val_psnr" in r]
-    monkeypatch.setattr(training, "validate_pairs", real)
+    monkeypatch.undo()
     with caplog.at_level(logging.INFO, logger="atbsn_edge.training"):
         assert train_main([*argv, "--resume", str(out)]) == 0
     history = torch.load(out, weights_only=True)["training"]["history"]
