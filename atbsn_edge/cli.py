@@ -329,9 +329,10 @@ def multiple_of_32(text: str) -> int:
 
 def positive_multiple_of_32(text: str) -> int:
     """argparse type: a positive multiple of 32 (an exported tile side)."""
-    value = multiple_of_32(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("an exported tile needs a side of at least 32")
+    value = _integer(text, "a positive multiple of 32")
+    if value < 32 or value % 32:
+        raise argparse.ArgumentTypeError(f"expected a positive multiple of 32 (an exported "
+                                         f"tile's side), got {text!r}")
     return value
 
 

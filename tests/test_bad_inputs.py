@@ -245,6 +245,24 @@ def test_bad_numbers_are_refused_by_argparse(cli, bad, capsys, caplog):
     assert "using" not in caplog.text  # no "using 0" warning before the refusal
 
 
+EXPORT_BAD_NUMBERS = [["--tile", "50"], ["--tile", "0"], ["--batch", "0"],
+                      ["--reference-crops", "0"], ["--calib-crops", "0"],
+                      ["--calib-images", "-3"], ["--workspace-mb", "0"], ["--dla-core", "-1"]]
+
+
+@pytest.mark.parametrize("bad", EXPORT_BAD_NUMBERS, ids=[" ".join(b) for b in EXPORT_BAD_NUMBERS])
+def test_export_numbers_are_refused_by_argparse_before_any_work(bad, tmp_path, capsys):
+    """The same argparse types as every other command (export checked them itself, after
+    the target's availability, in words of its own)."""
+    from atbsn_edge.export.__main__ import main as export_main
+
+    out = tmp_path / "b"
+    assert exit_code(export_main, ["--target", "onnx-fp32", "--out", str(out), *bad]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: argument {bad[0]}: expected "), err
+    assert not out.exists()
+
+
 def test_threads_up_to_four_per_cpu_are_taken(monkeypatch):
     import argparse
 

@@ -26,7 +26,8 @@ from typing import Iterator
 from ..atomic import atomic_path
 from ..bundle import PENDING, Bundle, is_bundle
 from ..cli import (USER_ERRORS, add_verbose_argument, check_output_path, hole_size_arg,
-                   new_parser, path_arg, run_cli, user_error_line)
+                   new_parser, non_negative_int, path_arg, positive_int,
+                   positive_multiple_of_32, run_cli, user_error_line)
 from ..errors import AtbsnError
 from .job import ConversionJob, Int8Request
 from .onnx_fp32_to_int8 import METHODS
@@ -65,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network of a distillation checkpoint (default: student)")
     p.add_argument("--out", type=path_arg,
                    help="bundle folder to write (default: bundle-<target>, or the --from-bundle folder)")
-    p.add_argument("--tile", type=int, help=f"static tile side, a multiple of 32 (default {DEFAULT_TILE})")
-    p.add_argument("--batch", type=int, help="static batch size (default 1)")
+    p.add_argument("--tile", type=positive_multiple_of_32,
+                   help=f"static tile side, a multiple of 32 (default {DEFAULT_TILE})")
+    p.add_argument("--batch", type=positive_int, help="static batch size (default 1)")
     p.add_argument("--dynamic", action="store_true", default=None,
                    help="dynamic batch, height and width (default: static)")
     p.add_argument("--hole", type=hole_size_arg,
@@ -78,14 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-images", nargs="+",
                    help="noisy images to cut the bundle's reference crops from "
                         "(default: three bundled 512x512 real noisy crops)")
-    p.add_argument("--reference-crops", type=int,
+    p.add_argument("--reference-crops", type=positive_int,
                    help="reference crops stored with PyTorch's outputs (default 2)")
     int8 = p.add_argument_group("int8 calibration")
     int8.add_argument("--calib-data", nargs="+",
                       help="noisy images, folders or videos to calibrate on "
                            "(default: three bundled 512x512 real noisy crops)")
-    int8.add_argument("--calib-images", type=int, help="at most this many images/frames (default 64)")
-    int8.add_argument("--calib-crops", type=int, help="crops of the tile shape (default 64)")
+    int8.add_argument("--calib-images", type=positive_int, help="at most this many images/frames (default 64)")
+    int8.add_argument("--calib-crops", type=positive_int, help="crops of the tile shape (default 64)")
     int8.add_argument("--calib-method", choices=tuple(METHODS),
                       help="activation range estimate (default max). Student C's onnx-int8 "
                       "on the Nam pairs: percentile loses 0.079 dB, max 0.127, entropy 0.286; "
@@ -102,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "onnx-int8 Q/DQ graph converted to IR (default nncf; an int8-ready "
                            "checkpoint's learned Q/DQ graph is always converted)")
     trt = p.add_argument_group("TensorRT engine (trt-* targets, built where TensorRT is)")
-    trt.add_argument("--workspace-mb", type=int,
+    trt.add_argument("--workspace-mb", type=positive_int,
                      help=f"builder workspace limit in MiB (default {DEFAULT_WORKSPACE_MB})")
-    trt.add_argument("--dla-core", type=int, metavar="N",
+    trt.add_argument("--dla-core", type=non_negative_int, metavar="N",
                      help="build for DLA core N with GPU fallback (Jetson Orin/Xavier; static "
                           "shapes, fp16 or int8)")
     trt.add_argument("--timing-cache", type=path_arg,
@@ -185,19 +187,6 @@ def check_flags_apply(args: argparse.Namespace, target: Target) -> None:
             verb = "is" if len(given) == 1 else "are"
             raise AtbsnError(f"{', '.join(given)} {verb} for {what}; --target {target.name} "
                              f"would ignore it: drop the flag, or export {which}")
-
-
-def _validate_numbers(args: argparse.Namespace) -> None:
-    checks = [("--tile", args.tile, lambda v: v > 0 and v % 32 == 0, "a positive multiple of 32"),
-              ("--batch", args.batch, lambda v: v >= 1, "at least 1"),
-              ("--reference-crops", args.reference_crops, lambda v: v >= 1, "at least 1"),
-              ("--calib-crops", args.calib_crops, lambda v: v >= 1, "at least 1"),
-              ("--calib-images", args.calib_images, lambda v: v >= 1, "at least 1"),
-              ("--workspace-mb", args.workspace_mb, lambda v: v >= 1, "at least 1"),
-              ("--dla-core", args.dla_core, lambda v: v >= 0, "0 or more")]
-    for flag, value, ok, valid in checks:
-        if value is not None and not ok(value):
-            raise AtbsnError(f"{flag} must be {valid} (got {value})")
 
 
 def _stage_from_checkpoint(args: argparse.Namespace, target: Target,
@@ -299,7 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         available, why = target.availability()
         if not available:
             raise AtbsnError(f"target {target.name} cannot be built here: {why}")
-        _validate_numbers(args)
         check_flags_apply(args, target)
         from ..assets import CALIBRATION_IMAGES, default_checkpoint
 
