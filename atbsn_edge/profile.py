@@ -29,7 +29,7 @@ import logging
 import resource
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -38,9 +38,14 @@ from .jsonsafe import finite_or_none, write_json
 from .runtimes.openvino_runtime import PERFORMANCE_HINTS
 
 if TYPE_CHECKING:
-    from .runtimes.base import Runtime
+    from .runtimes.base import Runtime, RuntimeInfo
 
 log = logging.getLogger(__name__)
+
+#: precision, inference precision -> (multiply-adds a second or None, what the rate is)
+RateLookup = Callable[[str, "str | None"], "tuple[float | None, str]"]
+#: a floor device: its label, its rate lookup, its memory bandwidth (B/s) and details
+FloorChoice = tuple[str, RateLookup, "float | None", dict]
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -97,7 +102,8 @@ def _cpu_floor_available() -> bool:
     return True
 
 
-def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
+def _choose_floor(choice: str, info: RuntimeInfo, threads: int,
+                  fresh: bool = False) -> FloorChoice | str:
     """(device label, rate lookup: precision -> (MAC/s, key), bandwidth B/s, details), or the
     reason there is no floor (a string); ``fresh``: a CPU's rates measured now, not read from
     the cache. ``cpu`` without OpenVINO has been refused before the timed runs."""
@@ -124,7 +130,7 @@ def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
         rates = floors.measure_cpu_rates(threads, refresh=fresh)
         when = "measured in this run" if fresh else f"measured {rates.measured_at}"
 
-        def lookup(precision, inference_precision):
+        def lookup(precision: str, inference_precision: str | None) -> tuple[float | None, str]:
             key = floors.cpu_precision_key(precision, inference_precision, rates.mac_rate)
             return rates.mac_rate.get(key), f"{key} (measured)"
         return (f"CPU {rates.cpu}, {when}", lookup, rates.bandwidth,
@@ -134,7 +140,7 @@ def _choose_floor(choice: str, info, threads: int, fresh: bool = False):
                          f"{', '.join(floors.DEVICES)}")
     spec = floors.DEVICES[choice]
 
-    def lookup(precision, inference_precision):
+    def lookup(precision: str, inference_precision: str | None) -> tuple[float | None, str]:
         rate = spec.mac_rate(precision)
         return rate, f"{precision} dense GPU (table)"
     bandwidth = spec.bandwidth_gbs * 1e9 if spec.bandwidth_gbs else None
