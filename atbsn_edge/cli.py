@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NoReturn, Sequence, Sized
 
-from .errors import AtbsnError, is_out_of_memory
+from .errors import AtbsnError, first_line, is_out_of_memory
 
 log = logging.getLogger("atbsn_edge")
 
@@ -186,8 +186,7 @@ def run_cli(job: Callable[[], int], verbose: bool = False) -> int:
     except Exception as exc:  # noqa: BLE001 - only running out of memory is the user's
         if not is_out_of_memory(exc):
             raise
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        print(f"error: out of memory ({first}); give smaller sizes (--tile, --batch, "
+        print(f"error: out of memory ({first_line(exc)}); give smaller sizes (--tile, --batch, "
               "--resolution, ...) or close other programs", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

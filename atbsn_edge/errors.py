@@ -36,6 +36,13 @@ OUT_OF_MEMORY_SIGNS = ("can't allocate memory", "DefaultCPUAllocator", "CUDA out
                        "std::bad_alloc")
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of ``exc``'s message, at most ``limit`` characters (its class name where
+    it has none): a library's multi-line error inside a one-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an allocation that failed: a MemoryError, or a library's own error
     saying so (:data:`OUT_OF_MEMORY_SIGNS`)."""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cli import same_file
-from .errors import AtbsnError, CheckpointError
+from .errors import AtbsnError, CheckpointError, first_line
 from .metrics import psnr
 from .models.atbsn import ATBSN, hole_to_shift
 from .models.checkpoint import read_checkpoint_file, save_checkpoint
@@ -231,6 +231,12 @@ class TrainState:
     elapsed: float = 0.0
     history: list = field(default_factory=list)
 
+    @classmethod
+    def from_record(cls, training: dict) -> "TrainState":
+        """The state a checkpoint's ``training`` record holds (a new run's where it has none)."""
+        return cls(step=int(training.get("step", 0)), elapsed=float(training.get("elapsed", 0.0)),
+                   history=list(training.get("history", [])))
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -385,7 +391,7 @@ def _rendezvous(job: Distributed, seconds: float | None = None,
         store = dist.TCPStore(host, port, job.world_size, is_master=job.is_main,
                               timeout=timedelta(seconds=30), wait_for_workers=False)
     except (RuntimeError, OSError) as exc:  # the port taken, or rank 0 gone again
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if job.is_main:
             raise AtbsnError(f"cannot serve the run's rendezvous at {where} ({first}); set "
                              "MASTER_PORT to a free port, the same for every rank") from None
@@ -404,9 +410,8 @@ def _rendezvous(job: Distributed, seconds: float | None = None,
                 raise give_up(f"only {joined} of {job.world_size} processes joined")
             time.sleep(poll)
     except RuntimeError as exc:  # rank 0 stopped while the others waited
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise AtbsnError(f"the run's rendezvous at {where} went away ({first}): rank 0 "
-                         "stopped; start every rank again") from None
+        raise AtbsnError(f"the run's rendezvous at {where} went away ({first_line(exc)}): "
+                         "rank 0 stopped; start every rank again") from None
     store.set_timeout(timedelta(minutes=30))  # PyTorch's own, for the process group's waits
     return store
 
@@ -515,10 +520,9 @@ def _restore(model: nn.Module, payload: dict, resume: Path, desc: str) -> None:
         try:
             restore(payload) if restore is not None else model.load_state_dict(payload["state_dict"])
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             first = re.sub(r"^Error\(s\) in loading state_dict for (\w+):?$",
-                           r"its weights do not fit \1", first)
-            why = f"it holds another network or another kind of run ({first[:160]})"
+                           r"its weights do not fit \1", first_line(exc))
+            why = f"it holds another network or another kind of run ({first})"
     if why is not None:
         raise CheckpointError(f"--resume {resume}: {why}; --resume takes a checkpoint of the "
                               f"same network that this toolkit wrote: an interrupted {desc} "
@@ -562,9 +566,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
         if changes:  # only for a checkpoint this run can continue
             log.warning("--resume %s goes on with other settings than its run had (a flag "
                         "left out takes its default): %s", resume, "; ".join(changes))
-        state = TrainState(step=int(training.get("step", 0)),
-                           elapsed=float(training.get("elapsed", 0.0)),
-                           history=list(training.get("history", [])))
+        state = TrainState.from_record(training)
         optimizer_state = training.get("optimizer")
         if "sampler" in training:
             sampler.rng.bit_generator.state = training["sampler"]

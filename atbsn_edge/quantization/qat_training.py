@@ -253,8 +253,7 @@ def _centre_after_training(wrapped: QuantizationAware, out: Path, training: dict
     initial_ranges(wrapped, sampler, batches, batch, device, points, only=points)
     log.info("after training, from %d calibration batches%s", batches,
              _offsets_line(wrapped, points))
-    state = TrainState(step=training.get("step", 0), elapsed=training.get("elapsed", 0.0),
-                       history=list(training.get("history", [])))
+    state = TrainState.from_record(training)
     save_checkpoint(out, wrapped, metadata(state), training)  # the offsets first, then the score
     if validate is not None:
         _record_offset_score(wrapped, out, training, metadata, validate)
@@ -263,7 +262,8 @@ def _centre_after_training(wrapped: QuantizationAware, out: Path, training: dict
 def _offset_scored(training: dict) -> bool:
     """Whether the training state ``training`` holds the validation with the output offset
     of its last step (``"output_offset": true``)."""
-    return any(isinstance(r, dict) and r.get("output_offset") and r.get("step") == training.get("step")
+    step = training.get("step")
+    return any(isinstance(r, dict) and r.get("output_offset") and r.get("step") == step
                for r in training.get("history") or [])
 
 
@@ -271,8 +271,7 @@ def _record_offset_score(wrapped: QuantizationAware, out: Path, training: dict, 
                          validate: Callable[[], float]) -> None:
     """Validate the network with its output offset and rewrite ``out`` with the score as the
     history's last entry (``"output_offset": true``), ``training`` otherwise kept."""
-    state = TrainState(step=training.get("step", 0), elapsed=training.get("elapsed", 0.0),
-                       history=list(training.get("history", [])))
+    state = TrainState.from_record(training)
     psnr = validate()
     log.info("validation PSNR with the output offset: %.3f dB", psnr)
     state.history.append({"step": state.step, "seconds": state.elapsed,
