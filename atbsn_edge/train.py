@@ -177,7 +177,8 @@ def log_written(out: Path, advice: str = "") -> None:
     it wrote, its iterations and its validation PSNR where the run validated
     (:func:`~atbsn_edge.training.run_summary`), then ``advice``. Rank 0 of a distributed run
     only (the one that writes)."""
-    from .training import Distributed, run_summary
+    from .distributed import Distributed
+    from .training import run_summary
 
     if Distributed.from_environment().is_main:
         log.info("wrote %s%s", run_summary(out), advice)

@@ -536,25 +536,25 @@ def test_a_rank_started_by_hand_whose_partners_never_come_gives_up_in_words(monk
     gives up with an error naming what to start."""
     import time
 
-    from atbsn_edge.training import Distributed, _rendezvous
+    from atbsn_edge.distributed import Distributed, rendezvous
 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(_free_port()))
     started = time.monotonic()
     with pytest.raises(AtbsnError, match=r"WORLD_SIZE=2: only 1 of 2 processes joined in 1 s .*"
                                          r"\(this is RANK=0\); start every rank 0..1"):
-        _rendezvous(Distributed(rank=0, world_size=2), seconds=1, poll=0.05)
+        rendezvous(Distributed(rank=0, world_size=2), seconds=1, poll=0.05)
     with pytest.raises(AtbsnError, match="rank 0 did not answer in 1 s"):
-        _rendezvous(Distributed(rank=1, world_size=2), seconds=1, poll=0.05)
+        rendezvous(Distributed(rank=1, world_size=2), seconds=1, poll=0.05)
     assert time.monotonic() - started < 30
     # the variables themselves: one line each, not a traceback at import
     monkeypatch.setenv("ATBSN_RENDEZVOUS_SECONDS", "soon")
     with pytest.raises(AtbsnError, match="ATBSN_RENDEZVOUS_SECONDS='soon': expected a number"):
-        _rendezvous(Distributed(rank=0, world_size=2))
+        rendezvous(Distributed(rank=0, world_size=2))
     monkeypatch.delenv("ATBSN_RENDEZVOUS_SECONDS")
     monkeypatch.setenv("MASTER_PORT", "http")
     with pytest.raises(AtbsnError, match="MASTER_PORT='http' is not a port number"):
-        _rendezvous(Distributed(rank=0, world_size=2), seconds=1)
+        rendezvous(Distributed(rank=0, world_size=2), seconds=1)
 
 
 def test_a_rank_given_twice_is_refused_not_counted(monkeypatch):
@@ -563,7 +563,7 @@ def test_a_rank_given_twice_is_refused_not_counted(monkeypatch):
     import threading
     import time
 
-    from atbsn_edge.training import Distributed, _rendezvous
+    from atbsn_edge.distributed import Distributed, rendezvous
 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(_free_port()))
@@ -571,7 +571,7 @@ def test_a_rank_given_twice_is_refused_not_counted(monkeypatch):
 
     def rank(number: int) -> None:
         try:
-            _rendezvous(Distributed(rank=number, world_size=3), seconds=4, poll=0.05)
+            rendezvous(Distributed(rank=number, world_size=3), seconds=4, poll=0.05)
         except AtbsnError as exc:
             errors[number] = str(exc)
 
@@ -580,7 +580,7 @@ def test_a_rank_given_twice_is_refused_not_counted(monkeypatch):
         t.start()
         time.sleep(0.5)
     with pytest.raises(AtbsnError, match="RANK=1 joined the run at .* twice"):
-        _rendezvous(Distributed(rank=1, world_size=3), seconds=4, poll=0.05)
+        rendezvous(Distributed(rank=1, world_size=3), seconds=4, poll=0.05)
     for t in threads:
         t.join(timeout=30)
     assert "only 2 of 3 processes joined" in errors[0], errors

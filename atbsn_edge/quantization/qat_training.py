@@ -24,8 +24,8 @@ from ..errors import AtbsnError
 from ..models.checkpoint import float_network, read_checkpoint_file, save_checkpoint
 from ..models.denoiser import Denoiser, pad_reflect_to_multiple
 from ..strength import STRENGTH_KEY
-from ..training import (CropSampler, Distributed, TrainConfig, TrainState, optimise,
-                        validate_pairs)
+from ..distributed import Distributed
+from ..training import CropSampler, TrainConfig, TrainState, optimise, validate_pairs
 from .offsets import OFFSET_MODES
 from .qat_network import (QuantizationAware, output_point, portable_weight_bits,
                           quantization_aware)
