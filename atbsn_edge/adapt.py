@@ -15,8 +15,9 @@ import logging
 import sys
 from pathlib import Path
 
-from .cli import (new_parser, non_negative_float, non_negative_int, path_arg,
-                  positive_float, positive_int, run_cli, same_file)
+from .arguments import non_negative_float, non_negative_int, path_arg, positive_float, positive_int
+from .cli import new_parser, run_cli
+from .output_paths import same_file
 from .distill import parse_holes
 from .errors import AtbsnError
 from .train import add_run_arguments, check_out

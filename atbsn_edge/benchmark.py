@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .atomic import atomic_path
-from .cli import (add_verbose_argument, check_report_path, new_parser, path_arg,
-                  positive_int, positive_multiple_of_32, run_cli, same_file, thread_count)
+from .arguments import path_arg, positive_int, positive_multiple_of_32, thread_count
+from .cli import add_verbose_argument, new_parser, run_cli
+from .output_paths import check_report_path, same_file
 from .errors import AtbsnError
 from .jsonsafe import write_json
 from .progress import progress_bar

@@ -17,8 +17,9 @@ from typing import Iterator
 
 import numpy as np
 
-from .cli import (add_verbose_argument, check_output_path, new_parser, path_arg, positive_int,
-                  request_count, run_cli, thread_count)
+from .arguments import path_arg, positive_int, request_count, thread_count
+from .cli import add_verbose_argument, new_parser, run_cli
+from .output_paths import check_output_path
 from .errors import AtbsnError, ImageError, is_out_of_memory
 from .imageio import (READ_SUFFIXES, WRITE_SUFFIXES, Picture, probe_image, read_image,
                       write_image)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .cli import comma_list, new_parser, non_negative_int, path_arg, run_cli
+from .arguments import comma_list, non_negative_int, path_arg
+from .cli import new_parser, run_cli
 from .errors import AtbsnError
 from .holes import check_hole
 from .train import (add_optimisation_args, check_out, config_from_args, log_written, read_pairs,

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .cli import (add_verbose_argument, check_report_path, new_parser, path_arg, run_cli,
-                  thread_count)
+from .arguments import path_arg, thread_count
+from .cli import add_verbose_argument, new_parser, run_cli
+from .output_paths import check_report_path
 from .errors import AtbsnError, ImageError
 from .imageio import ImageHeader, Picture, probe_image, read_image
 from .inputs import expand_inputs, paired_in_order

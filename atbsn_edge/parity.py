@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from .atomic import atomic_path
-from .cli import (USER_ERRORS, add_verbose_argument, check_output_path, check_report_path,
-                  new_parser, path_arg, run_cli, user_error_line)
+from .arguments import path_arg
+from .cli import USER_ERRORS, add_verbose_argument, new_parser, run_cli, user_error_line
+from .output_paths import check_output_path, check_report_path
 from .errors import AtbsnError
 from .hashing import file_sha256
 from .jsonsafe import write_json

@@ -126,7 +126,7 @@ class TiledRuntime:
 def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
     """``--hole``, ``--tile``, ``--overlap``, ``--batch``, ``--device``: shared by the CLIs
     that denoise through :func:`open_tiled`."""
-    from .cli import DEVICE_HELP, hole_size_arg, multiple_of_32, positive_int, torch_device
+    from .arguments import DEVICE_HELP, hole_size_arg, multiple_of_32, positive_int, torch_device
 
     p.add_argument("--hole", type=hole_size_arg,
                    help="AT-BSN blind-spot size at inference (default: the checkpoint's)")
@@ -154,7 +154,7 @@ def tile_arg(text: str) -> Tile:
     """argparse type of ``--tile``: ``auto``, or 0 or a positive multiple of 32."""
     import argparse
 
-    from .cli import multiple_of_32
+    from .arguments import multiple_of_32
 
     if text.strip().lower() == AUTO:
         return AUTO

@@ -445,8 +445,8 @@ def format_report(r: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m atbsn_edge.profile``."""
-    from .cli import (add_verbose_argument, new_parser, non_negative_float, path_arg, positive_float,
-                      positive_int, thread_count)
+    from .arguments import non_negative_float, path_arg, positive_float, positive_int, thread_count
+    from .cli import add_verbose_argument, new_parser
     from .pipeline import tile_arg
     from .profiling.floors import DEVICES
 
@@ -500,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def job() -> int:
-        from .cli import check_report_path
+        from .output_paths import check_report_path
 
         if args.no_frames and args.frame_iters is not None:
             raise AtbsnError("--frame-iters sets how many frames are timed; --no-frames times "

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .cli import new_parser, non_negative_int, path_arg, positive_int, run_cli, set_argument_types
+from .arguments import non_negative_int, path_arg, positive_int, set_argument_types
+from .cli import new_parser, run_cli
 from .errors import AtbsnError
 from .quantization.offsets import OFFSET_MODES
 from .quantization.sums import SUMS

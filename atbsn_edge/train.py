@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .cli import (add_verbose_argument, check_output_path, hole_size_arg, new_parser, path_arg,
-                  non_negative_float, non_negative_int, positive_float, positive_int, run_cli,
-                  same_file, thread_count, torch_device)
+from .arguments import (hole_size_arg, path_arg, non_negative_float, non_negative_int,
+                        positive_float, positive_int, thread_count, torch_device)
+from .cli import add_verbose_argument, new_parser, run_cli
+from .output_paths import check_output_path, same_file
 from .errors import AtbsnError
 from .imageio import READ_SUFFIXES
 from .inputs import expand_inputs, paired_in_order

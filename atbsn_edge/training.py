@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cli import same_file
+from .output_paths import same_file
 from .distributed import slowest, start_distributed
 from .errors import AtbsnError, CheckpointError, first_line
 from .metrics import psnr

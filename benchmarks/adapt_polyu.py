@@ -31,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import check_report_path, comma_list, new_parser, positive_float, positive_int
+from atbsn_edge.arguments import comma_list, positive_float, positive_int
+from atbsn_edge.cli import new_parser
+from atbsn_edge.output_paths import check_report_path
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.jsonsafe import write_json
 

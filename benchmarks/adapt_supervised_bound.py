@@ -25,7 +25,8 @@ import numpy as np
 
 from adapt_polyu import POLYU, check_camera, pair_scores, scenes_of, split_scenes
 
-from atbsn_edge.cli import new_parser, positive_float, positive_int
+from atbsn_edge.arguments import positive_float, positive_int
+from atbsn_edge.cli import new_parser
 
 CROP = 128
 BATCH = 4

@@ -19,7 +19,6 @@ off Linux, or with fewer than two usable CPUs, :func:`round_trip_meter` returns 
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import shlex
@@ -122,7 +121,8 @@ def round_trip_meter(cpus: tuple[int, int] | None = None,
 
 
 def main() -> None:
-    from atbsn_edge.cli import new_parser, positive_float
+    from atbsn_edge.arguments import positive_float
+    from atbsn_edge.cli import new_parser
     from atbsn_edge.errors import AtbsnError
     from atbsn_edge.profiling.machine import describe_cpu
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import check_one_clean_each, comma_choices, new_parser
+from atbsn_edge.arguments import check_one_clean_each, comma_choices
+from atbsn_edge.cli import new_parser
 
 VARIANTS = ("fp32", "fp16", "int8", "int8-all", "int8-affine", "int8-w8", "int8-learned")
 STRENGTHS = ("network", "model")

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import new_parser, positive_float, positive_int, thread_count
+from atbsn_edge.arguments import positive_float, positive_int, thread_count
+from atbsn_edge.cli import new_parser
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.profiling.machine import cpu_info, describe_cpu
 

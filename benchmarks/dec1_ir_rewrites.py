@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import comma_choices, new_parser, positive_int, thread_count
+from atbsn_edge.arguments import comma_choices, positive_int, thread_count
+from atbsn_edge.cli import new_parser
 
 DEC1_ADD = "/unet/dec1/conv1/Add"
 DEC1_DECONV = "/unet/dec1/conv1/low/ConvTranspose"

@@ -33,7 +33,7 @@ def make_image(path: Path, width: int, height: int) -> None:
 
 
 def main() -> None:
-    from atbsn_edge.cli import positive_int, positive_multiple_of_32
+    from atbsn_edge.arguments import positive_int, positive_multiple_of_32
 
     parser = new_parser("denoise_large.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--checkpoint", help="checkpoint (default: a He-initialised student C)")

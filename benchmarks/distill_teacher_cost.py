@@ -10,7 +10,8 @@ import time
 
 import torch
 
-from atbsn_edge.cli import new_parser, positive_int
+from atbsn_edge.arguments import positive_int
+from atbsn_edge.cli import new_parser
 from atbsn_edge.distill import parse_holes
 from atbsn_edge.distillation import MultiTeacher
 from atbsn_edge.models import ATBSN

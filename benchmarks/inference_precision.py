@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import new_parser, positive_int, positive_multiple_of_32, thread_count
+from atbsn_edge.arguments import positive_int, positive_multiple_of_32, thread_count
+from atbsn_edge.cli import new_parser
 
 
 def main() -> int:

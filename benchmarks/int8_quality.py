@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import check_one_clean_each, comma_choices, new_parser, positive_int
+from atbsn_edge.arguments import check_one_clean_each, comma_choices, positive_int
+from atbsn_edge.cli import new_parser
 from atbsn_edge.profiling.machine import describe_cpu
 
 #: the int8 quantizers this script compares: ONNX Runtime's Q/DQ graph and NNCF's OpenVINO IR

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import (new_parser, non_negative_int, positive_int, positive_multiple_of_32,
-                            thread_count)
+from atbsn_edge.arguments import (non_negative_int, positive_int, positive_multiple_of_32,
+                                  thread_count)
+from atbsn_edge.cli import new_parser
 from atbsn_edge.profiling.machine import describe_cpu
 from atbsn_edge.profiling.timing import time_calls
 

@@ -17,7 +17,7 @@ from atbsn_edge.models.upsample_fusion import fuse_upsampling
 
 
 def main() -> None:
-    from atbsn_edge.cli import positive_multiple_of_32
+    from atbsn_edge.arguments import positive_multiple_of_32
 
     parser = new_parser("macs.py", __doc__)  # one-line errors, exit 2
     parser.add_argument("--size", type=positive_multiple_of_32, default=512,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import (comma_choices, new_parser, positive_int, positive_multiple_of_32,
-                            thread_count)
+from atbsn_edge.arguments import comma_choices, positive_int, positive_multiple_of_32, thread_count
+from atbsn_edge.cli import new_parser
 
 FORMS = ("plain", "phases")
 #: ``--precisions``: OpenVINO's float inference precisions, and auto (the runtime's choice)

@@ -73,7 +73,8 @@ def profiler_median(bundle: Path, threads: int, niter: int) -> tuple[float, dict
 
 
 def main() -> int:
-    from atbsn_edge.cli import new_parser, positive_int, thread_count
+    from atbsn_edge.arguments import positive_int, thread_count
+    from atbsn_edge.cli import new_parser
     from atbsn_edge.errors import AtbsnError
 
     p = new_parser("profile_vs_benchmark_app.py", __doc__)  # one-line errors, exit 2

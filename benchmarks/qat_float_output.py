@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import check_one_clean_each, new_parser, positive_int, thread_count
+from atbsn_edge.arguments import check_one_clean_each, positive_int, thread_count
+from atbsn_edge.cli import new_parser
 
 OUTPUT_CONV = "/quantized/unet/dec1/conv2/Conv"
 

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atbsn_edge.cli import check_one_clean_each, new_parser, thread_count
+from atbsn_edge.arguments import check_one_clean_each, thread_count
+from atbsn_edge.cli import new_parser
 
 
 def float_checkpoint(args: argparse.Namespace, model) -> str:

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from atbsn_edge.cli import check_one_clean_each, new_parser, positive_float, positive_int
+from atbsn_edge.arguments import check_one_clean_each, positive_float, positive_int
+from atbsn_edge.cli import new_parser
 from atbsn_edge.compare import Crop, write_comparison
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.imageio import read_image

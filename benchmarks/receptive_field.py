@@ -16,7 +16,8 @@ import time
 import numpy as np
 import torch
 
-from atbsn_edge.cli import comma_list, new_parser, non_negative_int
+from atbsn_edge.arguments import comma_list, non_negative_int
+from atbsn_edge.cli import new_parser
 from atbsn_edge.models import load_checkpoint
 from atbsn_edge.models.denoiser import Denoiser
 from atbsn_edge.models.registry import ARCHITECTURES, get_architecture

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atbsn_edge.cli import comma_list, finite_float, new_parser, pick_choices, positive_int
+from atbsn_edge.arguments import comma_list, finite_float, pick_choices, positive_int
+from atbsn_edge.cli import new_parser
 from atbsn_edge.errors import AtbsnError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -64,7 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atbsn_edge.cli import comma_choices, new_parser, pick_choices
+from atbsn_edge.arguments import comma_choices, pick_choices
+from atbsn_edge.cli import new_parser
 
 SLOPE = 0.1
 H = W = 512

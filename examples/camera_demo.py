@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from atbsn_edge.cli import same_file
+from atbsn_edge.output_paths import same_file
 from atbsn_edge.errors import AtbsnError
 
 log = logging.getLogger("camera_demo")
@@ -439,7 +439,7 @@ def check_video_output(path: str | os.PathLike, *, overwrite: bool = False,
     of ``inputs`` (the source file, the artifacts; even with ``overwrite``), a file of a bundle,
     or an existing file without ``overwrite``. Returns ``path`` as a Path."""
     from atbsn_edge.bundle.manifest import bundle_holding
-    from atbsn_edge.cli import check_output_path
+    from atbsn_edge.output_paths import check_output_path
 
     path = check_output_path(path, "--output")
     suffix = path.suffix.lower()
@@ -713,7 +713,8 @@ def run_demo(artifacts: list[Path], source_text: str, *, target: str | None = No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from atbsn_edge.cli import new_parser, non_negative_int, path_arg, positive_int
+    from atbsn_edge.arguments import non_negative_int, path_arg, positive_int
+    from atbsn_edge.cli import new_parser
     from atbsn_edge.pipeline import tile_arg
 
     p = new_parser("examples/camera_demo.py", __doc__)
@@ -764,7 +765,7 @@ def print_summary(summary: dict[str, Any], json_path: Path | None) -> None:
 
 
 def _job(args: argparse.Namespace) -> int:
-    from atbsn_edge.cli import check_report_path
+    from atbsn_edge.output_paths import check_report_path
 
     logging.getLogger("atbsn_edge").setLevel(logging.WARNING)
     sizes = {}

@@ -172,7 +172,7 @@ def test_output_on_a_file_system_that_takes_no_new_file_is_refused_before_work(t
     assert "--json /proc/x.json: cannot create a file in /proc" in one_error(capsys)
     assert denoise_main([str(image), "-o", "/proc/out.png"]) == 2
     assert "-o /proc/out.png: cannot create a file in /proc" in one_error(capsys)
-    from atbsn_edge.cli import check_output_path
+    from atbsn_edge.output_paths import check_output_path
 
     assert check_output_path(tmp_path / "new" / "r.json", "--json") == tmp_path / "new" / "r.json"
     assert not list(tmp_path.glob(".atbsn-edge-probe-*"))  # the probe file is gone
@@ -266,7 +266,7 @@ def test_export_numbers_are_refused_by_argparse_before_any_work(bad, tmp_path, c
 def test_threads_up_to_four_per_cpu_are_taken(monkeypatch):
     import argparse
 
-    from atbsn_edge.cli import thread_count
+    from atbsn_edge.arguments import thread_count
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert [thread_count(v) for v in ("0", "2", "8")] == [0, 2, 8]
@@ -275,7 +275,7 @@ def test_threads_up_to_four_per_cpu_are_taken(monkeypatch):
 
 
 def test_pick_choices_keeps_order_and_drops_blanks_and_repeats():
-    from atbsn_edge.cli import pick_choices
+    from atbsn_edge.arguments import pick_choices
 
     valid = ("a", "b", "c")
     assert pick_choices("c, a,,c ,a", valid, "variant") == ["c", "a"]
@@ -289,7 +289,7 @@ def test_pick_choices_keeps_order_and_drops_blanks_and_repeats():
     (" , ,", "no variant given; give comma-separated names out of: a, b, c"),
 ])
 def test_pick_choices_refuses_unknown_or_no_names(text, message):
-    from atbsn_edge.cli import pick_choices
+    from atbsn_edge.arguments import pick_choices
 
     with pytest.raises(ValueError) as info:
         pick_choices(text, ("a", "b", "c"), "variant")
@@ -297,7 +297,8 @@ def test_pick_choices_refuses_unknown_or_no_names(text, message):
 
 
 def test_comma_choices_is_an_argparse_type_with_a_one_line_error(capsys):
-    from atbsn_edge.cli import comma_choices, new_parser
+    from atbsn_edge.arguments import comma_choices
+    from atbsn_edge.cli import new_parser
 
     parser = new_parser("prog", None)
     parser.add_argument("--forms", type=comma_choices(("f32", "bf16"), "form"), default="f32")
@@ -630,7 +631,7 @@ def fake_bundle(folder: Path) -> Path:
                                   "reference.npz"])
 @pytest.mark.parametrize("given", ["folder", "artifact file"])
 def test_report_never_replaces_a_file_of_the_bundle(tmp_path, name, given):
-    from atbsn_edge.cli import check_report_path
+    from atbsn_edge.output_paths import check_report_path
     from atbsn_edge.errors import AtbsnError
 
     bundle = fake_bundle(tmp_path / "b")
@@ -649,7 +650,7 @@ def test_report_never_replaces_a_file_of_the_bundle(tmp_path, name, given):
 
 
 def test_report_never_replaces_an_input_or_a_file_that_is_not_json(tmp_path):
-    from atbsn_edge.cli import check_report_path
+    from atbsn_edge.output_paths import check_report_path
     from atbsn_edge.errors import AtbsnError
 
     image = good_png(tmp_path / "a.png")
@@ -899,7 +900,7 @@ def test_an_artifact_file_inside_its_bundle_is_verified_too(tmp_path, ckpt, caps
 
 
 def test_report_guard_without_the_bundle_as_input_and_over_an_empty_file(tmp_path):
-    from atbsn_edge.cli import check_report_path
+    from atbsn_edge.output_paths import check_report_path
     from atbsn_edge.errors import AtbsnError
 
     bundle = fake_bundle(tmp_path / "b")

@@ -15,7 +15,8 @@ EXTRAS = ["onnx", "onnxruntime", "onnxslim", "onnxsim", "openvino", "nncf", "cor
           "tensorrt", "pycuda", "modelopt"]
 # Modules a Jetson without PyTorch runs (image I/O, tiling, runtimes, CLI plumbing).
 TORCH_FREE = ["atbsn_edge", "atbsn_edge.errors", "atbsn_edge.atomic", "atbsn_edge.imageio",
-              "atbsn_edge.inputs", "atbsn_edge.tiling", "atbsn_edge.cli", "atbsn_edge.assets",
+              "atbsn_edge.inputs", "atbsn_edge.tiling", "atbsn_edge.cli", "atbsn_edge.arguments",
+              "atbsn_edge.output_paths", "atbsn_edge.assets",
               "atbsn_edge.progress",
               "atbsn_edge.runtimes", "atbsn_edge.runtimes.base", "atbsn_edge.hashing",
               "atbsn_edge.pipeline", "atbsn_edge.strength", "atbsn_edge.parity", "atbsn_edge.verification",

@@ -170,15 +170,15 @@ def test_a_read_only_file_system_is_named_as_such(tmp_path, monkeypatch):
     here without root, so the file system's flag is stood in for."""
     import os
 
-    import atbsn_edge.cli as cli
+    import atbsn_edge.output_paths as output_paths
 
     monkeypatch.setattr(os, "access", lambda *a, **k: False)
     monkeypatch.setattr(os, "statvfs", lambda path: type("S", (), {"f_flag": os.ST_RDONLY})())
     with pytest.raises(AtbsnError, match=r"is on a read-only file system; write somewhere else"):
-        cli.check_output_path(tmp_path / "o.png", "-o")
+        output_paths.check_output_path(tmp_path / "o.png", "-o")
     monkeypatch.setattr(os, "statvfs", lambda path: type("S", (), {"f_flag": 0})())
     with pytest.raises(AtbsnError, match=r"no permission to write in .*; choose a folder you may"):
-        cli.check_output_path(tmp_path / "o.png", "-o")
+        output_paths.check_output_path(tmp_path / "o.png", "-o")
 
 
 def test_a_repeated_pair_is_kept_once_and_a_conflict_refused(tmp_path, ckpt, capsys):

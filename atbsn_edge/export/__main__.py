@@ -25,9 +25,10 @@ from typing import Iterator
 
 from ..atomic import atomic_path
 from ..bundle import PENDING, Bundle, is_bundle
-from ..cli import (USER_ERRORS, add_verbose_argument, check_output_path, hole_size_arg,
-                   new_parser, non_negative_int, path_arg, positive_int,
-                   positive_multiple_of_32, run_cli, user_error_line)
+from ..arguments import (hole_size_arg, non_negative_int, path_arg, positive_int,
+                         positive_multiple_of_32)
+from ..cli import USER_ERRORS, add_verbose_argument, new_parser, run_cli, user_error_line
+from ..output_paths import check_output_path
 from ..errors import AtbsnError
 from .job import ConversionJob, Int8Request
 from .onnx_fp32_to_int8 import METHODS
