@@ -17,9 +17,9 @@ from pathlib import Path
 
 from .arguments import non_negative_float, non_negative_int, path_arg, positive_float, positive_int
 from .cli import new_parser, run_cli
-from .output_paths import same_file
 from .distill import parse_holes
 from .errors import AtbsnError
+from .output_paths import same_file
 from .train import add_run_arguments, check_out
 
 log = logging.getLogger(__name__)

@@ -25,14 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .atomic import atomic_path
 from .arguments import path_arg, positive_int, positive_multiple_of_32, thread_count
+from .atomic import atomic_path
 from .cli import add_verbose_argument, new_parser, run_cli
-from .output_paths import check_report_path, same_file
 from .errors import AtbsnError
 from .jsonsafe import write_json
-from .progress import progress_bar
+from .output_paths import check_report_path, same_file
 from .profile import parse_resolution
+from .progress import progress_bar
 
 if TYPE_CHECKING:
     from .parity import ParityRun

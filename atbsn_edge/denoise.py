@@ -19,11 +19,11 @@ import numpy as np
 
 from .arguments import path_arg, positive_int, request_count, thread_count
 from .cli import add_verbose_argument, new_parser, run_cli
-from .output_paths import check_output_path
 from .errors import AtbsnError, ImageError, is_out_of_memory
 from .imageio import (READ_SUFFIXES, WRITE_SUFFIXES, Picture, probe_image, read_image,
                       write_image)
 from .inputs import expand_inputs, paired_in_order
+from .output_paths import check_output_path
 from .pipeline import TiledRuntime, add_tiling_arguments, open_tiled
 from .readahead import READ_AHEAD_MAX_PIXELS, ReadAhead
 from .runtimes.openvino_runtime import HINTS, PERFORMANCE_HINTS

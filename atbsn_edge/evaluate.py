@@ -21,12 +21,12 @@ import numpy as np
 
 from .arguments import path_arg, thread_count
 from .cli import add_verbose_argument, new_parser, run_cli
-from .output_paths import check_report_path
 from .errors import AtbsnError, ImageError
 from .imageio import ImageHeader, Picture, probe_image, read_image
 from .inputs import expand_inputs, paired_in_order
 from .jsonsafe import write_json
 from .metrics import LAGS, lag_key, psnr, residual_stats, ssim, ssim_min_side
+from .output_paths import check_report_path
 from .pipeline import add_tiling_arguments
 
 log = logging.getLogger(__name__)

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
 from .arguments import path_arg
+from .atomic import atomic_path
 from .cli import USER_ERRORS, add_verbose_argument, new_parser, run_cli, user_error_line
-from .output_paths import check_output_path, check_report_path
 from .errors import AtbsnError
 from .hashing import file_sha256
 from .jsonsafe import write_json
+from .output_paths import check_output_path, check_report_path
 from .runtimes.openvino_runtime import HINTS
 from .verification import (THRESHOLDS, Comparison, compare, error_heatmap, mean_psnr_drop,
                            set_failures, thresholds_key)

@@ -12,10 +12,10 @@ import numpy as np
 from .arguments import (hole_size_arg, path_arg, non_negative_float, non_negative_int,
                         positive_float, positive_int, thread_count, torch_device)
 from .cli import add_verbose_argument, new_parser, run_cli
-from .output_paths import check_output_path, same_file
 from .errors import AtbsnError
 from .imageio import READ_SUFFIXES
 from .inputs import expand_inputs, paired_in_order
+from .output_paths import check_output_path, same_file
 from .sources import SOURCE_SUFFIXES
 
 if TYPE_CHECKING:  # only for annotations: the CLI imports PyTorch when it runs

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .output_paths import same_file
 from .distributed import slowest, start_distributed
 from .errors import AtbsnError, CheckpointError, first_line
 from .metrics import psnr
 from .models.atbsn import ATBSN, hole_to_shift
 from .models.checkpoint import read_checkpoint_file, save_checkpoint
+from .output_paths import same_file
 from .sources import expand_sources, load_pictures
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,9 @@ import numpy as np
 
 from atbsn_edge.arguments import comma_list, positive_float, positive_int
 from atbsn_edge.cli import new_parser
-from atbsn_edge.output_paths import check_report_path
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.jsonsafe import write_json
+from atbsn_edge.output_paths import check_report_path
 
 ROOT = Path(__file__).resolve().parents[1]
 POLYU = ROOT.parent / "shared" / "data" / "real" / "polyu"

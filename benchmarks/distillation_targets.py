@@ -36,15 +36,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atbsn_edge.atomic import atomic_path
 from atbsn_edge.arguments import non_negative_int, positive_int
+from atbsn_edge.atomic import atomic_path
 from atbsn_edge.cli import new_parser
-from atbsn_edge.output_paths import check_report_path
 from atbsn_edge.errors import AtbsnError
 from atbsn_edge.hashing import file_sha256
 from atbsn_edge.imageio import read_image
 from atbsn_edge.jsonsafe import write_json
 from atbsn_edge.metrics import psnr, ssim
+from atbsn_edge.output_paths import check_report_path
 
 log = logging.getLogger(__name__)
 

@@ -57,8 +57,8 @@ from typing import Any
 
 import numpy as np
 
-from atbsn_edge.output_paths import same_file
 from atbsn_edge.errors import AtbsnError
+from atbsn_edge.output_paths import same_file
 
 log = logging.getLogger("camera_demo")
 

@@ -631,8 +631,8 @@ def fake_bundle(folder: Path) -> Path:
                                   "reference.npz"])
 @pytest.mark.parametrize("given", ["folder", "artifact file"])
 def test_report_never_replaces_a_file_of_the_bundle(tmp_path, name, given):
-    from atbsn_edge.output_paths import check_report_path
     from atbsn_edge.errors import AtbsnError
+    from atbsn_edge.output_paths import check_report_path
 
     bundle = fake_bundle(tmp_path / "b")
     source = bundle if given == "folder" else bundle / "model-int8.xml"
@@ -650,8 +650,8 @@ def test_report_never_replaces_a_file_of_the_bundle(tmp_path, name, given):
 
 
 def test_report_never_replaces_an_input_or_a_file_that_is_not_json(tmp_path):
-    from atbsn_edge.output_paths import check_report_path
     from atbsn_edge.errors import AtbsnError
+    from atbsn_edge.output_paths import check_report_path
 
     image = good_png(tmp_path / "a.png")
     notes = tmp_path / "inputs.json"
@@ -900,8 +900,8 @@ def test_an_artifact_file_inside_its_bundle_is_verified_too(tmp_path, ckpt, caps
 
 
 def test_report_guard_without_the_bundle_as_input_and_over_an_empty_file(tmp_path):
-    from atbsn_edge.output_paths import check_report_path
     from atbsn_edge.errors import AtbsnError
+    from atbsn_edge.output_paths import check_report_path
 
     bundle = fake_bundle(tmp_path / "b")
     with pytest.raises(AtbsnError, match="would replace a file of the bundle"):

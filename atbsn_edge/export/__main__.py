@@ -23,18 +23,18 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from ..atomic import atomic_path
-from ..bundle import PENDING, Bundle, is_bundle
 from ..arguments import (hole_size_arg, non_negative_int, path_arg, positive_int,
                          positive_multiple_of_32)
+from ..atomic import atomic_path
+from ..bundle import PENDING, Bundle, is_bundle
 from ..cli import USER_ERRORS, add_verbose_argument, new_parser, run_cli, user_error_line
-from ..output_paths import check_output_path
 from ..errors import AtbsnError
+from ..output_paths import check_output_path
 from .job import ConversionJob, Int8Request
 from .onnx_fp32_to_int8 import METHODS
 from .onnx_to_openvino import QUANTIZERS
-from .tensorrt_target import DEFAULT_WORKSPACE_MB, engine_options
 from .targets import TARGETS, Target, get_target, targets_table
+from .tensorrt_target import DEFAULT_WORKSPACE_MB, engine_options
 
 log = logging.getLogger(__name__)
 

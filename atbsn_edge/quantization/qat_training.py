@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import Distributed
 from ..errors import AtbsnError
 from ..models.checkpoint import float_network, read_checkpoint_file, save_checkpoint
 from ..models.denoiser import Denoiser, pad_reflect_to_multiple
 from ..strength import STRENGTH_KEY
-from ..distributed import Distributed
 from ..training import CropSampler, TrainConfig, TrainState, optimise, validate_pairs
 from .offsets import OFFSET_MODES
 from .qat_network import (QuantizationAware, output_point, portable_weight_bits,
