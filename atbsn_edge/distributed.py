@@ -104,7 +104,8 @@ def rendezvous(job: Distributed, seconds: float | None = None,
     ranks have joined it at ``MASTER_ADDR:MASTER_PORT`` (rank 0 serves it). PyTorch's own
     rendezvous waits in C++, deaf to Ctrl-C, for 30 minutes when a rank never starts; this
     waits in Python, says what it waits for, and gives up after ``seconds`` (default
-    :data:`RENDEZVOUS_SECONDS`) with an error that says how to start the other ranks."""
+    :data:`RENDEZVOUS_SECONDS`) with an error that says how to start the other ranks. Ranks
+    are counted by number; one that stops waiting leaves the count."""
     from datetime import timedelta
 
     import torch.distributed as dist
@@ -144,20 +145,34 @@ def rendezvous(job: Distributed, seconds: float | None = None,
     keys = [f"atbsn_rank_{rank}" for rank in range(job.world_size)]
     try:
         if store.add(keys[job.rank], 1) > 1:  # counted by rank: a twin would fill no gap
+            store.add(keys[job.rank], -1)  # the twin's place stays taken, by the twin alone
             raise AtbsnError(f"RANK={job.rank} joined the run at {where} twice: another "
                              "process was given the same RANK, or this rank was restarted "
                              f"while the others waited; give each process its own RANK "
                              f"0..{job.world_size - 1} and start every rank again")
-        while not store.check(keys):
-            if time.monotonic() > deadline:
-                joined = sum(store.check([key]) for key in keys)
-                raise give_up(f"only {joined} of {job.world_size} processes joined")
-            time.sleep(poll)
+        try:
+            while not store.check(keys):
+                if time.monotonic() > deadline:
+                    joined = sum(store.check([key]) for key in keys)
+                    raise give_up(f"only {joined} of {job.world_size} processes joined")
+                time.sleep(poll)
+        except BaseException:  # Ctrl-C, SIGTERM, its own clock: this rank leaves the count
+            _leave(store, keys[job.rank])
+            raise
     except RuntimeError as exc:  # rank 0 stopped while the others waited
         raise AtbsnError(f"the run's rendezvous at {where} went away ({first_line(exc)}): "
                          "rank 0 stopped; start every rank again") from None
     store.set_timeout(timedelta(minutes=30))  # PyTorch's own, for the process group's waits
     return store
+
+
+def _leave(store: "torch.distributed.Store", key: str) -> None:
+    """Take this rank out of the rendezvous it stops waiting in, so that the others do not go
+    on to meet it in gloo, where they would hang, and so that it may be started again."""
+    try:
+        store.delete_key(key)
+    except RuntimeError:  # rank 0, which holds the store, has gone already
+        pass
 
 
 def port_open(host: str, port: int) -> bool:

@@ -588,6 +588,42 @@ def test_a_rank_given_twice_is_refused_not_counted(monkeypatch):
     assert "only 2 of 3" in errors[1] or "went away" in errors[1], errors
 
 
+def test_a_rank_that_stops_waiting_leaves_the_count_and_may_start_again(monkeypatch):
+    """A rank that joined and then stopped waiting (Ctrl-C, SIGTERM, its own clock) still
+    counted: the others went on to meet it in gloo and hung there, and the same rank started
+    again was refused as a twin. It now leaves the count, and the run meets when it is back."""
+    import threading
+    import time
+
+    from atbsn_edge.distributed import Distributed, rendezvous
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    stores: dict[int, object] = {}
+    errors: dict[int, BaseException] = {}
+
+    def rank(number: int, seconds: float) -> None:
+        try:
+            stores[number] = rendezvous(Distributed(rank=number, world_size=3), seconds=seconds,
+                                        poll=0.05)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+            errors[number] = exc
+
+    first = threading.Thread(target=rank, args=(0, 20))
+    first.start()
+    time.sleep(0.5)
+    with pytest.raises(AtbsnError, match="only 2 of 3 processes joined in 0.5 s"):
+        rendezvous(Distributed(rank=1, world_size=3), seconds=0.5, poll=0.05)
+    assert 0 not in stores  # rank 0 did not take the rank that left for a member
+    others = [threading.Thread(target=rank, args=(n, 20)) for n in (1, 2)]
+    for thread in others:
+        thread.start()
+    for thread in (first, *others):
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert sorted(stores) == [0, 1, 2]
+
+
 def test_ranks_started_by_hand_train_together(noisy_folder, tmp_path):
     """The same rendezvous, with both ranks there: they meet and train (no torchrun)."""
     port = str(_free_port())
