@@ -1,6 +1,9 @@
-"""argparse value types of the command-line entry points: whole numbers and floats in range,
-comma-separated lists and choices, thread and request counts, hole sizes, multiples of 32 and
-PyTorch devices. A bad value is refused by argparse in one line that says what is valid."""
+"""The command-line entry points' arguments: argparse value types (whole numbers and floats in
+range, comma-separated lists and choices, paths, thread and request counts, hole sizes,
+multiples of 32, PyTorch devices), each refusing a bad value in one argparse line that says
+what is valid; ``set_argument_types`` / ``set_missing_help`` for arguments added elsewhere;
+``DEVICE_HELP``; and ``check_one_clean_each``, the one-reference-per-image check
+(an :class:`~atbsn_edge.errors.AtbsnError`)."""
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,7 @@
 """Shared pieces of the command-line entry points: logging set-up, one-line errors, SIGTERM
-handling and help formatting (argparse value types: :mod:`atbsn_edge.arguments`; output-path
-checks: :mod:`atbsn_edge.output_paths`)."""
+handling, the toolkit's parser and help formatting (argparse value types and help for
+arguments added elsewhere: :mod:`atbsn_edge.arguments`; output-path checks:
+:mod:`atbsn_edge.output_paths`)."""
 from __future__ import annotations
 
 import argparse

@@ -3,15 +3,19 @@
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
 and holds the rendezvous itself. Ranks started by hand with the same variables meet through
 :func:`rendezvous` instead: a store polled in Python, which says what it waits for, stops on
-Ctrl-C and gives up after :data:`RENDEZVOUS_SECONDS`, where PyTorch's own waits 30 minutes in
-C++. gloo on CPUs, nccl on GPUs.
+Ctrl-C and gives up after :data:`RENDEZVOUS_SECONDS` (``ATBSN_RENDEZVOUS_SECONDS``), where
+PyTorch's own waits 30 minutes in C++; each rank holds its place by number, and one that stops
+waiting gives it up. gloo on CPUs, nccl on GPUs. :func:`slowest` is the clock every rank's
+``--time-limit`` follows.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 
 import torch
@@ -143,21 +147,28 @@ def rendezvous(job: Distributed, seconds: float | None = None,
         raise AtbsnError(f"cannot join the run's rendezvous at {where} ({first}); start "
                          "every rank again") from None
     keys = [f"atbsn_rank_{rank}" for rank in range(job.world_size)]
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    claimed = False
     try:
-        if store.add(keys[job.rank], 1) > 1:  # counted by rank: a twin would fill no gap
-            store.add(keys[job.rank], -1)  # the twin's place stays taken, by the twin alone
-            raise AtbsnError(f"RANK={job.rank} joined the run at {where} twice: another "
-                             "process was given the same RANK, or this rank was restarted "
-                             f"while the others waited; give each process its own RANK "
-                             f"0..{job.world_size - 1} and start every rank again")
         try:
-            while not store.check(keys):
+            # a rank's place is its key, claimed with this process's token: a twin finds
+            # another token there and fills no gap; a rank that left set it back to ""
+            claimed = store.compare_set(keys[job.rank], "", token) == token.encode()
+            if not claimed:
+                raise AtbsnError(f"RANK={job.rank} joined the run at {where} twice: another "
+                                 "process was given the same RANK, or this rank was killed "
+                                 "outright and started again while the others waited; give "
+                                 f"each process its own RANK 0..{job.world_size - 1} and start "
+                                 "every rank again")
+            while (joined := _joined(store, keys)) < job.world_size:
                 if time.monotonic() > deadline:
-                    joined = sum(store.check([key]) for key in keys)
                     raise give_up(f"only {joined} of {job.world_size} processes joined")
                 time.sleep(poll)
+        except RuntimeError:
+            raise
         except BaseException:  # Ctrl-C, SIGTERM, its own clock: this rank leaves the count
-            _leave(store, keys[job.rank])
+            if claimed:
+                _leave(store, keys[job.rank], token)
             raise
     except RuntimeError as exc:  # rank 0 stopped while the others waited
         raise AtbsnError(f"the run's rendezvous at {where} went away ({first_line(exc)}): "
@@ -166,19 +177,25 @@ def rendezvous(job: Distributed, seconds: float | None = None,
     return store
 
 
-def _leave(store: "torch.distributed.Store", key: str) -> None:
-    """Take this rank out of the rendezvous it stops waiting in, so that the others do not go
-    on to meet it in gloo, where they would hang, and so that it may be started again."""
+def _joined(store: "torch.distributed.Store", keys: list[str]) -> int:
+    """How many of the ranks' ``keys`` hold a claim (a key, once written, is never deleted:
+    a rank that left holds ``""``)."""
+    return sum(1 for key in keys if store.check([key]) and store.get(key))
+
+
+def _leave(store: "torch.distributed.Store", key: str, token: str) -> None:
+    """Give up this rank's place, where it still holds it with ``token``, so that the others
+    do not go on to meet it in gloo, where they would hang, and so that it may be started
+    again. A rank that stops at the moment the last one joins may be too late: the others
+    may have seen every place taken already."""
     try:
-        store.delete_key(key)
+        store.compare_set(key, token, "")
     except RuntimeError:  # rank 0, which holds the store, has gone already
         pass
 
 
 def port_open(host: str, port: int) -> bool:
     """Whether something accepts connections at ``host:port`` (rank 0's store, once it serves)."""
-    import socket
-
     try:
         with socket.create_connection((host, port), timeout=1.0):
             return True

@@ -1,7 +1,8 @@
 """Output-path checks of the command-line entry points, made before any work: an output that
-cannot be written (below a file, on a read-only file system, without permission), or one
-that would replace an input of the run, a file of a bundle or a file of another kind, is
-refused in one line that says what to give instead."""
+cannot be written (below a file, on a read-only file system, without permission, or in a
+folder that takes no new file: a probe file is created and removed), or one that would
+replace an input of the run, a file of a bundle or a file of another kind, is refused in one
+line that says what to give instead. ``same_file`` tells whether two paths name one file."""
 from __future__ import annotations
 
 import contextlib

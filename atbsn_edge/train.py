@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .arguments import (hole_size_arg, path_arg, non_negative_float, non_negative_int,
+from .arguments import (hole_size_arg, non_negative_float, non_negative_int, path_arg,
                         positive_float, positive_int, thread_count, torch_device)
 from .cli import add_verbose_argument, new_parser, run_cli
 from .errors import AtbsnError

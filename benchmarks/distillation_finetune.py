@@ -42,13 +42,13 @@ from distillation_targets import (HOLES, OpenVINOTeacher, image_key, nl_means,  
 from atbsn_edge.adaptation import NO_LIMIT  # noqa: E402
 from atbsn_edge.adaptation_pool import PoolSampler, pooled_loss  # noqa: E402
 from atbsn_edge.adaptation_report import run_denoiser  # noqa: E402
-from atbsn_edge.cli import new_parser
+from atbsn_edge.cli import new_parser  # noqa: E402
 from atbsn_edge.errors import AtbsnError  # noqa: E402
 from atbsn_edge.imageio import read_image  # noqa: E402
 from atbsn_edge.jsonsafe import write_json  # noqa: E402
 from atbsn_edge.metrics import psnr  # noqa: E402
 from atbsn_edge.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from atbsn_edge.output_paths import check_report_path
+from atbsn_edge.output_paths import check_report_path  # noqa: E402
 from atbsn_edge.training import TrainConfig, optimise  # noqa: E402
 
 log = logging.getLogger(__name__)

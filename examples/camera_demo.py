@@ -435,7 +435,7 @@ def _can_encode(suffix: str) -> bool:
 def check_video_output(path: str | os.PathLike, *, overwrite: bool = False,
                        inputs: list[str | os.PathLike | None] = ()) -> Path:
     """Refuse, before anything starts, an ``--output`` the demo cannot or must not write: not a
-    writable file path (``cli.check_output_path``), no video suffix this OpenCV can encode, one
+    writable file path (``output_paths.check_output_path``), no video suffix this OpenCV can encode, one
     of ``inputs`` (the source file, the artifacts; even with ``overwrite``), a file of a bundle,
     or an existing file without ``overwrite``. Returns ``path`` as a Path."""
     from atbsn_edge.bundle.manifest import bundle_holding

@@ -595,30 +595,37 @@ def test_a_rank_that_stops_waiting_leaves_the_count_and_may_start_again(monkeypa
     import threading
     import time
 
-    from atbsn_edge.distributed import Distributed, rendezvous
+    from atbsn_edge.distributed import Distributed, port_open, rendezvous
 
+    port = _free_port()
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("MASTER_PORT", str(port))
     stores: dict[int, object] = {}
     errors: dict[int, BaseException] = {}
 
-    def rank(number: int, seconds: float) -> None:
+    def rank(number: int) -> None:
         try:
-            stores[number] = rendezvous(Distributed(rank=number, world_size=3), seconds=seconds,
+            stores[number] = rendezvous(Distributed(rank=number, world_size=3), seconds=30,
                                         poll=0.05)
         except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
             errors[number] = exc
 
-    first = threading.Thread(target=rank, args=(0, 20))
-    first.start()
-    time.sleep(0.5)
-    with pytest.raises(AtbsnError, match="only 2 of 3 processes joined in 0.5 s"):
-        rendezvous(Distributed(rank=1, world_size=3), seconds=0.5, poll=0.05)
-    assert 0 not in stores  # rank 0 did not take the rank that left for a member
-    others = [threading.Thread(target=rank, args=(n, 20)) for n in (1, 2)]
-    for thread in others:
+    def start(number: int) -> threading.Thread:
+        thread = threading.Thread(target=rank, args=(number,))
         thread.start()
-    for thread in (first, *others):
+        return thread
+
+    threads = [start(0)]
+    deadline = time.monotonic() + 20
+    while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(AtbsnError, match="only 2 of 3 processes joined in 2 s"):
+        rendezvous(Distributed(rank=1, world_size=3), seconds=2, poll=0.05)
+    threads.append(start(2))
+    time.sleep(1.0)  # twenty polls: ranks 0 and 2 must not take the rank that left for a member
+    assert not stores and not errors, (stores, errors)
+    threads.append(start(1))
+    for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
     assert sorted(stores) == [0, 1, 2]

@@ -135,7 +135,7 @@ def is_bundle(folder: str | os.PathLike) -> bool:
 def bundle_files(folder: str | os.PathLike) -> set[Path]:
     """The files of the bundle in ``folder`` (resolved): its manifest, reference data and
     every file its artifacts list; empty where ``folder`` holds no readable manifest. What no
-    report may replace (``cli.check_report_path``)."""
+    report may replace (``output_paths.check_report_path``)."""
     folder = Path(folder)
     document = _manifest_document(folder)
     if document is None:
