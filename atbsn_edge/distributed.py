@@ -148,7 +148,6 @@ def rendezvous(job: Distributed, seconds: float | None = None,
                          "every rank again") from None
     keys = [f"atbsn_rank_{rank}" for rank in range(job.world_size)]
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-    claimed = False
     try:
         try:
             # a rank's place is its key, claimed with this process's token: a twin finds
@@ -167,8 +166,7 @@ def rendezvous(job: Distributed, seconds: float | None = None,
         except RuntimeError:
             raise
         except BaseException:  # Ctrl-C, SIGTERM, its own clock: this rank leaves the count
-            if claimed:
-                _leave(store, keys[job.rank], token)
+            _leave(store, keys[job.rank], token)  # a no-op where another token holds the place
             raise
     except RuntimeError as exc:  # rank 0 stopped while the others waited
         raise AtbsnError(f"the run's rendezvous at {where} went away ({first_line(exc)}): "
