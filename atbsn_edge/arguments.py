@@ -7,6 +7,7 @@ what is valid; ``set_argument_types`` / ``set_missing_help`` for arguments added
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 from pathlib import Path
@@ -15,27 +16,25 @@ from typing import Any, Callable, Sequence, Sized
 from .errors import AtbsnError
 
 
-def _integer(text: str, what: str) -> int:
+def _integer(text: str, what: str, least: int | None = None) -> int:
+    """``text`` as an integer of at least ``least``; an argparse error naming ``what``."""
     try:
-        return int(text.strip())
+        value = int(text.strip())
     except ValueError:
+        value = None
+    if value is None or (least is not None and value < least):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    return value
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    value = _integer(text, "a non-negative integer")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+    return _integer(text, "a non-negative integer", least=0)
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    value = _integer(text, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {text!r}")
-    return value
+    return _integer(text, "a positive integer (>= 1)", least=1)
 
 
 def comma_list(item: Callable[[str], Any], what: str, example: str) -> Callable[[str], list]:
@@ -152,30 +151,28 @@ def positive_multiple_of_32(text: str) -> int:
     return value
 
 
-def _number(text: str, what: str) -> float:
+def _number(text: str, what: str, above: float | None = None,
+            least: float | None = None) -> float:
+    """``text`` as a finite number, greater than ``above`` and at least ``least`` where
+    given; an argparse error naming ``what``."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
+        value = math.nan
+    if (not math.isfinite(value) or (above is not None and value <= above)
+            or (least is not None and value < least)):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
-    value = _number(text, "a positive number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _number(text, "a positive number", above=0)
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
-    value = _number(text, "a non-negative number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
+    return _number(text, "a non-negative number", least=0)
 
 
 def hole_size_arg(text: str) -> int:
