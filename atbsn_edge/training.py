@@ -247,17 +247,15 @@ MIN_BYTES_PER_CROP_PIXEL = 3_500
 def available_memory_bytes() -> int | None:
     """The memory this process may still take (Linux: ``MemAvailable``, and a cgroup v2
     limit where one is set); None where it cannot be read."""
-    available = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+    from .profiling.machine import meminfo_bytes
+
+    available = meminfo_bytes("MemAvailable")
+    if available is None:
         return None
     try:
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        if limit.isdigit() and available is not None:
+        if limit.isdigit():
             available = min(available, int(limit) - used)
     except (OSError, ValueError):
         pass

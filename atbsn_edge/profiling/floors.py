@@ -129,12 +129,9 @@ def detect_jetson(model: str | None = None, mem_total_mb: float | None = None) -
         except OSError:
             return None
     if mem_total_mb is None:
-        try:
-            for line in Path("/proc/meminfo").read_text().splitlines():
-                if line.startswith("MemTotal:"):
-                    mem_total_mb = int(line.split()[1]) / 1024
-        except OSError:
-            mem_total_mb = 0
+        from .machine import meminfo_bytes
+
+        mem_total_mb = (meminfo_bytes("MemTotal") or 0) / 2**20
     text = model.lower()
     gb = (mem_total_mb or 0) / 1024
     if "orin" not in text:

@@ -75,6 +75,18 @@ def gpu_info() -> dict[str, Any] | None:
     return None
 
 
+def meminfo_bytes(field: str) -> int | None:
+    """A field of ``/proc/meminfo`` (``"MemTotal"``, ``"MemAvailable"``) in bytes; None where
+    it cannot be read (no such field, not Linux)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def jetson_model() -> str | None:
     """``/proc/device-tree/model`` on a Jetson (e.g. 'NVIDIA Jetson AGX Orin Developer Kit')."""
     try:
