@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Sequence, Sized
 
@@ -127,10 +126,11 @@ def request_count(text: str) -> int:
 def torch_device(text: str) -> str:
     """argparse type: a PyTorch device this toolkit trains on: ``cpu``, ``cuda`` or ``cuda:N``
     (checked by its form here; whether CUDA is there is checked when the run starts)."""
+    from .runtimes.torch_runtime import DEVICE_PATTERN, DEVICES_TEXT
+
     value = text.strip()
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N (N a GPU index), "
-                                         f"got {text!r}")
+    if not DEVICE_PATTERN.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"expected {DEVICES_TEXT}, got {text!r}")
     return value
 
 

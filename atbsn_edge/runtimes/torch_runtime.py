@@ -16,6 +16,11 @@ if TYPE_CHECKING:  # PyTorch only for the type checker: this module imports with
 
 log = logging.getLogger(__name__)
 
+#: the PyTorch devices this toolkit runs on (group 1: the GPU index of ``cuda:N``), and how
+#: an error names them; ``--device`` (``arguments.torch_device``) takes the same
+DEVICE_PATTERN = re.compile(r"cpu|cuda(?::(\d+))?")
+DEVICES_TEXT = "cpu, cuda or cuda:N (N a GPU index)"
+
 
 class TorchRuntime(Runtime):
     """Runs a :class:`~atbsn_edge.models.Denoiser` on fixed- or any-shape batches."""
@@ -26,9 +31,9 @@ class TorchRuntime(Runtime):
                  tile: tuple[int, int] | None = None, batch: int | None = None) -> None:
         super().__init__()
         torch = require("torch", "torch")
-        match = re.fullmatch(r"cpu|cuda(?::(\d+))?", device) if isinstance(device, str) else None
+        match = DEVICE_PATTERN.fullmatch(device) if isinstance(device, str) else None
         if match is None:
-            raise ValueError(f"device {device!r}: valid are cpu, cuda or cuda:N (N a GPU index)")
+            raise ValueError(f"device {device!r}: valid are {DEVICES_TEXT}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise AtbsnError("--device cuda was given but PyTorch sees no CUDA GPU; "
                              "use --device cpu or install a CUDA build of PyTorch")
