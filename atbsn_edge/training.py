@@ -237,6 +237,18 @@ class TrainState:
         return cls(step=int(training.get("step", 0)), elapsed=float(training.get("elapsed", 0.0)),
                    history=list(training.get("history", [])))
 
+    def scored(self, mark: str = "val_psnr") -> bool:
+        """Whether the history holds a record of this step with ``mark`` set: its validation
+        score, or (``"output_offset"``) the score qat records with the output offset."""
+        return any(isinstance(r, dict) and r.get("step") == self.step and mark in r
+                   and r[mark] is not False for r in self.history)
+
+    def add_score(self, psnr: float, **marks: object) -> None:
+        """Append this step's validation score ``psnr`` to the history, with ``marks`` (qat's
+        ``output_offset=True``)."""
+        self.history.append({"step": self.step, "seconds": round(self.elapsed, 1),
+                             "val_psnr": round(psnr, 4), **marks})
+
 
 #: the least memory a CPU training step holds per pixel of its crops: half the smallest
 #: measured (``distill`` 7.3 KB, ``qat`` 8.1, ``train`` 10.7 a pixel, batches 1-8 of 128 x 128
@@ -443,12 +455,15 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
                     "sampler": sampler.rng.bit_generator.state, "history": state.history}
         save_checkpoint(out, model, metadata(state), training)
 
-    def run_validation() -> float:
+    def score() -> float:
+        """This step's validation PSNR (in eval mode), logged and rounded for the history."""
         model.eval()
         try:
-            return validate()
+            psnr = round(validate(), 4)
         finally:
             model.train()
+        log.info("iteration %d: validation PSNR %.3f dB", state.step, psnr)
+        return psnr
 
     if bar_by_progress:
         bar = progress_bar(total=100.0,
@@ -465,16 +480,11 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
     started, start_step, start_elapsed = time.perf_counter(), state.step, state.elapsed
     try:
         if (resume is not None and validate is not None and job.is_main
-                and config.progress(state.step, state.elapsed) >= 1.0
-                and not any(isinstance(r, dict) and r.get("step") == state.step
-                            and "val_psnr" in r for r in state.history)):
+                and config.progress(state.step, state.elapsed) >= 1.0 and not state.scored()):
             # a run stopped during its last validation (Ctrl-C): the score it ends with
             log.info("validating iteration %d, the end of the run, which has no score yet",
                      state.step)
-            state.history.append({"step": state.step, "seconds": round(state.elapsed, 1),
-                                  "val_psnr": round(run_validation(), 4)})
-            log.info("iteration %d: validation PSNR %.3f dB", state.step,
-                     state.history[-1]["val_psnr"])
+            state.add_score(score())
             checkpoint()
         while config.progress(state.step, state.elapsed) < 1.0:
             for group in optimizer.param_groups:
@@ -514,8 +524,7 @@ def optimise(model: nn.Module, compute_loss: Callable[[nn.Module, torch.Tensor],
             bar.set_postfix(postfix)
             record = {"step": state.step, "loss": round(value, 5), "seconds": round(state.elapsed, 1)}
             if validating:
-                record["val_psnr"] = round(run_validation(), 4)
-                log.info("iteration %d: validation PSNR %.3f dB", state.step, record["val_psnr"])
+                record["val_psnr"] = score()
                 if config.time_limit > 0 and job.world_size == 1 and not finished:
                     # the validation's own time counts now: a validation that passes the limit
                     # ends the run here, not after one more iteration and validation

@@ -213,7 +213,8 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
             # a finished run run again (train_demo_models.sh reruns its steps): nothing was
             # trained, so its offsets stand; calibrating again would move them
             log.info("%s: nothing trained, its output offset kept", out)
-            if validate is not None and not _offset_scored(training):
+            scored = TrainState.from_record(training).scored("output_offset")
+            if validate is not None and not scored:
                 # stopped during the validation with the offset (Ctrl-C): scored now
                 _record_offset_score(wrapped, out, training, metadata, validate)
         else:
@@ -259,14 +260,6 @@ def _centre_after_training(wrapped: QuantizationAware, out: Path, training: dict
         _record_offset_score(wrapped, out, training, metadata, validate)
 
 
-def _offset_scored(training: dict) -> bool:
-    """Whether the training state ``training`` holds the validation with the output offset
-    of its last step (``"output_offset": true``)."""
-    step = training.get("step")
-    return any(isinstance(r, dict) and r.get("output_offset") and r.get("step") == step
-               for r in training.get("history") or [])
-
-
 def _record_offset_score(wrapped: QuantizationAware, out: Path, training: dict, metadata,
                          validate: Callable[[], float]) -> None:
     """Validate the network with its output offset and rewrite ``out`` with the score as the
@@ -274,8 +267,7 @@ def _record_offset_score(wrapped: QuantizationAware, out: Path, training: dict, 
     state = TrainState.from_record(training)
     psnr = validate()
     log.info("validation PSNR with the output offset: %.3f dB", psnr)
-    state.history.append({"step": state.step, "seconds": state.elapsed,
-                          "val_psnr": round(psnr, 4), "output_offset": True})
+    state.add_score(psnr, output_offset=True)
     save_checkpoint(out, wrapped, metadata(state), {**training, "history": state.history})
 
 
