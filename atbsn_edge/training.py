@@ -303,7 +303,8 @@ def _interrupt_on_sigterm() -> Callable[[], None]:
 OBJECTIVE_FLAGS = {"train_hole": "--train-hole", "infer_hole": "--infer-hole",
                    "teacher_holes": "--holes", "distillation_target": "--target",
                    "output_offset": "--output-offset", "qat_from_sha256": "--checkpoint",
-                   "qat_weight_bits": "--weight-bits", "qat_sums": "--sums"}
+                   "qat_weight_bits": "--weight-bits", "qat_sums": "--sums",
+                   "qat_shared_steps": "--shared-steps"}
 
 # The settings (TrainConfig fields, and the teacher in the checkpoint's metadata) a resumed
 # run may change, and their flags: the run goes on with the new value, and says so, since a

@@ -14,6 +14,14 @@ def test_cache_folder_is_under_the_toolkits_cache(tmp_path, monkeypatch):
     assert folder == tmp_path / "c" / "openvino" and folder.is_dir()
 
 
+def test_properties_the_cache_does_not_key_on_name_a_subfolder(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATBSN_EDGE_CACHE", str(tmp_path / "c"))
+    monkeypatch.delenv(DISABLE_VARIABLE, raising=False)
+    folder = compile_cache_dir(unkeyed={"SNIPPETS_MODE": "DISABLE"})
+    assert folder == tmp_path / "c" / "openvino" / "SNIPPETS_MODE=DISABLE" and folder.is_dir()
+    assert compile_cache_dir(unkeyed={}) == tmp_path / "c" / "openvino"
+
+
 def test_cache_is_off_by_variable_or_where_it_cannot_be_created(tmp_path, monkeypatch):
     monkeypatch.setenv("ATBSN_EDGE_CACHE", str(tmp_path / "c"))
     monkeypatch.setenv(DISABLE_VARIABLE, "0")

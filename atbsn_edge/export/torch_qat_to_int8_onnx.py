@@ -11,7 +11,9 @@ Weights have the widths the checkpoint records (7 or 8 bits per weight); an 8-bi
 pairs could saturate a CPU without VNNI is written as two convolutions of the same input whose
 weights add up to it (``quantization/qat_network.py: exported_weights``). A convolution with at
 most 4 outputs (the output layer) is written as a stride-2 convolution over its four output
-phases and one ``DepthToSpace`` (``quantization/output_phases.py``): the same integers.
+phases and one ``DepthToSpace`` (``quantization/output_phases.py``): the same integers. Where
+the points that read an encoder's pooled map share one step, that map is quantized before its
+pool too (``onnx_pool_quantization.py``): the same numbers, the encoder in int8.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import AtbsnError, require
 from ..metrics import relative_l2
+from .onnx_pool_quantization import quantize_before_max_pools
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +69,11 @@ def torch_qat_to_int8_onnx(denoiser: Any, path: str | Path, *, tile: int, batch:
                                  "int8_keep_float": "", "upsampling": "fused"})
     model = onnx.load(str(path))
     folded = fold_weight_quantization(model)
+    pools = quantize_before_max_pools(model)
     with atomic_path(Path(path)) as tmp:
         onnx.save(model, str(tmp))
-    log.debug("%d weight QuantizeLinear nodes folded into int8 initializers", folded)
+    log.debug("%d weight QuantizeLinear nodes folded into int8 initializers; %d max pools "
+              "quantized before", folded, pools)
     convs = unquantized_convolution_inputs(model.graph)
     borders = wrapped.border_terms()
     if convs["unquantized"] or convs["offset_terms"] != borders:

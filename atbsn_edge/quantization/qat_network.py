@@ -8,7 +8,11 @@ weights: every :class:`~atbsn_edge.models.layers.Conv` becomes a :class:`Quantiz
 plus a convolution of the skip) from the stage's own 3x3 weights, each of the two inputs and
 two weights quantized on its own, their sum in float (or the transposed convolution's output
 quantized first, ``sums.SUMS``). Max pooling commutes with a
-per-tensor quantization and is left as it is. The input image is quantized exactly (an 8-bit
+per-tensor quantization and is left as it is. Points that read the very same tensor (an
+encoder's pooled output, read by the next encoder and by a decoder's skip) may share one
+quantizer (:func:`shared_input_points`, :meth:`QuantizationAware.share_steps`): the export then
+quantizes that map once, before its pool (``export/onnx_pool_quantization.py``), so that the
+encoder's convolution writes int8 and the pool runs on it. The input image is quantized exactly (an 8-bit
 image's 256 levels, :func:`_image_conv`), wherever a convolution reads it. The export writes a
 thin convolution (at most 4 outputs, the output layer) in the form of its four output phases
 (``output_phases.py``: the same integers). Every quantized point is named by its module
@@ -285,6 +289,7 @@ class QuantizationAware(nn.Module):
         super().__init__()
         self.network = network
         self.sums = check_sums(sums)
+        self.shared: dict[str, str] = {}  # point -> the point whose quantizer it uses
         self.quantized = _replace(copy.copy(network), network, sums)
         self.set_weight_bits(weight_bits)
 
@@ -338,26 +343,46 @@ class QuantizationAware(nn.Module):
                    and convs[name].padding_mode == "zeros" and any(convs[name].padding))
 
     def quantizers(self) -> dict[str, ActivationQuantizer]:
-        """Every activation quantizer by the module path of the point it quantizes."""
-        return {name: module for name, module in self.quantized.named_modules()
-                if isinstance(module, ActivationQuantizer)}
+        """Every activation quantizer by the module path of the point it quantizes (a shared
+        one once, by the point that owns it)."""
+        return {name: module for name, module
+                in self.quantized.named_modules(remove_duplicate=False)
+                if isinstance(module, ActivationQuantizer) and name not in self.shared}
+
+    def share_steps(self, shared: Mapping[str, str]) -> None:
+        """Let each point of ``shared`` use the quantizer (step and offset) of the point it
+        maps to (:func:`shared_input_points`); the owner's step stands."""
+        own = self.quantizers()
+        for point, owner in sorted(shared.items()):
+            if self.shared.get(point) == owner:
+                continue
+            if point not in own or owner not in own or point == owner:
+                raise ValueError(f"int8 ranges share the step of {point!r} with {owner!r}, "
+                                 "which this network does not have as two points")
+            parent, _, attr = point.rpartition(".")
+            setattr(self.quantized.get_submodule(parent), attr, own[owner])
+            self.shared[point] = owner
+            del own[point]
 
     def ranges(self) -> dict:
         """The learned steps, as a checkpoint's ``metadata["int8_ranges"]`` carries them."""
         quantizers = sorted(self.quantizers().items())
+        shared = {"shared": dict(sorted(self.shared.items()))} if self.shared else {}
         return {"format": RANGES_FORMAT, "weight_bits": self.weight_bits(),
                 "sums": self.sums,
                 "steps": {name: q.step for name, q in quantizers},
-                "offsets": {name: q.offset for name, q in quantizers if q.offset}}
+                "offsets": {name: q.offset for name, q in quantizers if q.offset}, **shared}
 
     def load_ranges(self, ranges: Mapping) -> None:
         """Set the steps from a checkpoint's ``int8_ranges`` (every point must be named) and
         the weight widths (``weight_bits``; ranges written before they existed mean 8) and
-        the offsets (``offsets``, by point; none in the first format)."""
+        the offsets (``offsets``, by point; none in the first format) and the points that
+        share a step (``shared``, :meth:`share_steps`; none in ranges written before)."""
         if ranges.get("format") not in READABLE_RANGES_FORMATS:
             raise ValueError(f"int8 ranges of format {ranges.get('format')!r}; this version "
                              f"reads {', '.join(READABLE_RANGES_FORMATS)}")
         self.set_weight_bits(ranges.get("weight_bits", 8))
+        self.share_steps(ranges.get("shared") or {})
         steps = ranges.get("steps", {})
         quantizers = self.quantizers()
         missing = sorted(set(quantizers) - set(steps))
@@ -437,6 +462,36 @@ def _point_order(wrapped: QuantizationAware, stride: int) -> tuple[list[str], se
     return order, image_points
 
 
+def shared_input_points(wrapped: QuantizationAware, stride: int = 32) -> dict[str, str]:
+    """The points whose quantizers read the very same tensor as an earlier one, each mapped to
+    the first (in the order the network runs): student C's ``unet.dec2.conv1.skip`` ->
+    ``unet.enc2.conv1.input`` and so on, the pooled output of each encoder but the last. One
+    quantizer for both costs nothing in the graph (the map is quantized once) and lets the
+    export quantize before the pool. Found by running ``wrapped`` once on a ``stride`` square."""
+    names = {id(q): name for name, q in wrapped.quantizers().items()}
+    seen: list[tuple[torch.Tensor, str]] = []  # kept alive, so that identity means the tensor
+    shared: dict[str, str] = {}
+
+    def record(module: nn.Module, inputs: tuple) -> None:
+        name = names[id(module)]
+        owner = next((first for tensor, first in seen if tensor is inputs[0]), None)
+        if owner is None:
+            seen.append((inputs[0], name))
+        elif owner != name:
+            shared[name] = owner
+
+    quantizers = [q for q in wrapped.quantized.modules() if id(q) in names]
+    hooks = [q.register_forward_pre_hook(record) for q in quantizers]
+    x = torch.zeros(1, 3, stride, stride, device=next(wrapped.parameters()).device)
+    try:
+        with torch.no_grad():
+            wrapped(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shared
+
+
 def output_point(wrapped: QuantizationAware, stride: int = 32) -> str | None:
     """The input point of the network's output convolution (run last), the one an offset is
     worth most at: student C's 96 -> 3 convolution reads the image at full resolution, and its
@@ -466,13 +521,17 @@ def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[s
 
 def quantization_aware(network: nn.Module, ranges: Mapping | None = None,
                        weight_bits: int | Mapping[str, int] = 8,
-                       sums: str = "float") -> QuantizationAware:
+                       sums: str = "float", share: bool = False) -> QuantizationAware:
     """``network`` wrapped for quantization-aware training with ``weight_bits``-bit weights,
-    or for export with ``ranges`` (which carry their own weight width and say how the
-    decoders' sums are quantized, :func:`sums_of`)."""
+    or for export with ``ranges`` (which carry their own weight width, say how the
+    decoders' sums are quantized, :func:`sums_of`, and which points share a step). ``share``
+    (training only): the points that read the same tensor share one quantizer
+    (:func:`shared_input_points`)."""
     if ranges is not None:
         sums = sums_of(ranges)
     wrapped = QuantizationAware(network, weight_bits, sums)
     if ranges is not None:
         wrapped.load_ranges(ranges)
+    elif share:
+        wrapped.share_steps(shared_input_points(wrapped))
     return wrapped

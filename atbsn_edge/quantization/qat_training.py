@@ -28,7 +28,7 @@ from ..strength import STRENGTH_KEY
 from ..training import CropSampler, TrainConfig, TrainState, optimise, validate_pairs
 from .offsets import OFFSET_MODES
 from .qat_network import (QuantizationAware, output_point, portable_weight_bits,
-                          quantization_aware)
+                          quantization_aware, shared_input_points)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
               description: str = "", weight_bits: int | None = None,
               sums: str = "low", output_offset: str = "after",
               start: Denoiser | None = None, start_source: str = "",
-              train: bool = True) -> Path:
+              train: bool = True, shared_steps: bool | None = None) -> Path:
     """Fine-tune ``denoiser`` (a student; AT-BSN with its hole fixed is not supported) for
     int8 into ``out``: its float weights, with the learned ranges as ``int8_ranges``.
     ``weight_bits`` 7 or 8 for every weight; None: :func:`portable_weight_bits` (7 bits except
@@ -106,7 +106,12 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     ``start``: an int8-ready checkpoint fine-tuned from ``denoiser`` to continue from (its
     weights, steps, widths and sums; ``weight_bits`` and ``sums`` are then its own); an offset
     it already has is kept.
-    ``train`` False (with ``start``): the offset calibrated alone, no iteration."""
+    ``shared_steps``: the points that read the same tensor share one step
+    (:func:`shared_input_points`; the export then quantizes each encoder's map before its pool,
+    docs/export.md). None: yes for a new run, a resumed run's own form, a ``start``'s own
+    form; True with a ``start`` that has none shares them, its owners' steps kept.
+    ``train`` False (with ``start``): the offset calibrated and the steps shared, no
+    iteration."""
     if output_offset not in OFFSET_MODES:
         raise ValueError(f"output offset {output_offset!r}: valid are {', '.join(OFFSET_MODES)}")
     if not train and (start is None or resume is not None):
@@ -127,12 +132,28 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     reference = copy.deepcopy(denoiser.network).eval().requires_grad_(False).to(device)
+    newly_shared: list[str] = []
     if start is None:
-        wrapped = quantization_aware(copy.deepcopy(denoiser.network), sums=sums).to(device)
+        if shared_steps is None:  # a resumed run's own; one from before the option: none
+            recorded = (resumed or {}).get("metadata") or {}
+            shared_steps = resumed is None or recorded.get("qat_shared_steps") == "yes" or bool(
+                (recorded.get("int8_ranges") or {}).get("shared"))
+        wrapped = quantization_aware(copy.deepcopy(denoiser.network), sums=sums,
+                                     share=shared_steps).to(device)
         wrapped.set_weight_bits(portable_weight_bits(wrapped, denoiser.stride)
                                 if weight_bits is None else weight_bits)
     else:
         wrapped = _continued(start, denoiser, start_source).to(device)
+        if shared_steps is False and wrapped.shared:
+            raise AtbsnError(f"--continue-from {start_source} shares the steps of "
+                             f"{len(wrapped.shared)} points; --shared-steps no cannot undo "
+                             "that: leave the flag out, or start from the float checkpoint")
+        if shared_steps and not wrapped.shared:
+            newly_shared = sorted(shared_input_points(wrapped, denoiser.stride))
+            wrapped.share_steps(shared_input_points(wrapped, denoiser.stride))
+    if wrapped.shared:
+        log.info("steps shared by the points that read one tensor: %s",
+                 ", ".join(f"{a} = {o}" for a, o in sorted(wrapped.shared.items())))
     eight = [point for point, b in wrapped.weight_bits().items() if b == 8]
     log.info("weights: %d at 7 bits, %d at 8 bits (%s)", len(wrapped.weight_bits()) - len(eight),
              len(eight), ", ".join(eight) or "none")
@@ -144,12 +165,14 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
                  denoiser.architecture.name)
     centred = [name for name in ([point] if point else [])
                if not wrapped.quantizers()[name].offset]  # a start's offset is kept
-    if not train and not centred:
+    if not train and not centred and not newly_shared:
         why = ("--output-offset none" if output_offset == "none"
                else "it has its output offset already" if point
                else f"{denoiser.architecture.name} takes no output offset")
-        raise AtbsnError(f"--continue-from {start_source}: nothing to calibrate with "
-                         f"--iterations 0 ({why})")
+        shares = ("its steps are shared already" if wrapped.shared
+                  else "--shared-steps yes shares the steps of the points that read one tensor")
+        raise AtbsnError(f"--continue-from {start_source}: nothing to calibrate or share with "
+                         f"--iterations 0 ({why}; {shares})")
     centred_now = centred if output_offset == "during" or not train else []
     if resume is None and (start is None or centred_now):
         steps = initial_ranges(wrapped, calibration, calibration_batches, config.batch, device,
@@ -172,13 +195,13 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     continued = {} if start is None else {"qat_continued": {
         "checkpoint": start_source, "iterations": start.metadata.get("iterations"),
         "history": start.metadata.get("history", []),
-        "offsets_added": centred}}
+        "offsets_added": centred, "steps_shared": newly_shared}}
 
     # the flags that shaped the int8 form, so that a resume with others is refused (a
     # continued run's come from its --continue-from checkpoint, whatever the flags say)
     shape = {} if start is not None else {
         "qat_weight_bits": "portable" if weight_bits is None else str(weight_bits),
-        "qat_sums": sums}
+        "qat_sums": sums, "qat_shared_steps": "yes" if shared_steps else "no"}
 
     def metadata(state: TrainState) -> dict[str, Any]:
         return {"description": description or f"{denoiser.architecture.name} fine-tuned for "
@@ -189,7 +212,9 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
 
     if not train:
         save_checkpoint(out, wrapped, metadata(TrainState()))
-        log.info("wrote %s: %s calibrated, no training iteration", out, ", ".join(centred))
+        done = ([f"{', '.join(centred)} calibrated"] if centred else []) + (
+            [f"{len(newly_shared)} steps shared"] if newly_shared else [])
+        log.info("wrote %s: %s, no training iteration", out, "; ".join(done))
         return out
     # after: calibrated at the end of every run that trains (a resumed one included)
     centred_after = [point] if output_offset == "after" and point else []

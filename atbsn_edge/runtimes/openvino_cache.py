@@ -9,6 +9,11 @@ and OpenVINO does not import a blob compiled for other CPU features: with oneDNN
 (``ONEDNN_MAX_CPU_ISA``) a blob written uncapped was compiled afresh, and the outputs of the
 two were equal (measured 2026-12-06).
 
+OpenVINO 2026.4 leaves some compile properties out of the cache's key: a blob compiled with the
+CPU plugin's snippets on was imported for a compile with ``SNIPPETS_MODE: DISABLE`` (17 snippet
+nodes and 48.6 ms a call instead of none and 40.6 ms, AMX Xeon, 2026-12-08). The runtime names
+those properties (``unkeyed``) and each setting gets a subfolder of its own.
+
 The folder is ``cache_dir() / "openvino"`` (``$ATBSN_EDGE_CACHE``, default
 ``~/.cache/atbsn-edge``), pruned to :data:`CACHE_LIMIT_BYTES`, oldest files first, whenever a
 runtime opens; ``ATBSN_EDGE_OPENVINO_CACHE=0`` turns it off, and a folder that cannot be
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
+from typing import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +34,19 @@ DISABLE_VARIABLE = "ATBSN_EDGE_OPENVINO_CACHE"
 _OFF = ("0", "off", "no", "false")
 
 
-def compile_cache_dir(limit_bytes: int = CACHE_LIMIT_BYTES) -> Path | None:
+def compile_cache_dir(limit_bytes: int = CACHE_LIMIT_BYTES,
+                      unkeyed: Mapping[str, str] | None = None) -> Path | None:
     """The folder to give OpenVINO as ``CACHE_DIR`` (created, and pruned to ``limit_bytes``),
-    or None where the cache is turned off or the folder cannot be written."""
+    or None where the cache is turned off or the folder cannot be written. ``unkeyed``:
+    compile properties OpenVINO's cache does not key on (module doc), which name a subfolder."""
     if os.environ.get(DISABLE_VARIABLE, "").strip().lower() in _OFF:
         return None
     from ..calibration.cache import cache_dir
 
     folder = cache_dir() / "openvino"
+    if unkeyed:
+        folder = folder / re.sub(r"[^A-Za-z0-9_.=-]+", "-", "-".join(
+            f"{key}={value}" for key, value in sorted(unkeyed.items())))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

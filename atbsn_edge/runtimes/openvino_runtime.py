@@ -17,6 +17,15 @@ always set, from the artifact's precision and the device:
 ``inference_precision=`` (``--inference-precision``) overrides the choice; nothing of it is
 stored in the bundle, and ``info.inference_precision`` says what ran.
 
+An int8 IR is compiled with the CPU plugin's snippets off (:data:`INT8_COMPILE_PROPERTIES`):
+then the requantization between two int8 layers (each decoder's sum, its LeakyReLU and the next
+quantizer) fuses into the convolution as post-ops instead of running as a separate JIT
+``Subgraph`` pass over the map. On the AMX Xeon that pass is 7 ms of the default bundle's 50 at
+512 x 512 (the 96-channel full-resolution map of ``dec1``), and the bundle runs 1.12x faster
+without it; on the AVX-512 EPYC the two were within that VM's run-to-run spread (docs/export.md,
+"OpenVINO's snippets"). Float IRs and NNCF's mixed int8 IR compute the same either way and are
+left at OpenVINO's default.
+
 Throughput: the ``THROUGHPUT`` hint compiles several CPU streams, and only several infer
 requests in flight use them. :meth:`Runtime.run_many` (the tiler's path) then keeps
 ``infer_requests`` (default: the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``)
@@ -59,6 +68,8 @@ COMPILED_SHAPES_KEPT = 3  # tile shapes an OpenVINO runtime keeps compiled besid
 # memory PyTorch takes, so 1 MP tiles, two in flight, peak where PyTorch's 0.5 MP tile does
 # (the 12 MP photo: int8 1.41 GB, fp16 1.10 GB, against the checkpoint's 1.37 GB; docs/tiling.md)
 OPENVINO_AUTO_TILE_AREA = 1024 * 1024
+#: compile properties of an int8 IR on top of the precision and performance hints (module doc)
+INT8_COMPILE_PROPERTIES: dict[str, str] = {"SNIPPETS_MODE": "DISABLE"}
 _TYPE_NAMES = {"f32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16",
                "f16": "f16", "float16": "f16"}
 
@@ -218,11 +229,14 @@ class OpenVinoRuntime(Runtime):
             inference_precision)
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.inference_precision,
                                   "PERFORMANCE_HINT": hint}
+        unkeyed = INT8_COMPILE_PROPERTIES if precision == "int8" \
+            and device.upper().startswith("CPU") else {}
+        config.update(unkeyed)
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         if profile:
             config["PERF_COUNT"] = True
-        cache = compile_cache_dir() if compile_cache else None
+        cache = compile_cache_dir(unkeyed=unkeyed) if compile_cache else None
         if cache is not None:  # compiled IRs imported by the next process (openvino_cache.py)
             config["CACHE_DIR"] = str(cache)
         self.model = model
