@@ -9,8 +9,8 @@ and quantizing a value that is on the grid already gives it back, so the readers
 compute the same numbers and stay where they are (each convolution keeps a DequantizeLinear
 as its input, the pattern TensorRT fuses). OpenVINO then fuses the quantization into the
 encoder's convolution, which writes int8, and pools int8: on a 2-core Xeon with AMX the
-default bundle's ``enc1`` went from 7.4 ms (a ``jit`` AMX kernel, bf16 output) to 4.7 ms
-(``brgconv``), and its pool and requantization from 2.3 to 0.9 ms (docs/export.md).
+default bundle's ``enc1`` went from 7.4 ms (a ``jit`` AMX kernel, bf16 output) to 4.5-4.9 ms
+(``brgconv``), and its pool, reorder and requantization from 2.4 to 0.8-0.9 ms (docs/export.md).
 """
 from __future__ import annotations
 

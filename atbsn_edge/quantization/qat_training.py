@@ -149,8 +149,9 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
                              f"{len(wrapped.shared)} points; --shared-steps no cannot undo "
                              "that: leave the flag out, or start from the float checkpoint")
         if shared_steps and not wrapped.shared:
-            newly_shared = sorted(shared_input_points(wrapped, denoiser.stride))
-            wrapped.share_steps(shared_input_points(wrapped, denoiser.stride))
+            shared = shared_input_points(wrapped, denoiser.stride)
+            wrapped.share_steps(shared)
+            newly_shared = sorted(shared)
     if wrapped.shared:
         log.info("steps shared by the points that read one tensor: %s",
                  ", ".join(f"{a} = {o}" for a, o in sorted(wrapped.shared.items())))

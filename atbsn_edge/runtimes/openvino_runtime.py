@@ -21,7 +21,7 @@ An int8 IR is compiled with the CPU plugin's snippets off (:data:`INT8_COMPILE_P
 then the requantization between two int8 layers (each decoder's sum, its LeakyReLU and the next
 quantizer) fuses into the convolution as post-ops instead of running as a separate JIT
 ``Subgraph`` pass over the map. On the AMX Xeon that pass is 7 ms of the default bundle's 50 at
-512 x 512 (the 96-channel full-resolution map of ``dec1``), and the bundle runs 1.12x faster
+512 x 512 (the 96-channel full-resolution map of ``dec1``), and the bundle runs 1.12-1.16x faster
 without it; on the AVX-512 EPYC the two were within that VM's run-to-run spread (docs/export.md,
 "OpenVINO's snippets"). Float IRs and NNCF's mixed int8 IR compute the same either way and are
 left at OpenVINO's default.
