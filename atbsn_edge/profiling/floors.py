@@ -123,14 +123,13 @@ DEVICES: dict[str, DeviceSpec] = {
 def detect_jetson(model: str | None = None, mem_total_mb: float | None = None) -> str | None:
     """The :data:`DEVICES` key of this Jetson, from ``/proc/device-tree/model`` and the
     memory size (modules of one family differ only in memory); None elsewhere."""
+    from .machine import jetson_model, meminfo_bytes
+
     if model is None:
-        try:
-            model = Path("/proc/device-tree/model").read_bytes().decode(errors="ignore").strip("\x00 \n")
-        except OSError:
+        model = jetson_model()
+        if model is None:
             return None
     if mem_total_mb is None:
-        from .machine import meminfo_bytes
-
         mem_total_mb = (meminfo_bytes("MemTotal") or 0) / 2**20
     text = model.lower()
     gb = (mem_total_mb or 0) / 1024
