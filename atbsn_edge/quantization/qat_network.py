@@ -441,7 +441,7 @@ def _point_order(wrapped: QuantizationAware, stride: int) -> tuple[list[str], se
               if isinstance(module, (QuantizedConv, QuantizedUpsampledConcat))}
     image_points: set[str] = set()
     order: list[str] = []
-    x = torch.zeros(1, 3, stride, stride, device=next(wrapped.parameters()).device)
+    x = _probe(wrapped, stride)
 
     def record(module: nn.Module, inputs: tuple) -> None:
         name = points[id(module)]
@@ -451,7 +451,19 @@ def _point_order(wrapped: QuantizationAware, stride: int) -> tuple[list[str], se
         if isinstance(module, QuantizedUpsampledConcat) and inputs[1] is x:
             image_points.add(f"{name}.skip")
 
-    modules = [m for m in wrapped.quantized.modules() if id(m) in points]
+    _run_once(wrapped, x, [m for m in wrapped.quantized.modules() if id(m) in points], record)
+    return order, image_points
+
+
+def _probe(wrapped: QuantizationAware, stride: int) -> torch.Tensor:
+    """A black ``stride`` square on ``wrapped``'s device: the input of a network's dry run."""
+    return torch.zeros(1, 3, stride, stride, device=next(wrapped.parameters()).device)
+
+
+def _run_once(wrapped: QuantizationAware, x: torch.Tensor, modules: list[nn.Module],
+              record) -> None:
+    """Run ``wrapped`` once on ``x`` (no gradient) with ``record(module, inputs)`` called
+    before each of ``modules`` runs."""
     hooks = [m.register_forward_pre_hook(record) for m in modules]
     try:
         with torch.no_grad():
@@ -459,7 +471,6 @@ def _point_order(wrapped: QuantizationAware, stride: int) -> tuple[list[str], se
     finally:
         for hook in hooks:
             hook.remove()
-    return order, image_points
 
 
 def shared_input_points(wrapped: QuantizationAware, stride: int = 32) -> dict[str, str]:
@@ -480,15 +491,8 @@ def shared_input_points(wrapped: QuantizationAware, stride: int = 32) -> dict[st
         elif owner != name:
             shared[name] = owner
 
-    quantizers = [q for q in wrapped.quantized.modules() if id(q) in names]
-    hooks = [q.register_forward_pre_hook(record) for q in quantizers]
-    x = torch.zeros(1, 3, stride, stride, device=next(wrapped.parameters()).device)
-    try:
-        with torch.no_grad():
-            wrapped(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _run_once(wrapped, _probe(wrapped, stride),
+              [q for q in wrapped.quantized.modules() if id(q) in names], record)
     return shared
 
 
