@@ -15,8 +15,8 @@ nodes and 48.6 ms a call instead of none and 40.6 ms, AMX Xeon, 2026-12-08). The
 those properties (``unkeyed``) and each setting gets a subfolder of its own.
 
 The folder is ``cache_dir() / "openvino"`` (``$ATBSN_EDGE_CACHE``, default
-``~/.cache/atbsn-edge``), pruned to :data:`CACHE_LIMIT_BYTES`, oldest files first, whenever a
-runtime opens; ``ATBSN_EDGE_OPENVINO_CACHE=0`` turns it off, and a folder that cannot be
+``~/.cache/atbsn-edge``), or its subfolder for ``unkeyed`` properties, each pruned to
+:data:`CACHE_LIMIT_BYTES`, oldest files first, whenever a runtime opens it; ``ATBSN_EDGE_OPENVINO_CACHE=0`` turns it off, and a folder that cannot be
 written turns it off for that run.
 """
 from __future__ import annotations
