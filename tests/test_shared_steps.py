@@ -219,3 +219,41 @@ def test_the_runtime_compiles_an_int8_ir_without_snippets_and_caches_it_apart(tm
         with OpenVinoRuntime(xml, threads=1) as runtime:
             assert runtime.loaded_from_cache is imported
             assert _snippet_nodes(runtime.compiled) == 0
+
+
+def test_an_openvino_that_refuses_the_snippets_property_compiles_without_it(tmp_path, caplog,
+                                                                            monkeypatch):
+    """SNIPPETS_MODE is one of the CPU plugin's internal properties: where an OpenVINO refuses
+    it, the int8 IR is compiled without it, with a warning (the refusal is simulated: this
+    OpenVINO takes it)."""
+    import logging
+
+    pytest.importorskip("openvino")
+    from atbsn_edge.export.__main__ import main as export_main
+    from atbsn_edge.runtimes import openvino_runtime
+    from atbsn_edge.runtimes.openvino_runtime import OpenVinoRuntime
+
+    out = tmp_path / "bundle"
+    assert export_main(["--target", "openvino-int8", "--tile", "64", "--out", str(out)]) == 0
+    core = openvino_runtime.openvino_core()
+    compile_model = core.compile_model
+    seen = []
+
+    def refusing(model, device, config):
+        seen.append(dict(config))
+        if "SNIPPETS_MODE" in config:
+            raise RuntimeError("Exception from src/plugins/intel_cpu/src/config.cpp:\n"
+                               "Unsupported property SNIPPETS_MODE by CPU plugin.")
+        return compile_model(model, device, config)
+
+    class Refusing:
+        def __getattr__(self, name):
+            return refusing if name == "compile_model" else getattr(core, name)
+
+    monkeypatch.setattr(openvino_runtime, "openvino_core", lambda: Refusing())
+    with caplog.at_level(logging.WARNING, logger="atbsn_edge.runtimes.openvino_runtime"):
+        with OpenVinoRuntime(out / "model-int8.xml", threads=1, compile_cache=False) as runtime:
+            y = runtime.infer(np.full((1, 3, 64, 64), 128.0, np.float32))
+    assert y.shape == (1, 3, 64, 64) and np.isfinite(y).all()
+    assert [("SNIPPETS_MODE" in c) for c in seen] == [True, False]
+    assert "does not take SNIPPETS_MODE" in caplog.text

@@ -87,6 +87,10 @@ def openvino_core() -> Any:
     return require("openvino", "openvino").Core()
 
 
+def _openvino_version() -> str:
+    return str(getattr(require("openvino", "openvino"), "__version__", "?"))
+
+
 def choose_inference_precision(precision: str, device_default: str,
                                requested: str | None = None) -> str:
     """The ``INFERENCE_PRECISION_HINT`` for an artifact ``precision`` on a device whose own
@@ -268,10 +272,22 @@ class OpenVinoRuntime(Runtime):
             return False
 
     def _compile(self, model: Any) -> Any:
-        """``model`` compiled on this runtime's device with its configuration."""
+        """``model`` compiled on this runtime's device with its configuration. A property of
+        :data:`INT8_COMPILE_PROPERTIES` that this OpenVINO refuses (``SNIPPETS_MODE`` is one
+        of the CPU plugin's internal properties) is dropped with a warning, and the IR compiled
+        without it."""
         try:
             return self._core.compile_model(model, self.device, self._config)
         except Exception as exc:
+            refused = [key for key in INT8_COMPILE_PROPERTIES
+                       if key in self._config and key in str(exc)]
+            if refused:
+                log.warning("this OpenVINO (%s) does not take %s: %s compiled without it, "
+                            "which can be slower (docs/export.md)", _openvino_version(),
+                            ", ".join(refused), self.path.name)
+                for key in refused:
+                    del self._config[key]
+                return self._compile(model)
             raise AtbsnError(f"OpenVINO cannot compile {self.path} for {self.device}: "
                              f"{openvino_error(exc)}") from None
 
