@@ -33,7 +33,9 @@ def _image(size: int = 128) -> torch.Tensor:
 
 
 def _calibrated(network, x, share: bool):
-    wrapped = quantization_aware(network, sums="low", share=share)
+    wrapped = quantization_aware(network, sums="low")
+    if share:
+        wrapped.share_steps(shared_input_points(wrapped))
     wrapped.observe(True)
     with torch.no_grad():
         wrapped(x)

@@ -19,19 +19,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import require
+from .onnx_constants import constant_values
 
 
 def quantize_before_max_pools(model: Any) -> int:
     """Insert a copy of the readers' Q/DQ pair before every ``MaxPool`` of ``model`` (in
     place) whose readers are all ``QuantizeLinear`` nodes of one per-tensor scale and zero
     point; returns how many pools were given one. The outputs do not change."""
-    numpy_helper = require("onnx.numpy_helper", "onnx")
     helper = require("onnx.helper", "onnx")
     graph = model.graph
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    values.update({node.output[0]: numpy_helper.to_array(attribute.t)
-                   for node in graph.node if node.op_type == "Constant"
-                   for attribute in node.attribute if attribute.name == "value"})
+    values = constant_values(graph)
     readers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
@@ -55,7 +52,8 @@ def quantize_before_max_pools(model: Any) -> int:
         pool.input[0] = dequantized
         # the pool moves to just before its first reader, after the constants that reads
         graph.node.remove(pool)
-        at = list(graph.node).index(min(quantizers, key=list(graph.node).index))
+        nodes = list(graph.node)
+        at = min(nodes.index(node) for node in quantizers)
         for offset, node in enumerate([*new, pool]):
             graph.node.insert(at + offset, node)
         done += 1

@@ -26,6 +26,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import AtbsnError, require
 from ..metrics import relative_l2
+from .onnx_constants import constant_values
 from .onnx_pool_quantization import quantize_before_max_pools
 
 log = logging.getLogger(__name__)
@@ -181,21 +182,13 @@ def unquantized_convolution_inputs(graph: Any) -> dict[str, Any]:
     border (their data a ``Pad`` of a map of zeros, ``qat_network._offset_conv``: one input
     channel, one output channel per colour, or four in the form of output phases) are counted
     apart, as ``offset_terms``."""
-    from onnx import numpy_helper
-
     producers = {out: node for node in graph.node for out in node.output}
 
     def made_by(name: str) -> str:
         node = producers.get(name)
         return node.op_type if node is not None else ""
 
-    constants = {i.name: i for i in graph.initializer}
-    constants.update({node.output[0]: next(a.t for a in node.attribute if a.name == "value")
-                      for node in graph.node if node.op_type == "Constant"
-                      and any(a.name == "value" for a in node.attribute)})
-
-    def value(name: str):
-        return numpy_helper.to_array(constants[name]) if name in constants else None
+    value = constant_values(graph).get  # a constant's array, or None
 
     def offset_term(node) -> bool:  # Conv(Pad(Mul(x, 0), value 1), one-channel constant)
         pad = producers.get(node.input[0])

@@ -525,17 +525,13 @@ def portable_weight_bits(wrapped: QuantizationAware, stride: int = 32) -> dict[s
 
 def quantization_aware(network: nn.Module, ranges: Mapping | None = None,
                        weight_bits: int | Mapping[str, int] = 8,
-                       sums: str = "float", share: bool = False) -> QuantizationAware:
+                       sums: str = "float") -> QuantizationAware:
     """``network`` wrapped for quantization-aware training with ``weight_bits``-bit weights,
     or for export with ``ranges`` (which carry their own weight width, say how the
-    decoders' sums are quantized, :func:`sums_of`, and which points share a step). ``share``
-    (training only): the points that read the same tensor share one quantizer
-    (:func:`shared_input_points`)."""
+    decoders' sums are quantized, :func:`sums_of`, and which points share a step)."""
     if ranges is not None:
         sums = sums_of(ranges)
     wrapped = QuantizationAware(network, weight_bits, sums)
     if ranges is not None:
         wrapped.load_ranges(ranges)
-    elif share:
-        wrapped.share_steps(shared_input_points(wrapped))
     return wrapped

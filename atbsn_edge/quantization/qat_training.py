@@ -132,14 +132,12 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     reference = copy.deepcopy(denoiser.network).eval().requires_grad_(False).to(device)
-    newly_shared: list[str] = []
     if start is None:
         if shared_steps is None:  # a resumed run's own; one from before the option: none
             recorded = (resumed or {}).get("metadata") or {}
             shared_steps = resumed is None or recorded.get("qat_shared_steps") == "yes" or bool(
                 (recorded.get("int8_ranges") or {}).get("shared"))
-        wrapped = quantization_aware(copy.deepcopy(denoiser.network), sums=sums,
-                                     share=shared_steps).to(device)
+        wrapped = quantization_aware(copy.deepcopy(denoiser.network), sums=sums).to(device)
         wrapped.set_weight_bits(portable_weight_bits(wrapped, denoiser.stride)
                                 if weight_bits is None else weight_bits)
     else:
@@ -148,10 +146,11 @@ def train_qat(config: TrainConfig, denoiser: Denoiser, images: Sequence[np.ndarr
             raise AtbsnError(f"--continue-from {start_source} shares the steps of "
                              f"{len(wrapped.shared)} points; --shared-steps no cannot undo "
                              "that: leave the flag out, or start from the float checkpoint")
-        if shared_steps and not wrapped.shared:
-            shared = shared_input_points(wrapped, denoiser.stride)
-            wrapped.share_steps(shared)
-            newly_shared = sorted(shared)
+    newly_shared: list[str] = []
+    if shared_steps and not wrapped.shared:  # a new run, or a start whose steps are separate
+        shared = shared_input_points(wrapped, denoiser.stride)
+        wrapped.share_steps(shared)
+        newly_shared = sorted(shared)
     if wrapped.shared:
         log.info("steps shared by the points that read one tensor: %s",
                  ", ".join(f"{a} = {o}" for a, o in sorted(wrapped.shared.items())))
