@@ -171,14 +171,14 @@ def report(info, spec, macs: float, calls: list[float], eager_calls: list[float]
           f"{macs / 1e9:.2f} GMAC")
     print("| what | figure | bar |")
     print("|---|---|---|")
-    print(f"| bundle, median call (min) | {median * 1e3:.1f} ms ({min(calls) * 1e3:.1f}) | |")
+    print(f"| bundle, median call (min) | {median * 1e3:.2f} ms ({min(calls) * 1e3:.2f}) | |")
     if eager_calls:
         eager = statistics.median(eager_calls)
         bar = "20x (applies: this CPU has AMX)" if amx else "20x applies only with AMX: none here"
         print(f"| PyTorch eager fp32, median | {eager * 1e3:.0f} ms: **{eager / median:.1f}x** "
               f"the bundle | {bar} |")
     print(f"| int8 floor: fastest node {best_rate / 1e9:.0f} GMAC/s ({kernel}); rounds "
-          f"{min(r for _, r in rounds) / 1e9:.0f}-{best_rate / 1e9:.0f} | {floor * 1e3:.1f} ms | |")
+          f"{min(r for _, r in rounds) / 1e9:.0f}-{best_rate / 1e9:.0f} | {floor * 1e3:.2f} ms | |")
     print(f"| bundle / floor, whole run | **{median / floor:.3f}x** (min call "
           f"{min(calls) / floor:.3f}x) | 1.3x: {'met' if median / floor <= 1.3 else 'not met'} |")
     print(f"| bundle / floor, round by round | median {statistics.median(per_round):.3f}x, "
@@ -187,7 +187,7 @@ def report(info, spec, macs: float, calls: list[float], eager_calls: list[float]
         layer_floor = macs / fastest_layer.rate
         print(f"| int8 floor by the network's fastest int8 layer: {fastest_layer.name} "
               f"({fastest_layer.kernel}), {fastest_layer.rate / 1e9:.0f} GMAC/s (median of "
-              f"{args.rounds * args.profiled_calls} profiled calls) | {layer_floor * 1e3:.1f} ms | |")
+              f"{args.rounds * args.profiled_calls} profiled calls) | {layer_floor * 1e3:.2f} ms | |")
         print(f"| bundle / that floor | **{median / layer_floor:.3f}x** (min call "
               f"{min(calls) / layer_floor:.3f}x) | 1.3x: "
               f"{'met' if median / layer_floor <= 1.3 else 'not met'} |")
@@ -204,7 +204,7 @@ def report_streams(in_flight: tuple[int, int], macs: float, tiles: list[float], 
         ratios.append(("the fastest layer's floor", per_tile / (macs / fastest_layer.rate)))
     print(f"| throughput hint ({in_flight[0]} streams, {in_flight[1]} requests in flight, what "
           f"`denoise` runs on more than one tile), median per tile (min) | "
-          f"{per_tile * 1e3:.1f} ms ({min(tiles) * 1e3:.1f}): "
+          f"{per_tile * 1e3:.2f} ms ({min(tiles) * 1e3:.2f}): "
           + ", ".join(f"**{ratio:.3f}x** {name}" for name, ratio in ratios)
           + " | 1.3x: " + ", ".join(f"{'met' if ratio <= 1.3 else 'not met'} against {name}"
                                     for name, ratio in ratios) + " |")
